@@ -1,0 +1,431 @@
+"""`mesh`: the command line. Every command calls the same services as the API."""
+
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from catalog import migrate
+from catalog.clock import SystemClock
+from catalog.db import engine_for, transaction
+from catalog.errors import MeshError
+from catalog.events import Actor
+from catalog.manifest.apply import Action, Plan, apply_manifest
+from catalog.manifest.loader import ManifestError, load_manifest
+from catalog.manifest.models import Manifest
+from catalog.products import service
+from catalog.products.models import ProductStatus, Tier, VersionStatus
+from catalog.settings import Settings
+
+app = typer.Typer(
+    name="mesh",
+    help="FHIR Mesh: data-product catalog and governed sharing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+domains_app = typer.Typer(help="Facilities and clinical domains.", no_args_is_help=True)
+products_app = typer.Typer(help="Data products.", no_args_is_help=True)
+versions_app = typer.Typer(help="Product versions.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(domains_app, name="domains")
+app.add_typer(products_app, name="products")
+app.add_typer(versions_app, name="versions")
+
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
+
+Home = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Folder of the embedded defaults (env MESH_HOME).", show_default=False
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why; recorded with the change.")]
+VersionOpt = Annotated[str, typer.Option("--version", help="Semantic version, e.g. 1.2.0.")]
+
+
+def load_settings(home: Path | None) -> Settings:
+    """Settings from the environment, with `--home` taking precedence."""
+    return Settings(home=home) if home is not None else Settings()
+
+
+def cli_actor() -> Actor:
+    """The operating-system user running the command."""
+    return Actor(name=f"cli:{getpass.getuser()}")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error to stderr and return the exit to raise."""
+    err.print(f"error: {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def migrated_engine(settings: Settings) -> Engine:
+    """The engine, refusing to go on when the schema is not at the latest revision."""
+    engine = engine_for(settings)
+    if not migrate.is_current(engine):
+        raise fail(
+            f"the database at {engine.url.render_as_string(hide_password=True)} is not migrated "
+            "to the latest schema; run `mesh db upgrade` first"
+        )
+    return engine
+
+
+@contextmanager
+def unit_of_work(home: Path | None) -> Iterator[Session]:
+    """One transaction for a command; MeshErrors become a clean message and exit code 1."""
+    settings = load_settings(home)
+    engine = migrated_engine(settings)
+    try:
+        with transaction(engine) as session:
+            yield session
+    except MeshError as exc:
+        raise fail(exc.detail) from None
+    finally:
+        engine.dispose()
+
+
+def split_product(ref: str) -> tuple[str, str]:
+    """`DOMAIN/NAME` into its two parts."""
+    domain, sep, name = ref.partition("/")
+    if not sep or not domain or not name or "/" in name:
+        raise fail(f"expected a product as DOMAIN/NAME, got {ref!r}", code=2)
+    return domain, name
+
+
+def print_json(value: Any) -> None:
+    """Machine-readable output."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+# --- db ------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(home: Home = None, revision: str = "head") -> None:
+    """Create or migrate the catalog database schema."""
+    settings = load_settings(home)
+    settings.ensure_home()
+    engine = engine_for(settings)
+    migrate.upgrade(engine, revision)
+    out.print(f"database at revision {migrate.current_revision(engine)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str, home: Home = None) -> None:
+    """Migrate the schema down to REVISION (`base` removes every table)."""
+    engine = engine_for(load_settings(home))
+    migrate.downgrade(engine, revision)
+    out.print(f"database at revision {migrate.current_revision(engine) or 'base'}")
+
+
+@db_app.command("current")
+def db_current(home: Home = None) -> None:
+    """Show the schema revision of the database."""
+    engine = engine_for(load_settings(home))
+    current = migrate.current_revision(engine)
+    head = migrate.head_revision()
+    state = "up to date" if current == head else f"behind head {head}"
+    out.print(f"{current or 'base'} ({state})")
+
+
+# --- apply ---------------------------------------------------------------------------------------
+
+_SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.UNCHANGED: "=", Action.REFUSED: "!"}
+
+
+def print_plan(plan: Plan, source: str) -> None:
+    """Terraform-style plan output."""
+    out.print(f"Plan for {source}:")
+    for item in plan.items:
+        detail = f" ({item.detail})" if item.detail else ""
+        label = f"{item.kind} {item.key}"
+        out.print(f"  {_SYMBOLS[item.action]} {label:<48} {item.action}{detail}", soft_wrap=True)
+    out.print(f"Plan: {plan.summary()}.")
+
+
+def read_manifest(file: Path, settings: Settings) -> Manifest:
+    """Load a products file, printing every error as FILE:LINE: path: message."""
+    try:
+        return load_manifest(
+            file,
+            max_bytes=settings.max_manifest_bytes,
+            max_nodes=settings.max_manifest_nodes,
+            max_depth=settings.max_manifest_depth,
+        )
+    except ManifestError as exc:
+        for line in exc.lines():
+            err.print(line, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("apply")
+def apply_command(
+    file: Annotated[Path, typer.Argument(help="Products file (YAML).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan, change nothing.")
+    ] = False,
+    home: Home = None,
+) -> None:
+    """Register the domains, products and versions of a products file, all or nothing."""
+    settings = load_settings(home)
+    manifest = read_manifest(file, settings)
+    engine = migrated_engine(settings)
+    with Session(engine, expire_on_commit=False) as session:
+        plan = apply_manifest(session, manifest, actor=cli_actor(), clock=SystemClock())
+        print_plan(plan, str(file))
+        if plan.is_refused:
+            session.rollback()
+            raise fail("some objects were refused; nothing was applied")
+        if dry_run or not plan.has_changes:
+            session.rollback()
+            out.print("Dry run: nothing was changed." if dry_run else "Nothing to change.")
+            return
+        session.commit()
+        out.print("Applied.")
+
+
+# --- domains, products, versions -----------------------------------------------------------------
+
+
+@domains_app.command("list")
+def domains_list(home: Home = None, as_json: AsJson = False) -> None:
+    """List facilities and clinical domains."""
+    with unit_of_work(home) as session:
+        domains = [service.domain_read(d) for d in service.list_domains(session)]
+    if as_json:
+        print_json([d.model_dump(mode="json") for d in domains])
+        return
+    table = Table("name", "kind", "title", "owner team", "contact")
+    for d in domains:
+        table.add_row(d.name, d.kind, d.title, d.owner_team, d.contact_email)
+    out.print(table)
+
+
+@products_app.command("list")
+def products_list(
+    q: Annotated[
+        str | None, typer.Option(help="Words to find in name, title, description, tags.")
+    ] = None,
+    domain: str | None = None,
+    tag: str | None = None,
+    tier: Tier | None = None,
+    status: ProductStatus | None = None,
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """Search the catalog (every page)."""
+    query = service.ProductQuery(q=q, domain=domain, tag=tag, tier=tier, status=status)
+    items = []
+    with unit_of_work(home) as session:
+        cursor = None
+        while True:
+            page = service.search_products(session, query, limit=200, cursor=cursor)
+            items += [service.product_read(p) for p in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    if as_json:
+        print_json([p.model_dump(mode="json") for p in items])
+        return
+    table = Table("product", "title", "status", "latest", "tiers", "tags")
+    for p in items:
+        table.add_row(
+            f"{p.domain}/{p.name}",
+            p.title,
+            p.status,
+            p.latest_version or "-",
+            ",".join(p.tiers),
+            ",".join(p.tags),
+        )
+    out.print(table)
+
+
+@products_app.command("show")
+def products_show(product: str, home: Home = None, as_json: AsJson = False) -> None:
+    """Show a product and its versions."""
+    domain, name = split_product(product)
+    with unit_of_work(home) as session:
+        detail = service.product_detail(service.get_product(session, domain, name))
+    if as_json:
+        print_json(detail.model_dump(mode="json"))
+        return
+    out.print(f"{detail.domain}/{detail.name}  {detail.title}  ({detail.status})")
+    out.print(f"owner: {detail.owner_team} <{detail.owner_email}>")
+    out.print(f"sources: {', '.join(detail.source_resources)}   tags: {', '.join(detail.tags)}")
+    if detail.description:
+        out.print(detail.description)
+    table = Table("version", "status", "tiers", "created")
+    for v in detail.versions:
+        table.add_row(v.version, v.status, ",".join(v.tiers), v.created_at.isoformat())
+    out.print(table)
+
+
+def _product_lifecycle(product: str, target: ProductStatus, reason: str, home: Path | None) -> None:
+    domain, name = split_product(product)
+    with unit_of_work(home) as session:
+        found = service.get_product(session, domain, name)
+        service.change_product_status(
+            session, found, target, reason=reason, actor=cli_actor(), clock=SystemClock()
+        )
+    out.print(f"{domain}/{name} is now {target}")
+
+
+@products_app.command("deprecate")
+def products_deprecate(product: str, reason: Reason, home: Home = None) -> None:
+    """Mark a product deprecated."""
+    _product_lifecycle(product, ProductStatus.DEPRECATED, reason, home)
+
+
+@products_app.command("retire")
+def products_retire(product: str, reason: Reason, home: Home = None) -> None:
+    """Retire a product and all its versions."""
+    _product_lifecycle(product, ProductStatus.RETIRED, reason, home)
+
+
+@versions_app.command("show")
+def versions_show(
+    product: str, version: VersionOpt, home: Home = None, as_json: AsJson = False
+) -> None:
+    """Show one version: schema, SLA, tiers."""
+    domain, name = split_product(product)
+    with unit_of_work(home) as session:
+        read = service.version_read(service.get_version(session, domain, name, version))
+    if as_json:
+        print_json(read.model_dump(mode="json"))
+        return
+    out.print(
+        f"{read.domain}/{read.product} {read.version} ({read.status})  "
+        f"tiers: {', '.join(read.tiers)}"
+    )
+    table = Table("column", "type", "nullable", "classification", "description")
+    for c in read.columns:
+        table.add_row(
+            c.name, c.type, "yes" if c.nullable else "no", c.classification, c.description
+        )
+    out.print(table)
+    sla = read.sla
+    rules = ", ".join(f"{r.column} >= {r.min_percent:g}%" for r in sla.completeness) or "-"
+    out.print(
+        f"SLA: freshness {sla.freshness or '-'}; completeness {rules}; "
+        f"availability {sla.availability_percent or '-'}%"
+    )
+
+
+def _version_lifecycle(
+    product: str, version: str, target: VersionStatus, reason: str, home: Path | None
+) -> None:
+    domain, name = split_product(product)
+    with unit_of_work(home) as session:
+        found = service.get_version(session, domain, name, version)
+        service.change_version_status(
+            session, found, target, reason=reason, actor=cli_actor(), clock=SystemClock()
+        )
+    out.print(f"{domain}/{name} {version} is now {target}")
+
+
+@versions_app.command("deprecate")
+def versions_deprecate(
+    product: str, version: VersionOpt, reason: Reason, home: Home = None
+) -> None:
+    """Deprecate a published version."""
+    _version_lifecycle(product, version, VersionStatus.DEPRECATED, reason, home)
+
+
+@versions_app.command("retire")
+def versions_retire(product: str, version: VersionOpt, reason: Reason, home: Home = None) -> None:
+    """Retire a version; it is no longer served."""
+    _version_lifecycle(product, version, VersionStatus.RETIRED, reason, home)
+
+
+# --- serve and demo ------------------------------------------------------------------------------
+
+Host = Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")]
+Port = Annotated[int | None, typer.Option(help="Port (default 8080).")]
+
+
+def run_server(settings: Settings, engine: Engine) -> None:
+    """Serve the API with uvicorn until interrupted."""
+    import uvicorn
+
+    from catalog.app import create_app
+
+    base = f"http://{settings.host}:{settings.port}"
+    out.print(f"FHIR Mesh API on {base}  docs: {base}/schema  OpenAPI: {base}/schema/openapi.json")
+    uvicorn.run(
+        create_app(settings, engine=engine),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+    )
+
+
+def _with_address(settings: Settings, host: str | None, port: int | None) -> Settings:
+    updates: dict[str, Any] = {}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    return settings.model_copy(update=updates)
+
+
+@app.command("serve")
+def serve(home: Home = None, host: Host = None, port: Port = None) -> None:
+    """Serve the API for an existing home (or MESH_DATABASE_URL)."""
+    settings = _with_address(load_settings(home), host, port)
+    run_server(settings, migrated_engine(settings))
+
+
+def example_products_file() -> Path:
+    """products.example.yaml: beside the package in a checkout, inside it when installed."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "products.example.yaml", here / "products.example.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise fail("products.example.yaml not found next to the installed package")
+
+
+@app.command("demo")
+def demo(
+    home: Home = None,
+    host: Host = None,
+    port: Port = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Set up, then exit.")] = False,
+) -> None:
+    """Set up the embedded demo (SQLite + local Delta storage) and serve it. Safe to rerun."""
+    settings = _with_address(load_settings(home), host, port)
+    settings.ensure_home()
+    engine = engine_for(settings)
+    migrate.upgrade(engine)
+    out.print(f"home: {settings.home.resolve()}  database: {settings.resolved_database_url}")
+    products_file = example_products_file()
+    manifest = read_manifest(products_file, settings)
+    with transaction(engine) as session:
+        plan = apply_manifest(session, manifest, actor=Actor("demo"), clock=SystemClock())
+        print_plan(plan, products_file.name)
+        if plan.is_refused:
+            raise fail("the example products file was refused")
+    if no_serve:
+        out.print(f"Demo set up; start the server with `mesh serve --home {settings.home}`.")
+        return
+    run_server(settings, engine)
+
+
+def main() -> None:
+    """Entry point for `python -m catalog.cli`."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

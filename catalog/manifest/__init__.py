@@ -1,0 +1,1 @@
+"""The declarative products file: parse it with line numbers, plan it, apply it atomically."""

@@ -1,0 +1,41 @@
+"""Opaque cursors for keyset pagination: stable under inserts, no offsets."""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from catalog.errors import InvalidParameter
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """Items of one page and the cursor of the next page (None on the last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(key: list[str]) -> str:
+    """Encode the sort key of the last item of a page."""
+    raw = json.dumps(key, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, width: int) -> list[str]:
+    """Decode a cursor made by `encode_cursor`, or raise InvalidParameter."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        key = None
+    if (
+        not isinstance(key, list)
+        or len(key) != width
+        or not all(isinstance(part, str) for part in key)
+    ):
+        raise InvalidParameter("invalid cursor: pass back the next_cursor of a previous page")
+    return key

@@ -1,0 +1,111 @@
+"""Render every error as RFC 9457 problem details; nothing internal ever reaches a client."""
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from catalog.errors import (
+    PROBLEM_TYPE_BASE,
+    Conflict,
+    FieldError,
+    MeshError,
+    Unavailable,
+    ValidationFailed,
+)
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("mesh.errors")
+
+_STATUS_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthenticated", "Unauthenticated"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("too-many-requests", "Too many requests"),
+}
+
+
+def _problem_response(
+    request: Request[Any, Any, Any], body: dict[str, Any], status: int
+) -> Response[Any]:
+    body.setdefault("instance", request.url.path)
+    return Response(content=body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def mesh_error_handler(request: Request[Any, Any, Any], exc: MeshError) -> Response[Any]:
+    """Our own errors: their text is written for clients."""
+    return _problem_response(request, exc.problem(), exc.status)
+
+
+def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Request bodies and parameters that do not match the schema: 422 with field paths."""
+    errors = [_field_error(item) for item in (exc.extra or []) if isinstance(item, dict)]
+    detail = "; ".join(f"{e.path}: {e.message}" for e in errors) or "request is invalid"
+    problem = ValidationFailed(detail, errors=errors)
+    return _problem_response(request, problem.problem(), problem.status)
+
+
+def _field_error(item: dict[str, Any]) -> FieldError:
+    key = item.get("key") or item.get("source") or "body"
+    message = str(item.get("message", "invalid value")).removeprefix("Value error, ")
+    return FieldError(path=str(key), message=message)
+
+
+def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Framework errors (unknown route, wrong method, body too large)."""
+    status = exc.status_code
+    if status >= 500:
+        return internal_error_handler(request, exc)
+    slug, title = _STATUS_SLUGS.get(status, ("client-error", "Client error"))
+    body = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": exc.detail or title,
+        "errorCode": "INVALID_PARAMETER_VALUE" if status == 400 else slug.upper().replace("-", "_"),
+        "message": exc.detail or title,
+    }
+    response = _problem_response(request, body, status)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def integrity_error_handler(request: Request[Any, Any, Any], exc: IntegrityError) -> Response[Any]:
+    """A constraint caught what the service checks missed (a concurrent duplicate)."""
+    log.info("integrity error on %s: %s", request.url.path, type(exc.orig).__name__)
+    problem = Conflict("the change conflicts with data written concurrently; retry the request")
+    return _problem_response(request, problem.problem(), problem.status)
+
+
+def database_unavailable_handler(
+    request: Request[Any, Any, Any], exc: OperationalError
+) -> Response[Any]:
+    """The database could not be reached or timed out."""
+    log.error("database unavailable on %s: %s", request.url.path, type(exc.orig).__name__)
+    problem = Unavailable("the catalog database is not reachable; retry later")
+    return _problem_response(request, problem.problem(), problem.status)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Anything unexpected: logged in full here, answered with a generic 500."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = MeshError("internal error; the incident was logged").problem()
+    return _problem_response(request, body, 500)
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    MeshError: mesh_error_handler,
+    ValidationException: validation_handler,
+    HTTPException: http_error_handler,
+    IntegrityError: integrity_error_handler,
+    OperationalError: database_unavailable_handler,
+    Exception: internal_error_handler,
+}

@@ -1,0 +1,452 @@
+"""Catalog entities: domains (facilities or clinical domains), data products and their versions."""
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from sqlmodel import Field as SQLField
+from sqlmodel import Relationship, SQLModel
+
+from catalog.db import UtcDateTime
+from catalog.products.arrow_types import ArrowTypeError, canonical_type_name
+from catalog.products.semver import SemVer
+
+SLUG_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
+COLUMN_PATTERN = r"^[a-z_][a-z0-9_]*$"
+TAG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+RESOURCE_TYPE_PATTERN = r"^[A-Z][A-Za-z]{1,63}$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+Slug = Annotated[str, Field(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
+Email = Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]
+Tag = Annotated[str, Field(min_length=1, max_length=40, pattern=TAG_PATTERN)]
+ResourceType = Annotated[str, Field(pattern=RESOURCE_TYPE_PATTERN)]
+
+
+def _check_semver(value: str) -> str:
+    SemVer.parse(value)
+    return value
+
+
+VersionText = Annotated[str, Field(max_length=32), AfterValidator(_check_semver)]
+
+
+class DomainKind(StrEnum):
+    """A facility publishes its own data; a clinical domain spans facilities (labs, pharmacy)."""
+
+    FACILITY = "facility"
+    CLINICAL_DOMAIN = "clinical-domain"
+
+
+class ProductStatus(StrEnum):
+    """Lifecycle of a data product."""
+
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"
+    RETIRED = "retired"
+
+
+class VersionStatus(StrEnum):
+    """Lifecycle of one product version; only `published` versions are ever shared."""
+
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    QUARANTINED = "quarantined"
+    DEPRECATED = "deprecated"
+    RETIRED = "retired"
+
+
+class Tier(StrEnum):
+    """Access tiers, from least to most identifying."""
+
+    DEIDENTIFIED = "deidentified"
+    LIMITED = "limited"
+    FULL = "full"
+
+
+class Classification(StrEnum):
+    """Privacy classification of a column; tier derivation is driven by it."""
+
+    DIRECT_IDENTIFIER = "direct_identifier"
+    QUASI_IDENTIFIER = "quasi_identifier"
+    DATE = "date"
+    ZIP = "zip"
+    AGE = "age"
+    FREE_TEXT = "free_text"
+    CLINICAL = "clinical"
+    NONE = "none"
+
+
+# --- value objects stored as JSON on a version -------------------------------------------------
+
+
+class ColumnSpec(BaseModel):
+    """One output column of a product version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=COLUMN_PATTERN)
+    type: str = Field(max_length=200, description="Arrow type, e.g. string, int64, date32.")
+    nullable: bool = True
+    classification: Classification
+    description: str = Field(default="", max_length=4000)
+
+    @field_validator("type")
+    @classmethod
+    def _canonical_type(cls, value: str) -> str:
+        try:
+            return canonical_type_name(value)
+        except ArrowTypeError as exc:
+            raise ValueError(str(exc)) from None
+
+
+_COMPLETENESS = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*>=\s*(\d{1,3}(?:\.\d+)?)\s*%\s*$")
+_DURATION = re.compile(r"^(\d{1,6})([mhdw])$")
+_DURATION_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration such as `30m`, `4h`, `2d`, `1w`."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise ValueError(f"invalid duration {text!r}: expected a number and a unit m, h, d or w")
+    return int(m.group(1)) * _DURATION_SECONDS[m.group(2)]
+
+
+class CompletenessRule(BaseModel):
+    """`column >= N%`: the share of non-null values a version must reach."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(pattern=COLUMN_PATTERN)
+    min_percent: float = Field(ge=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            m = _COMPLETENESS.match(value)
+            if m is None:
+                raise ValueError(
+                    f"expected 'column >= N%' (e.g. 'lactate_result >= 98%'), got {value!r}"
+                )
+            return {"column": m.group(1), "min_percent": float(m.group(2))}
+        return value
+
+
+class Sla(BaseModel):
+    """Service levels a version promises: freshness, completeness, availability."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    freshness: str | None = Field(
+        default=None, description="Newest clinical timestamp no older than this (30m, 4h, 2d, 1w)."
+    )
+    completeness: list[CompletenessRule] = Field(default_factory=list)
+    availability_percent: float | None = Field(default=None, gt=0, le=100)
+
+    @field_validator("freshness")
+    @classmethod
+    def _valid_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
+
+    @field_validator("availability_percent", mode="before")
+    @classmethod
+    def _percent_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            return value.strip()[:-1]
+        return value
+
+
+class VersionSpec(BaseModel):
+    """What a publisher declares for one version (API body and products file entry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: VersionText
+    columns: list[ColumnSpec] = Field(min_length=1, max_length=2000)
+    tiers: list[Tier] = Field(min_length=1)
+    sla: Sla = Field(default_factory=Sla)
+    changelog: str = Field(default="", max_length=20000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "VersionSpec":
+        names = [c.name for c in self.columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate column names: {', '.join(duplicates)}")
+        if len(set(self.tiers)) != len(self.tiers):
+            raise ValueError("tiers must not repeat")
+        unknown = [r.column for r in self.sla.completeness if r.column not in names]
+        if unknown:
+            raise ValueError(f"completeness rules name unknown columns: {', '.join(unknown)}")
+        return self
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+class Audited(SQLModel):
+    """Who created and last changed a row, and when."""
+
+    created_at: datetime = SQLField(sa_type=UtcDateTime)
+    created_by: str = SQLField(max_length=200)
+    updated_at: datetime = SQLField(sa_type=UtcDateTime)
+    updated_by: str = SQLField(max_length=200)
+
+
+class DomainBase(SQLModel):
+    """Fields shared by the domain table and its API shapes."""
+
+    name: Slug = SQLField(max_length=63, unique=True, index=True)
+    kind: DomainKind = SQLField(sa_type=String(32))
+    title: str = SQLField(min_length=1, max_length=200)
+    owner_team: str = SQLField(min_length=1, max_length=200)
+    contact_email: Email = SQLField(max_length=254)
+    description: str = SQLField(default="", max_length=4000)
+
+
+class DomainCreate(DomainBase):
+    """Body of `POST /api/v1/domains`."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+
+class Domain(DomainBase, Audited, table=True):
+    """A facility (st-marys) or cross-facility clinical domain (labs) that owns products."""
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    products: list["DataProduct"] = Relationship(back_populates="domain")
+
+
+class DomainRead(DomainBase):
+    """A domain as the API returns it."""
+
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+class ProductTag(SQLModel, table=True):
+    """A tag on a product; its own table so tag filters are indexed on every backend."""
+
+    __tablename__ = "product_tag"
+
+    product_id: int | None = SQLField(
+        default=None, foreign_key="data_product.id", primary_key=True, ondelete="CASCADE"
+    )
+    tag: str = SQLField(max_length=40, primary_key=True, index=True)
+    product: "DataProduct" = Relationship(back_populates="tag_rows")
+
+
+class ProductFields(SQLModel):
+    """Descriptive fields of a product, shared by create, read and the products file."""
+
+    title: str = SQLField(min_length=1, max_length=200)
+    description: str = SQLField(default="", max_length=8000)
+    owner_team: str = SQLField(min_length=1, max_length=200)
+    owner_email: Email = SQLField(max_length=254)
+
+
+class ProductSpec(ProductFields):
+    """What a publisher declares for a product (API body; versions come separately)."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    name: Slug
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    source_resources: list[ResourceType] = Field(min_length=1, max_length=50)
+
+    @field_validator("tags", "source_resources")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("values must not repeat")
+        return value
+
+
+class DataProduct(ProductFields, Audited, table=True):
+    """A governed, versioned table derived from FHIR, owned by one domain."""
+
+    __tablename__ = "data_product"
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_data_product_domain_name"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    domain_id: int | None = SQLField(
+        default=None, foreign_key="domain.id", index=True, nullable=False
+    )
+    name: str = SQLField(max_length=63)
+    source_resources: list[str] = SQLField(sa_column=Column(JSON, nullable=False))
+    status: ProductStatus = SQLField(default=ProductStatus.ACTIVE, sa_type=String(32), index=True)
+    status_reason: str | None = SQLField(default=None, max_length=4000)
+    status_changed_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
+    status_changed_by: str | None = SQLField(default=None, max_length=200)
+    # Lower-cased name, title, description, tags, domain and resource types for `q` search.
+    search_text: str = SQLField(default="", max_length=20000)
+
+    domain: Domain = Relationship(back_populates="products")
+    tag_rows: list[ProductTag] = Relationship(
+        back_populates="product", sa_relationship_kwargs={"cascade": "all, delete-orphan"}
+    )
+    versions: list["ProductVersion"] = Relationship(back_populates="product")
+
+    @property
+    def tags(self) -> list[str]:
+        """Tags, sorted."""
+        return sorted(t.tag for t in self.tag_rows)
+
+
+class VersionTier(SQLModel, table=True):
+    """A tier offered by a version; its own table so `tier` filters are indexed."""
+
+    __tablename__ = "product_version_tier"
+
+    version_id: int | None = SQLField(
+        default=None, foreign_key="product_version.id", primary_key=True, ondelete="CASCADE"
+    )
+    tier: Tier = SQLField(sa_type=String(32), primary_key=True, index=True)
+    version: "ProductVersion" = Relationship(back_populates="tier_rows")
+
+
+class ProductVersion(Audited, table=True):
+    """One semantic version of a product: schema, SLA, tiers, and the Delta data behind it."""
+
+    __tablename__ = "product_version"
+    __table_args__ = (
+        UniqueConstraint("product_id", "version", name="uq_product_version_product_version"),
+        Index("ix_product_version_order", "product_id", "major", "minor", "patch"),
+    )
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    product_id: int | None = SQLField(
+        default=None, foreign_key="data_product.id", index=True, nullable=False
+    )
+    version: str = SQLField(max_length=32)
+    major: int
+    minor: int
+    patch: int
+    status: VersionStatus = SQLField(default=VersionStatus.DRAFT, sa_type=String(32), index=True)
+    columns: list[dict[str, Any]] = SQLField(sa_column=Column(JSON, nullable=False))
+    sla: dict[str, Any] = SQLField(sa_column=Column(JSON, nullable=False))
+    changelog: str = SQLField(default="", max_length=20000)
+    delta_location: str | None = SQLField(default=None, max_length=2000)
+    delta_version: int | None = None
+    status_reason: str | None = SQLField(default=None, max_length=4000)
+    status_changed_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
+    status_changed_by: str | None = SQLField(default=None, max_length=200)
+
+    product: DataProduct = Relationship(back_populates="versions")
+    tier_rows: list[VersionTier] = Relationship(
+        back_populates="version", sa_relationship_kwargs={"cascade": "all, delete-orphan"}
+    )
+
+    @property
+    def semver(self) -> SemVer:
+        """The parsed version."""
+        return SemVer(self.major, self.minor, self.patch)
+
+    @property
+    def tiers(self) -> list[Tier]:
+        """Tiers offered, least identifying first."""
+        order = list(Tier)
+        return sorted((t.tier for t in self.tier_rows), key=order.index)
+
+    def spec(self) -> VersionSpec:
+        """The declared part of this version, as a publisher would write it."""
+        return VersionSpec.model_validate(
+            {
+                "version": self.version,
+                "columns": self.columns,
+                "tiers": self.tiers,
+                "sla": self.sla,
+                "changelog": self.changelog,
+            }
+        )
+
+
+# --- API read shapes -----------------------------------------------------------------------------
+
+
+class LifecycleChange(BaseModel):
+    """Body of deprecate / retire: the reason is required and recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=4000)
+
+
+class VersionRead(BaseModel):
+    """A version with its schema, SLA and lifecycle, as the API returns it."""
+
+    domain: str
+    product: str
+    version: str
+    status: VersionStatus
+    columns: list[ColumnSpec]
+    tiers: list[Tier]
+    sla: Sla
+    changelog: str
+    delta_location: str | None
+    delta_version: int | None
+    status_reason: str | None
+    status_changed_at: datetime | None
+    status_changed_by: str | None
+    created_at: datetime
+    created_by: str
+
+
+class VersionSummary(BaseModel):
+    """A version in a product's version list."""
+
+    version: str
+    status: VersionStatus
+    tiers: list[Tier]
+    created_at: datetime
+
+
+class ProductRead(BaseModel):
+    """A product as listed and searched."""
+
+    domain: str
+    name: str
+    title: str
+    description: str
+    tags: list[str]
+    owner_team: str
+    owner_email: str
+    source_resources: list[str]
+    status: ProductStatus
+    status_reason: str | None
+    latest_version: str | None = Field(description="Highest version that is not retired.")
+    tiers: list[Tier] = Field(description="Tiers offered by any version that is not retired.")
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+class ProductDetail(ProductRead):
+    """A product with all its versions."""
+
+    status_changed_at: datetime | None
+    status_changed_by: str | None
+    versions: list[VersionSummary]
+
+
+class ProductPage(BaseModel):
+    """One page of a product listing; pass `next_cursor` back as `cursor` for the next."""
+
+    items: list[ProductRead]
+    next_cursor: str | None
+
+
+class ProductCreate(ProductSpec):
+    """Body of `POST /api/v1/products`: a product spec and the domain that owns it."""
+
+    domain: Slug

@@ -1,0 +1,197 @@
+"""Catalog REST API: domains, products, versions and their lifecycle under /api/v1."""
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.params import Parameter
+from sqlmodel import Session
+
+from catalog.clock import Clock
+from catalog.errors import InvalidParameter
+from catalog.events import Actor
+from catalog.products import service
+from catalog.products.models import (
+    DomainCreate,
+    DomainRead,
+    LifecycleChange,
+    ProductCreate,
+    ProductDetail,
+    ProductPage,
+    ProductStatus,
+    Tier,
+    VersionRead,
+    VersionSpec,
+    VersionStatus,
+)
+from catalog.settings import Settings
+
+
+class DomainController(Controller):
+    """Facilities and clinical domains."""
+
+    path = "/api/v1/domains"
+    tags = ("domains",)
+
+    @get("/", sync_to_thread=True)
+    def list_domains(self, session: Session) -> list[DomainRead]:
+        """All domains, by name."""
+        return [service.domain_read(d) for d in service.list_domains(session)]
+
+    @post("/", sync_to_thread=True)
+    def create_domain(
+        self, data: DomainCreate, session: Session, actor: Actor, clock: Clock
+    ) -> DomainRead:
+        """Register a facility or clinical domain."""
+        return service.domain_read(service.create_domain(session, data, actor=actor, clock=clock))
+
+    @get("/{name:str}", sync_to_thread=True)
+    def get_domain(self, name: str, session: Session) -> DomainRead:
+        """One domain."""
+        return service.domain_read(service.get_domain(session, name))
+
+
+class ProductController(Controller):
+    """Data products, their versions and lifecycle."""
+
+    path = "/api/v1/products"
+    tags = ("products",)
+
+    @get("/", sync_to_thread=True)
+    def search_products(
+        self,
+        session: Session,
+        settings: Settings,
+        q: Annotated[
+            str | None,
+            Parameter(
+                max_length=200, description="Words matched in name, title, description, tags."
+            ),
+        ] = None,
+        domain: str | None = None,
+        tag: str | None = None,
+        tier: Tier | None = None,
+        status: ProductStatus | None = None,
+        cursor: Annotated[str | None, Parameter(max_length=1000)] = None,
+        limit: Annotated[int | None, Parameter(ge=1)] = None,
+    ) -> ProductPage:
+        """Search products; pass `next_cursor` back as `cursor` for the next page."""
+        page_size = limit or settings.default_page_size
+        if page_size > settings.max_page_size:
+            raise InvalidParameter(f"limit must be at most {settings.max_page_size}")
+        query = service.ProductQuery(q=q, domain=domain, tag=tag, tier=tier, status=status)
+        page = service.search_products(session, query, limit=page_size, cursor=cursor)
+        return ProductPage(
+            items=[service.product_read(p) for p in page.items], next_cursor=page.next_cursor
+        )
+
+    @post("/", sync_to_thread=True)
+    def create_product(
+        self, data: ProductCreate, session: Session, actor: Actor, clock: Clock
+    ) -> ProductDetail:
+        """Register a product in a domain."""
+        product = service.create_product(session, data.domain, data, actor=actor, clock=clock)
+        return service.product_detail(product)
+
+    @get("/{domain:str}/{name:str}", sync_to_thread=True)
+    def get_product(self, domain: str, name: str, session: Session) -> ProductDetail:
+        """A product with its versions."""
+        return service.product_detail(service.get_product(session, domain, name))
+
+    @post("/{domain:str}/{name:str}/deprecate", sync_to_thread=True, status_code=200)
+    def deprecate_product(
+        self,
+        domain: str,
+        name: str,
+        data: LifecycleChange,
+        session: Session,
+        actor: Actor,
+        clock: Clock,
+    ) -> ProductDetail:
+        """Mark a product deprecated (consumers are told to move on)."""
+        product = service.get_product(session, domain, name)
+        service.change_product_status(
+            session, product, ProductStatus.DEPRECATED, reason=data.reason, actor=actor, clock=clock
+        )
+        return service.product_detail(product)
+
+    @post("/{domain:str}/{name:str}/retire", sync_to_thread=True, status_code=200)
+    def retire_product(
+        self,
+        domain: str,
+        name: str,
+        data: LifecycleChange,
+        session: Session,
+        actor: Actor,
+        clock: Clock,
+    ) -> ProductDetail:
+        """Retire a product and all its versions; it is no longer served."""
+        product = service.get_product(session, domain, name)
+        service.change_product_status(
+            session, product, ProductStatus.RETIRED, reason=data.reason, actor=actor, clock=clock
+        )
+        return service.product_detail(product)
+
+    @post("/{domain:str}/{name:str}/versions", sync_to_thread=True)
+    def register_version(
+        self,
+        domain: str,
+        name: str,
+        data: VersionSpec,
+        session: Session,
+        actor: Actor,
+        clock: Clock,
+    ) -> VersionRead:
+        """Register a new draft version (semantic-versioning rules apply)."""
+        product = service.get_product(session, domain, name)
+        return service.version_read(
+            service.register_version(session, product, data, actor=actor, clock=clock)
+        )
+
+    @get("/{domain:str}/{name:str}/versions/{version:str}", sync_to_thread=True)
+    def get_version(self, domain: str, name: str, version: str, session: Session) -> VersionRead:
+        """One version with its schema and SLA."""
+        return service.version_read(service.get_version(session, domain, name, version))
+
+    @post(
+        "/{domain:str}/{name:str}/versions/{version:str}/deprecate",
+        sync_to_thread=True,
+        status_code=200,
+    )
+    def deprecate_version(
+        self,
+        domain: str,
+        name: str,
+        version: str,
+        data: LifecycleChange,
+        session: Session,
+        actor: Actor,
+        clock: Clock,
+    ) -> VersionRead:
+        """Deprecate a published version."""
+        found = service.get_version(session, domain, name, version)
+        service.change_version_status(
+            session, found, VersionStatus.DEPRECATED, reason=data.reason, actor=actor, clock=clock
+        )
+        return service.version_read(found)
+
+    @post(
+        "/{domain:str}/{name:str}/versions/{version:str}/retire",
+        sync_to_thread=True,
+        status_code=200,
+    )
+    def retire_version(
+        self,
+        domain: str,
+        name: str,
+        version: str,
+        data: LifecycleChange,
+        session: Session,
+        actor: Actor,
+        clock: Clock,
+    ) -> VersionRead:
+        """Retire a version; it is no longer served."""
+        found = service.get_version(session, domain, name, version)
+        service.change_version_status(
+            session, found, VersionStatus.RETIRED, reason=data.reason, actor=actor, clock=clock
+        )
+        return service.version_read(found)

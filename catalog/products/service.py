@@ -1,0 +1,591 @@
+"""Catalog rules: registering domains, products and versions, search, and lifecycle changes."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import tuple_
+from sqlalchemy.orm import selectinload
+from sqlmodel import Session, col, select
+
+from catalog.clock import Clock
+from catalog.errors import Conflict, NotFound
+from catalog.events import Actor, record_event
+from catalog.pagination import Page, decode_cursor, encode_cursor
+from catalog.products.compatibility import check_bump
+from catalog.products.models import (
+    DataProduct,
+    Domain,
+    DomainBase,
+    DomainCreate,
+    DomainRead,
+    ProductDetail,
+    ProductRead,
+    ProductSpec,
+    ProductStatus,
+    ProductTag,
+    ProductVersion,
+    Tier,
+    VersionRead,
+    VersionSpec,
+    VersionStatus,
+    VersionSummary,
+    VersionTier,
+)
+from catalog.products.semver import SemVer
+
+MAX_QUERY_TERMS = 10
+
+# --- domains -------------------------------------------------------------------------------------
+
+
+def get_domain(session: Session, name: str) -> Domain:
+    """The domain called `name`, or NotFound."""
+    domain = session.exec(select(Domain).where(Domain.name == name)).first()
+    if domain is None:
+        raise NotFound(f"domain {name!r} not found")
+    return domain
+
+
+def list_domains(session: Session) -> list[Domain]:
+    """All domains by name."""
+    return list(session.exec(select(Domain).order_by(col(Domain.name))).all())
+
+
+def create_domain(session: Session, spec: DomainCreate, *, actor: Actor, clock: Clock) -> Domain:
+    """Register a facility or clinical domain."""
+    if session.exec(select(Domain.id).where(Domain.name == spec.name)).first() is not None:
+        raise Conflict(f"domain {spec.name!r} already exists")
+    now = clock.now()
+    domain = Domain(
+        **spec.model_dump(),
+        created_at=now,
+        created_by=actor.name,
+        updated_at=now,
+        updated_by=actor.name,
+    )
+    session.add(domain)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="domain.create",
+        subject_type="domain",
+        subject=spec.name,
+    )
+    session.flush()
+    return domain
+
+
+def domain_changes(domain: Domain, spec: DomainCreate) -> list[str]:
+    """Fields of `domain` that differ from `spec`."""
+    return [f for f in DomainBase.model_fields if getattr(domain, f) != getattr(spec, f)]
+
+
+def update_domain(
+    session: Session, domain: Domain, spec: DomainCreate, *, actor: Actor, clock: Clock
+) -> list[str]:
+    """Bring a domain's descriptive fields in line with `spec`; returns the changed fields."""
+    changed = domain_changes(domain, spec)
+    if not changed:
+        return []
+    now = clock.now()
+    for field in changed:
+        setattr(domain, field, getattr(spec, field))
+    domain.updated_at, domain.updated_by = now, actor.name
+    for product in domain.products:
+        product.search_text = _search_text(product, domain.name)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="domain.update",
+        subject_type="domain",
+        subject=domain.name,
+        details={"fields": changed},
+    )
+    session.flush()
+    return changed
+
+
+def domain_read(domain: Domain) -> DomainRead:
+    """API shape of a domain."""
+    return DomainRead.model_validate(domain, from_attributes=True)
+
+
+# --- products ------------------------------------------------------------------------------------
+
+
+def product_key(domain: str, name: str) -> str:
+    """`domain/name`, how products are named everywhere."""
+    return f"{domain}/{name}"
+
+
+def get_product(session: Session, domain: str, name: str) -> DataProduct:
+    """The product `domain/name`, or NotFound."""
+    product = session.exec(
+        select(DataProduct)
+        .join(Domain)
+        .where(Domain.name == domain, DataProduct.name == name)
+        .options(*_product_load_options())
+    ).first()
+    if product is None:
+        raise NotFound(f"product {product_key(domain, name)!r} not found")
+    return product
+
+
+def _product_load_options() -> list[Any]:
+    return [
+        selectinload(DataProduct.tag_rows),  # type: ignore[arg-type]
+        selectinload(DataProduct.versions).selectinload(ProductVersion.tier_rows),  # type: ignore[arg-type]
+        selectinload(DataProduct.domain),  # type: ignore[arg-type]
+    ]
+
+
+def _search_text(product: DataProduct, domain: str) -> str:
+    parts = [
+        domain,
+        product.name,
+        product.title,
+        product.description,
+        product.owner_team,
+        *product.tags,
+        *product.source_resources,
+    ]
+    return " ".join(parts).lower()
+
+
+def create_product(
+    session: Session, domain_name: str, spec: ProductSpec, *, actor: Actor, clock: Clock
+) -> DataProduct:
+    """Register a product in a domain (versions are registered separately)."""
+    domain = get_domain(session, domain_name)
+    key = product_key(domain.name, spec.name)
+    exists = session.exec(
+        select(DataProduct.id).where(
+            DataProduct.domain_id == domain.id, DataProduct.name == spec.name
+        )
+    ).first()
+    if exists is not None:
+        raise Conflict(f"product {key!r} already exists")
+    now = clock.now()
+    product = DataProduct(
+        domain=domain,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        owner_team=spec.owner_team,
+        owner_email=spec.owner_email,
+        source_resources=list(spec.source_resources),
+        tag_rows=[ProductTag(tag=t) for t in spec.tags],
+        created_at=now,
+        created_by=actor.name,
+        updated_at=now,
+        updated_by=actor.name,
+    )
+    product.search_text = _search_text(product, domain.name)
+    session.add(product)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="product.create",
+        subject_type="product",
+        subject=key,
+    )
+    session.flush()
+    return product
+
+
+def product_changes(product: DataProduct, spec: ProductSpec) -> list[str]:
+    """Descriptive fields of `product` that differ from `spec`."""
+    changed = [
+        f
+        for f in ("title", "description", "owner_team", "owner_email")
+        if getattr(product, f) != getattr(spec, f)
+    ]
+    if product.source_resources != list(spec.source_resources):
+        changed.append("source_resources")
+    if product.tags != sorted(spec.tags):
+        changed.append("tags")
+    return changed
+
+
+def update_product(
+    session: Session, product: DataProduct, spec: ProductSpec, *, actor: Actor, clock: Clock
+) -> list[str]:
+    """Bring a product's descriptive fields in line with `spec`; returns the changed fields."""
+    changed = product_changes(product, spec)
+    if not changed:
+        return []
+    _refuse_if_retired(product)
+    now = clock.now()
+    for field in ("title", "description", "owner_team", "owner_email"):
+        setattr(product, field, getattr(spec, field))
+    product.source_resources = list(spec.source_resources)
+    if "tags" in changed:
+        product.tag_rows = [ProductTag(tag=t) for t in spec.tags]
+    product.search_text = _search_text(product, product.domain.name)
+    product.updated_at, product.updated_by = now, actor.name
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="product.update",
+        subject_type="product",
+        subject=product_key(product.domain.name, product.name),
+        details={"fields": changed},
+    )
+    session.flush()
+    return changed
+
+
+def _refuse_if_retired(product: DataProduct) -> None:
+    if product.status == ProductStatus.RETIRED:
+        raise Conflict(
+            f"product {product_key(product.domain.name, product.name)!r} is retired and "
+            "cannot change"
+        )
+
+
+@dataclass(frozen=True)
+class ProductQuery:
+    """Filters of a product search; every given filter must match."""
+
+    q: str | None = None
+    domain: str | None = None
+    tag: str | None = None
+    tier: Tier | None = None
+    status: ProductStatus | None = None
+
+
+def _like_pattern(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_products(
+    session: Session, query: ProductQuery, *, limit: int, cursor: str | None = None
+) -> Page[DataProduct]:
+    """Products matching `query`, ordered by domain then name, one page at a time."""
+    stmt = select(DataProduct).join(Domain).options(*_product_load_options())
+    if query.q:
+        for term in query.q.lower().split()[:MAX_QUERY_TERMS]:
+            stmt = stmt.where(col(DataProduct.search_text).like(_like_pattern(term), escape="\\"))
+    if query.domain:
+        stmt = stmt.where(Domain.name == query.domain)
+    if query.status:
+        stmt = stmt.where(DataProduct.status == query.status)
+    if query.tag:
+        stmt = stmt.where(
+            col(DataProduct.id).in_(
+                select(ProductTag.product_id).where(ProductTag.tag == query.tag)
+            )
+        )
+    if query.tier:
+        offering = (
+            select(ProductVersion.product_id)
+            .join(VersionTier)
+            .where(VersionTier.tier == query.tier, ProductVersion.status != VersionStatus.RETIRED)
+        )
+        stmt = stmt.where(col(DataProduct.id).in_(offering))
+    if cursor:
+        last_domain, last_name = decode_cursor(cursor, width=2)
+        stmt = stmt.where(tuple_(Domain.name, DataProduct.name) > tuple_(last_domain, last_name))
+    stmt = stmt.order_by(col(Domain.name), col(DataProduct.name)).limit(limit + 1)
+    rows = list(session.exec(stmt).all())
+    items = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor([last.domain.name, last.name])
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def _live_versions(product: DataProduct) -> list[ProductVersion]:
+    return [v for v in product.versions if v.status != VersionStatus.RETIRED]
+
+
+def product_read(product: DataProduct) -> ProductRead:
+    """API shape of a product in listings."""
+    live = _live_versions(product)
+    latest = max(live, key=lambda v: v.semver, default=None)
+    tiers = {t for v in live for t in v.tiers}
+    return ProductRead(
+        domain=product.domain.name,
+        name=product.name,
+        title=product.title,
+        description=product.description,
+        tags=product.tags,
+        owner_team=product.owner_team,
+        owner_email=product.owner_email,
+        source_resources=list(product.source_resources),
+        status=product.status,
+        status_reason=product.status_reason,
+        latest_version=latest.version if latest else None,
+        tiers=[t for t in Tier if t in tiers],
+        created_at=product.created_at,
+        created_by=product.created_by,
+        updated_at=product.updated_at,
+        updated_by=product.updated_by,
+    )
+
+
+def product_detail(product: DataProduct) -> ProductDetail:
+    """API shape of one product with its versions, newest first."""
+    versions = sorted(product.versions, key=lambda v: v.semver, reverse=True)
+    return ProductDetail(
+        **product_read(product).model_dump(),
+        status_changed_at=product.status_changed_at,
+        status_changed_by=product.status_changed_by,
+        versions=[
+            VersionSummary(
+                version=v.version, status=v.status, tiers=v.tiers, created_at=v.created_at
+            )
+            for v in versions
+        ],
+    )
+
+
+# --- versions ------------------------------------------------------------------------------------
+
+
+def get_version(session: Session, domain: str, name: str, version: str) -> ProductVersion:
+    """Version `version` of `domain/name`, or NotFound."""
+    product = get_product(session, domain, name)
+    found = next((v for v in product.versions if v.version == version), None)
+    if found is None:
+        raise NotFound(f"version {version!r} of product {product_key(domain, name)!r} not found")
+    return found
+
+
+def _check_version_placement(
+    product: DataProduct, spec: VersionSpec, *, replacing: ProductVersion | None
+) -> None:
+    """Apply the semantic-versioning rules of `spec` against the product's other versions."""
+    key = product_key(product.domain.name, product.name)
+    new = SemVer.parse(spec.version)
+    others = [v for v in product.versions if v is not replacing]
+    newer_in_line = [v for v in others if v.major == new.major and v.semver > new]
+    if newer_in_line:
+        latest = max(newer_in_line, key=lambda v: v.semver)
+        raise Conflict(
+            f"{key} already has version {latest.version}; versions of a major line only move "
+            f"forward, so register a version above {latest.version}"
+        )
+    older = [v for v in others if v.semver < new]
+    if older:
+        predecessor = max(older, key=lambda v: v.semver)
+        check_bump(key, predecessor.spec(), spec)
+
+
+def register_version(
+    session: Session, product: DataProduct, spec: VersionSpec, *, actor: Actor, clock: Clock
+) -> ProductVersion:
+    """Add a new draft version, enforcing semantic-versioning and breaking-change rules."""
+    _refuse_if_retired(product)
+    key = product_key(product.domain.name, product.name)
+    if any(v.version == spec.version for v in product.versions):
+        raise Conflict(f"{key} version {spec.version} already exists; versions are immutable")
+    _check_version_placement(product, spec, replacing=None)
+    semver = SemVer.parse(spec.version)
+    now = clock.now()
+    version = ProductVersion(
+        product=product,
+        version=spec.version,
+        major=semver.major,
+        minor=semver.minor,
+        patch=semver.patch,
+        columns=[c.model_dump(mode="json") for c in spec.columns],
+        sla=spec.sla.model_dump(mode="json"),
+        changelog=spec.changelog,
+        tier_rows=[VersionTier(tier=t) for t in spec.tiers],
+        created_at=now,
+        created_by=actor.name,
+        updated_at=now,
+        updated_by=actor.name,
+    )
+    session.add(version)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="version.register",
+        subject_type="version",
+        subject=f"{key}@{spec.version}",
+    )
+    session.flush()
+    return version
+
+
+def version_changes(version: ProductVersion, spec: VersionSpec) -> list[str]:
+    """Parts of a stored version that differ from `spec`."""
+    current = version.spec()
+    return [
+        f
+        for f in ("columns", "tiers", "sla", "changelog")
+        if getattr(current, f) != getattr(spec, f)
+    ]
+
+
+def update_draft_version(
+    session: Session, version: ProductVersion, spec: VersionSpec, *, actor: Actor, clock: Clock
+) -> list[str]:
+    """Change a version that is still a draft; anything published is immutable."""
+    changed = version_changes(version, spec)
+    if not changed:
+        return []
+    product = version.product
+    key = product_key(product.domain.name, product.name)
+    if version.status != VersionStatus.DRAFT:
+        raise Conflict(
+            f"{key} version {version.version} is {version.status} and immutable "
+            f"(differs in {', '.join(changed)}); register a new version instead"
+        )
+    _refuse_if_retired(product)
+    _check_version_placement(product, spec, replacing=version)
+    now = clock.now()
+    version.columns = [c.model_dump(mode="json") for c in spec.columns]
+    version.sla = spec.sla.model_dump(mode="json")
+    version.changelog = spec.changelog
+    version.tier_rows = [VersionTier(tier=t) for t in spec.tiers]
+    version.updated_at, version.updated_by = now, actor.name
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="version.update",
+        subject_type="version",
+        subject=f"{key}@{version.version}",
+        details={"fields": changed},
+    )
+    session.flush()
+    return changed
+
+
+def version_read(version: ProductVersion) -> VersionRead:
+    """API shape of one version with schema and SLA."""
+    spec = version.spec()
+    return VersionRead(
+        domain=version.product.domain.name,
+        product=version.product.name,
+        version=version.version,
+        status=version.status,
+        columns=spec.columns,
+        tiers=spec.tiers,
+        sla=spec.sla,
+        changelog=version.changelog,
+        delta_location=version.delta_location,
+        delta_version=version.delta_version,
+        status_reason=version.status_reason,
+        status_changed_at=version.status_changed_at,
+        status_changed_by=version.status_changed_by,
+        created_at=version.created_at,
+        created_by=version.created_by,
+    )
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+_PRODUCT_TRANSITIONS = {
+    ProductStatus.DEPRECATED: {ProductStatus.ACTIVE},
+    ProductStatus.RETIRED: {ProductStatus.ACTIVE, ProductStatus.DEPRECATED},
+}
+_VERSION_TRANSITIONS = {
+    VersionStatus.DEPRECATED: {VersionStatus.PUBLISHED},
+    VersionStatus.RETIRED: {
+        VersionStatus.DRAFT,
+        VersionStatus.PUBLISHED,
+        VersionStatus.QUARANTINED,
+        VersionStatus.DEPRECATED,
+    },
+}
+
+
+def change_product_status(
+    session: Session,
+    product: DataProduct,
+    target: ProductStatus,
+    *,
+    reason: str,
+    actor: Actor,
+    clock: Clock,
+) -> DataProduct:
+    """Deprecate or retire a product; retiring also retires its live versions."""
+    key = product_key(product.domain.name, product.name)
+    allowed_from = _PRODUCT_TRANSITIONS.get(target, set())
+    if product.status not in allowed_from:
+        raise Conflict(f"product {key!r} is {product.status} and cannot become {target}")
+    now = clock.now()
+    product.status = target
+    product.status_reason, product.status_changed_at, product.status_changed_by = (
+        reason,
+        now,
+        actor.name,
+    )
+    product.updated_at, product.updated_by = now, actor.name
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action=f"product.{target}",
+        subject_type="product",
+        subject=key,
+        reason=reason,
+    )
+    if target == ProductStatus.RETIRED:
+        for version in _live_versions(product):
+            _set_version_status(
+                session, version, VersionStatus.RETIRED, reason=reason, actor=actor, clock=clock
+            )
+    session.flush()
+    return product
+
+
+def change_version_status(
+    session: Session,
+    version: ProductVersion,
+    target: VersionStatus,
+    *,
+    reason: str,
+    actor: Actor,
+    clock: Clock,
+) -> ProductVersion:
+    """Deprecate (published only) or retire a version."""
+    allowed_from = _VERSION_TRANSITIONS.get(target, set())
+    if version.status not in allowed_from:
+        key = product_key(version.product.domain.name, version.product.name)
+        raise Conflict(
+            f"{key} version {version.version} is {version.status} and cannot become {target}"
+        )
+    _set_version_status(session, version, target, reason=reason, actor=actor, clock=clock)
+    session.flush()
+    return version
+
+
+def _set_version_status(
+    session: Session,
+    version: ProductVersion,
+    target: VersionStatus,
+    *,
+    reason: str,
+    actor: Actor,
+    clock: Clock,
+) -> None:
+    now = clock.now()
+    version.status = target
+    version.status_reason, version.status_changed_at, version.status_changed_by = (
+        reason,
+        now,
+        actor.name,
+    )
+    version.updated_at, version.updated_by = now, actor.name
+    key = product_key(version.product.domain.name, version.product.name)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action=f"version.{target}",
+        subject_type="version",
+        subject=f"{key}@{version.version}",
+        reason=reason,
+    )

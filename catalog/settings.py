@@ -1,0 +1,65 @@
+"""The one typed configuration object; built once by `mesh` or a test, never at import time."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable, read from `MESH_*` environment variables.
+
+    `home` holds the embedded defaults (SQLite database, local Delta storage, profile files);
+    `database_url` and `storage_url` move either to PostgreSQL or object storage.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MESH_", extra="ignore")
+
+    home: Path = Field(default=Path(".mesh"), description="Folder for the embedded defaults.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default is SQLite at HOME/catalog.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="Root for Delta tables: a local folder (default HOME/storage) or "
+        "s3://, az://, gs:// URL.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    default_page_size: int = Field(default=50, ge=1)
+    max_page_size: int = Field(default=500, ge=1)
+    max_manifest_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1, description="Largest products file `mesh apply` reads."
+    )
+    max_manifest_nodes: int = Field(
+        default=200_000, ge=1, description="Most YAML values a products file may expand to."
+    )
+    max_manifest_depth: int = Field(default=32, ge=1)
+    max_request_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    log_sql: bool = False
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the explicit one, or SQLite under `home`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    @property
+    def storage_root(self) -> str:
+        """Where Delta tables and raw payloads live."""
+        return self.storage_url or str((self.home / "storage").resolve())
+
+    @property
+    def profiles_dir(self) -> Path:
+        """Where Delta Sharing profile files are written."""
+        return self.home / "profiles"
+
+    def ensure_home(self) -> None:
+        """Create the home folder layout used by the embedded defaults."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.profiles_dir.mkdir(parents=True, exist_ok=True)
+        if self.storage_url is None:
+            Path(self.storage_root).mkdir(parents=True, exist_ok=True)
