@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from catalog import migrate
@@ -74,10 +75,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def migrated_engine(settings: Settings) -> Engine:
     """The engine, refusing to go on when the schema is not at the latest revision."""
     engine = engine_for(settings)
-    if not migrate.is_current(engine):
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        current = migrate.is_current(engine)
+    except SQLAlchemyError as exc:
         raise fail(
-            f"the database at {engine.url.render_as_string(hide_password=True)} is not migrated "
-            "to the latest schema; run `mesh db upgrade` first"
+            f"cannot open the catalog database at {where} ({type(exc).__name__}); "
+            "check --home / MESH_DATABASE_URL, or run `mesh db upgrade` first"
+        ) from None
+    if not current:
+        raise fail(
+            f"the database at {where} is not migrated to the latest schema; "
+            "run `mesh db upgrade` first"
         )
     return engine
 

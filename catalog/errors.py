@@ -84,8 +84,11 @@ class ValidationFailed(MeshError):
     )
 
 
-class InvalidVersion(MeshError):
-    """A version string is not semantic versioning `MAJOR.MINOR.PATCH`."""
+class InvalidVersion(MeshError, ValueError):
+    """A version string is not semantic versioning `MAJOR.MINOR.PATCH`.
+
+    Also a ValueError, so pydantic reports it as a field error with its path.
+    """
 
     slug, title, status, code = "invalid-version", "Invalid version", 422, "INVALID_PARAMETER_VALUE"
 

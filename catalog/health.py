@@ -1,6 +1,7 @@
 """Liveness and readiness probes for orchestrators."""
 
 from litestar import get
+from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,7 +16,7 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", tags=["health"], sync_to_thread=True)
-def readyz(engine: Engine) -> dict[str, str]:
+def readyz(engine: NamedDependency[Engine]) -> dict[str, str]:
     """The database answers."""
     try:
         with engine.connect() as connection:

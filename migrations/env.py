@@ -2,14 +2,12 @@
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
-from sqlmodel import SQLModel
 
-import catalog.events
-import catalog.products.models  # noqa: F401  (registers tables on SQLModel.metadata)
 from catalog.settings import Settings
+from migrations.metadata import metadata
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 
 
 def _url() -> str:

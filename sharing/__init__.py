@@ -1,0 +1,1 @@
+"""Delta Sharing protocol server: recipients read granted tiers with any standard client."""

@@ -3,7 +3,8 @@
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.clock import Clock
@@ -25,6 +26,9 @@ from catalog.products.models import (
 )
 from catalog.settings import Settings
 
+PRODUCT = "/{domain:str}/{name:str}"
+VERSION = PRODUCT + "/versions/{version:str}"
+
 
 class DomainController(Controller):
     """Facilities and clinical domains."""
@@ -33,19 +37,23 @@ class DomainController(Controller):
     tags = ("domains",)
 
     @get("/", sync_to_thread=True)
-    def list_domains(self, session: Session) -> list[DomainRead]:
+    def list_domains(self, session: NamedDependency[Session]) -> list[DomainRead]:
         """All domains, by name."""
         return [service.domain_read(d) for d in service.list_domains(session)]
 
     @post("/", sync_to_thread=True)
     def create_domain(
-        self, data: DomainCreate, session: Session, actor: Actor, clock: Clock
+        self,
+        data: JSONBody[DomainCreate],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> DomainRead:
         """Register a facility or clinical domain."""
         return service.domain_read(service.create_domain(session, data, actor=actor, clock=clock))
 
     @get("/{name:str}", sync_to_thread=True)
-    def get_domain(self, name: str, session: Session) -> DomainRead:
+    def get_domain(self, name: FromPath[str], session: NamedDependency[Session]) -> DomainRead:
         """One domain."""
         return service.domain_read(service.get_domain(session, name))
 
@@ -59,20 +67,20 @@ class ProductController(Controller):
     @get("/", sync_to_thread=True)
     def search_products(
         self,
-        session: Session,
-        settings: Settings,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
         q: Annotated[
             str | None,
-            Parameter(
+            QueryParameter(
                 max_length=200, description="Words matched in name, title, description, tags."
             ),
         ] = None,
-        domain: str | None = None,
-        tag: str | None = None,
-        tier: Tier | None = None,
-        status: ProductStatus | None = None,
-        cursor: Annotated[str | None, Parameter(max_length=1000)] = None,
-        limit: Annotated[int | None, Parameter(ge=1)] = None,
+        domain: Annotated[str | None, QueryParameter(max_length=63)] = None,
+        tag: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        tier: Annotated[Tier | None, QueryParameter()] = None,
+        status: Annotated[ProductStatus | None, QueryParameter()] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=1000)] = None,
+        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
     ) -> ProductPage:
         """Search products; pass `next_cursor` back as `cursor` for the next page."""
         page_size = limit or settings.default_page_size
@@ -86,26 +94,32 @@ class ProductController(Controller):
 
     @post("/", sync_to_thread=True)
     def create_product(
-        self, data: ProductCreate, session: Session, actor: Actor, clock: Clock
+        self,
+        data: JSONBody[ProductCreate],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> ProductDetail:
         """Register a product in a domain."""
         product = service.create_product(session, data.domain, data, actor=actor, clock=clock)
         return service.product_detail(product)
 
-    @get("/{domain:str}/{name:str}", sync_to_thread=True)
-    def get_product(self, domain: str, name: str, session: Session) -> ProductDetail:
+    @get(PRODUCT, sync_to_thread=True)
+    def get_product(
+        self, domain: FromPath[str], name: FromPath[str], session: NamedDependency[Session]
+    ) -> ProductDetail:
         """A product with its versions."""
         return service.product_detail(service.get_product(session, domain, name))
 
-    @post("/{domain:str}/{name:str}/deprecate", sync_to_thread=True, status_code=200)
+    @post(PRODUCT + "/deprecate", sync_to_thread=True, status_code=200)
     def deprecate_product(
         self,
-        domain: str,
-        name: str,
-        data: LifecycleChange,
-        session: Session,
-        actor: Actor,
-        clock: Clock,
+        domain: FromPath[str],
+        name: FromPath[str],
+        data: JSONBody[LifecycleChange],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> ProductDetail:
         """Mark a product deprecated (consumers are told to move on)."""
         product = service.get_product(session, domain, name)
@@ -114,15 +128,15 @@ class ProductController(Controller):
         )
         return service.product_detail(product)
 
-    @post("/{domain:str}/{name:str}/retire", sync_to_thread=True, status_code=200)
+    @post(PRODUCT + "/retire", sync_to_thread=True, status_code=200)
     def retire_product(
         self,
-        domain: str,
-        name: str,
-        data: LifecycleChange,
-        session: Session,
-        actor: Actor,
-        clock: Clock,
+        domain: FromPath[str],
+        name: FromPath[str],
+        data: JSONBody[LifecycleChange],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> ProductDetail:
         """Retire a product and all its versions; it is no longer served."""
         product = service.get_product(session, domain, name)
@@ -131,15 +145,15 @@ class ProductController(Controller):
         )
         return service.product_detail(product)
 
-    @post("/{domain:str}/{name:str}/versions", sync_to_thread=True)
+    @post(PRODUCT + "/versions", sync_to_thread=True)
     def register_version(
         self,
-        domain: str,
-        name: str,
-        data: VersionSpec,
-        session: Session,
-        actor: Actor,
-        clock: Clock,
+        domain: FromPath[str],
+        name: FromPath[str],
+        data: JSONBody[VersionSpec],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> VersionRead:
         """Register a new draft version (semantic-versioning rules apply)."""
         product = service.get_product(session, domain, name)
@@ -147,25 +161,27 @@ class ProductController(Controller):
             service.register_version(session, product, data, actor=actor, clock=clock)
         )
 
-    @get("/{domain:str}/{name:str}/versions/{version:str}", sync_to_thread=True)
-    def get_version(self, domain: str, name: str, version: str, session: Session) -> VersionRead:
+    @get(VERSION, sync_to_thread=True)
+    def get_version(
+        self,
+        domain: FromPath[str],
+        name: FromPath[str],
+        version: FromPath[str],
+        session: NamedDependency[Session],
+    ) -> VersionRead:
         """One version with its schema and SLA."""
         return service.version_read(service.get_version(session, domain, name, version))
 
-    @post(
-        "/{domain:str}/{name:str}/versions/{version:str}/deprecate",
-        sync_to_thread=True,
-        status_code=200,
-    )
+    @post(VERSION + "/deprecate", sync_to_thread=True, status_code=200)
     def deprecate_version(
         self,
-        domain: str,
-        name: str,
-        version: str,
-        data: LifecycleChange,
-        session: Session,
-        actor: Actor,
-        clock: Clock,
+        domain: FromPath[str],
+        name: FromPath[str],
+        version: FromPath[str],
+        data: JSONBody[LifecycleChange],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> VersionRead:
         """Deprecate a published version."""
         found = service.get_version(session, domain, name, version)
@@ -174,20 +190,16 @@ class ProductController(Controller):
         )
         return service.version_read(found)
 
-    @post(
-        "/{domain:str}/{name:str}/versions/{version:str}/retire",
-        sync_to_thread=True,
-        status_code=200,
-    )
+    @post(VERSION + "/retire", sync_to_thread=True, status_code=200)
     def retire_version(
         self,
-        domain: str,
-        name: str,
-        version: str,
-        data: LifecycleChange,
-        session: Session,
-        actor: Actor,
-        clock: Clock,
+        domain: FromPath[str],
+        name: FromPath[str],
+        version: FromPath[str],
+        data: JSONBody[LifecycleChange],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
     ) -> VersionRead:
         """Retire a version; it is no longer served."""
         found = service.get_version(session, domain, name, version)

@@ -1,0 +1,8 @@
+"""Every module that defines tables, imported once so SQLModel.metadata is the whole schema."""
+
+from sqlmodel import SQLModel
+
+import catalog.events
+import catalog.products.models  # noqa: F401
+
+metadata = SQLModel.metadata
