@@ -1,0 +1,1 @@
+"""Publishing: FHIR Bulk NDJSON into Delta Lake, contract checks, quarantine, tier tables."""
