@@ -17,6 +17,7 @@ from catalog.events import Actor
 from catalog.health import healthz, readyz
 from catalog.problems import EXCEPTION_HANDLERS
 from catalog.products.routes import DomainController, ProductController
+from catalog.publishing.routes import PublishingController
 from catalog.settings import Settings
 
 VERSION = "0.1.0"
@@ -42,7 +43,7 @@ def create_app(
         yield from session_dependency(the_engine)
 
     return Litestar(
-        route_handlers=[healthz, readyz, DomainController, ProductController],
+        route_handlers=[healthz, readyz, DomainController, ProductController, PublishingController],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "engine": Provide(lambda: the_engine, use_cache=True, sync_to_thread=False),

@@ -5,6 +5,29 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# HHS OCR (2000 Census) and Microsoft's anonymizer (2010 ZCTAs) lists, united.
+RESTRICTED_ZIP3 = (
+    "036",
+    "059",
+    "063",
+    "102",
+    "203",
+    "205",
+    "369",
+    "556",
+    "692",
+    "790",
+    "821",
+    "823",
+    "830",
+    "831",
+    "878",
+    "879",
+    "884",
+    "890",
+    "893",
+)
+
 
 class Settings(BaseSettings):
     """Everything configurable, read from `MESH_*` environment variables.
@@ -25,6 +48,18 @@ class Settings(BaseSettings):
         default=None,
         description="Root for Delta tables: a local folder (default HOME/storage) or "
         "s3://, az://, gs:// URL.",
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="deltalake storage options for object storage (JSON in MESH_STORAGE_OPTIONS).",
+    )
+    publish_source_roots: list[Path] = Field(
+        default_factory=list,
+        description="Server-side folders the publish API may read from (default HOME/sources).",
+    )
+    restricted_zip3: list[str] = Field(
+        default_factory=lambda: list(RESTRICTED_ZIP3),
+        description="3-digit ZIP areas of 20,000 people or fewer: de-identified as 000.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -56,6 +91,11 @@ class Settings(BaseSettings):
     def profiles_dir(self) -> Path:
         """Where Delta Sharing profile files are written."""
         return self.home / "profiles"
+
+    @property
+    def source_roots(self) -> list[Path]:
+        """Folders a publish request may read from."""
+        return [p.resolve() for p in (self.publish_source_roots or [self.home / "sources"])]
 
     def ensure_home(self) -> None:
         """Create the home folder layout used by the embedded defaults."""

@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 import catalog.events
-import catalog.products.models  # noqa: F401
+import catalog.products.models
+import catalog.publishing.models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -78,6 +78,7 @@ def version_body(version: str = "1.0.0", **overrides: Any) -> dict[str, Any]:
         "tiers": ["deidentified", "limited", "full"],
         "sla": {
             "freshness": "4h",
+            "freshness_column": "birth_date",
             "completeness": ["birth_date >= 98%"],
             "availability_percent": 99.5,
         },

@@ -85,6 +85,14 @@ def _column_changes(old: ColumnSpec, new: ColumnSpec) -> list[SchemaChange]:
         changes.append(SchemaChange(Bump.MAJOR, path, f"column '{old.name}' made non-nullable"))
     elif not old.nullable and new.nullable:
         changes.append(SchemaChange(Bump.MINOR, path, f"column '{old.name}' made nullable"))
+    if old.surrogate != new.surrogate:
+        changes.append(
+            SchemaChange(
+                Bump.MINOR,
+                path,
+                f"column '{old.name}' surrogate changed from {old.surrogate} to {new.surrogate}",
+            )
+        )
     if old.classification != new.classification:
         changes.append(
             SchemaChange(

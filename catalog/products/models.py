@@ -13,6 +13,7 @@ from sqlmodel import Relationship, SQLModel
 from catalog.db import UtcDateTime
 from catalog.products.arrow_types import ArrowTypeError, canonical_type_name
 from catalog.products.semver import SemVer
+from catalog.publishing.views import ViewDefinitionError, compile_view
 
 SLUG_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
 COLUMN_PATTERN = r"^[a-z_][a-z0-9_]*$"
@@ -67,6 +68,14 @@ class Tier(StrEnum):
     FULL = "full"
 
 
+class CodeSystem(StrEnum):
+    """Code systems whose codes can be checked structurally."""
+
+    LOINC = "loinc"
+    ICD10CM = "icd-10-cm"
+    SNOMED = "snomed-ct"
+
+
 class Classification(StrEnum):
     """Privacy classification of a column; tier derivation is driven by it."""
 
@@ -93,6 +102,27 @@ class ColumnSpec(BaseModel):
     nullable: bool = True
     classification: Classification
     description: str = Field(default="", max_length=4000)
+    surrogate: str | None = Field(
+        default=None,
+        pattern=RESOURCE_TYPE_PATTERN,
+        description="FHIR resource type whose identity this column holds (Patient, Encounter). "
+        "In the limited and deidentified tiers its values become random surrogates, the same "
+        "in every product of the tier, so rows still join.",
+    )
+    code_system: CodeSystem | None = Field(
+        default=None, description="Values must be valid codes of this system, else quarantined."
+    )
+    allowed_values: list[str] | None = Field(
+        default=None, max_length=10000, description="Value set; other values are quarantined."
+    )
+
+    @model_validator(mode="after")
+    def _surrogate_only_on_identifiers(self) -> "ColumnSpec":
+        if self.surrogate and self.classification != Classification.DIRECT_IDENTIFIER:
+            raise ValueError("surrogate is only meaningful on direct_identifier columns")
+        if (self.code_system or self.allowed_values) and not self.type.endswith("string"):
+            raise ValueError("code_system and allowed_values apply to string columns")
+        return self
 
     @field_validator("type")
     @classmethod
@@ -146,7 +176,18 @@ class Sla(BaseModel):
         default=None, description="Newest clinical timestamp no older than this (30m, 4h, 2d, 1w)."
     )
     completeness: list[CompletenessRule] = Field(default_factory=list)
+    freshness_column: str | None = Field(
+        default=None,
+        pattern=COLUMN_PATTERN,
+        description="Clinical timestamp column whose newest value the freshness SLA checks.",
+    )
     availability_percent: float | None = Field(default=None, gt=0, le=100)
+    max_quarantined_percent: float = Field(
+        default=5.0,
+        ge=0,
+        le=100,
+        description="A version whose quarantined input records exceed this share is quarantined.",
+    )
 
     @field_validator("freshness")
     @classmethod
@@ -154,6 +195,12 @@ class Sla(BaseModel):
         if value is not None:
             duration_seconds(value)
         return value
+
+    @model_validator(mode="after")
+    def _freshness_needs_a_column(self) -> "Sla":
+        if self.freshness and not self.freshness_column:
+            raise ValueError("freshness needs freshness_column: the clinical timestamp it checks")
+        return self
 
     @field_validator("availability_percent", mode="before")
     @classmethod
@@ -173,6 +220,11 @@ class VersionSpec(BaseModel):
     tiers: list[Tier] = Field(min_length=1)
     sla: Sla = Field(default_factory=Sla)
     changelog: str = Field(default="", max_length=20000)
+    view: dict[str, Any] | None = Field(
+        default=None,
+        description="SQL-on-FHIR v2 ViewDefinition turning FHIR resources into the columns; "
+        "needed to publish from FHIR NDJSON.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "VersionSpec":
@@ -185,7 +237,30 @@ class VersionSpec(BaseModel):
         unknown = [r.column for r in self.sla.completeness if r.column not in names]
         if unknown:
             raise ValueError(f"completeness rules name unknown columns: {', '.join(unknown)}")
+        fresh = self.sla.freshness_column
+        if fresh is not None:
+            column = next((c for c in self.columns if c.name == fresh), None)
+            if column is None or not column.type.startswith(("date", "timestamp")):
+                raise ValueError(f"freshness_column {fresh!r} must name a date or timestamp column")
+        if self.view is not None:
+            self._check_view(names)
         return self
+
+    def _check_view(self, names: list[str]) -> None:
+        try:
+            compiled = compile_view(self.view or {})
+        except ViewDefinitionError as exc:
+            raise ValueError(f"view.{exc}") from None
+        produced = list(compiled.column_names)
+        missing = [n for n in names if n not in produced]
+        extra = [n for n in produced if n not in names]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"does not produce {', '.join(missing)}")
+            if extra:
+                parts.append(f"produces undeclared {', '.join(extra)}")
+            raise ValueError(f"view {' and '.join(parts)}")
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -335,8 +410,16 @@ class ProductVersion(Audited, table=True):
     columns: list[dict[str, Any]] = SQLField(sa_column=Column(JSON, nullable=False))
     sla: dict[str, Any] = SQLField(sa_column=Column(JSON, nullable=False))
     changelog: str = SQLField(default="", max_length=20000)
+    view: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
     delta_location: str | None = SQLField(default=None, max_length=2000)
-    delta_version: int | None = None
+    # {tier: {"location", "delta_version", "columns"}} once published.
+    tier_tables: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
+    extracted_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
+    # Where the data came from: raw file hashes, the view's hash, the version reconverted from.
+    lineage: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
+    # Contract checks with measured values, and input/row/quarantine counts.
+    checks: list[dict[str, Any]] | None = SQLField(default=None, sa_column=Column(JSON))
+    counts: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
     status_reason: str | None = SQLField(default=None, max_length=4000)
     status_changed_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
     status_changed_by: str | None = SQLField(default=None, max_length=200)
@@ -366,6 +449,7 @@ class ProductVersion(Audited, table=True):
                 "tiers": self.tiers,
                 "sla": self.sla,
                 "changelog": self.changelog,
+                "view": self.view,
             }
         )
 
@@ -392,8 +476,13 @@ class VersionRead(BaseModel):
     tiers: list[Tier]
     sla: Sla
     changelog: str
+    view: dict[str, Any] | None
     delta_location: str | None
-    delta_version: int | None
+    tier_tables: dict[str, Any] | None
+    extracted_at: datetime | None
+    lineage: dict[str, Any] | None
+    checks: list[dict[str, Any]] | None
+    counts: dict[str, Any] | None
     status_reason: str | None
     status_changed_at: datetime | None
     status_changed_by: str | None

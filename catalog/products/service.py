@@ -398,6 +398,7 @@ def register_version(
         columns=[c.model_dump(mode="json") for c in spec.columns],
         sla=spec.sla.model_dump(mode="json"),
         changelog=spec.changelog,
+        view=spec.view,
         tier_rows=[VersionTier(tier=t) for t in spec.tiers],
         created_at=now,
         created_by=actor.name,
@@ -422,7 +423,7 @@ def version_changes(version: ProductVersion, spec: VersionSpec) -> list[str]:
     current = version.spec()
     return [
         f
-        for f in ("columns", "tiers", "sla", "changelog")
+        for f in ("columns", "tiers", "sla", "changelog", "view")
         if getattr(current, f) != getattr(spec, f)
     ]
 
@@ -447,6 +448,7 @@ def update_draft_version(
     version.columns = [c.model_dump(mode="json") for c in spec.columns]
     version.sla = spec.sla.model_dump(mode="json")
     version.changelog = spec.changelog
+    version.view = spec.view
     version.tier_rows = [VersionTier(tier=t) for t in spec.tiers]
     version.updated_at, version.updated_by = now, actor.name
     record_event(
@@ -474,8 +476,13 @@ def version_read(version: ProductVersion) -> VersionRead:
         tiers=spec.tiers,
         sla=spec.sla,
         changelog=version.changelog,
+        view=version.view,
         delta_location=version.delta_location,
-        delta_version=version.delta_version,
+        tier_tables=version.tier_tables,
+        extracted_at=version.extracted_at,
+        lineage=version.lineage,
+        checks=version.checks,
+        counts=version.counts,
         status_reason=version.status_reason,
         status_changed_at=version.status_changed_at,
         status_changed_by=version.status_changed_by,

@@ -73,13 +73,18 @@ def test_product_and_versions(client):
         "nullable": False,
         "classification": "direct_identifier",
         "description": "",
+        "surrogate": None,
+        "code_system": None,
+        "allowed_values": None,
     }
     assert version["sla"] == {
         "freshness": "4h",
+        "freshness_column": "birth_date",
+        "max_quarantined_percent": 5.0,
         "completeness": [{"column": "birth_date", "min_percent": 98.0}],
         "availability_percent": 99.5,
     }
-    assert version["delta_location"] is None and version["delta_version"] is None
+    assert version["delta_location"] is None and version["tier_tables"] is None
 
 
 def test_validation_problem_lists_field_paths(client):

@@ -25,7 +25,7 @@ domains:
         versions:
           - version: 1.0.0
             tiers: [deidentified]
-            sla: {freshness: 24h, completeness: ["birth_date >= 98%"]}
+            sla: {freshness: 24h, freshness_column: birth_date, completeness: ["birth_date >= 98%"]}
             columns:
               - {name: patient_id, type: string, nullable: false, classification: direct_identifier}
               - {name: birth_date, type: date32, classification: date}

@@ -1,0 +1,124 @@
+"""A version's contract, measured while its rows stream past and judged at the end."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from catalog.products.models import VersionSpec, duration_seconds
+
+
+@dataclass
+class ContractStats:
+    """Running counts over the full rows of a publish."""
+
+    columns: list[str]
+    freshness_column: str | None
+    rows: int = 0
+    nulls: dict[str, int] = field(default_factory=dict)
+    newest: datetime | None = None
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        """Fold one batch of full rows into the counts."""
+        self.rows += batch.num_rows
+        for name in self.columns:
+            self.nulls[name] = self.nulls.get(name, 0) + batch.column(name).null_count
+        if self.freshness_column:
+            newest = pc.max(batch.column(self.freshness_column)).as_py()
+            if newest is not None:
+                newest = _as_instant(newest)
+                if self.newest is None or newest > self.newest:
+                    self.newest = newest
+
+
+def _as_instant(value: date | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One contract check: what was measured against what was promised."""
+
+    name: str
+    passed: bool
+    measured: Any
+    threshold: Any
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON shape stored on the version."""
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "measured": self.measured,
+            "threshold": self.threshold,
+            "detail": self.detail,
+        }
+
+
+def evaluate(
+    spec: VersionSpec,
+    stats: ContractStats,
+    *,
+    inputs: int,
+    quarantined: int,
+    now: datetime,
+) -> list[Check]:
+    """Every contract check of `spec` over a finished publish."""
+    checks: list[Check] = [
+        Check(
+            "rows",
+            stats.rows > 0,
+            stats.rows,
+            "> 0",
+            "the version has rows" if stats.rows else "no input record became a row",
+        ),
+    ]
+    share = round(100.0 * quarantined / inputs, 3) if inputs else 0.0
+    limit = spec.sla.max_quarantined_percent
+    checks.append(
+        Check(
+            "quarantine-rate",
+            share <= limit,
+            share,
+            limit,
+            f"{quarantined} of {inputs} input records quarantined ({share}%, limit {limit}%)",
+        )
+    )
+    for rule in spec.sla.completeness:
+        filled = (
+            100.0 * (stats.rows - stats.nulls.get(rule.column, 0)) / stats.rows
+            if stats.rows
+            else 0.0
+        )
+        filled = round(filled, 3)
+        checks.append(
+            Check(
+                f"completeness:{rule.column}",
+                filled >= rule.min_percent,
+                filled,
+                rule.min_percent,
+                f"{rule.column} is {filled}% non-null (needs >= {rule.min_percent}%)",
+            )
+        )
+    if spec.sla.freshness and spec.sla.freshness_column:
+        window = timedelta(seconds=duration_seconds(spec.sla.freshness))
+        newest = stats.newest
+        fresh = newest is not None and now - newest <= window
+        age = None if newest is None else round((now - newest).total_seconds() / 3600, 2)
+        checks.append(
+            Check(
+                f"freshness:{spec.sla.freshness_column}",
+                fresh,
+                None if newest is None else newest.isoformat(),
+                spec.sla.freshness,
+                "no timestamp at all"
+                if newest is None
+                else f"newest value is {age} h old (limit {spec.sla.freshness})",
+            )
+        )
+    return checks

@@ -1,0 +1,103 @@
+"""Publishing records: quarantined input records and the protected surrogate-key mapping."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Column, Index, String, UniqueConstraint
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
+
+from catalog.db import UtcDateTime
+
+
+class QuarantineRecord(SQLModel, table=True):
+    """One input record that did not become a row, and exactly why.
+
+    The record points into immutable raw storage (file hash + line) instead of copying the
+    payload, so the catalog database holds no clinical content.
+    """
+
+    __tablename__ = "quarantine_record"
+    __table_args__ = (Index("ix_quarantine_record_version_rule", "version_id", "rule"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    version_id: int | None = SQLField(
+        default=None, foreign_key="product_version.id", nullable=False, ondelete="CASCADE"
+    )
+    source_file: str = SQLField(max_length=500)
+    source_sha256: str = SQLField(max_length=64)
+    line: int = SQLField(description="1-based line (NDJSON) or row (Parquet) number")
+    resource_type: str | None = SQLField(default=None, max_length=64)
+    resource_id: str | None = SQLField(default=None, max_length=200)
+    rule: str = SQLField(max_length=64)
+    field: str | None = SQLField(default=None, max_length=200)
+    detail: str = SQLField(max_length=2000)
+
+
+class SurrogateKey(SQLModel, table=True):
+    """Protected mapping from a source record id to its random surrogate in one tier.
+
+    HIPAA 164.514(c): a re-identification code must not be derived from the individual's data,
+    so surrogates are random and only this table links them back. It is never shared.
+    """
+
+    __tablename__ = "surrogate_key"
+    __table_args__ = (UniqueConstraint("surrogate", name="uq_surrogate_key_surrogate"),)
+
+    tier: str = SQLField(sa_column=Column(String(32), primary_key=True))
+    namespace: str = SQLField(sa_column=Column(String(64), primary_key=True))
+    source_id: str = SQLField(sa_column=Column(String(200), primary_key=True))
+    surrogate: str = SQLField(max_length=40)
+    created_at: datetime = SQLField(sa_type=UtcDateTime)
+
+
+class PublishRequest(BaseModel):
+    """Body of `POST .../versions/{version}/publish`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Server-side path (under an allowed source root) of a FHIR Bulk export folder, "
+        "a Parquet file or a Delta table.",
+    )
+    extracted_at: datetime | None = Field(
+        default=None,
+        description="When the source was extracted; the reference date for the 90+ age rule. "
+        "Defaults to the export manifest's transactionTime, else the publish time.",
+    )
+
+
+class ReconvertRequest(BaseModel):
+    """Body of `POST .../versions/{version}/reconvert`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    view: dict[str, Any] | None = Field(
+        default=None, description="Fixed ViewDefinition; default: the version's own view."
+    )
+
+
+class QuarantineItem(BaseModel):
+    """A quarantined input record as the API lists it."""
+
+    version: str
+    source_file: str
+    source_sha256: str
+    line: int
+    resource_type: str | None
+    resource_id: str | None
+    rule: str
+    field: str | None
+    detail: str
+
+
+class QuarantinePage(BaseModel):
+    """Quarantined records of a product (or one version), with counts by reason."""
+
+    counts: dict[str, int]
+    total: int
+    items: list[QuarantineItem]
+    next_cursor: str | None

@@ -1,0 +1,87 @@
+"""Publishing API: publish a version from a server-side source, reconvert, list quarantine."""
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+from sqlmodel import Session
+
+from catalog.clock import Clock
+from catalog.errors import InvalidParameter
+from catalog.events import Actor
+from catalog.products import service as products
+from catalog.products.models import VersionRead
+from catalog.publishing import service
+from catalog.publishing.models import PublishRequest, QuarantinePage, ReconvertRequest
+from catalog.settings import Settings
+
+VERSION = "/{domain:str}/{name:str}/versions/{version:str}"
+
+
+class PublishingController(Controller):
+    """Landing data into a product version and inspecting what was quarantined."""
+
+    path = "/api/v1/products"
+    tags = ("publishing",)
+
+    @post(VERSION + "/publish", sync_to_thread=True, status_code=200)
+    def publish(
+        self,
+        domain: FromPath[str],
+        name: FromPath[str],
+        version: FromPath[str],
+        data: JSONBody[PublishRequest],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> VersionRead:
+        """Publish a draft version; it ends `published` or `quarantined` with its checks."""
+        found = products.get_version(session, domain, name, version)
+        source = service.check_source_allowed(settings, data.source)
+        published = service.publish_version(
+            session, found, source, settings=settings, clock=clock, actor=actor,
+            extracted_at=data.extracted_at,
+        )
+        return products.version_read(published)
+
+    @post(VERSION + "/reconvert", sync_to_thread=True, status_code=201)
+    def reconvert(
+        self,
+        domain: FromPath[str],
+        name: FromPath[str],
+        version: FromPath[str],
+        data: JSONBody[ReconvertRequest],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> VersionRead:
+        """Rebuild a version from its raw files as a new patch version."""
+        found = products.get_version(session, domain, name, version)
+        rebuilt = service.reconvert_version(
+            session, found, view=data.view, settings=settings, clock=clock, actor=actor
+        )
+        return products.version_read(rebuilt)
+
+    @get("/{domain:str}/{name:str}/quarantine", sync_to_thread=True)
+    def quarantine(
+        self,
+        domain: FromPath[str],
+        name: FromPath[str],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        version: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        rule: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
+    ) -> QuarantinePage:
+        """Quarantined input records with counts by reason."""
+        page_size = limit or settings.default_page_size
+        if page_size > settings.max_page_size:
+            raise InvalidParameter(f"limit must be at most {settings.max_page_size}")
+        product = products.get_product(session, domain, name)
+        return service.list_quarantine(
+            session, product, version=version, rule=rule, limit=page_size, cursor=cursor
+        )

@@ -1,0 +1,572 @@
+"""Publishing: land raw payloads, convert them into rows, check the contract, write the tiers.
+
+Every input record ends in exactly one place: a row of the product, a quarantine record naming
+the rule, field, line and source file hash, or (for FHIR resources the view's `where` leaves out)
+the `excluded_by_view` count. The counts are stored with the version and always add up.
+
+Atomicity: rows are first streamed to a staging Parquet file; tier tables are written with one
+Delta commit each; the catalog transaction that marks the version published (and records its
+Delta versions) commits last. A crash before that commit leaves the catalog on the previous
+version, and readers only ever resolve tier tables through the catalog's recorded versions.
+"""
+
+import hashlib
+import json
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from catalog.clock import Clock
+from catalog.errors import Conflict, Forbidden, InvalidParameter
+from catalog.events import Actor, record_event
+from catalog.pagination import decode_cursor, encode_cursor
+from catalog.products import service as products
+from catalog.products.arrow_types import parse_arrow_type
+from catalog.products.models import (
+    ColumnSpec,
+    DataProduct,
+    ProductVersion,
+    VersionSpec,
+    VersionStatus,
+)
+from catalog.publishing.coerce import FieldCoercionError, RowCoercer
+from catalog.publishing.contract import Check, ContractStats, evaluate
+from catalog.publishing.models import QuarantineItem, QuarantinePage, QuarantineRecord
+from catalog.publishing.sources import SourceKind, discover, read_ndjson
+from catalog.publishing.storage import RawFile, Storage
+from catalog.publishing.surrogates import SurrogateResolver
+from catalog.publishing.tiers import TierContext, derive, tier_columns
+from catalog.publishing.views import CompiledView, ResourceEvaluationError, compile_view
+from catalog.settings import Settings
+
+BATCH_ROWS = 50_000
+QUARANTINE_FLUSH = 2_000
+
+
+def full_schema(columns: list[ColumnSpec]) -> pa.Schema:
+    """Arrow schema of the full tier, exactly as declared."""
+    return pa.schema([pa.field(c.name, parse_arrow_type(c.type), c.nullable) for c in columns])
+
+
+@dataclass
+class _Run:
+    """State of one conversion: counts, quarantine buffer, staging writer."""
+
+    session: Session
+    version: ProductVersion
+    spec: VersionSpec
+    schema: pa.Schema
+    writer: pq.ParquetWriter
+    stats: ContractStats
+    counts: Counter[str] = field(default_factory=Counter)
+    by_rule: Counter[str] = field(default_factory=Counter)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[QuarantineRecord] = field(default_factory=list)
+
+    def quarantine(
+        self,
+        raw: RawFile,
+        line: int,
+        rule: str,
+        detail: str,
+        *,
+        field_name: str | None = None,
+        resource_id: str | None = None,
+    ) -> None:
+        self.counts["quarantined"] += 1
+        self.by_rule[rule] += 1
+        self.pending.append(
+            QuarantineRecord(
+                version_id=self.version.id,
+                source_file=raw.name,
+                source_sha256=raw.sha256,
+                line=line,
+                resource_type=raw.resource_type,
+                resource_id=resource_id[:200] if resource_id else None,
+                rule=rule,
+                field=field_name,
+                detail=detail[:2000],
+            )
+        )
+        if len(self.pending) >= QUARANTINE_FLUSH:
+            self.flush_quarantine()
+
+    def flush_quarantine(self) -> None:
+        self.session.add_all(self.pending)
+        self.session.flush()
+        self.pending.clear()
+
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        self.counts["records_with_rows"] += 1
+        self.rows.extend(rows)
+        if len(self.rows) >= BATCH_ROWS:
+            self.flush_rows()
+
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        self.counts["records_with_rows"] += batch.num_rows
+        self._write(batch)
+
+    def flush_rows(self) -> None:
+        if self.rows:
+            self._write(pa.RecordBatch.from_pylist(self.rows, schema=self.schema))
+            self.rows.clear()
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        self.counts["rows"] += batch.num_rows
+        self.stats.update(batch)
+        self.writer.write_batch(batch)
+
+
+# --- public operations ---------------------------------------------------------------------------
+
+
+def check_source_allowed(settings: Settings, source: str) -> Path:
+    """Resolve a server-side source path, refusing anything outside the allowed roots."""
+    path = Path(source).expanduser().resolve()
+    if not any(path == root or root in path.parents for root in settings.source_roots):
+        raise Forbidden("the source is outside the folders this server may publish from")
+    return path
+
+
+def publish_version(
+    session: Session,
+    version: ProductVersion,
+    source: Path,
+    *,
+    settings: Settings,
+    clock: Clock,
+    actor: Actor,
+    extracted_at: datetime | None = None,
+) -> ProductVersion:
+    """Land `source`, convert it with the version's view, check the contract, write the tiers."""
+    key = _key(version)
+    if version.status != VersionStatus.DRAFT:
+        raise Conflict(f"{key} is {version.status}; only a draft version can be published")
+    spec = version.spec()
+    storage = Storage.from_settings(settings)
+    view = _compiled_view(spec)
+    types = {view.resource} if view else set(version.product.source_resources)
+    found = discover(source, resource_types=types)
+    if found.kind == SourceKind.NDJSON and view is None:
+        raise InvalidParameter(f"{key} has no view: publishing FHIR NDJSON needs one")
+    raw_files = [
+        storage.land(f.path, name=f.name, resource_type=f.resource_type)
+        for f in _table_files(found.kind, found.files)
+    ]
+    lineage = {
+        "source_kind": found.kind.value,
+        "raw_files": [r.as_dict() for r in raw_files],
+        "ignored_files": found.ignored,
+    }
+    when = extracted_at or found.transaction_time or clock.now()
+    return _convert(
+        session,
+        version,
+        spec,
+        raw_files,
+        found.kind,
+        lineage,
+        storage=storage,
+        settings=settings,
+        clock=clock,
+        actor=actor,
+        extracted_at=when,
+    )
+
+
+def reconvert_version(
+    session: Session,
+    version: ProductVersion,
+    *,
+    view: dict[str, Any] | None,
+    settings: Settings,
+    clock: Clock,
+    actor: Actor,
+) -> ProductVersion:
+    """Rebuild a version from its landed raw files as a new patch version; history stays."""
+    key = _key(version)
+    if not version.lineage or not version.lineage.get("raw_files"):
+        raise Conflict(f"{key} was never published, so it has no raw files to reconvert")
+    storage = Storage.from_settings(settings)
+    raw_files = [RawFile(**r) for r in version.lineage["raw_files"]]
+    missing = [r.name for r in raw_files if not storage.has_raw(r.sha256)]
+    if missing:
+        raise Conflict(f"{key}: raw files missing from storage: {', '.join(missing)}")
+    product = version.product
+    line = [
+        v.semver for v in product.versions if (v.major, v.minor) == (version.major, version.minor)
+    ]
+    target = max(line).next_patch()
+    spec = version.spec().model_copy(
+        update={
+            "version": str(target),
+            "view": view if view is not None else version.view,
+            "changelog": f"Reconverted from {version.version}'s raw files"
+            + (" with a corrected view." if view is not None else "."),
+        }
+    )
+    spec = VersionSpec.model_validate(spec.model_dump())
+    new = products.register_version(session, product, spec, actor=actor, clock=clock)
+    lineage = {**version.lineage, "reconverted_from": version.version}
+    kind = SourceKind(version.lineage["source_kind"])
+    return _convert(
+        session,
+        new,
+        spec,
+        raw_files,
+        kind,
+        lineage,
+        storage=storage,
+        settings=settings,
+        clock=clock,
+        actor=actor,
+        extracted_at=version.extracted_at or clock.now(),
+    )
+
+
+def list_quarantine(
+    session: Session,
+    product: DataProduct,
+    *,
+    version: str | None = None,
+    rule: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> QuarantinePage:
+    """Quarantined records of a product (optionally one version or rule), with counts by rule."""
+    scope = (
+        select(QuarantineRecord, ProductVersion.version)
+        .join(ProductVersion)
+        .where(ProductVersion.product_id == product.id)
+    )
+    counting = (
+        select(QuarantineRecord.rule, func.count())
+        .join(ProductVersion)
+        .where(ProductVersion.product_id == product.id)
+        .group_by(QuarantineRecord.rule)
+    )
+    if version is not None:
+        scope = scope.where(ProductVersion.version == version)
+        counting = counting.where(ProductVersion.version == version)
+    counts = {r: int(n) for r, n in session.exec(counting).all()}
+    if rule is not None:
+        scope = scope.where(QuarantineRecord.rule == rule)
+    if cursor:
+        (last,) = decode_cursor(cursor, width=1)
+        if not last.isdigit():
+            raise InvalidParameter("invalid cursor: pass back the next_cursor of a previous page")
+        scope = scope.where(col(QuarantineRecord.id) > int(last))
+    found = session.exec(scope.order_by(col(QuarantineRecord.id)).limit(limit + 1)).all()
+    page = found[:limit]
+    items = [
+        QuarantineItem(
+            version=v,
+            source_file=r.source_file,
+            source_sha256=r.source_sha256,
+            line=r.line,
+            resource_type=r.resource_type,
+            resource_id=r.resource_id,
+            rule=r.rule,
+            field=r.field,
+            detail=r.detail,
+        )
+        for r, v in page
+    ]
+    next_cursor = encode_cursor([str(page[-1][0].id)]) if len(found) > limit else None
+    total = sum(counts.values()) if rule is None else counts.get(rule, 0)
+    return QuarantinePage(counts=counts, total=total, items=items, next_cursor=next_cursor)
+
+
+# --- conversion ----------------------------------------------------------------------------------
+
+
+def _key(version: ProductVersion) -> str:
+    product = version.product
+    return f"{products.product_key(product.domain.name, product.name)}@{version.version}"
+
+
+def _compiled_view(spec: VersionSpec) -> CompiledView | None:
+    return None if spec.view is None else compile_view(spec.view)
+
+
+def _table_files(kind: SourceKind, files: list[Any]) -> Iterator[Any]:
+    """Source files to land; a Delta table is landed as one Parquet snapshot of its data."""
+    if kind != SourceKind.DELTA:
+        yield from files
+        return
+    for source in files:
+        table = DeltaTable(str(source.path))
+        with tempfile.TemporaryDirectory() as tmp:
+            snapshot = Path(tmp) / f"{source.name}.v{table.version()}.parquet"
+            dataset = table.to_pyarrow_dataset()
+            with pq.ParquetWriter(snapshot, dataset.schema) as writer:
+                for batch in dataset.to_batches():
+                    writer.write_batch(batch)
+            yield type(source)(snapshot, snapshot.name, None)
+
+
+def _convert(
+    session: Session,
+    version: ProductVersion,
+    spec: VersionSpec,
+    raw_files: list[RawFile],
+    kind: SourceKind,
+    lineage: dict[str, Any],
+    *,
+    storage: Storage,
+    settings: Settings,
+    clock: Clock,
+    actor: Actor,
+    extracted_at: datetime,
+) -> ProductVersion:
+    schema = full_schema(spec.columns)
+    filesystem, staging = storage.staging_path()
+    stats = ContractStats([c.name for c in spec.columns], spec.sla.freshness_column)
+    checks: list[Check] = []
+    try:
+        with pq.ParquetWriter(staging, schema, filesystem=filesystem) as writer:
+            run = _Run(session, version, spec, schema, writer, stats)
+            if kind == SourceKind.NDJSON:
+                view = compile_view(spec.view or {})
+                seen: dict[str, tuple[str, int, str]] = {}
+                for raw in raw_files:
+                    _convert_ndjson(run, storage, raw, view, seen)
+            else:
+                for raw in raw_files:
+                    checks += _convert_table(run, storage, raw)
+            run.flush_rows()
+            run.flush_quarantine()
+        inputs = run.counts["input_records"]
+        checks += evaluate(
+            spec, stats, inputs=inputs, quarantined=run.counts["quarantined"], now=clock.now()
+        )
+        counts = {
+            "input_records": inputs,
+            "records_with_rows": run.counts["records_with_rows"],
+            "excluded_by_view": run.counts["excluded_by_view"],
+            "quarantined": run.counts["quarantined"],
+            "rows": run.counts["rows"],
+            "quarantined_by_rule": dict(sorted(run.by_rule.items())),
+        }
+        passed = all(c.passed for c in checks)
+        if passed:
+            version.tier_tables = _write_tiers(
+                session,
+                version,
+                spec,
+                storage,
+                filesystem,
+                staging,
+                settings=settings,
+                clock=clock,
+                extracted_at=extracted_at,
+            )
+            version.delta_location = storage.product_uri(
+                version.product.domain.name, version.product.name
+            )
+    finally:
+        if filesystem.get_file_info(staging).type != 0:
+            filesystem.delete_file(staging)
+    view_json = json.dumps(spec.view, sort_keys=True).encode() if spec.view else None
+    version.lineage = {
+        **lineage,
+        "view_sha256": hashlib.sha256(view_json).hexdigest() if view_json else None,
+    }
+    version.checks = [c.as_dict() for c in checks]
+    version.counts = counts
+    version.extracted_at = extracted_at
+    target = VersionStatus.PUBLISHED if passed else VersionStatus.QUARANTINED
+    now = clock.now()
+    failed = [c.name for c in checks if not c.passed]
+    reason = None if passed else "contract checks failed: " + ", ".join(failed)
+    version.status = target
+    version.status_reason, version.status_changed_at, version.status_changed_by = (
+        reason,
+        now,
+        actor.name,
+    )
+    version.updated_at, version.updated_by = now, actor.name
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action=f"version.{target}",
+        subject_type="version",
+        subject=_key(version),
+        reason=reason,
+        details={
+            "counts": {k: v for k, v in counts.items() if k != "quarantined_by_rule"},
+            "raw_files": [r.sha256 for r in raw_files],
+        },
+    )
+    session.flush()
+    return version
+
+
+def _convert_ndjson(
+    run: _Run,
+    storage: Storage,
+    raw: RawFile,
+    view: CompiledView,
+    seen: dict[str, tuple[str, int, str]],
+) -> None:
+    coercer = RowCoercer(run.spec.columns)
+    with storage.open_raw(raw.sha256) as stream:
+        for record in read_ndjson(stream, resource_type=raw.resource_type or view.resource):
+            run.counts["input_records"] += 1
+            resource = record.resource
+            rid = resource.get("id") if resource else None
+            if record.rule is not None or resource is None:
+                run.quarantine(
+                    raw,
+                    record.line,
+                    record.rule or "json",
+                    record.detail or "",
+                    resource_id=rid if isinstance(rid, str) else None,
+                )
+                continue
+            rid = str(rid)
+            digest = hashlib.blake2b(record.text, digest_size=12).hexdigest()
+            first = seen.get(rid)
+            if first is not None:
+                same = first[2] == digest
+                rule = "duplicate" if same else "duplicate-id"
+                what = "exact duplicate of" if same else "same id as a different resource at"
+                run.quarantine(
+                    raw,
+                    record.line,
+                    rule,
+                    f"{what} {first[0]} line {first[1]}",
+                    field_name="id",
+                    resource_id=rid,
+                )
+                continue
+            seen[rid] = (raw.name, record.line, digest)
+            try:
+                rows = view.rows(resource)
+            except ResourceEvaluationError as exc:
+                run.quarantine(
+                    raw, record.line, "view", exc.detail, field_name=exc.path, resource_id=rid
+                )
+                continue
+            if not rows:
+                run.counts["excluded_by_view"] += 1
+                continue
+            try:
+                typed = [coercer.coerce(row) for row in rows]
+            except FieldCoercionError as exc:
+                run.quarantine(
+                    raw, record.line, exc.rule, exc.detail, field_name=exc.field, resource_id=rid
+                )
+                continue
+            run.add_rows(typed)
+
+
+def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
+    """Rows of a Parquet payload: vectorised when clean, row by row to find the bad ones."""
+    with storage.open_raw_file(raw.sha256) as handle:
+        parquet = pq.ParquetFile(handle)
+        names = parquet.schema_arrow.names
+        declared = run.schema.names
+        missing = [n for n in declared if n not in names]
+        extra = [n for n in names if n not in declared]
+        if missing or extra:
+            parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"undeclared {', '.join(extra)}"] if extra else []
+            )
+            run.counts["input_records"] += parquet.metadata.num_rows
+            run.counts["quarantined"] += parquet.metadata.num_rows
+            run.by_rule["schema"] += parquet.metadata.num_rows
+            return [Check("schema", False, names, declared, "columns " + "; ".join(parts))]
+        coercer = RowCoercer(run.spec.columns)
+        needs_row_checks = any(
+            c.code_system or c.allowed_values or not c.nullable for c in run.spec.columns
+        )
+        offset = 0
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=declared):
+            run.counts["input_records"] += batch.num_rows
+            fast = None if needs_row_checks else _cast(batch, run.schema)
+            if fast is not None:
+                run.add_batch(fast)
+            else:
+                for i, row in enumerate(batch.to_pylist()):
+                    try:
+                        run.add_rows([coercer.coerce(row)])
+                    except FieldCoercionError as exc:
+                        run.quarantine(
+                            raw, offset + i + 1, exc.rule, exc.detail, field_name=exc.field
+                        )
+                run.flush_rows()
+            offset += batch.num_rows
+    return [Check("schema", True, names, declared, "columns match the declared schema")]
+
+
+def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch | None:
+    try:
+        return batch.select(schema.names).cast(schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return None
+
+
+def _write_tiers(
+    session: Session,
+    version: ProductVersion,
+    spec: VersionSpec,
+    storage: Storage,
+    filesystem: Any,
+    staging: str,
+    *,
+    settings: Settings,
+    clock: Clock,
+    extracted_at: datetime,
+) -> dict[str, Any]:
+    """One Delta commit per tier table, each streamed from the staging file."""
+    context = TierContext(
+        reference_date=extracted_at.date(),
+        restricted_zip3=frozenset(settings.restricted_zip3),
+        resolver=SurrogateResolver(session, now=clock.now()),
+    )
+    product = version.product
+    tables: dict[str, Any] = {}
+    for tier in spec.tiers:
+        columns = tier_columns(spec.columns, tier, context)
+        uri = storage.table_uri(product.domain.name, product.name, tier.value)
+        with filesystem.open_input_file(staging) as handle:
+            batches = pq.ParquetFile(handle).iter_batches(batch_size=BATCH_ROWS)
+            delta_version = write_tier(
+                uri, derive(batches, columns), storage=storage, product_version=version.version
+            )
+        tables[tier.value] = {
+            "location": uri,
+            "delta_version": delta_version,
+            "columns": [c.name for c in columns],
+        }
+    return tables
+
+
+def write_tier(
+    uri: str, reader: pa.RecordBatchReader, *, storage: Storage, product_version: str
+) -> int:
+    """Replace a tier table's content in one Delta commit (CDF on); returns the new version."""
+    write_deltalake(
+        uri,
+        reader,
+        mode="overwrite",
+        schema_mode="overwrite",
+        configuration={"delta.enableChangeDataFeed": "true"},
+        storage_options=storage.options or None,
+        commit_properties=CommitProperties(
+            custom_metadata={"mesh.productVersion": product_version}
+        ),
+    )
+    return int(DeltaTable(uri, storage_options=storage.options or None).version())

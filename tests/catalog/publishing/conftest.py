@@ -1,0 +1,207 @@
+"""Fixtures for publishing: a patients product with a real view, and dirty NDJSON exports."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from catalog.products import service
+from catalog.products.models import ProductSpec, VersionSpec
+from catalog.settings import Settings
+from tests.factories import ACTOR, domain_body, make_domain
+
+PATIENT_VIEW = {
+    "resourceType": "ViewDefinition",
+    "name": "patients",
+    "resource": "Patient",
+    "select": [
+        {
+            "column": [
+                {"name": "patient_id", "path": "getResourceKey()"},
+                {"name": "mrn", "path": "identifier.where(type.coding.code = 'MR').value.first()"},
+                {"name": "family_name", "path": "name.where(use = 'official').family.first()"},
+                {"name": "given_name", "path": "name.where(use = 'official').given.first()"},
+                {"name": "birth_date", "path": "birthDate"},
+                {"name": "gender", "path": "gender"},
+                {"name": "address_line", "path": "address.line.first()"},
+                {"name": "city", "path": "address.city.first()"},
+                {"name": "state", "path": "address.state.first()"},
+                {"name": "postal_code", "path": "address.postalCode.first()"},
+                {"name": "phone", "path": "telecom.where(system = 'phone').value.first()"},
+                {"name": "note", "path": "text.`div`"},
+            ]
+        }
+    ],
+}
+
+PATIENT_COLUMNS = [
+    {
+        "name": "patient_id",
+        "type": "string",
+        "nullable": False,
+        "classification": "direct_identifier",
+        "surrogate": "Patient",
+    },
+    {"name": "mrn", "type": "string", "classification": "direct_identifier"},
+    {"name": "family_name", "type": "string", "classification": "direct_identifier"},
+    {"name": "given_name", "type": "string", "classification": "direct_identifier"},
+    {"name": "birth_date", "type": "date32", "classification": "date"},
+    {
+        "name": "gender",
+        "type": "string",
+        "classification": "none",
+        "allowed_values": ["male", "female", "other", "unknown"],
+    },
+    {"name": "address_line", "type": "string", "classification": "direct_identifier"},
+    {"name": "city", "type": "string", "classification": "quasi_identifier"},
+    {"name": "state", "type": "string", "classification": "none"},
+    {"name": "postal_code", "type": "string", "classification": "zip"},
+    {"name": "phone", "type": "string", "classification": "direct_identifier"},
+    {"name": "note", "type": "string", "classification": "free_text"},
+]
+
+
+def patient(
+    pid,
+    family,
+    given,
+    birth,
+    *,
+    zip_code="98052",
+    gender="female",
+    city="Redmond",
+    mrn=None,
+    phone=None,
+):
+    resource = {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": mrn or f"MRN-{pid}"}],
+        "name": [{"use": "official", "family": family, "given": [given]}],
+        "gender": gender,
+        "address": [
+            {
+                "line": [f"{len(family)} {family} Street"],
+                "city": city,
+                "state": "WA",
+                "postalCode": zip_code,
+            }
+        ],
+        "telecom": [{"system": "phone", "value": phone or f"555-01{len(pid):02d}"}],
+        "text": {"status": "generated", "div": f"<div>{given} {family}</div>"},
+    }
+    if birth is not None:
+        resource["birthDate"] = birth
+    return resource
+
+
+def line(resource):
+    return json.dumps(resource, separators=(",", ":"))
+
+
+GOOD = [
+    patient("p1", "Okafor", "Adaeze", "1980-05-17", zip_code="98052-1234"),
+    patient("p2", "Lindqvist", "Henrik", "05/17/1961", gender="male", zip_code="03601"),
+    patient("p3", "Moreau", "Camille", "1930-02-01", zip_code="89301"),
+    patient("p4", "Nakamura", "Yui", "19991231", city="Seattle"),
+    patient("p5", "Haddad", "Omar", None, gender="male"),
+    patient("p6", "Ivanova", "Daria", "17-May-1975", zip_code="not-a-zip"),
+]
+
+
+def dirty_lines():
+    """Good patients plus one of each kind of dirt; returns (text, expected quarantine rules)."""
+    lines = [line(p) for p in GOOD]
+    lines.append(line(GOOD[0]))  # exact duplicate
+    lines.append(line(patient("p2", "Lindqvist", "Henrik", "1961-05-18")))  # same id, other content
+    lines.append(line({"resourceType": "Observation", "id": "o1"}))  # wrong type
+    lines.append("{not json at all}")
+    lines.append(line(patient("p7", "Brown", "Alex", "unknown")))  # unparseable date
+    lines.append(line(patient("p8", "Green", "Sam", "1970-01-01", gender="X")))  # not in value set
+    lines.append(
+        line({k: v for k, v in patient("p9", "Gray", "Kim", "1970-01-01").items() if k != "id"})
+    )
+    lines.append("")  # blank line: not a record
+    lines.append(line(patient("p10", "White", "Lee", "1950-03")))  # partial date
+    lines.append(line(patient("p11", "Black", "Ray", "1960-01-01"))[:40])  # truncated last line
+    rules = [
+        "duplicate",
+        "duplicate-id",
+        "resource-type",
+        "json",
+        "date",
+        "value-set",
+        "id",
+        "partial-date",
+        "json",
+    ]
+    return "\n".join(lines), rules
+
+
+@pytest.fixture
+def export_dir(tmp_path):
+    """A Bulk export folder with a dirty Patient.ndjson and an unrelated file."""
+    folder = tmp_path / "sources" / "st-marys"
+    folder.mkdir(parents=True)
+    text, _ = dirty_lines()
+    (folder / "Patient.ndjson").write_text(text, encoding="utf-8")
+    (folder / "Practitioner.ndjson").write_text(
+        line({"resourceType": "Practitioner", "id": "dr1"}) + "\n"
+    )
+    (folder / "manifest.json").write_text(
+        json.dumps({"transactionTime": "2026-01-15T08:00:00Z", "output": []})
+    )
+    return folder
+
+
+@pytest.fixture
+def publish_settings(tmp_path, database_url):
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        publish_source_roots=[tmp_path / "sources"],
+    )
+
+
+def version_spec(version="1.0.0", **overrides):
+    body = {
+        "version": version,
+        "columns": PATIENT_COLUMNS,
+        "tiers": ["deidentified", "limited", "full"],
+        "sla": {"completeness": ["birth_date >= 60%"], "max_quarantined_percent": 60},
+        "view": PATIENT_VIEW,
+    }
+    return VersionSpec.model_validate(body | overrides)
+
+
+@pytest.fixture
+def patients_version(session, clock):
+    make_domain(session, clock)
+    product = service.create_product(
+        session,
+        "st-marys",
+        ProductSpec.model_validate(
+            {
+                "name": "patients",
+                "title": "Patients",
+                "owner_team": "Reg",
+                "owner_email": "r@example.org",
+                "source_resources": ["Patient"],
+            }
+        ),
+        actor=ACTOR,
+        clock=clock,
+    )
+    return service.register_version(session, product, version_spec(), actor=ACTOR, clock=clock)
+
+
+EXTRACTED = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
+__all__ = [
+    "EXTRACTED",
+    "GOOD",
+    "PATIENT_COLUMNS",
+    "PATIENT_VIEW",
+    "domain_body",
+    "patient",
+    "version_spec",
+]

@@ -1,0 +1,270 @@
+"""Publishing FHIR NDJSON into Delta tiers, against real Delta tables and both databases."""
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from sqlmodel import select
+
+from catalog.products.models import VersionStatus
+from catalog.publishing import service
+from catalog.publishing.models import QuarantineRecord
+from tests.catalog.publishing.conftest import EXTRACTED, GOOD, dirty_lines
+from tests.factories import ACTOR
+
+
+def publish(session, version, source, settings, clock, **kw):
+    return service.publish_version(
+        session, version, source, settings=settings, clock=clock, actor=ACTOR, **kw
+    )
+
+
+def read(version, tier, delta_version=None):
+    info = version.tier_tables[tier]
+    table = DeltaTable(
+        info["location"],
+        version=delta_version if delta_version is not None else info["delta_version"],
+    )
+    return table.to_pyarrow_table()
+
+
+def test_every_record_is_a_row_or_quarantined(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    session.commit()
+    assert version.status == VersionStatus.PUBLISHED, version.checks
+    counts = version.counts
+    _, expected_rules = dirty_lines()
+    assert counts["input_records"] == len(GOOD) + len(expected_rules)
+    assert (
+        counts["records_with_rows"] + counts["excluded_by_view"] + counts["quarantined"]
+        == counts["input_records"]
+    )
+    assert counts["records_with_rows"] == len(GOOD) == counts["rows"]
+    assert counts["quarantined_by_rule"] == dict(Counter(expected_rules))
+    records = session.exec(select(QuarantineRecord).order_by(QuarantineRecord.line)).all()
+    assert [r.rule for r in records] == expected_rules
+    raw = version.lineage["raw_files"]
+    assert [r["name"] for r in raw] == ["Patient.ndjson"]
+    assert {r.source_sha256 for r in records} == {raw[0]["sha256"]}
+    assert records[0].line == 7 and records[0].detail == "exact duplicate of Patient.ndjson line 1"
+    assert records[-1].line == 16  # the truncated last line, after the blank line 14
+    assert version.lineage["ignored_files"] == ["Practitioner.ndjson"]
+    assert version.extracted_at == EXTRACTED  # from the export manifest
+    assert len(read(version, "full")) == len(GOOD)
+
+
+def test_raw_payload_is_kept_immutably(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    sha = version.lineage["raw_files"][0]["sha256"]
+    landed = Path(publish_settings.storage_root) / "raw" / sha
+    assert landed.read_bytes() == (export_dir / "Patient.ndjson").read_bytes()
+    assert landed.stat().st_mode & 0o222 == 0
+
+
+def test_deidentified_tier_holds_no_identifiers(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    table = read(version, "deidentified")
+    assert table.column_names == ["patient_id", "birth_date", "gender", "state", "postal_code"]
+    assert table.schema.field("birth_date").type == pa.int32()
+    values = {str(v) for column in table.columns for v in column.to_pylist() if v is not None}
+    for p in GOOD:
+        name = p["name"][0]
+        forbidden = [
+            name["family"],
+            name["given"][0],
+            p["identifier"][0]["value"],
+            p["telecom"][0]["value"],
+            p["address"][0]["line"][0],
+            p["id"],
+            p["address"][0]["city"],
+        ]
+        if p.get("birthDate"):
+            forbidden.append(p["birthDate"])
+        assert not (set(forbidden) & values), (forbidden, values)
+    rows = {r["gender"] + str(r["birth_date"]): r for r in table.to_pylist()}
+    assert [r["postal_code"] for r in table.to_pylist()] == [
+        "980",
+        "000",
+        "000",
+        "980",
+        "980",
+        None,
+    ]
+    years = [r["birth_date"] for r in table.to_pylist()]
+    assert years == [1980, 1961, None, 1999, None, 1975]  # 1930 shows an age over 89
+    assert rows
+    assert len({r["patient_id"] for r in table.to_pylist()}) == len(GOOD)
+
+
+def test_limited_tier_keeps_dates_and_zip5_but_no_direct_identifiers(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    table = read(version, "limited")
+    assert table.column_names == [
+        "patient_id",
+        "birth_date",
+        "gender",
+        "city",
+        "state",
+        "postal_code",
+    ]
+    rows = table.to_pylist()
+    assert [str(r["birth_date"]) for r in rows][:4] == [
+        "1980-05-17",
+        "1961-05-17",
+        "1930-02-01",
+        "1999-12-31",
+    ]
+    assert [r["postal_code"] for r in rows] == ["98052", "03601", "89301", "98052", "98052", None]
+    limited_ids = {r["patient_id"] for r in rows}
+    deid_ids = {r["patient_id"] for r in read(version, "deidentified").to_pylist()}
+    assert not limited_ids & deid_ids  # each tier has its own surrogates
+    assert not limited_ids & {p["id"] for p in GOOD}
+
+
+def test_full_tier_is_the_converted_rows(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    rows = read(version, "full").to_pylist()
+    assert [r["patient_id"] for r in rows] == [p["id"] for p in GOOD]
+    assert rows[0]["family_name"] == "Okafor" and rows[0]["postal_code"] == "98052-1234"
+    assert str(rows[1]["birth_date"]) == "1961-05-17"  # US date format read month first
+
+
+def test_surrogates_are_stable_across_versions(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    first = publish(session, patients_version, export_dir, publish_settings, clock)
+    session.commit()
+    second = service.reconvert_version(
+        session, first, view=None, settings=publish_settings, clock=clock, actor=ACTOR
+    )
+    session.commit()
+    assert second.version == "1.0.1"
+    ids_first = read(first, "deidentified").column("patient_id").to_pylist()
+    ids_second = read(second, "deidentified").column("patient_id").to_pylist()
+    assert ids_first == ids_second
+
+
+def test_contract_failure_quarantines_the_version(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    patients_version.sla = {
+        **patients_version.sla,
+        "completeness": [{"column": "birth_date", "min_percent": 99.0}],
+    }
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    session.commit()
+    assert version.status == VersionStatus.QUARANTINED
+    failed = [c for c in version.checks if not c["passed"]]
+    assert [c["name"] for c in failed] == ["completeness:birth_date"]
+    assert failed[0]["measured"] == pytest.approx(83.333, abs=0.01)
+    assert version.tier_tables is None
+    assert "completeness:birth_date" in version.status_reason
+    with pytest.raises(Exception, match="only a draft"):
+        publish(session, version, export_dir, publish_settings, clock)
+
+
+def test_freshness_is_checked_against_the_clock(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    columns = [*patients_version.columns]
+    columns[4] = {**columns[4], "type": "date32"}
+    patients_version.sla = {
+        **patients_version.sla,
+        "freshness": "1d",
+        "freshness_column": "birth_date",
+    }
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    check = next(c for c in version.checks if c["name"] == "freshness:birth_date")
+    assert check["passed"] is False
+    assert check["measured"].startswith("1999-12-31")
+    assert version.status == VersionStatus.QUARANTINED
+
+
+def test_reconvert_with_a_fixed_view_makes_a_new_patch_version(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    first = publish(session, patients_version, export_dir, publish_settings, clock)
+    session.commit()
+    view = dict(first.view)
+    select_ = [dict(s) for s in view["select"]]
+    columns = [dict(c) for c in select_[0]["column"]]
+    columns[5] = {"name": "gender", "path": "gender.replace('X', 'unknown')"}
+    select_[0]["column"] = columns
+    view["select"] = select_
+    fixed = service.reconvert_version(
+        session, first, view=view, settings=publish_settings, clock=clock, actor=ACTOR
+    )
+    session.commit()
+    assert fixed.version == "1.0.1"
+    assert fixed.status == VersionStatus.PUBLISHED
+    assert fixed.lineage["reconverted_from"] == "1.0.0"
+    assert fixed.lineage["raw_files"] == first.lineage["raw_files"]
+    assert fixed.counts["quarantined_by_rule"].get("value-set") is None
+    assert fixed.counts["rows"] == first.counts["rows"] + 1
+    assert first.status == VersionStatus.PUBLISHED and first.version == "1.0.0"
+    # Time travel by product version: each version keeps its own Delta version.
+    assert first.tier_tables["full"]["delta_version"] == 0
+    assert fixed.tier_tables["full"]["delta_version"] == 1
+    assert len(read(first, "full")) == len(GOOD)
+    assert len(read(fixed, "full")) == len(GOOD) + 1
+    cdf = DeltaTable(fixed.tier_tables["full"]["location"]).load_cdf(starting_version=1).read_all()
+    assert set(cdf.column("_change_type").to_pylist()) >= {"insert"}
+
+
+def test_gzip_export(session, clock, patients_version, export_dir, publish_settings):
+    import gzip
+
+    data = (export_dir / "Patient.ndjson").read_bytes()
+    (export_dir / "Patient.ndjson").unlink()
+    (export_dir / "Patient.000.ndjson.gz").write_bytes(gzip.compress(data))
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    assert version.counts["records_with_rows"] == len(GOOD)
+    assert version.lineage["raw_files"][0]["name"] == "Patient.000.ndjson.gz"
+
+
+def test_crash_while_writing_leaves_prior_version_readable(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    first = publish(session, patients_version, export_dir, publish_settings, clock)
+    session.commit()
+    uri = first.tier_tables["full"]["location"]
+    before = read(first, "full")
+
+    def exploding():
+        yield before.to_batches()[0]
+        raise OSError("disk vanished mid-write")
+
+    reader = pa.RecordBatchReader.from_batches(before.schema, exploding())
+    with pytest.raises(Exception, match="disk vanished"):
+        service.write_tier(
+            uri,
+            reader,
+            storage=service.Storage.from_settings(publish_settings),
+            product_version="9.9.9",
+        )
+    table = DeltaTable(uri)
+    assert table.version() == 0
+    assert table.to_pyarrow_table().num_rows == len(GOOD)
+
+
+def test_source_outside_allowed_roots_is_refused(publish_settings, tmp_path):
+    with pytest.raises(Exception, match="outside the folders"):
+        service.check_source_allowed(publish_settings, "/etc")
+    inside = tmp_path / "sources" / "x"
+    assert service.check_source_allowed(publish_settings, str(inside)) == inside.resolve()
+    with pytest.raises(Exception, match="outside the folders"):
+        service.check_source_allowed(
+            publish_settings, str(tmp_path / "sources" / ".." / "elsewhere")
+        )
