@@ -1,30 +1,38 @@
 """`mesh`: the command line. Every command calls the same services as the API."""
 
-import getpass
-import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from catalog import migrate
 from catalog.clock import SystemClock
+from catalog.commands import (
+    AsJson,
+    Home,
+    Reason,
+    VersionOpt,
+    cli_actor,
+    err,
+    fail,
+    load_settings,
+    migrated_engine,
+    out,
+    print_json,
+    split_product,
+    unit_of_work,
+)
 from catalog.db import engine_for, transaction
-from catalog.errors import MeshError
 from catalog.events import Actor
 from catalog.manifest.apply import Action, Plan, apply_manifest
 from catalog.manifest.loader import ManifestError, load_manifest
 from catalog.manifest.models import Manifest
 from catalog.products import service
 from catalog.products.models import ProductStatus, Tier, VersionStatus
+from catalog.publishing import commands as publishing
 from catalog.settings import Settings
 
 app = typer.Typer(
@@ -41,82 +49,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(domains_app, name="domains")
 app.add_typer(products_app, name="products")
 app.add_typer(versions_app, name="versions")
-
-out = Console(highlight=False, markup=False)
-err = Console(stderr=True, highlight=False, markup=False)
-
-Home = Annotated[
-    Path | None,
-    typer.Option(
-        "--home", help="Folder of the embedded defaults (env MESH_HOME).", show_default=False
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-Reason = Annotated[str, typer.Option("--reason", help="Why; recorded with the change.")]
-VersionOpt = Annotated[str, typer.Option("--version", help="Semantic version, e.g. 1.2.0.")]
-
-
-def load_settings(home: Path | None) -> Settings:
-    """Settings from the environment, with `--home` taking precedence."""
-    return Settings(home=home) if home is not None else Settings()
-
-
-def cli_actor() -> Actor:
-    """The operating-system user running the command."""
-    return Actor(name=f"cli:{getpass.getuser()}")
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print an error to stderr and return the exit to raise."""
-    err.print(f"error: {message}", soft_wrap=True)
-    return typer.Exit(code)
-
-
-def migrated_engine(settings: Settings) -> Engine:
-    """The engine, refusing to go on when the schema is not at the latest revision."""
-    engine = engine_for(settings)
-    where = engine.url.render_as_string(hide_password=True)
-    try:
-        current = migrate.is_current(engine)
-    except SQLAlchemyError as exc:
-        raise fail(
-            f"cannot open the catalog database at {where} ({type(exc).__name__}); "
-            "check --home / MESH_DATABASE_URL, or run `mesh db upgrade` first"
-        ) from None
-    if not current:
-        raise fail(
-            f"the database at {where} is not migrated to the latest schema; "
-            "run `mesh db upgrade` first"
-        )
-    return engine
-
-
-@contextmanager
-def unit_of_work(home: Path | None) -> Iterator[Session]:
-    """One transaction for a command; MeshErrors become a clean message and exit code 1."""
-    settings = load_settings(home)
-    engine = migrated_engine(settings)
-    try:
-        with transaction(engine) as session:
-            yield session
-    except MeshError as exc:
-        raise fail(exc.detail) from None
-    finally:
-        engine.dispose()
-
-
-def split_product(ref: str) -> tuple[str, str]:
-    """`DOMAIN/NAME` into its two parts."""
-    domain, sep, name = ref.partition("/")
-    if not sep or not domain or not name or "/" in name:
-        raise fail(f"expected a product as DOMAIN/NAME, got {ref!r}", code=2)
-    return domain, name
-
-
-def print_json(value: Any) -> None:
-    """Machine-readable output."""
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-
+app.add_typer(publishing.quarantine_app, name="quarantine")
+app.command("publish")(publishing.publish)
+app.command("reconvert")(publishing.reconvert)
+app.command("synth")(publishing.synth)
 
 # --- db ------------------------------------------------------------------------------------------
 
@@ -411,6 +347,7 @@ def demo(
     host: Host = None,
     port: Port = None,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Set up, then exit.")] = False,
+    patients: Annotated[int, typer.Option(min=1, help="People in the synthetic export.")] = 500,
 ) -> None:
     """Set up the embedded demo (SQLite + local Delta storage) and serve it. Safe to rerun."""
     settings = _with_address(load_settings(home), host, port)
@@ -425,6 +362,7 @@ def demo(
         print_plan(plan, products_file.name)
         if plan.is_refused:
             raise fail("the example products file was refused")
+    publishing.publish_demo(settings, engine, patients=patients, seed=7)
     if no_serve:
         out.print(f"Demo set up; start the server with `mesh serve --home {settings.home}`.")
         return

@@ -92,6 +92,14 @@ class Classification(StrEnum):
 # --- value objects stored as JSON on a version -------------------------------------------------
 
 
+# Tier derivation transforms these classifications, so their values must have these types.
+_CLASSIFICATION_TYPES: dict[Classification, tuple[tuple[str, ...], str]] = {
+    Classification.DATE: (("date", "timestamp"), "a date or timestamp"),
+    Classification.ZIP: (("string", "large_string"), "a string"),
+    Classification.AGE: (("int", "uint"), "an integer"),
+}
+
+
 class ColumnSpec(BaseModel):
     """One output column of a product version."""
 
@@ -117,9 +125,14 @@ class ColumnSpec(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _surrogate_only_on_identifiers(self) -> "ColumnSpec":
+    def _consistent(self) -> "ColumnSpec":
         if self.surrogate and self.classification != Classification.DIRECT_IDENTIFIER:
             raise ValueError("surrogate is only meaningful on direct_identifier columns")
+        expected = _CLASSIFICATION_TYPES.get(self.classification)
+        if expected is not None and not self.type.startswith(expected[0]):
+            raise ValueError(
+                f"a {self.classification} column must have {expected[1]} type, not {self.type}"
+            )
         if (self.code_system or self.allowed_values) and not self.type.endswith("string"):
             raise ValueError("code_system and allowed_values apply to string columns")
         return self

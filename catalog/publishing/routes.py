@@ -41,7 +41,12 @@ class PublishingController(Controller):
         found = products.get_version(session, domain, name, version)
         source = service.check_source_allowed(settings, data.source)
         published = service.publish_version(
-            session, found, source, settings=settings, clock=clock, actor=actor,
+            session,
+            found,
+            source,
+            settings=settings,
+            clock=clock,
+            actor=actor,
             extracted_at=data.extracted_at,
         )
         return products.version_read(published)

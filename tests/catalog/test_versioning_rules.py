@@ -183,7 +183,11 @@ def test_additive_changes_need_at_least_a_minor_bump(label, cols, message):
 
 def test_descriptions_and_sla_only_need_a_patch():
     cols = modified("heart_rate", description="beats per minute")
-    new = VersionSpec.model_validate(version_body("1.0.1", columns=cols, sla={"freshness": "1h", "freshness_column": "birth_date"}))
+    new = VersionSpec.model_validate(
+        version_body(
+            "1.0.1", columns=cols, sla={"freshness": "1h", "freshness_column": "birth_date"}
+        )
+    )
     assert diff_versions(spec("1.0.0"), new) == []
     check_bump("p", spec("1.0.0"), new)
 

@@ -1,0 +1,96 @@
+"""Shared pieces of the `mesh` commands: consoles, common options, settings, transactions."""
+
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from catalog import migrate
+from catalog.db import engine_for, transaction
+from catalog.errors import MeshError
+from catalog.events import Actor
+from catalog.settings import Settings
+
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
+
+Home = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Folder of the embedded defaults (env MESH_HOME).", show_default=False
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why; recorded with the change.")]
+VersionOpt = Annotated[str, typer.Option("--version", help="Semantic version, e.g. 1.2.0.")]
+
+
+def load_settings(home: Path | None) -> Settings:
+    """Settings from the environment, with `--home` taking precedence."""
+    return Settings(home=home) if home is not None else Settings()
+
+
+def cli_actor() -> Actor:
+    """The operating-system user running the command."""
+    return Actor(name=f"cli:{getpass.getuser()}")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error to stderr and return the exit to raise."""
+    err.print(f"error: {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def migrated_engine(settings: Settings) -> Engine:
+    """The engine, refusing to go on when the schema is not at the latest revision."""
+    engine = engine_for(settings)
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        current = migrate.is_current(engine)
+    except SQLAlchemyError as exc:
+        raise fail(
+            f"cannot open the catalog database at {where} ({type(exc).__name__}); "
+            "check --home / MESH_DATABASE_URL, or run `mesh db upgrade` first"
+        ) from None
+    if not current:
+        raise fail(
+            f"the database at {where} is not migrated to the latest schema; "
+            "run `mesh db upgrade` first"
+        )
+    return engine
+
+
+@contextmanager
+def unit_of_work(home: Path | None) -> Iterator[Session]:
+    """One transaction for a command; MeshErrors become a clean message and exit code 1."""
+    settings = load_settings(home)
+    engine = migrated_engine(settings)
+    try:
+        with transaction(engine) as session:
+            yield session
+    except MeshError as exc:
+        raise fail(exc.detail) from None
+    finally:
+        engine.dispose()
+
+
+def split_product(ref: str) -> tuple[str, str]:
+    """`DOMAIN/NAME` into its two parts."""
+    domain, sep, name = ref.partition("/")
+    if not sep or not domain or not name or "/" in name:
+        raise fail(f"expected a product as DOMAIN/NAME, got {ref!r}", code=2)
+    return domain, name
+
+
+def print_json(value: Any) -> None:
+    """Machine-readable output."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")

@@ -1,0 +1,233 @@
+"""`mesh publish`, `mesh reconvert`, `mesh quarantine list`, `mesh synth`: the publishing CLI."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.table import Table
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from catalog.clock import SystemClock
+from catalog.commands import (
+    AsJson,
+    Home,
+    VersionOpt,
+    cli_actor,
+    fail,
+    load_settings,
+    out,
+    print_json,
+    split_product,
+    unit_of_work,
+)
+from catalog.db import transaction
+from catalog.events import Actor
+from catalog.products import service as products
+from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
+from catalog.publishing import service
+from catalog.publishing.synth import generate_export
+from catalog.settings import Settings
+
+quarantine_app = typer.Typer(
+    help="Records that did not become rows, and why.", no_args_is_help=True
+)
+
+
+def print_outcome(version: ProductVersion, *, verbose: bool = True) -> None:
+    """What a publish did: status, counts, checks (failing ones only unless verbose), tiers."""
+    key = f"{version.product.domain.name}/{version.product.name} {version.version}"
+    counts = version.counts or {}
+    reasons = ", ".join(f"{r} {n}" for r, n in (counts.get("quarantined_by_rule") or {}).items())
+    out.print(
+        f"{key}: {version.status} - {counts.get('input_records', 0)} input records, "
+        f"{counts.get('rows', 0)} rows, {counts.get('excluded_by_view', 0)} excluded by the view, "
+        f"{counts.get('quarantined', 0)} quarantined" + (f" ({reasons})" if reasons else ""),
+        soft_wrap=True,
+    )
+    for check in version.checks or []:
+        if verbose or not check["passed"]:
+            mark = "ok  " if check["passed"] else "FAIL"
+            out.print(f"  {mark} {check['name']}: {check['detail']}", soft_wrap=True)
+    if verbose:
+        for tier, table in (version.tier_tables or {}).items():
+            out.print(
+                f"  tier {tier}: Delta version {table['delta_version']} at {table['location']}",
+                soft_wrap=True,
+            )
+
+
+def publish(
+    product: Annotated[str, typer.Argument(help="DOMAIN/NAME")],
+    version: VersionOpt,
+    source: Annotated[
+        Path,
+        typer.Option(
+            "--from", help="Bulk export folder (NDJSON, gzip ok), Parquet file or Delta table."
+        ),
+    ],
+    extracted_at: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Extraction time (reference date for the 90+ rule); default from the export."
+        ),
+    ] = None,
+    home: Home = None,
+) -> None:
+    """Land a source into a draft version: it ends published or quarantined (exit 3)."""
+    domain, name = split_product(product)
+    settings = load_settings(home)
+    when = extracted_at.replace(tzinfo=extracted_at.tzinfo or UTC) if extracted_at else None
+    with unit_of_work(home) as session:
+        found = products.get_version(session, domain, name, version)
+        result = service.publish_version(
+            session,
+            found,
+            source.resolve(),
+            settings=settings,
+            clock=SystemClock(),
+            actor=cli_actor(),
+            extracted_at=when,
+        )
+        print_outcome(result)
+        quarantined = result.status == VersionStatus.QUARANTINED
+    if quarantined:
+        raise typer.Exit(3)
+
+
+def reconvert(
+    product: Annotated[str, typer.Argument(help="DOMAIN/NAME")],
+    version: VersionOpt,
+    view: Annotated[
+        Path | None, typer.Option("--view", help="Corrected ViewDefinition (JSON or YAML file).")
+    ] = None,
+    home: Home = None,
+) -> None:
+    """Rebuild a version from its raw files as the next patch version (history is kept)."""
+    domain, name = split_product(product)
+    settings = load_settings(home)
+    definition = _read_view(view) if view else None
+    with unit_of_work(home) as session:
+        found = products.get_version(session, domain, name, version)
+        result = service.reconvert_version(
+            session,
+            found,
+            view=definition,
+            settings=settings,
+            clock=SystemClock(),
+            actor=cli_actor(),
+        )
+        print_outcome(result)
+
+
+def _read_view(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        value = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise fail(f"{path}: cannot read the view: {exc}") from None
+    if not isinstance(value, dict):
+        raise fail(f"{path}: a ViewDefinition must be a JSON/YAML object")
+    return value
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    product: Annotated[str, typer.Argument(help="DOMAIN/NAME")],
+    version: Annotated[str | None, typer.Option(help="Only this version.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only this rule.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """Quarantined records with counts by reason (file hash + line point into raw storage)."""
+    domain, name = split_product(product)
+    with unit_of_work(home) as session:
+        page = service.list_quarantine(
+            session,
+            products.get_product(session, domain, name),
+            version=version,
+            rule=rule,
+            limit=limit,
+        )
+    if as_json:
+        print_json(page.model_dump(mode="json"))
+        return
+    out.print(f"{page.total} quarantined: " + ", ".join(f"{k} {v}" for k, v in page.counts.items()))
+    table = Table("version", "file", "line", "rule", "field", "detail")
+    for item in page.items:
+        table.add_row(
+            item.version, item.source_file, str(item.line), item.rule, item.field or "", item.detail
+        )
+    out.print(table)
+    if page.next_cursor:
+        out.print(f"(showing {len(page.items)}; raise --limit or use the API cursor for more)")
+
+
+def synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the export into.")],
+    patients: Annotated[int, typer.Option(min=1, max=1_000_000)] = 500,
+    seed: int = 7,
+    as_of: Annotated[
+        datetime | None, typer.Option(help="Extraction time (default: now, to the minute).")
+    ] = None,
+) -> None:
+    """Write a deterministic synthetic FHIR Bulk export of the example facilities, dirt included."""
+    when = (as_of or datetime.now(UTC)).replace(second=0, microsecond=0)
+    when = when.replace(tzinfo=when.tzinfo or UTC)
+    report = generate_export(out_dir, patients=patients, seed=seed, as_of=when)
+    for name, lines in report.files.items():
+        out.print(f"{lines:>8}  {out_dir / name}")
+    out.print(
+        f"{report.people} people ({report.shared_people} registered at two facilities), "
+        f"as of {when.isoformat()}"
+    )
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+
+def _drafts(session: Session) -> list[tuple[str, str, str]]:
+    rows = session.exec(
+        select(Domain.name, DataProduct.name, ProductVersion.version)
+        .join(DataProduct, col(DataProduct.domain_id) == Domain.id)
+        .join(ProductVersion, col(ProductVersion.product_id) == DataProduct.id)
+        .where(ProductVersion.status == VersionStatus.DRAFT)
+        .order_by(
+            col(Domain.name),
+            col(DataProduct.name),
+            col(ProductVersion.major),
+            col(ProductVersion.minor),
+            col(ProductVersion.patch),
+        )
+    ).all()
+    return [(d, p, v) for d, p, v in rows]
+
+
+def publish_demo(settings: Settings, engine: Engine, *, patients: int, seed: int) -> None:
+    """Synthesize an export under HOME/sources and publish every draft version from it."""
+    with transaction(engine) as session:
+        drafts = _drafts(session)
+    if not drafts:
+        out.print("Every example version is already published or quarantined.")
+        return
+    when = datetime.now(UTC).replace(second=0, microsecond=0)
+    export = settings.home / "sources" / f"export-{when:%Y%m%dT%H%M}"
+    report = generate_export(export, patients=patients, seed=seed, as_of=when)
+    out.print(f"Synthetic export of {report.people} people written to {export}")
+    actor, clock = Actor("demo"), SystemClock()
+    for domain, name, version in drafts:
+        with transaction(engine) as session:
+            found = products.get_version(session, domain, name, version)
+            result = service.publish_version(
+                session,
+                found,
+                (export / domain).resolve(),
+                settings=settings,
+                clock=clock,
+                actor=actor,
+            )
+            print_outcome(result, verbose=False)
