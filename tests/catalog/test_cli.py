@@ -132,18 +132,20 @@ def test_unmigrated_database_is_refused(tmp_path):
     assert "(up to date)" in current.stdout
 
 
+@pytest.mark.slow
 def test_demo_is_safe_to_rerun(tmp_path):
     runner = CliRunner()
     home = tmp_path / "demo-home"
     env = {"MESH_DATABASE_URL": ""}
-    first = runner.invoke(app, ["demo", "--home", str(home), "--no-serve"], env=env)
+    args = ["demo", "--home", str(home), "--no-serve", "--patients", "40"]
+    first = runner.invoke(app, args, env=env)
     assert first.exit_code == 0, first.output
     assert "20 to create" in first.stdout
-    assert (
-        (home / "catalog.db").is_file()
-        and (home / "storage").is_dir()
-        and (home / "profiles").is_dir()
-    )
-    second = runner.invoke(app, ["demo", "--home", str(home), "--no-serve"], env=env)
+    assert (home / "catalog.db").is_file() and (home / "storage").is_dir() and (home / "profiles").is_dir()
+    assert "labs/lab-results 2.0.0: published" in first.stdout
+    assert "northgate/conditions 1.0.0: quarantined" in first.stdout
+    assert len(list((home / "sources").iterdir())) == 1
+    second = runner.invoke(app, args, env=env)
     assert second.exit_code == 0
     assert "0 to create, 0 to update, 20 unchanged" in second.stdout
+    assert "Every example version is already published or quarantined." in second.stdout
