@@ -1,10 +1,12 @@
 """The composition root: `create_app(settings)` wires every router, dependency and handler."""
 
 from collections.abc import Generator
+from datetime import datetime
 from typing import Any
 
 from litestar import Litestar, Request
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from sqlalchemy.engine import Engine
@@ -13,23 +15,29 @@ from sqlmodel import Session
 import catalog
 from catalog.clock import Clock, SystemClock
 from catalog.db import engine_for, session_dependency
+from catalog.errors import Unauthenticated
 from catalog.events import Actor
 from catalog.health import healthz, readyz
 from catalog.problems import EXCEPTION_HANDLERS
+from catalog.products.models import ProductVersion
 from catalog.products.routes import DomainController, ProductController
+from catalog.products.service import VersionListener
 from catalog.publishing.routes import PublishingController
 from catalog.settings import Settings
+from policies.access import notify_version_change
+from policies.auth import ENV_ADMIN, Authenticator, BearerAuthMiddleware
+from policies.enforcer import PUBLIC_PATHS, PolicyEngine, permission_guard
+from policies.routes import CONTROLLERS as GOVERNANCE
 
 VERSION = "0.1.0"
 
 
 def provide_actor(request: Request[Any, Any, Any]) -> Actor:
-    """Who is calling. Until principals and tokens exist, every API caller is `anonymous`.
-
-    This is the one seam where authentication plugs in: routes depend on `actor` and never
-    look at headers themselves.
-    """
-    return Actor(name="anonymous")
+    """The authenticated caller (set by the authentication middleware)."""
+    user = request.user
+    if not isinstance(user, Actor):
+        raise Unauthenticated("authentication required")
+    return user
 
 
 def create_app(
@@ -38,19 +46,51 @@ def create_app(
     """Build the ASGI app for `settings`; tests pass their own clock and engine."""
     the_engine = engine if engine is not None else engine_for(settings)
     the_clock: Clock = clock if clock is not None else SystemClock()
+    policy = PolicyEngine(
+        the_engine,
+        the_clock,
+        refresh_seconds=settings.policy_refresh_seconds,
+        extra_grouping=[(ENV_ADMIN, "platform-admin", "*")] if settings.admin_token else [],
+    )
 
     def provide_session() -> Generator[Session, None, None]:
         yield from session_dependency(the_engine)
 
-    return Litestar(
-        route_handlers=[healthz, readyz, DomainController, ProductController, PublishingController],
+    def tell_grant_holders(
+        session: Session, version: ProductVersion, reason: str, served_until: datetime
+    ) -> list[int]:
+        return notify_version_change(
+            session,
+            version,
+            reason=reason,
+            served_until=served_until,
+            settings=settings,
+            now=the_clock.now(),
+        )
+
+    listeners: list[VersionListener] = [tell_grant_holders]
+    app = Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            DomainController,
+            ProductController,
+            PublishingController,
+            *GOVERNANCE,
+        ],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "engine": Provide(lambda: the_engine, use_cache=True, sync_to_thread=False),
             "clock": Provide(lambda: the_clock, use_cache=True, sync_to_thread=False),
+            "policy": Provide(lambda: policy, use_cache=True, sync_to_thread=False),
+            "version_listeners": Provide(lambda: listeners, use_cache=True, sync_to_thread=False),
             "session": Provide(provide_session),
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
+        middleware=[
+            DefineMiddleware(BearerAuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])
+        ],
+        guards=[permission_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="FHIR Mesh",
@@ -62,3 +102,6 @@ def create_app(
         request_max_body_size=settings.max_request_bytes,
         debug=False,
     )
+    app.state.engine = the_engine
+    app.state.authenticator = Authenticator(settings=settings, policy=policy, clock=the_clock)
+    return app

@@ -4,7 +4,6 @@ Services call `record_event` in the same transaction as the change, so an event 
 when its change does.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,13 +11,32 @@ from sqlalchemy import JSON, Column
 from sqlmodel import Field, Session, SQLModel
 
 from catalog.db import UtcDateTime
+from catalog.errors import Forbidden
 
 
-@dataclass(frozen=True)
 class Actor:
-    """Who is acting: a principal name (API) or `cli:<os user>` (command line)."""
+    """Who is acting: a principal (API) or `cli:<os user>`, a local operator (command line).
 
-    name: str
+    Services ask the actor whether an action is allowed; an API principal answers through the
+    policy engine (policies/), while a local operator, who holds the database credentials
+    anyway, is allowed everything. (A plain class: the framework passes it through as is.)
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def can(self, domain: str, obj: str, action: str) -> bool:
+        """Whether this actor may do `action` on `obj` in `domain` (`*` = every domain)."""
+        return True
+
+    def require(self, domain: str, obj: str, action: str) -> None:
+        """Raise Forbidden, naming the missing permission, unless allowed."""
+        if not self.can(domain, obj, action):
+            where = "any domain" if domain == "*" else f"domain {domain!r}"
+            raise Forbidden(f"missing permission {obj}:{action} in {where}")
 
 
 class ChangeEvent(SQLModel, table=True):

@@ -41,7 +41,10 @@ def _problem_response(
 
 def mesh_error_handler(request: Request[Any, Any, Any], exc: MeshError) -> Response[Any]:
     """Our own errors: their text is written for clients."""
-    return _problem_response(request, exc.problem(), exc.status)
+    response = _problem_response(request, exc.problem(), exc.status)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="fhir-mesh"'
+    return response
 
 
 def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # HHS OCR (2000 Census) and Microsoft's anonymizer (2010 ZCTAs) lists, united.
@@ -60,6 +60,30 @@ class Settings(BaseSettings):
     restricted_zip3: list[str] = Field(
         default_factory=lambda: list(RESTRICTED_ZIP3),
         description="3-digit ZIP areas of 20,000 people or fewer: de-identified as 000.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bootstrap bearer token acting as a platform admin (MESH_ADMIN_TOKEN).",
+    )
+    oidc_issuer: str | None = Field(default=None, description="Accept JWTs from this issuer.")
+    oidc_audience: str | None = None
+    oidc_jwks: str | None = Field(
+        default=None, description="JWKS as JSON, a file path, or an http(s) URL to fetch it from."
+    )
+    oidc_principal_claim: str = Field(
+        default="sub", description="JWT claim holding the principal name."
+    )
+    policy_refresh_seconds: float = Field(
+        default=2.0, ge=0, description="How often a process checks for policy changes."
+    )
+    grant_review_days: int = Field(
+        default=90, ge=1, description="Grants are re-reviewed this often."
+    )
+    grant_review_grace_days: int = Field(
+        default=14, ge=0, description="A grant overdue for review this long is suspended."
+    )
+    deprecation_notice_days: int = Field(
+        default=30, ge=0, description="A deprecated version is still served this long."
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)

@@ -2,8 +2,6 @@
 
 from sqlmodel import SQLModel
 
-import catalog.events
-import catalog.products.models
-import catalog.publishing.models  # noqa: F401
+import policies.models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from catalog.app import create_app
 from catalog.db import make_engine
 from catalog.settings import Settings
 from migrations.metadata import metadata
+from policies.enforcer import seed_default_policy
 from tests.factories import FixedClock
 
 POSTGRES_ENV = "MESH_TEST_POSTGRES_URL"
@@ -91,17 +93,18 @@ def engine(
 
 
 def _truncate(engine: Engine) -> None:
+    """Empty every table, then restore the default policy the migration seeded."""
     tables = [t.name for t in reversed(metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
-                )
-            )
+            names = ", ".join(f'"{t}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:
                 conn.execute(text(f'DELETE FROM "{table}"'))
+    with Session(engine) as session:
+        seed_default_policy(session, now=datetime.now(UTC))
+        session.commit()
 
 
 @pytest.fixture
@@ -123,14 +126,24 @@ def session(engine: Engine) -> Iterator[Session]:
         yield s
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Settings pointing at the test database and a temporary home."""
-    return Settings(home=tmp_path / "home", database_url=database_url)
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        admin_token=ADMIN_TOKEN,
+        policy_refresh_seconds=0,
+        publish_source_roots=[tmp_path / "sources"],
+    )
 
 
 @pytest.fixture
 def client(settings: Settings, engine: Engine, clock: FixedClock) -> Iterator[TestClient]:
-    """The real app in-process."""
+    """The real app in-process, called as the bootstrap platform admin."""
     with TestClient(create_app(settings, engine=engine, clock=clock)) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
         yield c

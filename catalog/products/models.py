@@ -476,6 +476,9 @@ class LifecycleChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=4000)
+    served_until: datetime | None = Field(
+        default=None, description="Deprecation only: served until then (default: notice period)."
+    )
 
 
 class VersionRead(BaseModel):
@@ -501,6 +504,14 @@ class VersionRead(BaseModel):
     status_changed_by: str | None
     created_at: datetime
     created_by: str
+
+
+class LifecycleOutcome(BaseModel):
+    """A version after deprecate / retire, and the grants whose consumers were told."""
+
+    version: "VersionRead"
+    served_until: datetime
+    affected_grants: list[int]
 
 
 class VersionSummary(BaseModel):
@@ -546,9 +557,3 @@ class ProductPage(BaseModel):
 
     items: list[ProductRead]
     next_cursor: str | None
-
-
-class ProductCreate(ProductSpec):
-    """Body of `POST /api/v1/products`: a product spec and the domain that owns it."""
-
-    domain: Slug

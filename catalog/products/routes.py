@@ -1,5 +1,6 @@
 """Catalog REST API: domains, products, versions and their lifecycle under /api/v1."""
 
+from datetime import timedelta
 from typing import Annotated
 
 from litestar import Controller, get, post
@@ -15,9 +16,10 @@ from catalog.products.models import (
     DomainCreate,
     DomainRead,
     LifecycleChange,
-    ProductCreate,
+    LifecycleOutcome,
     ProductDetail,
     ProductPage,
+    ProductSpec,
     ProductStatus,
     Tier,
     VersionRead,
@@ -27,6 +29,7 @@ from catalog.products.models import (
 from catalog.settings import Settings
 
 PRODUCT = "/{domain:str}/{name:str}"
+WRITE = {"permission": "product:write"}
 VERSION = PRODUCT + "/versions/{version:str}"
 
 
@@ -36,12 +39,12 @@ class DomainController(Controller):
     path = "/api/v1/domains"
     tags = ("domains",)
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, opt={"permission": "catalog:read"})
     def list_domains(self, session: NamedDependency[Session]) -> list[DomainRead]:
         """All domains, by name."""
         return [service.domain_read(d) for d in service.list_domains(session)]
 
-    @post("/", sync_to_thread=True)
+    @post("/", sync_to_thread=True, opt={"permission": "domain:create"})
     def create_domain(
         self,
         data: JSONBody[DomainCreate],
@@ -52,10 +55,23 @@ class DomainController(Controller):
         """Register a facility or clinical domain."""
         return service.domain_read(service.create_domain(session, data, actor=actor, clock=clock))
 
-    @get("/{name:str}", sync_to_thread=True)
-    def get_domain(self, name: FromPath[str], session: NamedDependency[Session]) -> DomainRead:
+    @get("/{domain:str}", sync_to_thread=True, opt={"permission": "catalog:read"})
+    def get_domain(self, domain: FromPath[str], session: NamedDependency[Session]) -> DomainRead:
         """One domain."""
-        return service.domain_read(service.get_domain(session, name))
+        return service.domain_read(service.get_domain(session, domain))
+
+    @post("/{domain:str}/products", sync_to_thread=True, opt={"permission": "product:write"})
+    def create_product(
+        self,
+        domain: FromPath[str],
+        data: JSONBody[ProductSpec],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> ProductDetail:
+        """Register a product in a domain (publishers of that domain, platform admins)."""
+        product = service.create_product(session, domain, data, actor=actor, clock=clock)
+        return service.product_detail(product)
 
 
 class ProductController(Controller):
@@ -64,7 +80,7 @@ class ProductController(Controller):
     path = "/api/v1/products"
     tags = ("products",)
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, opt={"permission": "catalog:read"})
     def search_products(
         self,
         session: NamedDependency[Session],
@@ -92,26 +108,14 @@ class ProductController(Controller):
             items=[service.product_read(p) for p in page.items], next_cursor=page.next_cursor
         )
 
-    @post("/", sync_to_thread=True)
-    def create_product(
-        self,
-        data: JSONBody[ProductCreate],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
-    ) -> ProductDetail:
-        """Register a product in a domain."""
-        product = service.create_product(session, data.domain, data, actor=actor, clock=clock)
-        return service.product_detail(product)
-
-    @get(PRODUCT, sync_to_thread=True)
+    @get(PRODUCT, sync_to_thread=True, opt={"permission": "catalog:read"})
     def get_product(
         self, domain: FromPath[str], name: FromPath[str], session: NamedDependency[Session]
     ) -> ProductDetail:
         """A product with its versions."""
         return service.product_detail(service.get_product(session, domain, name))
 
-    @post(PRODUCT + "/deprecate", sync_to_thread=True, status_code=200)
+    @post(PRODUCT + "/deprecate", sync_to_thread=True, status_code=200, opt=WRITE)
     def deprecate_product(
         self,
         domain: FromPath[str],
@@ -128,7 +132,7 @@ class ProductController(Controller):
         )
         return service.product_detail(product)
 
-    @post(PRODUCT + "/retire", sync_to_thread=True, status_code=200)
+    @post(PRODUCT + "/retire", sync_to_thread=True, status_code=200, opt=WRITE)
     def retire_product(
         self,
         domain: FromPath[str],
@@ -145,7 +149,7 @@ class ProductController(Controller):
         )
         return service.product_detail(product)
 
-    @post(PRODUCT + "/versions", sync_to_thread=True)
+    @post(PRODUCT + "/versions", sync_to_thread=True, opt=WRITE)
     def register_version(
         self,
         domain: FromPath[str],
@@ -161,7 +165,7 @@ class ProductController(Controller):
             service.register_version(session, product, data, actor=actor, clock=clock)
         )
 
-    @get(VERSION, sync_to_thread=True)
+    @get(VERSION, sync_to_thread=True, opt={"permission": "catalog:read"})
     def get_version(
         self,
         domain: FromPath[str],
@@ -172,7 +176,7 @@ class ProductController(Controller):
         """One version with its schema and SLA."""
         return service.version_read(service.get_version(session, domain, name, version))
 
-    @post(VERSION + "/deprecate", sync_to_thread=True, status_code=200)
+    @post(VERSION + "/deprecate", sync_to_thread=True, status_code=200, opt=WRITE)
     def deprecate_version(
         self,
         domain: FromPath[str],
@@ -180,17 +184,29 @@ class ProductController(Controller):
         version: FromPath[str],
         data: JSONBody[LifecycleChange],
         session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
-    ) -> VersionRead:
-        """Deprecate a published version."""
+        version_listeners: NamedDependency[list[service.VersionListener]],
+    ) -> LifecycleOutcome:
+        """Deprecate a published version; its consumers are told until when it is served."""
         found = service.get_version(session, domain, name, version)
-        service.change_version_status(
-            session, found, VersionStatus.DEPRECATED, reason=data.reason, actor=actor, clock=clock
+        until = data.served_until or clock.now() + timedelta(days=settings.deprecation_notice_days)
+        notified = service.change_version_status(
+            session,
+            found,
+            VersionStatus.DEPRECATED,
+            reason=data.reason,
+            actor=actor,
+            clock=clock,
+            served_until=until,
+            listeners=version_listeners,
         )
-        return service.version_read(found)
+        return LifecycleOutcome(
+            version=service.version_read(found), served_until=until, affected_grants=notified
+        )
 
-    @post(VERSION + "/retire", sync_to_thread=True, status_code=200)
+    @post(VERSION + "/retire", sync_to_thread=True, status_code=200, opt=WRITE)
     def retire_version(
         self,
         domain: FromPath[str],
@@ -200,10 +216,21 @@ class ProductController(Controller):
         session: NamedDependency[Session],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
-    ) -> VersionRead:
-        """Retire a version; it is no longer served."""
+        version_listeners: NamedDependency[list[service.VersionListener]],
+    ) -> LifecycleOutcome:
+        """Retire a version; it is no longer served and its consumers are told."""
         found = service.get_version(session, domain, name, version)
-        service.change_version_status(
-            session, found, VersionStatus.RETIRED, reason=data.reason, actor=actor, clock=clock
+        until = clock.now()
+        notified = service.change_version_status(
+            session,
+            found,
+            VersionStatus.RETIRED,
+            reason=data.reason,
+            actor=actor,
+            clock=clock,
+            served_until=until,
+            listeners=version_listeners,
         )
-        return service.version_read(found)
+        return LifecycleOutcome(
+            version=service.version_read(found), served_until=until, affected_grants=notified
+        )

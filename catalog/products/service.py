@@ -1,6 +1,8 @@
 """Catalog rules: registering domains, products and versions, search, and lifecycle changes."""
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import tuple_
@@ -548,6 +550,11 @@ def change_product_status(
     return product
 
 
+# Told about a version that was deprecated or retired, with the date it stops being served;
+# returns the ids of what it notified (the governance layer: affected grants).
+VersionListener = Callable[[Session, ProductVersion, str, datetime], list[int]]
+
+
 def change_version_status(
     session: Session,
     version: ProductVersion,
@@ -556,8 +563,10 @@ def change_version_status(
     reason: str,
     actor: Actor,
     clock: Clock,
-) -> ProductVersion:
-    """Deprecate (published only) or retire a version."""
+    served_until: datetime | None = None,
+    listeners: Sequence[VersionListener] = (),
+) -> list[int]:
+    """Deprecate (published only) or retire a version; returns what the listeners notified."""
     allowed_from = _VERSION_TRANSITIONS.get(target, set())
     if version.status not in allowed_from:
         key = product_key(version.product.domain.name, version.product.name)
@@ -566,7 +575,8 @@ def change_version_status(
         )
     _set_version_status(session, version, target, reason=reason, actor=actor, clock=clock)
     session.flush()
-    return version
+    until = served_until or clock.now()
+    return [n for listener in listeners for n in listener(session, version, reason, until)]
 
 
 def _set_version_status(

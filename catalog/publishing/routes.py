@@ -17,6 +17,7 @@ from catalog.publishing.models import PublishRequest, QuarantinePage, ReconvertR
 from catalog.settings import Settings
 
 VERSION = "/{domain:str}/{name:str}/versions/{version:str}"
+PUBLISH = {"permission": "version:publish"}
 
 
 class PublishingController(Controller):
@@ -25,7 +26,7 @@ class PublishingController(Controller):
     path = "/api/v1/products"
     tags = ("publishing",)
 
-    @post(VERSION + "/publish", sync_to_thread=True, status_code=200)
+    @post(VERSION + "/publish", sync_to_thread=True, status_code=200, opt=PUBLISH)
     def publish(
         self,
         domain: FromPath[str],
@@ -51,7 +52,7 @@ class PublishingController(Controller):
         )
         return products.version_read(published)
 
-    @post(VERSION + "/reconvert", sync_to_thread=True, status_code=201)
+    @post(VERSION + "/reconvert", sync_to_thread=True, status_code=201, opt=PUBLISH)
     def reconvert(
         self,
         domain: FromPath[str],
@@ -70,7 +71,11 @@ class PublishingController(Controller):
         )
         return products.version_read(rebuilt)
 
-    @get("/{domain:str}/{name:str}/quarantine", sync_to_thread=True)
+    @get(
+        "/{domain:str}/{name:str}/quarantine",
+        sync_to_thread=True,
+        opt={"permission": "quarantine:read"},
+    )
     def quarantine(
         self,
         domain: FromPath[str],

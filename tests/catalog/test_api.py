@@ -13,7 +13,7 @@ TYPE = "https://fhir-mesh.dev/problems/"
 def seed(client, domain="st-marys", product="patients", versions=("1.0.0",)):
     assert client.post("/api/v1/domains", json=domain_body(domain)).status_code == 201
     assert (
-        client.post("/api/v1/products", json=product_body(product) | {"domain": domain}).status_code
+        client.post(f"/api/v1/domains/{domain}/products", json=product_body(product)).status_code
         == 201
     )
     for v in versions:
@@ -41,9 +41,9 @@ def test_domains(client, clock):
     assert r.json() == {
         **domain_body("labs", kind="clinical-domain"),
         "created_at": "2026-01-15T12:00:00Z",
-        "created_by": "anonymous",
+        "created_by": "env:admin",
         "updated_at": "2026-01-15T12:00:00Z",
-        "updated_by": "anonymous",
+        "updated_by": "env:admin",
     }
     assert [d["name"] for d in client.get("/api/v1/domains").json()] == ["labs"]
     assert client.get("/api/v1/domains/labs").json()["kind"] == "clinical-domain"
@@ -133,7 +133,7 @@ def test_breaking_change_without_major_bump_is_422(client):
 def test_duplicates_and_unknowns(client):
     seed(client)
     assert_problem(
-        client.post("/api/v1/products", json=product_body() | {"domain": "st-marys"}),
+        client.post("/api/v1/domains/st-marys/products", json=product_body()),
         409,
         "conflict",
     )
@@ -143,7 +143,7 @@ def test_duplicates_and_unknowns(client):
         "conflict",
     )
     assert_problem(
-        client.post("/api/v1/products", json=product_body() | {"domain": "ghost"}), 404, "not-found"
+        client.post("/api/v1/domains/ghost/products", json=product_body()), 404, "not-found"
     )
     assert_problem(client.get("/api/v1/products/st-marys/ghost"), 404, "not-found")
     assert_problem(
@@ -172,7 +172,7 @@ def test_lifecycle_endpoints_record_who_and_when(client, clock):
     body = r.json()
     assert body["status"] == "deprecated"
     assert body["status_reason"] == "replaced by mpi"
-    assert body["status_changed_by"] == "anonymous"
+    assert body["status_changed_by"] == "env:admin"
     assert body["status_changed_at"] == "2026-01-15T15:00:00Z"
     assert_problem(
         client.post("/api/v1/products/st-marys/patients/deprecate", json={"reason": "again"}),
@@ -193,7 +193,9 @@ def test_lifecycle_endpoints_record_who_and_when(client, clock):
     r = client.post(
         "/api/v1/products/st-marys/patients/versions/1.0.0/retire", json={"reason": "never used"}
     )
-    assert r.json()["status"] == "retired"
+    assert r.json()["version"]["status"] == "retired"
+    assert r.json()["affected_grants"] == []
+    assert r.json()["served_until"] == "2026-01-15T15:00:00Z"
     r = client.post("/api/v1/products/st-marys/patients/retire", json={"reason": "decommissioned"})
     assert r.json()["status"] == "retired"
 
@@ -204,8 +206,8 @@ def test_search_pagination_and_filters(client):
     for i in range(7):
         domain = "labs" if i % 2 else "riverside"
         client.post(
-            "/api/v1/products",
-            json=product_body(f"product-{i}", tags=[f"t{i % 3}"]) | {"domain": domain},
+            f"/api/v1/domains/{domain}/products",
+            json=product_body(f"product-{i}", tags=[f"t{i % 3}"]),
         )
     client.post("/api/v1/products/labs/product-1/versions", json=version_body(tiers=["limited"]))
 

@@ -141,7 +141,11 @@ def test_demo_is_safe_to_rerun(tmp_path):
     first = runner.invoke(app, args, env=env)
     assert first.exit_code == 0, first.output
     assert "20 to create" in first.stdout
-    assert (home / "catalog.db").is_file() and (home / "storage").is_dir() and (home / "profiles").is_dir()
+    assert (
+        (home / "catalog.db").is_file()
+        and (home / "storage").is_dir()
+        and (home / "profiles").is_dir()
+    )
     assert "labs/lab-results 2.0.0: published" in first.stdout
     assert "northgate/conditions 1.0.0: quarantined" in first.stdout
     assert len(list((home / "sources").iterdir())) == 1

@@ -8,6 +8,7 @@ import pytest
 from catalog.products import service
 from catalog.products.models import ProductSpec, VersionSpec
 from catalog.settings import Settings
+from tests.conftest import ADMIN_TOKEN
 from tests.factories import ACTOR, domain_body, make_domain
 
 PATIENT_VIEW = {
@@ -160,6 +161,7 @@ def publish_settings(tmp_path, database_url):
         home=tmp_path / "home",
         database_url=database_url,
         publish_source_roots=[tmp_path / "sources"],
+        admin_token=ADMIN_TOKEN,
     )
 
 

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from catalog.app import create_app
 from catalog.cli import app
 from tests.catalog.publishing.conftest import GOOD, PATIENT_COLUMNS, PATIENT_VIEW
+from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body
 
 VERSION_BODY = {
@@ -19,7 +20,6 @@ VERSION_BODY = {
     "view": PATIENT_VIEW,
 }
 PRODUCT_BODY = {
-    "domain": "st-marys",
     "name": "patients",
     "title": "Patients",
     "owner_team": "Reg",
@@ -31,8 +31,11 @@ PRODUCT_BODY = {
 @pytest.fixture
 def api(publish_settings, engine, clock):
     with TestClient(create_app(publish_settings, engine=engine, clock=clock)) as client:
+        client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
         assert client.post("/api/v1/domains", json=domain_body()).status_code == 201
-        assert client.post("/api/v1/products", json=PRODUCT_BODY).status_code == 201
+        assert (
+            client.post("/api/v1/domains/st-marys/products", json=PRODUCT_BODY).status_code == 201
+        )
         assert (
             client.post(
                 "/api/v1/products/st-marys/patients/versions", json=VERSION_BODY

@@ -1,0 +1,167 @@
+"""Who is calling: API tokens (hashed at rest), the bootstrap admin token, and OIDC JWTs.
+
+Every failure gives the same 401 answer, so a caller learns nothing about which tokens exist.
+"""
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from litestar.concurrency import sync_to_thread
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from sqlmodel import Session, select
+
+from catalog.clock import Clock
+from catalog.errors import Unauthenticated
+from catalog.settings import Settings
+from policies.enforcer import Caller, PolicyEngine
+from policies.models import ApiToken, Organization, Principal
+
+TOKEN_PREFIX = "mesh_"  # noqa: S105  (a prefix, not a secret)
+ENV_ADMIN = "env:admin"
+INVALID = "missing, invalid, expired or revoked credentials"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_token(
+    session: Session, principal: Principal, *, days: int, description: str, now: datetime
+) -> tuple[ApiToken, str]:
+    """A new token for `principal`; the returned string is the only copy of the secret."""
+    token_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken(
+        id=token_id,
+        principal_id=principal.id,
+        secret_sha256=_digest(secret),
+        description=description,
+        created_at=now,
+        expires_at=now + timedelta(days=days),
+    )
+    session.add(token)
+    session.flush()
+    return token, f"{TOKEN_PREFIX}{token_id}_{secret}"
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Turns a bearer credential into a Caller, or raises Unauthenticated."""
+
+    settings: Settings
+    policy: PolicyEngine
+    clock: Clock
+
+    def caller(self, session: Session, credential: str | None) -> Caller:
+        """The principal behind `credential`."""
+        if not credential:
+            raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+        admin = self.settings.admin_token
+        if admin is not None and hmac.compare_digest(
+            credential.encode(), admin.get_secret_value().encode()
+        ):
+            return Caller(ENV_ADMIN, policy=self.policy)
+        if credential.startswith(TOKEN_PREFIX):
+            return self._from_token(session, credential)
+        if self.settings.oidc_issuer and credential.count(".") == 2:
+            return self._from_jwt(session, credential)
+        raise Unauthenticated(INVALID)
+
+    def _from_token(self, session: Session, credential: str) -> Caller:
+        token_id, _, secret = credential.removeprefix(TOKEN_PREFIX).partition("_")
+        token = session.get(ApiToken, token_id) if token_id and secret else None
+        now = self.clock.now()
+        if (
+            token is None
+            or not hmac.compare_digest(token.secret_sha256, _digest(secret))
+            or token.revoked_at is not None
+            or token.expires_at <= now
+        ):
+            raise Unauthenticated(INVALID)
+        principal = session.get(Principal, token.principal_id)
+        return self._active(session, principal, token_id=token.id)
+
+    def _from_jwt(self, session: Session, credential: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(credential)
+            key = _jwks_key(self.settings.oidc_jwks, header.get("kid"))
+            claims = jwt.decode(
+                credential,
+                key=key,
+                algorithms=["RS256", "RS384", "RS512", "ES256", "ES384"],
+                audience=self.settings.oidc_audience,
+                issuer=self.settings.oidc_issuer,
+                options={"require": ["exp", "iss", "sub"]},
+                leeway=30,
+            )
+        except (jwt.PyJWTError, ValueError, KeyError, OSError):
+            raise Unauthenticated(INVALID) from None
+        name = claims.get(self.settings.oidc_principal_claim)
+        if not isinstance(name, str):
+            raise Unauthenticated(INVALID)
+        principal = session.exec(select(Principal).where(Principal.name == name)).first()
+        return self._active(session, principal, token_id=None)
+
+    def _active(
+        self, session: Session, principal: Principal | None, *, token_id: str | None
+    ) -> Caller:
+        if principal is None or principal.disabled_at is not None:
+            raise Unauthenticated(INVALID)
+        organization = (
+            session.get(Organization, principal.organization_id)
+            if principal.organization_id
+            else None
+        )
+        return Caller(
+            principal.name,
+            policy=self.policy,
+            organization=organization.name if organization else None,
+            token_id=token_id,
+        )
+
+
+def _jwks_key(source: str | None, kid: str | None) -> Any:
+    """The verification key for `kid` from the configured JWKS (inline JSON, file or URL)."""
+    if not source:
+        raise ValueError("no JWKS configured")
+    if source.startswith(("http://", "https://")):
+        return jwt.PyJWKClient(source, timeout=5).get_signing_key(kid or "").key
+    text = source if source.lstrip().startswith("{") else Path(source).read_text(encoding="utf-8")
+    keys = jwt.PyJWKSet.from_dict(json.loads(text)).keys
+    for key in keys:
+        if kid is None or key.key_id == kid:
+            return key.key
+    raise KeyError(kid)
+
+
+def bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The bearer credential of a request, if any."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Authenticates every request outside the public paths; the user is a Caller."""
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        state = connection.app.state
+        authenticator: Authenticator = state.authenticator
+        credential = bearer(connection)
+
+        def resolve() -> Caller:
+            with Session(state.engine) as session:
+                return authenticator.caller(session, credential)
+
+        caller = await sync_to_thread(resolve)
+        return AuthenticationResult(user=caller, auth=credential)

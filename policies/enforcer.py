@@ -1,0 +1,194 @@
+"""The one policy engine: every authorization decision goes through `PolicyEngine`.
+
+Casbin holds the rules (`model.conf`, lines in the `casbin_rule` table). Each process keeps one
+enforcer and reloads it when the shared `policy_revision` counter moves, checking at most every
+`policy_refresh_seconds`, so a change made by one server process is enforced by the others
+within that interval.
+"""
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import casbin
+from casbin.util import key_match
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from catalog.clock import Clock
+from catalog.errors import Forbidden, Unauthenticated
+from catalog.events import Actor
+from policies.adapter import SessionAdapter, rule_values
+from policies.models import CasbinRule, PolicyRevision
+
+MODEL_PATH = Path(__file__).with_name("model.conf")
+DEFAULT_POLICY = Path(__file__).with_name("policy.csv")
+
+
+def default_policy_lines() -> list[list[str]]:
+    """The shipped default policy: [ptype, values...] per line."""
+    lines = []
+    for raw in DEFAULT_POLICY.read_text(encoding="utf-8").splitlines():
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        ptype, _, rest = text.partition(",")
+        # p2 lines carry a condition with commas-free Python; split it into exactly two values.
+        values = rest.split(",", 1) if ptype == "p2" else rest.split(",")
+        lines.append([ptype.strip(), *(v.strip() for v in values)])
+    return lines
+
+
+def _new_enforcer() -> casbin.Enforcer:
+    enforcer = casbin.Enforcer(str(MODEL_PATH))
+    # A role held in domain `*` applies in every domain.
+    enforcer.add_named_domain_matching_func("g", key_match)
+    return enforcer
+
+
+@dataclass
+class PolicyEngine:
+    """A process's view of the policy, refreshed from the database when it changes."""
+
+    engine: Engine
+    clock: Clock
+    refresh_seconds: float = 2.0
+    extra_grouping: list[tuple[str, str, str]] = field(default_factory=list)
+    _enforcer: casbin.Enforcer | None = None
+    _revision: int = -1
+    _checked_at: datetime | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def invalidate(self) -> None:
+        """Reload before the next decision (after a change made in this process)."""
+        with self._lock:
+            self._checked_at = None
+            self._revision = -1
+
+    def _current(self) -> casbin.Enforcer:
+        now = self.clock.now()
+        with self._lock:
+            stale = self._checked_at is None or now - self._checked_at >= timedelta(
+                seconds=self.refresh_seconds
+            )
+            if self._enforcer is not None and not stale:
+                return self._enforcer
+            with Session(self.engine) as session:
+                row = session.get(PolicyRevision, 1)
+                revision = row.revision if row else 0
+                if self._enforcer is None or revision != self._revision:
+                    enforcer = _new_enforcer()
+                    SessionAdapter(session).load_policy(enforcer.get_model())
+                    for rule in self.extra_grouping:
+                        enforcer.get_model().add_policy("g", "g", list(rule))
+                    enforcer.build_role_links()
+                    self._enforcer, self._revision = enforcer, revision
+            self._checked_at = now
+            return self._enforcer
+
+    def allowed(self, subject: str, domain: str, obj: str, action: str) -> bool:
+        """The decision for one request (deny by default)."""
+        return bool(self._current().enforce(subject, domain, obj, action))
+
+    def explain(self, subject: str, domain: str, obj: str, action: str) -> tuple[bool, list[str]]:
+        """The decision and the policy line that allowed it (empty when none did)."""
+        allowed, rule = self._current().enforce_ex(subject, domain, obj, action)
+        return bool(allowed), list(rule)
+
+    def tier_allowed(self, tier: str, context: Any) -> bool:
+        """Minimum-necessary rule for a tier over a request context."""
+        enforcer = self._current()
+        return bool(enforcer.enforce(enforcer.new_enforce_context("2"), tier, context))
+
+    def roles_of(self, subject: str) -> list[tuple[str, str]]:
+        """(role, domain) pairs held by a subject."""
+        model = self._current().get_model()
+        return [(r[1], r[2]) for r in model.get_policy("g", "g") if r[0] == subject]
+
+
+class Caller(Actor):
+    """An authenticated API principal; its rights come from the policy engine."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        policy: PolicyEngine | None = None,
+        organization: str | None = None,
+        token_id: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.policy = policy
+        self.organization = organization
+        self.token_id = token_id
+
+    def can(self, domain: str, obj: str, action: str) -> bool:
+        """Ask the policy engine (no engine: nothing is allowed)."""
+        return self.policy is not None and self.policy.allowed(self.name, domain, obj, action)
+
+
+# --- policy changes (always in the caller's transaction, with the revision bumped) --------------
+
+
+def bump_revision(session: Session, now: datetime) -> None:
+    """Tell every process the policy changed."""
+    row = session.get(PolicyRevision, 1)
+    if row is None:
+        session.add(PolicyRevision(id=1, revision=1, changed_at=now))
+    else:
+        row.revision += 1
+        row.changed_at = now
+    session.flush()
+
+
+def add_rule(session: Session, ptype: str, values: list[str], *, now: datetime) -> None:
+    """Add one policy line unless it is already there."""
+    stored = session.exec(select(CasbinRule).where(CasbinRule.ptype == ptype)).all()
+    if any(rule_values(r) == values for r in stored):
+        return
+    SessionAdapter(session).add_policy(ptype[0], ptype, values)
+    bump_revision(session, now)
+
+
+def remove_rules(session: Session, ptype: str, *values: str, now: datetime) -> None:
+    """Remove the policy lines starting with `values`."""
+    SessionAdapter(session).remove_filtered_policy(ptype[0], ptype, 0, *values)
+    bump_revision(session, now)
+
+
+def seed_default_policy(session: Session, *, now: datetime) -> bool:
+    """Load the shipped default policy into an empty policy table; True when it did."""
+    if session.exec(select(CasbinRule).where(CasbinRule.ptype != "g")).first() is not None:
+        return False
+    adapter = SessionAdapter(session)
+    for ptype, *values in default_policy_lines():
+        adapter.add_policy(ptype[0], ptype, values)
+    bump_revision(session, now)
+    return True
+
+
+# --- the route guard -----------------------------------------------------------------------------
+
+PUBLIC_PATHS = ("/healthz", "/readyz", "/schema")
+
+
+def permission_guard(connection: Any, handler: Any) -> None:
+    """Deny by default: each route declares `opt={"permission": "object:action"}`.
+
+    The domain is the route's `{domain}` path parameter, else `*` (every domain).
+    `authenticated` lets any principal through to a service that filters by permission.
+    """
+    if connection.url.path.startswith(PUBLIC_PATHS):
+        return
+    spec = handler.opt.get("permission")
+    caller = connection.user
+    if not isinstance(caller, Actor):
+        raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+    if spec == "authenticated":
+        return
+    if not isinstance(spec, str) or ":" not in spec:
+        raise Forbidden("this route declares no permission, so nobody may call it")
+    obj, _, action = spec.partition(":")
+    caller.require(connection.path_params.get("domain", "*"), obj, action)

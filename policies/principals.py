@@ -1,0 +1,218 @@
+"""Principals, their roles (Casbin grouping lines), tokens and consumer organisations."""
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from catalog.clock import Clock
+from catalog.errors import Conflict, InvalidParameter, NotFound
+from catalog.events import Actor, record_event
+from catalog.products.models import Domain
+from policies.auth import issue_token
+from policies.enforcer import add_rule, remove_rules
+from policies.models import (
+    ApiToken,
+    CasbinRule,
+    Organization,
+    OrganizationCreate,
+    Principal,
+    PrincipalCreate,
+    PrincipalRead,
+    Role,
+    TokenIssued,
+)
+
+MEMBER = "member"
+
+
+def get_organization(session: Session, name: str) -> Organization:
+    """The organisation called `name`, or NotFound."""
+    found = session.exec(select(Organization).where(Organization.name == name)).first()
+    if found is None:
+        raise NotFound(f"organization {name!r} not found")
+    return found
+
+
+def create_organization(
+    session: Session, spec: OrganizationCreate, *, actor: Actor, clock: Clock
+) -> Organization:
+    """Register a consumer organisation (a future Delta Sharing recipient)."""
+    actor.require("*", "organization", "create")
+    if session.exec(select(Organization.id).where(Organization.name == spec.name)).first():
+        raise Conflict(f"organization {spec.name!r} already exists")
+    now = clock.now()
+    org = Organization(**spec.model_dump(), created_at=now, created_by=actor.name)
+    session.add(org)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="organization.create",
+        subject_type="organization",
+        subject=spec.name,
+    )
+    session.flush()
+    return org
+
+
+def list_organizations(session: Session, *, actor: Actor) -> list[Organization]:
+    """All consumer organisations."""
+    actor.require("*", "organization", "read")
+    return list(session.exec(select(Organization).order_by(col(Organization.name))).all())
+
+
+def get_principal(session: Session, name: str) -> Principal:
+    """The principal called `name`, or NotFound."""
+    found = session.exec(select(Principal).where(Principal.name == name)).first()
+    if found is None:
+        raise NotFound(f"principal {name!r} not found")
+    return found
+
+
+def create_principal(
+    session: Session, spec: PrincipalCreate, *, actor: Actor, clock: Clock
+) -> Principal:
+    """Create a person or service account with its roles."""
+    actor.require("*", "principal", "create")
+    if session.exec(select(Principal.id).where(Principal.name == spec.name)).first():
+        raise Conflict(f"principal {spec.name!r} already exists")
+    if Role.PUBLISHER in spec.roles and not spec.domains:
+        raise InvalidParameter("the publisher role needs at least one domain")
+    if spec.domains and Role.PUBLISHER not in spec.roles:
+        raise InvalidParameter("domains only apply to the publisher role")
+    if (Role.CONSUMER in spec.roles) != (spec.organization is not None):
+        raise InvalidParameter("a consumer belongs to exactly one organization, others to none")
+    for domain in spec.domains:
+        if session.exec(select(Domain.id).where(Domain.name == domain)).first() is None:
+            raise NotFound(f"domain {domain!r} not found")
+    org = get_organization(session, spec.organization) if spec.organization else None
+    now = clock.now()
+    principal = Principal(
+        name=spec.name,
+        display_name=spec.display_name,
+        kind=spec.kind,
+        organization_id=org.id if org else None,
+        created_at=now,
+        created_by=actor.name,
+    )
+    session.add(principal)
+    add_rule(session, "g", [spec.name, MEMBER, "*"], now=now)
+    for role in spec.roles:
+        for domain in spec.domains if role == Role.PUBLISHER else ["*"]:
+            add_rule(session, "g", [spec.name, role.value, domain], now=now)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="principal.create",
+        subject_type="principal",
+        subject=spec.name,
+        details={
+            "roles": [r.value for r in spec.roles],
+            "domains": spec.domains,
+            "organization": spec.organization,
+        },
+    )
+    session.flush()
+    return principal
+
+
+def principal_read(session: Session, principal: Principal) -> PrincipalRead:
+    """API shape with roles read from the policy table."""
+    lines = session.exec(
+        select(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v0 == principal.name)
+    ).all()
+    roles = sorted({r.v1 or "" for r in lines} - {MEMBER})
+    domains = sorted({r.v2 or "" for r in lines if r.v1 == Role.PUBLISHER.value})
+    org = (
+        session.get(Organization, principal.organization_id) if principal.organization_id else None
+    )
+    return PrincipalRead(
+        name=principal.name,
+        display_name=principal.display_name,
+        kind=principal.kind,
+        roles=roles,
+        domains=domains,
+        organization=org.name if org else None,
+        disabled=principal.disabled_at is not None,
+        created_at=principal.created_at,
+    )
+
+
+def list_principals(session: Session, *, actor: Actor) -> list[PrincipalRead]:
+    """Every principal with its roles."""
+    actor.require("*", "principal", "read")
+    rows = session.exec(select(Principal).order_by(col(Principal.name))).all()
+    return [principal_read(session, p) for p in rows]
+
+
+def disable_principal(
+    session: Session, name: str, *, reason: str, actor: Actor, clock: Clock
+) -> Principal:
+    """Disable a principal: its tokens stop working and its roles are removed."""
+    actor.require("*", "principal", "disable")
+    principal = get_principal(session, name)
+    if principal.disabled_at is not None:
+        raise Conflict(f"principal {name!r} is already disabled")
+    now = clock.now()
+    principal.disabled_at = now
+    remove_rules(session, "g", name, now=now)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="principal.disable",
+        subject_type="principal",
+        subject=name,
+        reason=reason,
+    )
+    session.flush()
+    return principal
+
+
+def create_token(
+    session: Session, name: str, *, days: int, description: str, actor: Actor, clock: Clock
+) -> TokenIssued:
+    """Issue an API token for a principal (admins, or the principal itself)."""
+    if actor.name != name:
+        actor.require("*", "token", "create")
+    principal = get_principal(session, name)
+    if principal.disabled_at is not None:
+        raise Conflict(f"principal {name!r} is disabled")
+    now = clock.now()
+    token, secret = issue_token(session, principal, days=days, description=description, now=now)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="token.create",
+        subject_type="token",
+        subject=token.id,
+        details={"principal": name, "expires_at": token.expires_at.isoformat()},
+    )
+    return TokenIssued(id=token.id, token=secret, expires_at=token.expires_at)
+
+
+def revoke_token(session: Session, token_id: str, *, actor: Actor, clock: Clock) -> ApiToken:
+    """Revoke a token at once (admins, or the token's own principal)."""
+    token = session.get(ApiToken, token_id)
+    owner = session.get(Principal, token.principal_id) if token else None
+    if token is None or owner is None:
+        raise NotFound(f"token {token_id!r} not found")
+    if actor.name != owner.name:
+        actor.require("*", "token", "revoke")
+    if token.revoked_at is not None:
+        raise Conflict(f"token {token_id!r} is already revoked")
+    now: datetime = clock.now()
+    token.revoked_at = now
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="token.revoke",
+        subject_type="token",
+        subject=token_id,
+        details={"principal": owner.name},
+    )
+    session.flush()
+    return token
