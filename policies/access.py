@@ -107,7 +107,7 @@ def create_dua(session: Session, spec: DuaCreate, *, actor: Actor, clock: Clock)
         action="dua.create",
         subject_type="dua",
         subject=str(dua.id),
-        details={"organization": org.name, "tiers": dua.tiers, "purpose": spec.purpose.value},
+        details={"organization": org.name, "tiers": dua.tiers, "purpose": str(spec.purpose)},
     )
     return dua
 
@@ -216,12 +216,12 @@ def check_minimum_necessary(
     context = TierContext(
         dua_active=dua_active(dua, now),
         dua_covers_product=dua_covers(dua, product),
-        dua_permits_tier=tier.value in dua.tiers,
+        dua_permits_tier=str(tier) in dua.tiers,
         purpose_matches_dua=purpose == dua.purpose,
         purpose_allows_full=purpose in FULL_PURPOSES,
         has_justification=len(justification.strip()) >= 10,
     )
-    if not policy.tier_allowed(tier.value, context):
+    if not policy.tier_allowed(str(tier), context):
         reasons = context.reasons(tier) or ["no tier rule allows it"]
         raise PolicyRefusal(f"{tier} access to {product} refused: " + "; ".join(reasons))
 
@@ -289,7 +289,7 @@ def create_request(
         action="request.create",
         subject_type="request",
         subject=str(request.id),
-        details={"tier": spec.tier.value, "products": request.products},
+        details={"tier": str(spec.tier), "products": request.products},
     )
     session.flush()
     return request
@@ -566,10 +566,10 @@ def grant_state(grant: Grant, dua: Dua, now: datetime, settings: Settings) -> Gr
     """Whether the grant lets its recipient read now, and if not why."""
     if grant.revoked_at is not None:
         return GrantState.REVOKED
-    if not dua_active(dua, now):
-        return GrantState.DUA_ENDED
     if now >= grant.expires_at:
         return GrantState.EXPIRED
+    if not dua_active(dua, now):
+        return GrantState.DUA_ENDED
     if now >= grant.review_due_at + timedelta(days=settings.grant_review_grace_days):
         return GrantState.SUSPENDED
     if now >= grant.review_due_at:

@@ -7,7 +7,6 @@ within that interval.
 """
 
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,18 +47,28 @@ def _new_enforcer() -> casbin.Enforcer:
     return enforcer
 
 
-@dataclass
 class PolicyEngine:
-    """A process's view of the policy, refreshed from the database when it changes."""
+    """A process's view of the policy, refreshed from the database when it changes.
 
-    engine: Engine
-    clock: Clock
-    refresh_seconds: float = 2.0
-    extra_grouping: list[tuple[str, str, str]] = field(default_factory=list)
-    _enforcer: casbin.Enforcer | None = None
-    _revision: int = -1
-    _checked_at: datetime | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    (A plain class rather than a dataclass: the framework hands dependencies through unchanged.)
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        refresh_seconds: float = 2.0,
+        extra_grouping: list[tuple[str, str, str]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self.extra_grouping = extra_grouping or []
+        self._enforcer: casbin.Enforcer | None = None
+        self._revision = -1
+        self._checked_at: datetime | None = None
+        self._lock = threading.Lock()
 
     def invalidate(self) -> None:
         """Reload before the next decision (after a change made in this process)."""
