@@ -34,6 +34,7 @@ from catalog.products import service
 from catalog.products.models import ProductStatus, Tier, VersionStatus
 from catalog.publishing import commands as publishing
 from catalog.settings import Settings
+from policies import commands as governance
 
 app = typer.Typer(
     name="mesh",
@@ -53,6 +54,17 @@ app.add_typer(publishing.quarantine_app, name="quarantine")
 app.command("publish")(publishing.publish)
 app.command("reconvert")(publishing.reconvert)
 app.command("synth")(publishing.synth)
+for typer_app, group in (
+    (governance.principals_app, "principals"),
+    (governance.tokens_app, "tokens"),
+    (governance.admin_app, "admin"),
+    (governance.policy_app, "policy"),
+    (governance.organizations_app, "organizations"),
+    (governance.duas_app, "duas"),
+    (governance.requests_app, "requests"),
+    (governance.grants_app, "grants"),
+):
+    app.add_typer(typer_app, name=group)
 
 # --- db ------------------------------------------------------------------------------------------
 
@@ -363,6 +375,7 @@ def demo(
         if plan.is_refused:
             raise fail("the example products file was refused")
     publishing.publish_demo(settings, engine, patients=patients, seed=7)
+    governance.governance_demo(settings)
     if no_serve:
         out.print(f"Demo set up; start the server with `mesh serve --home {settings.home}`.")
         return

@@ -87,7 +87,7 @@ class Authenticator:
         ):
             raise Unauthenticated(INVALID)
         principal = session.get(Principal, token.principal_id)
-        return self._active(session, principal, token_id=token.id)
+        return self.caller_for(session, principal, token_id=token.id)
 
     def _from_jwt(self, session: Session, credential: str) -> Caller:
         try:
@@ -108,11 +108,12 @@ class Authenticator:
         if not isinstance(name, str):
             raise Unauthenticated(INVALID)
         principal = session.exec(select(Principal).where(Principal.name == name)).first()
-        return self._active(session, principal, token_id=None)
+        return self.caller_for(session, principal, token_id=None)
 
-    def _active(
-        self, session: Session, principal: Principal | None, *, token_id: str | None
+    def caller_for(
+        self, session: Session, principal: Principal | None, *, token_id: str | None = None
     ) -> Caller:
+        """The Caller for an enabled principal, or Unauthenticated."""
         if principal is None or principal.disabled_at is not None:
             raise Unauthenticated(INVALID)
         organization = (
