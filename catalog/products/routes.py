@@ -141,11 +141,18 @@ class ProductController(Controller):
         session: NamedDependency[Session],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
+        version_listeners: NamedDependency[list[service.VersionListener]],
     ) -> ProductDetail:
         """Retire a product and all its versions; it is no longer served."""
         product = service.get_product(session, domain, name)
         service.change_product_status(
-            session, product, ProductStatus.RETIRED, reason=data.reason, actor=actor, clock=clock
+            session,
+            product,
+            ProductStatus.RETIRED,
+            reason=data.reason,
+            actor=actor,
+            clock=clock,
+            listeners=version_listeners,
         )
         return service.product_detail(product)
 

@@ -518,8 +518,10 @@ def change_product_status(
     reason: str,
     actor: Actor,
     clock: Clock,
+    listeners: Sequence["VersionListener"] = (),
 ) -> DataProduct:
-    """Deprecate or retire a product; retiring also retires its live versions."""
+    """Deprecate or retire a product; retiring also retires its live versions (and tells
+    the listeners, as retiring each version would)."""
     key = product_key(product.domain.name, product.name)
     allowed_from = _PRODUCT_TRANSITIONS.get(target, set())
     if product.status not in allowed_from:
@@ -543,9 +545,13 @@ def change_product_status(
     )
     if target == ProductStatus.RETIRED:
         for version in _live_versions(product):
+            was_served = version.status in (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
             _set_version_status(
                 session, version, VersionStatus.RETIRED, reason=reason, actor=actor, clock=clock
             )
+            if was_served:
+                for listener in listeners:
+                    listener(session, version, reason, now)
     session.flush()
     return product
 
