@@ -26,8 +26,9 @@ from catalog.publishing.routes import PublishingController
 from catalog.settings import Settings
 from policies.access import notify_version_change
 from policies.auth import ENV_ADMIN, Authenticator, BearerAuthMiddleware
-from policies.enforcer import PUBLIC_PATHS, PolicyEngine, permission_guard
+from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, PolicyEngine, permission_guard
 from policies.routes import CONTROLLERS as GOVERNANCE
+from sharing.routes import FileController, SharingController
 
 VERSION = "0.1.0"
 
@@ -77,6 +78,8 @@ def create_app(
             ProductController,
             PublishingController,
             *GOVERNANCE,
+            SharingController,
+            FileController,
         ],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
@@ -88,7 +91,9 @@ def create_app(
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         middleware=[
-            DefineMiddleware(BearerAuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS])
+            DefineMiddleware(
+                BearerAuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS + RECIPIENT_PATHS]
+            )
         ],
         guards=[permission_guard],
         exception_handlers=EXCEPTION_HANDLERS,

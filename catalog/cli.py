@@ -35,6 +35,7 @@ from catalog.products.models import ProductStatus, Tier, VersionStatus
 from catalog.publishing import commands as publishing
 from catalog.settings import Settings
 from policies import commands as governance
+from sharing import commands as sharing
 
 app = typer.Typer(
     name="mesh",
@@ -63,6 +64,7 @@ for typer_app, group in (
     (governance.duas_app, "duas"),
     (governance.requests_app, "requests"),
     (governance.grants_app, "grants"),
+    (sharing.recipients_app, "recipients"),
 ):
     app.add_typer(typer_app, name=group)
 

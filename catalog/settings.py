@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     deprecation_notice_days: int = Field(
         default=30, ge=0, description="A deprecated version is still served this long."
     )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for file URLs and page tokens; unset: random per process "
+        "(every server process of one deployment must share a key).",
+    )
+    url_lifetime_seconds: int = Field(
+        default=3600, ge=60, le=7 * 86400, description="Lifetime of pre-signed file URLs."
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     default_page_size: int = Field(default=50, ge=1)

@@ -2,6 +2,18 @@
 
 from sqlmodel import SQLModel
 
-import policies.models  # noqa: F401
+import catalog.events
+import catalog.products.models
+import catalog.publishing.models
+import policies.models
+import sharing.models
 
+# Named here so no tool mistakes the imports above for unused ones.
+TABLE_MODULES = (
+    catalog.events,
+    catalog.products.models,
+    catalog.publishing.models,
+    policies.models,
+    sharing.models,
+)
 metadata = SQLModel.metadata

@@ -181,6 +181,8 @@ def seed_default_policy(session: Session, *, now: datetime) -> bool:
 # --- the route guard -----------------------------------------------------------------------------
 
 PUBLIC_PATHS = ("/healthz", "/readyz", "/schema")
+# The Delta Sharing protocol authenticates recipients (not principals) in its own routes.
+RECIPIENT_PATHS = ("/delta-sharing",)
 
 
 def permission_guard(connection: Any, handler: Any) -> None:
@@ -189,7 +191,7 @@ def permission_guard(connection: Any, handler: Any) -> None:
     The domain is the route's `{domain}` path parameter, else `*` (every domain).
     `authenticated` lets any principal through to a service that filters by permission.
     """
-    if connection.url.path.startswith(PUBLIC_PATHS):
+    if connection.url.path.startswith(PUBLIC_PATHS + RECIPIENT_PATHS):
         return
     spec = handler.opt.get("permission")
     caller = connection.user

@@ -1,0 +1,148 @@
+"""The official delta-sharing client against the real server on a loopback port."""
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import delta_sharing
+import pytest
+import requests
+import uvicorn
+from typer.testing import CliRunner
+
+from catalog.app import create_app
+from catalog.cli import app as mesh
+from catalog.db import make_engine
+from catalog.settings import Settings
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory):
+    """The demo estate on SQLite: published tiers, a research group with a de-identified grant."""
+    home = tmp_path_factory.mktemp("sharing-home")
+    runner = CliRunner()
+    env = {"MESH_DATABASE_URL": "", "MESH_HOME": str(home)}
+    port = free_port()
+    result = runner.invoke(
+        mesh, ["demo", "--no-serve", "--patients", "250", "--port", str(port)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    token = runner.invoke(
+        mesh,
+        ["recipients", "token", "sepsis-research", "--endpoint", f"http://127.0.0.1:{port}"],
+        env=env,
+    )
+    assert token.exit_code == 0, token.output
+    settings = Settings(home=home, port=port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, engine=make_engine(settings.resolved_database_url)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield {
+        "home": home,
+        "profile": str(home / "profiles" / "sepsis-research.share"),
+        "port": port,
+        "settings": settings,
+    }
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def test_listing(estate):
+    client = delta_sharing.SharingClient(estate["profile"])
+    assert [s.name for s in client.list_shares()] == ["sepsis-research"]
+    tables = client.list_all_tables()
+    assert sorted(f"{t.schema}.{t.name}" for t in tables) == [
+        "labs.lab-results",
+        "st-marys.patients",
+    ]
+    schemas = client.list_schemas(client.list_shares()[0])
+    assert sorted(s.name for s in schemas) == ["labs", "st-marys"]
+
+
+def test_load_as_pandas_matches_the_published_tier(estate):
+    from deltalake import DeltaTable
+
+    url = f"{estate['profile']}#sepsis-research.st-marys.patients"
+    frame = delta_sharing.load_as_pandas(url)
+    location = estate["home"] / "storage" / "products" / "st-marys" / "patients" / "deidentified"
+    expected = DeltaTable(str(location)).to_pandas()
+    assert list(frame.columns) == list(expected.columns)
+    assert "family_name" not in frame.columns and "mrn" not in frame.columns
+    assert sorted(frame["patient_id"]) == sorted(expected["patient_id"])
+    assert len(delta_sharing.load_as_pandas(url, limit=5)) == 5
+    first = delta_sharing.load_as_pandas(url, version=0)
+    assert "race_code" not in first.columns  # version 1.0.0's schema, by time travel
+    assert "race_code" in frame.columns
+    assert delta_sharing.get_table_version(url) == 1
+
+
+def test_unknown_and_foreign_tables_look_the_same(estate):
+    url = f"{estate['profile']}#sepsis-research.riverside.vitals"
+    with pytest.raises(requests.HTTPError) as info:
+        delta_sharing.load_as_pandas(url, use_delta_format=False)
+    assert info.value.response.status_code == 404
+    with pytest.raises(requests.HTTPError) as info:
+        delta_sharing.load_as_pandas(
+            f"{estate['profile']}#sepsis-research.riverside.no-such-table", use_delta_format=False
+        )
+    assert info.value.response.status_code == 404
+
+
+def test_bad_tokens_and_tampered_urls(estate):
+    base = f"http://127.0.0.1:{estate['port']}/delta-sharing"
+    assert requests.get(f"{base}/shares", timeout=5).status_code == 401
+    r = requests.get(f"{base}/shares", headers={"Authorization": "Bearer dsr_nope_nope"}, timeout=5)
+    assert r.status_code == 401 and r.json()["errorCode"]
+    token = json.loads(Path(estate["profile"]).read_text())["bearerToken"]
+    q = requests.post(
+        f"{base}/shares/sepsis-research/schemas/st-marys/tables/patients/query",
+        json={},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert q.status_code == 200 and q.headers["Delta-Table-Version"] == "1"
+    file_url = json.loads(q.text.splitlines()[2])["file"]["url"]
+    assert requests.get(file_url, timeout=5).status_code == 200
+    ranged = requests.get(file_url, headers={"Range": "bytes=0-3"}, timeout=5)
+    assert ranged.status_code == 206 and ranged.content == b"PAR1"
+    assert requests.head(file_url, timeout=5).headers["Content-Length"]
+    tampered = file_url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    assert requests.get(tampered, timeout=5).status_code == 403
+    other_path = file_url.replace("deidentified", "full")
+    assert requests.get(other_path, timeout=5).status_code == 403
+    for bad in ("..%2F..%2Fcatalog.db", "../../catalog.db"):
+        r = requests.get(
+            f"{base}/shares/sepsis-research/schemas/{bad}/tables/x/version",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert r.status_code in (400, 404) and r.status_code < 500
+    bad_version = requests.post(
+        f"{base}/shares/sepsis-research/schemas/st-marys/tables/patients/query",
+        json={"version": 7},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert (
+        bad_version.status_code == 400
+        and bad_version.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    )
