@@ -1,14 +1,12 @@
-"""Publishing records: quarantined input records and the protected surrogate-key mapping."""
+"""Publishing records: quarantined input records and the publishing API shapes."""
 
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Column, Index, String, UniqueConstraint
+from sqlalchemy import Index
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
-
-from catalog.db import UtcDateTime
 
 
 class QuarantineRecord(SQLModel, table=True):
@@ -33,23 +31,6 @@ class QuarantineRecord(SQLModel, table=True):
     rule: str = SQLField(max_length=64)
     field: str | None = SQLField(default=None, max_length=200)
     detail: str = SQLField(max_length=2000)
-
-
-class SurrogateKey(SQLModel, table=True):
-    """Protected mapping from a source record id to its random surrogate in one tier.
-
-    HIPAA 164.514(c): a re-identification code must not be derived from the individual's data,
-    so surrogates are random and only this table links them back. It is never shared.
-    """
-
-    __tablename__ = "surrogate_key"
-    __table_args__ = (UniqueConstraint("surrogate", name="uq_surrogate_key_surrogate"),)
-
-    tier: str = SQLField(sa_column=Column(String(32), primary_key=True))
-    namespace: str = SQLField(sa_column=Column(String(64), primary_key=True))
-    source_id: str = SQLField(sa_column=Column(String(200), primary_key=True))
-    surrogate: str = SQLField(max_length=40)
-    created_at: datetime = SQLField(sa_type=UtcDateTime)
 
 
 class PublishRequest(BaseModel):

@@ -36,6 +36,7 @@ from catalog.products.models import (
     ColumnSpec,
     DataProduct,
     ProductVersion,
+    Tier,
     VersionSpec,
     VersionStatus,
 )
@@ -44,7 +45,7 @@ from catalog.publishing.contract import Check, ContractStats, evaluate
 from catalog.publishing.models import QuarantineItem, QuarantinePage, QuarantineRecord
 from catalog.publishing.sources import SourceKind, discover, read_ndjson
 from catalog.publishing.storage import RawFile, Storage
-from catalog.publishing.surrogates import SurrogateResolver
+from catalog.publishing.surrogates import SurrogateColumn, SurrogateStore
 from catalog.publishing.tiers import TierContext, derive, tier_columns
 from catalog.publishing.views import CompiledView, ResourceEvaluationError, compile_view
 from catalog.settings import Settings
@@ -361,14 +362,12 @@ def _convert(
         passed = all(c.passed for c in checks)
         if passed:
             version.tier_tables = _write_tiers(
-                session,
                 version,
                 spec,
                 storage,
                 filesystem,
                 staging,
                 settings=settings,
-                clock=clock,
                 extracted_at=extracted_at,
             )
             version.delta_location = storage.product_uri(
@@ -519,7 +518,6 @@ def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch | None:
 
 
 def _write_tiers(
-    session: Session,
     version: ProductVersion,
     spec: VersionSpec,
     storage: Storage,
@@ -527,22 +525,28 @@ def _write_tiers(
     staging: str,
     *,
     settings: Settings,
-    clock: Clock,
     extracted_at: datetime,
 ) -> dict[str, Any]:
     """One Delta commit per tier table, each streamed from the staging file."""
-    context = TierContext(
-        reference_date=extracted_at.date(),
-        restricted_zip3=frozenset(settings.restricted_zip3),
-        resolver=SurrogateResolver(session, now=clock.now()),
-    )
+    store = SurrogateStore(storage)
     product = version.product
     tables: dict[str, Any] = {}
     for tier in spec.tiers:
-        columns = tier_columns(spec.columns, tier, context)
         uri = storage.table_uri(product.domain.name, product.name, tier.value)
         with filesystem.open_input_file(staging) as handle:
-            batches = pq.ParquetFile(handle).iter_batches(batch_size=BATCH_ROWS)
+            staged = pq.ParquetFile(handle)
+            surrogates = {
+                c.name: SurrogateColumn(store, tier.value, c.surrogate, staged, c.name)
+                for c in spec.columns
+                if c.surrogate and tier != Tier.FULL
+            }
+            context = TierContext(
+                reference_date=extracted_at.date(),
+                restricted_zip3=frozenset(settings.restricted_zip3),
+                surrogates=surrogates,
+            )
+            columns = tier_columns(spec.columns, tier, context)
+            batches = staged.iter_batches(batch_size=BATCH_ROWS)
             delta_version = write_tier(
                 uri, derive(batches, columns), storage=storage, product_version=version.version
             )

@@ -16,7 +16,7 @@ reference (extraction) date, so the output is reproducible. Everything is vector
 pyarrow compute, one record batch at a time.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from catalog.products.arrow_types import parse_arrow_type
 from catalog.products.models import Classification, ColumnSpec, Tier
-from catalog.publishing.surrogates import SurrogateResolver
+from catalog.publishing.surrogates import SurrogateColumn
 
 Transform = Callable[[pa.Array], pa.Array]
 _ZIP5 = r"^\s*(?P<zip>\d{5})(?:-?\d{4})?\s*$"
@@ -47,7 +47,8 @@ class TierContext:
 
     reference_date: date
     restricted_zip3: frozenset[str]
-    resolver: SurrogateResolver | None
+    # Per surrogate column of the tier being derived: its precomputed surrogates.
+    surrogates: Mapping[str, SurrogateColumn]
 
 
 def _year_unless_ninety(ctx: TierContext) -> Transform:
@@ -83,11 +84,9 @@ def _age_group(values: pa.Array) -> pa.Array:
     return pc.if_else(pc.greater_equal(values, 90), "90+", text)
 
 
-def _surrogate(ctx: TierContext, tier: Tier, namespace: str) -> Transform:
+def _surrogate(ctx: TierContext, column: str) -> Transform:
     def transform(values: pa.Array) -> pa.Array:
-        if ctx.resolver is None:
-            raise RuntimeError("surrogate columns need a resolver")
-        return ctx.resolver.surrogates(tier.value, namespace, values)
+        return ctx.surrogates[column].next_batch(len(values))
 
     return transform
 
@@ -107,7 +106,7 @@ def tier_columns(columns: Iterable[ColumnSpec], tier: Tier, ctx: TierContext) ->
                         column.name,
                         column.name,
                         pa.string(),
-                        _surrogate(ctx, tier, column.surrogate),
+                        _surrogate(ctx, column.name),
                     )
                 )
         elif kind == Classification.FREE_TEXT:
