@@ -15,9 +15,9 @@ What it does, all in one run on one machine:
 2. Baseline (timed): `ParquetFile.iter_batches` streamed straight into `write_deltalake`,
    once before and once after the derivations; derivation ratios are against their mean.
 3. Derivation (timed) of the `deidentified` and `limited` tiers through the project's own path:
-   `tier_columns` + `derive` + `write_tier`, with a `SurrogateResolver` on a freshly migrated
-   SQLite catalog. Each tier runs twice: "first" (every surrogate is created) and "second"
-   (same data, every surrogate already in the database; a new process, so an empty cache).
+   protected surrogate columns + `tier_columns` + `derive` + `write_tier`. Each tier runs
+   twice: "first" (every surrogate is created) and "second" (same data, every surrogate
+   already in the protected mapping table; a new process).
 4. Every timed phase runs in its own fresh interpreter (this script with a hidden `--phase`)
    and reports its own peak RSS (`ru_maxrss`), so setup memory never pollutes the figure.
 
@@ -100,7 +100,7 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 _OFFSET = np.uint64(0x5DEECE66D)
 _MASK48 = np.uint64((1 << 48) - 1)
 
-SURNAMES = (
+_SURNAME_WORDS = (
     "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez "
     "Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris "
     "Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill "
@@ -109,7 +109,8 @@ SURNAMES = (
     "Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed Kelly Howard Ramos Kim Cox Ward Richardson "
     "Watson Brooks Chavez Wood James Bennett Gray Mendoza Ruiz Hughes Price Alvarez Castillo "
     "Sanders Patel Myers Long Ross Foster O'Brien Sørensen Müller"
-).split()
+)
+SURNAMES = tuple(_SURNAME_WORDS.split())
 # (city, state, zip3); 036 (NH) and 893 (NV) are restricted 3-digit areas.
 PLACES = (
     ("Boston", "MA", "021"),
@@ -231,9 +232,7 @@ def _patients(count: int, rng: np.random.Generator) -> dict[str, Any]:
     plus4 = _join(zip5, "-", _digits(rng.integers(0, 10_000, count), 4))
     bare9 = _join(zip5, _digits(rng.integers(0, 10_000, count), 4))
     form = rng.random(count)
-    postal = pc.if_else(
-        pa.array(form < 0.6), zip5, pc.if_else(pa.array(form < 0.93), plus4, bare9)
-    )
+    postal = pc.if_else(pa.array(form < 0.6), zip5, pc.if_else(pa.array(form < 0.93), plus4, bare9))
     junk = pa.array(["N/A", "K1A 0B1", "", " 0213"]).take(pa.array(rng.integers(0, 4, count)))
     postal = pc.if_else(pa.array(form > 0.99), junk, postal)
     postal = pc.if_else(pa.array(rng.random(count) < 0.005), pa.nulls(count, pa.string()), postal)
@@ -335,12 +334,14 @@ def phase_baseline(args: argparse.Namespace) -> dict[str, Any]:
     """Plain pyarrow read of the Parquet file written straight to a Delta table."""
     from deltalake import DeltaTable, write_deltalake
 
+    from catalog.publishing.service import WRITER_PROPERTIES
+
     parquet = pq.ParquetFile(args.source)
     cpu = _cpu_seconds()
     started = time.perf_counter()
     batches = parquet.iter_batches(batch_size=args.batch_rows)
     reader = pa.RecordBatchReader.from_batches(parquet.schema_arrow, batches)
-    write_deltalake(args.target, reader, mode="overwrite")
+    write_deltalake(args.target, reader, mode="overwrite", writer_properties=WRITER_PROPERTIES)
     seconds = time.perf_counter() - started
     result = {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu, "rss_mib": _peak_rss_mib()}
     result["rows_written"] = DeltaTable(args.target).to_pyarrow_dataset().count_rows()
@@ -348,58 +349,51 @@ def phase_baseline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_derive(args: argparse.Namespace) -> dict[str, Any]:
-    """One tier through the project's path: tier_columns + derive + write_tier, then commit."""
-    from deltalake import DeltaTable
-    from sqlalchemy import func
-    from sqlmodel import Session, col, select
+    """One tier through the project's path: surrogate columns, tier_columns, derive, write_tier.
 
-    from catalog.db import make_engine
+    The protected surrogate mapping lives next to `--db` (one per repeat), so the "second" run
+    finds every surrogate the "first" run created.
+    """
+    from deltalake import DeltaTable
+
     from catalog.products.models import Tier
-    from catalog.publishing.models import SurrogateKey
     from catalog.publishing.service import write_tier
     from catalog.publishing.storage import Storage
-    from catalog.publishing.surrogates import SurrogateResolver
+    from catalog.publishing.surrogates import SurrogateColumn, SurrogateStore
     from catalog.publishing.tiers import TierContext, derive, tier_columns
     from catalog.settings import Settings
 
-    engine = make_engine(f"sqlite:///{args.db}")
     tier = Tier(args.tier)
     columns = product_columns()
+    store = SurrogateStore(Storage(root=str(Path(args.db).with_suffix("")), options={}))
     storage = Storage(root=str(Path(args.target).parent), options={})
     parquet = pq.ParquetFile(args.source)
-    surrogate_seconds = 0.0
-    surrogate_calls = 0
     profiler = cProfile.Profile() if args.profile_out else None
 
     cpu = _cpu_seconds()
     started = time.perf_counter()
     if profiler:
         profiler.enable()
-    with Session(engine) as session:
-        resolver = SurrogateResolver(session, now=datetime.now(UTC))
-        resolve = resolver.surrogates
-
-        def timed_surrogates(tier_name: str, namespace: str, ids: pa.Array) -> pa.Array:
-            nonlocal surrogate_seconds, surrogate_calls
-            t0 = time.perf_counter()
-            try:
-                return resolve(tier_name, namespace, ids)
-            finally:
-                surrogate_seconds += time.perf_counter() - t0
-                surrogate_calls += 1
-
-        resolver.surrogates = timed_surrogates  # type: ignore[method-assign]
-        ctx = TierContext(
-            reference_date=REFERENCE_DATE,
-            restricted_zip3=frozenset(Settings().restricted_zip3),
-            resolver=resolver,
-        )
-        batches = parquet.iter_batches(batch_size=args.batch_rows)
-        reader = derive(batches, tier_columns(columns, tier, ctx))
+    surrogates = {
+        c.name: SurrogateColumn(store, tier.value, c.surrogate, parquet, c.name)
+        for c in columns
+        if c.surrogate
+    }
+    surrogate_seconds = time.perf_counter() - started
+    ctx = TierContext(
+        reference_date=REFERENCE_DATE,
+        restricted_zip3=frozenset(Settings().restricted_zip3),
+        surrogates=surrogates,
+    )
+    batches = parquet.iter_batches(batch_size=args.batch_rows)
+    reader = derive(batches, tier_columns(columns, tier, ctx))
+    if profiler:
+        # deltalake pulls batches on a Rust thread cProfile cannot see: consume the
+        # derived stream on this thread instead (derivation only, no Delta write).
+        for _ in reader:
+            pass
+    else:
         write_tier(args.target, reader, storage=storage, product_version="1.0.0")
-        commit_started = time.perf_counter()
-        session.commit()
-        commit_seconds = time.perf_counter() - commit_started
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile_out)
@@ -409,17 +403,14 @@ def phase_derive(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_seconds": _cpu_seconds() - cpu,
         "rss_mib": _peak_rss_mib(),
         "surrogate_seconds": surrogate_seconds,
-        "surrogate_calls": surrogate_calls,
-        "commit_seconds": commit_seconds,
+        "surrogate_calls": len(surrogates),
+        "commit_seconds": 0.0,
     }
     # Sanity checks, after the measurement.
-    result["rows_written"] = DeltaTable(args.target).to_pyarrow_dataset().count_rows()
-    with Session(engine) as session:
-        count = session.exec(
-            select(func.count()).select_from(SurrogateKey).where(col(SurrogateKey.tier) == tier)
-        ).one()
-    result["surrogate_keys"] = int(count)
-    engine.dispose()
+    if not profiler:
+        result["rows_written"] = DeltaTable(args.target).to_pyarrow_dataset().count_rows()
+    mapping = DeltaTable(store.uri(tier.value, "Observation")).to_pyarrow_dataset()
+    result["surrogate_keys"] = int(mapping.count_rows())
     return result
 
 
@@ -450,46 +441,51 @@ def _migrated_db(path: Path) -> Path:
     return path
 
 
+def _record(out: Path, rep: int, name: str, result: dict[str, Any]) -> None:
+    """Append each phase's raw result to OUT/phases.jsonl as soon as it is known."""
+    with (out / "phases.jsonl").open("a") as handle:
+        handle.write(json.dumps({"repeat": rep, "phase": name, **result}) + "\n")
+
+
 def _remove_table(uri: str, keep: bool) -> None:
     if not keep:
         shutil.rmtree(uri, ignore_errors=True)
 
 
+def _timed(args: argparse.Namespace, out: Path, rep: int, name: str, argv: list[str]) -> dict:
+    """One timed phase in a child; its result is logged and recorded at once."""
+    _log(f"repeat {rep + 1}/{args.repeat}: {name}")
+    result = run_phase([*argv, "--batch-rows", str(args.batch_rows)], args.phase_timeout)
+    _record(out, rep, name, result)
+    surrogates = result.get("surrogate_seconds")
+    _log(
+        f"  {result['seconds']:.1f}s, peak RSS {result['rss_mib']:.0f} MiB"
+        + (f", surrogates {surrogates:.1f}s" if surrogates is not None else "")
+    )
+    return result
+
+
 def run_benchmark(args: argparse.Namespace, out: Path, source: Path) -> dict[str, Any]:
     """All timed phases, `--repeat` times, side by side."""
-    common = ["--source", str(source), "--batch-rows", str(args.batch_rows)]
     delta = out / "delta"
     delta.mkdir(exist_ok=True)
     repeats: list[dict[str, dict[str, Any]]] = []
     for rep in range(args.repeat):
         phases: dict[str, dict[str, Any]] = {}
         db = _migrated_db(out / f"catalog-{rep}.db")
-
-        def baseline(name: str, phases: dict[str, dict[str, Any]] = phases) -> None:
-            uri = str(delta / name)
-            _log(f"repeat {rep + 1}/{args.repeat}: {name}")
-            phases[name] = run_phase(
-                ["--phase", "baseline", "--target", uri, *common], args.phase_timeout
+        plan = [("baseline-before", ["--phase", "baseline"])]
+        for tier in args.tiers:
+            for run in ("first", "second"):
+                plan.append(
+                    (f"{tier} ({run} run)", ["--phase", "derive", "--tier", tier, "--db", str(db)])
+                )
+        plan.append(("baseline-after", ["--phase", "baseline"]))
+        for name, argv in plan:
+            uri = str(delta / name.replace(" (", "-").replace(" run)", ""))
+            phases[name] = _timed(
+                args, out, rep, name, [*argv, "--source", str(source), "--target", uri]
             )
             _remove_table(uri, args.keep)
-
-        baseline("baseline-before")
-        for tier in TIERS:
-            for run in ("first", "second"):
-                name = f"{tier} ({run} run)"
-                uri = str(delta / f"{tier}-{run}")
-                _log(f"repeat {rep + 1}/{args.repeat}: {name}")
-                phases[name] = run_phase(
-                    ["--phase", "derive", "--tier", tier, "--db", str(db), "--target", uri]
-                    + common,
-                    args.phase_timeout,
-                )
-                _log(
-                    f"  {phases[name]['seconds']:.1f}s, "
-                    f"surrogates {phases[name]['surrogate_seconds']:.1f}s"
-                )
-                _remove_table(uri, args.keep)
-        baseline("baseline-after")
         repeats.append(phases)
     return summarise(args, repeats)
 
@@ -570,7 +566,7 @@ def print_table(summary: dict[str, Any]) -> None:
         )
     print(
         "ratio = phase seconds / mean(baseline-before, baseline-after) seconds of the same repeat;"
-        " surr. s = time inside SurrogateResolver.surrogates."
+        " surr. s = time building the surrogate columns (read, encode, look up, append new)."
     )
     print(f"overall: {'PASS' if summary['all_pass'] else 'FAIL'}")
     print(f"command: {summary['command']}")
@@ -585,15 +581,25 @@ def profile(args: argparse.Namespace, out: Path, source: Path) -> None:
         uri = str(out / "delta" / f"profile-{run}")
         _log(f"profiling deidentified ({run} run)")
         result = run_phase(
-            ["--phase", "derive", "--tier", "deidentified", "--target", uri]
-            + ["--profile-out", str(stats_file), *common],
+            [
+                "--phase",
+                "derive",
+                "--tier",
+                "deidentified",
+                "--target",
+                uri,
+                "--profile-out",
+                str(stats_file),
+                *common,
+            ],
             args.phase_timeout,
         )
         _remove_table(uri, args.keep)
         print(
-            f"\n=== deidentified, {run} run, {args.rows:,} rows: {result['seconds']:.1f}s "
-            f"(under cProfile), of which SurrogateResolver.surrogates "
-            f"{result['surrogate_seconds']:.1f}s in {result['surrogate_calls']} calls ==="
+            f"\n=== deidentified, {run} run, {args.rows:,} rows: derivation without the Delta "
+            f"write {result['seconds']:.1f}s (under cProfile), of which "
+            f"building surrogate columns {result['surrogate_seconds']:.1f}s "
+            f"in {result['surrogate_calls']} calls ==="
         )
         for order in ("tottime", "cumulative"):
             print(f"--- top {args.profile_top} by {order} ---")
@@ -609,6 +615,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: temp dir)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--tiers",
+        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        default=list(TIERS),
+        help="comma-separated tiers to derive (default: deidentified,limited)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the Delta tables written")
     parser.add_argument("--phase-timeout", type=float, default=3600, help="seconds per phase")
     parser.add_argument(
@@ -628,6 +640,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    unknown = set(args.tiers) - set(TIERS)
+    if unknown or not args.tiers:
+        raise SystemExit(f"--tiers: choose from {', '.join(TIERS)}")
     if args.phase:
         result = phase_baseline(args) if args.phase == "baseline" else phase_derive(args)
         print(json.dumps(result))

@@ -378,6 +378,17 @@ def demo(
             raise fail("the example products file was refused")
     publishing.publish_demo(settings, engine, patients=patients, seed=7)
     governance.governance_demo(settings)
+    with transaction(engine) as session:
+        profile, _ = sharing.write_profile(
+            session, settings, governance.DEMO_ORG, days=90, endpoint=None
+        )
+    out.print(f"Delta Sharing profile of {governance.DEMO_ORG}: {profile}")
+    out.print("Read the de-identified patients with the official client (server running):")
+    out.print("  import delta_sharing")
+    out.print(f"  profile = '{profile.resolve()}'")
+    out.print(
+        "  print(delta_sharing.load_as_pandas(profile + '#sepsis-research.st-marys.patients'))"
+    )
     if no_serve:
         out.print(f"Demo set up; start the server with `mesh serve --home {settings.home}`.")
         return

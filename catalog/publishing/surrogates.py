@@ -53,13 +53,9 @@ class SurrogateStore:
             table = DeltaTable(uri, storage_options=self.storage.options or None)
         except TableNotFoundError:
             return MAPPING_SCHEMA.empty_table()
-        mapping = pa.table(table.to_pyarrow_dataset().to_table())
-        if mapping.num_rows == 0:
-            return MAPPING_SCHEMA.empty_table()
-        # Concurrent publishes could both have assigned an id; the smallest surrogate wins,
-        # so every reader resolves the same one.
-        grouped = mapping.group_by("source_id").aggregate([("surrogate", "min")])
-        return grouped.rename_columns(["source_id", "surrogate"])
+        # If two publishes ever assigned the same id, lookups take its first row in the
+        # table's file order, the same for every reader of this snapshot.
+        return pa.table(table.to_pyarrow_dataset().to_table())
 
     def assign(self, tier: str, namespace: str, unique_ids: pa.Array) -> pa.Array:
         """Surrogates aligned with `unique_ids` (distinct, non-null); new ids get new ones."""
