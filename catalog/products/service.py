@@ -546,7 +546,7 @@ def change_product_status(
     if target == ProductStatus.RETIRED:
         for version in _live_versions(product):
             was_served = version.status in (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
-            _set_version_status(
+            set_version_status(
                 session, version, VersionStatus.RETIRED, reason=reason, actor=actor, clock=clock
             )
             if was_served:
@@ -579,21 +579,23 @@ def change_version_status(
         raise Conflict(
             f"{key} version {version.version} is {version.status} and cannot become {target}"
         )
-    _set_version_status(session, version, target, reason=reason, actor=actor, clock=clock)
+    set_version_status(session, version, target, reason=reason, actor=actor, clock=clock)
     session.flush()
     until = served_until or clock.now()
     return [n for listener in listeners for n in listener(session, version, reason, until)]
 
 
-def _set_version_status(
+def set_version_status(
     session: Session,
     version: ProductVersion,
     target: VersionStatus,
     *,
-    reason: str,
+    reason: str | None,
     actor: Actor,
     clock: Clock,
+    details: dict[str, Any] | None = None,
 ) -> None:
+    """Move a version to `target` (no transition check) and record who, when and why."""
     now = clock.now()
     version.status = target
     version.status_reason, version.status_changed_at, version.status_changed_by = (
@@ -611,4 +613,5 @@ def _set_version_status(
         subject_type="version",
         subject=f"{key}@{version.version}",
         reason=reason,
+        details=details,
     )

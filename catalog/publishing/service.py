@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from catalog.clock import Clock
 from catalog.errors import Conflict, Forbidden, InvalidParameter
-from catalog.events import Actor, record_event
+from catalog.events import Actor
 from catalog.pagination import decode_cursor, encode_cursor
 from catalog.products import service as products
 from catalog.products.arrow_types import parse_arrow_type
@@ -387,25 +387,14 @@ def _convert(
     version.checks = [c.as_dict() for c in checks]
     version.counts = counts
     version.extracted_at = extracted_at
-    target = VersionStatus.PUBLISHED if passed else VersionStatus.QUARANTINED
-    now = clock.now()
     failed = [c.name for c in checks if not c.passed]
-    reason = None if passed else "contract checks failed: " + ", ".join(failed)
-    version.status = target
-    version.status_reason, version.status_changed_at, version.status_changed_by = (
-        reason,
-        now,
-        actor.name,
-    )
-    version.updated_at, version.updated_by = now, actor.name
-    record_event(
+    products.set_version_status(
         session,
-        at=now,
+        version,
+        VersionStatus.PUBLISHED if passed else VersionStatus.QUARANTINED,
+        reason=None if passed else "contract checks failed: " + ", ".join(failed),
         actor=actor,
-        action=f"version.{target}",
-        subject_type="version",
-        subject=_key(version),
-        reason=reason,
+        clock=clock,
         details={
             "counts": {k: v for k, v in counts.items() if k != "quarantined_by_rule"},
             "raw_files": [r.sha256 for r in raw_files],
