@@ -16,7 +16,7 @@ from urllib.parse import quote
 from litestar import Controller, Request, Response, get, head, post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.types import ExceptionHandlersMap
 from sqlmodel import Session
 
@@ -283,7 +283,7 @@ class SharingController(Controller):
         share: FromPath[str],
         schema: FromPath[str],
         table: FromPath[str],
-        data: dict[str, Any] | None,
+        data: JSONBody[dict[str, Any] | None],
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
