@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
-from sqlalchemy import func
+from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
 from catalog.clock import Clock
@@ -51,6 +51,7 @@ from catalog.publishing.views import CompiledView, ResourceEvaluationError, comp
 from catalog.settings import Settings
 
 BATCH_ROWS = 50_000
+PUBLISH_LOCK_KEY = 0x6D657368  # "mesh": the advisory lock every publish holds
 # Row groups of 128Ki rows: the writer holds one row group per open file in memory, and the
 # default (1Mi rows) cost ~300 MiB more at 5M rows with no speed gain (bench/tier_derivation.py).
 WRITER_PROPERTIES = WriterProperties(max_row_group_size=131_072)
@@ -333,6 +334,7 @@ def _convert(
     actor: Actor,
     extracted_at: datetime,
 ) -> ProductVersion:
+    _serialize_publishes(session, version)
     schema = full_schema(spec.columns)
     filesystem, staging = storage.staging_path()
     stats = ContractStats([c.name for c in spec.columns], spec.sla.freshness_column)
@@ -402,6 +404,30 @@ def _convert(
     )
     session.flush()
     return version
+
+
+def _serialize_publishes(session: Session, version: ProductVersion) -> None:
+    """Hold the publish lock until the transaction ends, then re-check the version is a draft.
+
+    One publish at a time: surrogate assignment appends to shared mapping tables, and two
+    publishers of the same version must not both proceed. PostgreSQL: a transaction-scoped
+    advisory lock plus a row lock on the version. SQLite: the first write takes the database's
+    single write lock for the rest of the transaction.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK_KEY})
+        session.exec(
+            select(ProductVersion).where(ProductVersion.id == version.id).with_for_update()
+        ).one()
+    else:
+        session.execute(
+            update(ProductVersion)
+            .where(col(ProductVersion.id) == version.id)
+            .values(updated_at=ProductVersion.updated_at)
+        )
+    session.refresh(version)
+    if version.status != VersionStatus.DRAFT:
+        raise Conflict(f"{_key(version)} is {version.status}; it was published concurrently")
 
 
 def _convert_ndjson(

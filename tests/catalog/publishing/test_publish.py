@@ -268,3 +268,47 @@ def test_source_outside_allowed_roots_is_refused(publish_settings, tmp_path):
         service.check_source_allowed(
             publish_settings, str(tmp_path / "sources" / ".." / "elsewhere")
         )
+
+
+def test_concurrent_publishes_of_one_version_make_one_version(
+    backend, engine, clock, patients_version, export_dir, publish_settings, session
+):
+    """Two publishers at once (real threads, real PostgreSQL): one wins, one clear conflict."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has a single writer; the PostgreSQL case exercises the locks")
+    import threading
+
+    from sqlmodel import Session
+
+    from catalog.errors import Conflict
+    from catalog.products import service as products
+
+    session.commit()
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def publisher():
+        with Session(engine, expire_on_commit=False) as own:
+            found = products.get_version(own, "st-marys", "patients", "1.0.0")
+            barrier.wait()
+            try:
+                service.publish_version(
+                    own, found, export_dir, settings=publish_settings, clock=clock, actor=ACTOR
+                )
+                own.commit()
+                outcomes.append("published")
+            except Conflict as exc:
+                own.rollback()
+                outcomes.append(f"conflict: {exc.detail}")
+
+    threads = [threading.Thread(target=publisher) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(o.split(":")[0] for o in outcomes) == ["conflict", "published"]
+    assert "published concurrently" in next(o for o in outcomes if o.startswith("conflict"))
+    session.expire_all()
+    version = products.get_version(session, "st-marys", "patients", "1.0.0")
+    assert version.status == VersionStatus.PUBLISHED
+    assert DeltaTable(version.tier_tables["full"]["location"]).version() == 0
