@@ -19,13 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from catalog.publishing.storage import Storage
 
 SURROGATE_BYTES = 16
 MAPPING_SCHEMA = pa.schema([("source_id", pa.string()), ("surrogate", pa.string())])
+MAPPING_WRITER = WriterProperties(max_row_group_size=131_072)
 
 
 def random_surrogates(count: int) -> pa.Array:
@@ -48,33 +49,46 @@ class SurrogateStore:
         """Location of one mapping table."""
         return f"{self.storage.root}/protected/surrogates/{tier}/{namespace}"
 
-    def _existing(self, uri: str) -> pa.Table:
+    def _mapping(self, uri: str) -> DeltaTable | None:
         try:
-            table = DeltaTable(uri, storage_options=self.storage.options or None)
+            return DeltaTable(uri, storage_options=self.storage.options or None)
         except TableNotFoundError:
-            return MAPPING_SCHEMA.empty_table()
-        # If two publishes ever assigned the same id, lookups take its first row in the
-        # table's file order, the same for every reader of this snapshot.
-        return pa.table(table.to_pyarrow_dataset().to_table())
+            return None
 
     def assign(self, tier: str, namespace: str, unique_ids: pa.Array) -> pa.Array:
-        """Surrogates aligned with `unique_ids` (distinct, non-null); new ids get new ones."""
+        """Surrogates aligned with `unique_ids` (distinct, non-null); new ids get new ones.
+
+        Reads one mapping column at a time and drops each intermediate as soon as it is used,
+        so millions of ids fit in bounded memory. If two publishes ever assigned the same id,
+        lookups take its first row in the table's file order, the same for every reader.
+        """
         uri = self.uri(tier, namespace)
-        existing = self._existing(uri)
-        known_ids = existing.column("source_id").combine_chunks()
-        known = existing.column("surrogate").combine_chunks()
-        found = pc.take(known, pc.index_in(unique_ids, value_set=known_ids))
-        missing = pc.is_null(found)
+        table = self._mapping(uri)
+        if table is None:
+            positions = pa.nulls(len(unique_ids), pa.int32())
+        else:
+            dataset = table.to_pyarrow_dataset()
+            known_ids = dataset.to_table(columns=["source_id"]).column(0).combine_chunks()
+            positions = pc.index_in(unique_ids, value_set=known_ids)
+            del known_ids
+        missing = pc.is_null(positions)
         count = pc.sum(missing).as_py() or 0
+        if table is None or count == len(unique_ids):
+            found = pa.nulls(len(unique_ids), pa.string())
+        else:
+            known = dataset.to_table(columns=["surrogate"]).column(0).combine_chunks()
+            found = pc.take(known, positions)
+            del known
+        del positions
         if count == 0:
             return found
         fresh = random_surrogates(count)
-        new_ids = pc.filter(unique_ids, missing)
         write_deltalake(
             uri,
-            pa.table([new_ids, fresh], schema=MAPPING_SCHEMA),
+            pa.table([pc.filter(unique_ids, missing), fresh], schema=MAPPING_SCHEMA),
             mode="append",
             storage_options=self.storage.options or None,
+            writer_properties=MAPPING_WRITER,
         )
         return pc.replace_with_mask(found, missing, fresh)
 
