@@ -19,6 +19,14 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
+def page_size(limit: int | None, *, default: int, maximum: int) -> int:
+    """The requested page size, the default when none, refused above the maximum."""
+    size = limit or default
+    if size > maximum:
+        raise InvalidParameter(f"limit must be at most {maximum}")
+    return size
+
+
 def encode_cursor(key: list[str]) -> str:
     """Encode the sort key of the last item of a page."""
     raw = json.dumps(key, separators=(",", ":")).encode()

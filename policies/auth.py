@@ -29,6 +29,26 @@ ENV_ADMIN = "env:admin"
 INVALID = "missing, invalid, expired or revoked credentials"
 
 
+def new_secret(prefix: str) -> tuple[str, str, str]:
+    """A fresh credential: (token id, SHA-256 of the secret to store, `prefix<id>_<secret>`)."""
+    token_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return token_id, _digest(secret), f"{prefix}{token_id}_{secret}"
+
+
+def split_secret(credential: str, prefix: str) -> tuple[str, str] | None:
+    """(token id, secret) of `prefix<id>_<secret>`, or None when malformed."""
+    if not credential.startswith(prefix):
+        return None
+    token_id, _, secret = credential.removeprefix(prefix).partition("_")
+    return (token_id, secret) if token_id and secret else None
+
+
+def secret_matches(stored_sha256: str, secret: str) -> bool:
+    """Constant-time comparison of a presented secret with its stored hash."""
+    return hmac.compare_digest(stored_sha256, _digest(secret))
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -37,19 +57,18 @@ def issue_token(
     session: Session, principal: Principal, *, days: int, description: str, now: datetime
 ) -> tuple[ApiToken, str]:
     """A new token for `principal`; the returned string is the only copy of the secret."""
-    token_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
+    token_id, digest, credential = new_secret(TOKEN_PREFIX)
     token = ApiToken(
         id=token_id,
         principal_id=principal.id,
-        secret_sha256=_digest(secret),
+        secret_sha256=digest,
         description=description,
         created_at=now,
         expires_at=now + timedelta(days=days),
     )
     session.add(token)
     session.flush()
-    return token, f"{TOKEN_PREFIX}{token_id}_{secret}"
+    return token, credential
 
 
 @dataclass(frozen=True)
@@ -76,12 +95,13 @@ class Authenticator:
         raise Unauthenticated(INVALID)
 
     def _from_token(self, session: Session, credential: str) -> Caller:
-        token_id, _, secret = credential.removeprefix(TOKEN_PREFIX).partition("_")
-        token = session.get(ApiToken, token_id) if token_id and secret else None
+        parts = split_secret(credential, TOKEN_PREFIX)
+        token = session.get(ApiToken, parts[0]) if parts else None
         now = self.clock.now()
         if (
             token is None
-            or not hmac.compare_digest(token.secret_sha256, _digest(secret))
+            or parts is None
+            or not secret_matches(token.secret_sha256, parts[1])
             or token.revoked_at is not None
             or token.expires_at <= now
         ):

@@ -7,6 +7,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
+from catalog import pagination
 from catalog.clock import Clock
 from catalog.errors import InvalidParameter
 from catalog.events import Actor
@@ -41,10 +42,9 @@ Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 
 def page_size(settings: Settings, limit: int | None) -> int:
     """The requested page size within the configured bounds."""
-    size = limit or settings.default_page_size
-    if size > settings.max_page_size:
-        raise InvalidParameter(f"limit must be at most {settings.max_page_size}")
-    return size
+    return pagination.page_size(
+        limit, default=settings.default_page_size, maximum=settings.max_page_size
+    )
 
 
 def _required(decision: Decision) -> str:

@@ -10,7 +10,6 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from catalog.errors import InvalidParameter, NotFound, Unauthenticated
 from catalog.products.models import DataProduct, ProductVersion, VersionStatus
 from catalog.settings import Settings
 from policies.access import get_dua, grant_state, readable
+from policies.auth import new_secret, secret_matches, split_secret
 from policies.models import Grant, Organization
 from sharing.models import RecipientToken
 
@@ -34,37 +34,33 @@ def stable_id(name: str) -> str:
     return str(uuid.uuid5(NAMESPACE, name))
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def issue_recipient_token(
     session: Session, organization: Organization, *, days: int, now: datetime
 ) -> tuple[RecipientToken, str]:
     """A new bearer token for a recipient; the returned string is the only copy."""
-    token_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
+    token_id, digest, credential = new_secret(TOKEN_PREFIX)
     token = RecipientToken(
         id=token_id,
         organization_id=organization.id,
-        secret_sha256=_digest(secret),
+        secret_sha256=digest,
         created_at=now,
         expires_at=now + timedelta(days=days),
     )
     session.add(token)
     session.flush()
-    return token, f"{TOKEN_PREFIX}{token_id}_{secret}"
+    return token, credential
 
 
 def recipient_for(session: Session, credential: str | None, *, now: datetime) -> Organization:
     """The organisation behind a recipient bearer token, or Unauthenticated."""
     if not credential or not credential.startswith(TOKEN_PREFIX):
         raise Unauthenticated("missing or invalid bearer token")
-    token_id, _, secret = credential.removeprefix(TOKEN_PREFIX).partition("_")
-    token = session.get(RecipientToken, token_id) if token_id and secret else None
+    parts = split_secret(credential, TOKEN_PREFIX)
+    token = session.get(RecipientToken, parts[0]) if parts else None
     if (
         token is None
-        or not hmac.compare_digest(token.secret_sha256, _digest(secret))
+        or parts is None
+        or not secret_matches(token.secret_sha256, parts[1])
         or token.revoked_at is not None
         or token.expires_at <= now
     ):

@@ -9,8 +9,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.clock import Clock
-from catalog.errors import InvalidParameter
 from catalog.events import Actor
+from catalog.pagination import page_size
 from catalog.products import service
 from catalog.products.models import (
     DomainCreate,
@@ -99,11 +99,9 @@ class ProductController(Controller):
         limit: Annotated[int | None, QueryParameter(ge=1)] = None,
     ) -> ProductPage:
         """Search products; pass `next_cursor` back as `cursor` for the next page."""
-        page_size = limit or settings.default_page_size
-        if page_size > settings.max_page_size:
-            raise InvalidParameter(f"limit must be at most {settings.max_page_size}")
+        size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
         query = service.ProductQuery(q=q, domain=domain, tag=tag, tier=tier, status=status)
-        page = service.search_products(session, query, limit=page_size, cursor=cursor)
+        page = service.search_products(session, query, limit=size, cursor=cursor)
         return ProductPage(
             items=[service.product_read(p) for p in page.items], next_cursor=page.next_cursor
         )

@@ -8,8 +8,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.clock import Clock
-from catalog.errors import InvalidParameter
 from catalog.events import Actor
+from catalog.pagination import page_size
 from catalog.products import service as products
 from catalog.products.models import VersionRead
 from catalog.publishing import service
@@ -88,10 +88,8 @@ class PublishingController(Controller):
         limit: Annotated[int | None, QueryParameter(ge=1)] = None,
     ) -> QuarantinePage:
         """Quarantined input records with counts by reason."""
-        page_size = limit or settings.default_page_size
-        if page_size > settings.max_page_size:
-            raise InvalidParameter(f"limit must be at most {settings.max_page_size}")
+        size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
         product = products.get_product(session, domain, name)
         return service.list_quarantine(
-            session, product, version=version, rule=rule, limit=page_size, cursor=cursor
+            session, product, version=version, rule=rule, limit=size, cursor=cursor
         )
