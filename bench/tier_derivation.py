@@ -349,51 +349,50 @@ def phase_baseline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def phase_derive(args: argparse.Namespace) -> dict[str, Any]:
-    """One tier through the project's path: surrogate columns, tier_columns, derive, write_tier.
+    """One tier through the project's own path: `derive_tier_table`, as a publish runs it.
 
-    The protected surrogate mapping lives next to `--db` (one per repeat), so the "second" run
-    finds every surrogate the "first" run created.
+    The protected surrogate mapping lives in `--mappings` (fresh for each repeat), so the
+    "second" run finds every surrogate the "first" run created.
     """
     from deltalake import DeltaTable
 
     from catalog.products.models import Tier
-    from catalog.publishing.service import write_tier
+    from catalog.publishing import surrogates as surrogate_module
+    from catalog.publishing.service import derive_tier_table
     from catalog.publishing.storage import Storage
-    from catalog.publishing.surrogates import SurrogateColumn, SurrogateStore
-    from catalog.publishing.tiers import TierContext, derive, tier_columns
+    from catalog.publishing.surrogates import SurrogateStore
     from catalog.settings import Settings
 
     tier = Tier(args.tier)
-    columns = product_columns()
-    store = SurrogateStore(Storage(root=str(Path(args.db).with_suffix("")), options={}))
-    storage = Storage(root=str(Path(args.target).parent), options={})
     parquet = pq.ParquetFile(args.source)
     profiler = cProfile.Profile() if args.profile_out else None
+    surrogate_seconds = 0.0
+    original_init = surrogate_module.SurrogateColumn.__init__
+
+    def timed_init(self: Any, *a: Any, **k: Any) -> None:
+        nonlocal surrogate_seconds
+        began = time.perf_counter()
+        original_init(self, *a, **k)
+        surrogate_seconds += time.perf_counter() - began
+
+    surrogate_module.SurrogateColumn.__init__ = timed_init  # type: ignore[method-assign]
+    # The protected mapping tables live under this storage root; the tier goes to --target.
+    storage = Storage(root=args.mappings, options={})
 
     cpu = _cpu_seconds()
     started = time.perf_counter()
     if profiler:
         profiler.enable()
-    surrogates = {
-        c.name: SurrogateColumn(store, tier.value, c.surrogate, parquet, c.name)
-        for c in columns
-        if c.surrogate
-    }
-    surrogate_seconds = time.perf_counter() - started
-    ctx = TierContext(
+    derive_tier_table(
+        args.target,
+        parquet,
+        product_columns(),
+        tier,
+        storage=storage,
         reference_date=REFERENCE_DATE,
         restricted_zip3=frozenset(Settings().restricted_zip3),
-        surrogates=surrogates,
+        product_version="1.0.0",
     )
-    batches = parquet.iter_batches(batch_size=args.batch_rows)
-    reader = derive(batches, tier_columns(columns, tier, ctx))
-    if profiler:
-        # deltalake pulls batches on a Rust thread cProfile cannot see: consume the
-        # derived stream on this thread instead (derivation only, no Delta write).
-        for _ in reader:
-            pass
-    else:
-        write_tier(args.target, reader, storage=storage, product_version="1.0.0")
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile_out)
@@ -403,14 +402,12 @@ def phase_derive(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_seconds": _cpu_seconds() - cpu,
         "rss_mib": _peak_rss_mib(),
         "surrogate_seconds": surrogate_seconds,
-        "surrogate_calls": len(surrogates),
+        "surrogate_calls": sum(1 for c in product_columns() if c.surrogate),
         "commit_seconds": 0.0,
     }
-    # Sanity checks, after the measurement.
-    if not profiler:
-        result["rows_written"] = DeltaTable(args.target).to_pyarrow_dataset().count_rows()
-    mapping = DeltaTable(store.uri(tier.value, "Observation")).to_pyarrow_dataset()
-    result["surrogate_keys"] = int(mapping.count_rows())
+    result["rows_written"] = DeltaTable(args.target).to_pyarrow_dataset().count_rows()
+    mapping = DeltaTable(SurrogateStore(storage).uri(tier.value, "Observation"))
+    result["surrogate_keys"] = int(mapping.to_pyarrow_dataset().count_rows())
     return result
 
 
@@ -431,13 +428,9 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _migrated_db(path: Path) -> Path:
-    from catalog import migrate
-    from catalog.db import make_engine
-
-    engine = make_engine(f"sqlite:///{path}")
-    migrate.upgrade(engine)
-    engine.dispose()
+def _fresh_folder(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
     return path
 
 
@@ -472,13 +465,12 @@ def run_benchmark(args: argparse.Namespace, out: Path, source: Path) -> dict[str
     repeats: list[dict[str, dict[str, Any]]] = []
     for rep in range(args.repeat):
         phases: dict[str, dict[str, Any]] = {}
-        db = _migrated_db(out / f"catalog-{rep}.db")
+        mappings = _fresh_folder(out / f"mappings-{rep}")
         plan = [("baseline-before", ["--phase", "baseline"])]
         for tier in args.tiers:
             for run in ("first", "second"):
-                plan.append(
-                    (f"{tier} ({run} run)", ["--phase", "derive", "--tier", tier, "--db", str(db)])
-                )
+                argv = ["--phase", "derive", "--tier", tier, "--mappings", str(mappings)]
+                plan.append((f"{tier} ({run} run)", argv))
         plan.append(("baseline-after", ["--phase", "baseline"]))
         for name, argv in plan:
             uri = str(delta / name.replace(" (", "-").replace(" run)", ""))
@@ -574,8 +566,9 @@ def print_table(summary: dict[str, Any]) -> None:
 
 def profile(args: argparse.Namespace, out: Path, source: Path) -> None:
     """cProfile the deidentified tier's derivation, first and second run; top functions."""
-    db = _migrated_db(out / "catalog-profile.db")
-    common = ["--source", str(source), "--batch-rows", str(args.batch_rows), "--db", str(db)]
+    mappings = _fresh_folder(out / "mappings-profile")
+    common = ["--source", str(source), "--batch-rows", str(args.batch_rows)]
+    common += ["--mappings", str(mappings)]
     for run in ("first", "second"):
         stats_file = out / f"profile-{run}.pstats"
         uri = str(out / "delta" / f"profile-{run}")
@@ -611,7 +604,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--patients", type=int, default=200_000)
-    parser.add_argument("--batch-rows", type=int, default=50_000)
+    parser.add_argument("--batch-rows", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: temp dir)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -632,7 +625,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--phase", choices=("baseline", "derive"), help=hidden)
     parser.add_argument("--source", help=hidden)
     parser.add_argument("--target", help=hidden)
-    parser.add_argument("--db", help=hidden)
+    parser.add_argument("--mappings", help=hidden)
     parser.add_argument("--tier", choices=TIERS, help=hidden)
     parser.add_argument("--profile-out", help=hidden)
     return parser.parse_args(argv)

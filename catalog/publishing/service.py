@@ -10,13 +10,14 @@ Delta versions) commits last. A crash before that commit leaves the catalog on t
 version, and readers only ever resolve tier tables through the catalog's recorded versions.
 """
 
+import contextlib
 import hashlib
 import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,14 @@ from catalog.publishing.contract import Check, ContractStats, evaluate
 from catalog.publishing.models import QuarantineItem, QuarantinePage, QuarantineRecord
 from catalog.publishing.sources import SourceKind, discover, read_ndjson
 from catalog.publishing.storage import RawFile, Storage
-from catalog.publishing.surrogates import SurrogateColumn, SurrogateStore
-from catalog.publishing.tiers import TierContext, derive, tier_columns
+from catalog.publishing.surrogates import SurrogateStore, surrogate_columns
+from catalog.publishing.tiers import TierColumn, TierContext, derive, tier_columns
 from catalog.publishing.views import CompiledView, ResourceEvaluationError, compile_view
 from catalog.settings import Settings
 
-BATCH_ROWS = 50_000
+# Batches of 10k rows: deltalake's writer buffers several batches in flight, and 50k-row
+# batches cost ~300 MiB more at the same speed (bench/tier_derivation.py).
+BATCH_ROWS = 10_000
 PUBLISH_LOCK_KEY = 0x6D657368  # "mesh": the advisory lock every publish holds
 # Row groups of 128Ki rows: the writer holds one row group per open file in memory, and the
 # default (1Mi rows) cost ~300 MiB more at 5M rows with no speed gain (bench/tier_derivation.py).
@@ -546,27 +549,20 @@ def _write_tiers(
     extracted_at: datetime,
 ) -> dict[str, Any]:
     """One Delta commit per tier table, each streamed from the staging file."""
-    store = SurrogateStore(storage)
     product = version.product
     tables: dict[str, Any] = {}
     for tier in spec.tiers:
         uri = storage.table_uri(product.domain.name, product.name, tier.value)
         with filesystem.open_input_file(staging) as handle:
-            staged = pq.ParquetFile(handle)
-            surrogates = {
-                c.name: SurrogateColumn(store, tier.value, c.surrogate, staged, c.name)
-                for c in spec.columns
-                if c.surrogate and tier != Tier.FULL
-            }
-            context = TierContext(
+            delta_version, columns = derive_tier_table(
+                uri,
+                pq.ParquetFile(handle),
+                spec.columns,
+                tier,
+                storage=storage,
                 reference_date=extracted_at.date(),
                 restricted_zip3=frozenset(settings.restricted_zip3),
-                surrogates=surrogates,
-            )
-            columns = tier_columns(spec.columns, tier, context)
-            batches = staged.iter_batches(batch_size=BATCH_ROWS)
-            delta_version = write_tier(
-                uri, derive(batches, columns), storage=storage, product_version=version.version
+                product_version=version.version,
             )
         tables[tier.value] = {
             "location": uri,
@@ -574,6 +570,47 @@ def _write_tiers(
             "columns": [c.name for c in columns],
         }
     return tables
+
+
+def derive_tier_table(
+    uri: str,
+    staged: pq.ParquetFile,
+    spec_columns: list[ColumnSpec],
+    tier: Tier,
+    *,
+    storage: Storage,
+    reference_date: date,
+    restricted_zip3: frozenset[str],
+    product_version: str,
+) -> tuple[int, list[TierColumn]]:
+    """Derive one tier from the full rows of a staging file and commit it (one Delta version).
+
+    Surrogates are looked up first (bucket by bucket), then the rows stream batch by batch into the
+    writer, so peak memory is the larger of the two phases, not their sum.
+    """
+    _use_jemalloc()
+    needed = [] if tier == Tier.FULL else spec_columns
+    surrogates = surrogate_columns(SurrogateStore(storage), tier.value, needed, staged)
+    context = TierContext(
+        reference_date=reference_date, restricted_zip3=restricted_zip3, surrogates=surrogates
+    )
+    columns = tier_columns(spec_columns, tier, context)
+    batches = staged.iter_batches(batch_size=BATCH_ROWS)
+    delta_version = write_tier(
+        uri, derive(batches, columns), storage=storage, product_version=product_version
+    )
+    return delta_version, columns
+
+
+def _use_jemalloc() -> None:
+    """Arrow's jemalloc pool where the build has it: it hands freed memory back to the OS.
+
+    The default (mimalloc) keeps what a surrogate lookup freed, so the Delta write that
+    follows would sit on top of it: ~100-300 MiB more peak RSS at 5M rows.
+    """
+    if pa.default_memory_pool().backend_name != "jemalloc":
+        with contextlib.suppress(NotImplementedError, pa.ArrowNotImplementedError):
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 def write_tier(
