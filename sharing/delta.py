@@ -1,15 +1,17 @@
-"""The only module reading Delta tables for sharing: snapshots, versions, file lists.
+"""The only module reading Delta tables for sharing: snapshots, versions, file lists, changes.
 
 Returns our own small dataclasses so no DeltaTable object leaks into routes.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
+
+from catalog.publishing.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class DataFile:
     modification_time: int
     num_records: int | None
     stats: str | None
+    partition_values: dict[str, str | None] = field(default_factory=dict)
+    # Parsed stats for file skipping: column -> (min, max, null count).
+    bounds: dict[str, tuple[Any, Any, int | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class Snapshot:
     configuration: dict[str, str]
     min_reader_version: int
     min_writer_version: int
+    reader_features: list[str] | None
+    writer_features: list[str] | None
     created_time: int | None
     files: list[DataFile]
 
@@ -73,6 +80,8 @@ def snapshot(location: str, version: int, storage_options: dict[str, str] | None
             modification_time=int(row["modification_time"]),
             num_records=row.get("num_records"),
             stats=_stats(row),
+            partition_values=dict(row.get("partition_values") or {}),
+            bounds=_bounds(row),
         )
         for row in actions
     ]
@@ -84,9 +93,67 @@ def snapshot(location: str, version: int, storage_options: dict[str, str] | None
         configuration=dict(metadata.configuration),
         min_reader_version=protocol.min_reader_version,
         min_writer_version=protocol.min_writer_version,
+        reader_features=list(protocol.reader_features) if protocol.reader_features else None,
+        writer_features=list(protocol.writer_features) if protocol.writer_features else None,
         created_time=metadata.created_time,
         files=files,
     )
+
+
+def _bounds(row: dict[str, Any]) -> dict[str, tuple[Any, Any, int | None]]:
+    low, high, nulls = row.get("min") or {}, row.get("max") or {}, row.get("null_count") or {}
+    return {
+        name: (low.get(name), high.get(name), nulls.get(name))
+        for name in set(low) | set(high) | set(nulls)
+        if not isinstance(low.get(name), dict)
+    }
+
+
+@dataclass(frozen=True)
+class Change:
+    """One data-changing action of a commit: `add`, `remove` or `cdc` (a _change_data file)."""
+
+    kind: str
+    version: int
+    timestamp: int
+    action: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        """Relative path of the file, as the log stores it."""
+        return str(self.action["path"])
+
+    @property
+    def size(self) -> int:
+        """Bytes of the file (0 when the log does not say)."""
+        return int(self.action.get("size") or 0)
+
+
+def changes(
+    location: str, versions: list[int], storage_options: dict[str, str] | None
+) -> list[Change]:
+    """The change feed of the given commits, read from the Delta log itself.
+
+    A commit that wrote `_change_data` files is represented by those (`cdc`); otherwise by its
+    data-changing `add` and `remove` actions, which a client reads as inserts and deletes.
+    """
+    filesystem, base = Storage(root=location, options=dict(storage_options or {})).filesystem()
+    out: list[Change] = []
+    for version in versions:
+        with filesystem.open_input_stream(f"{base}/_delta_log/{version:020d}.json") as stream:
+            actions = [json.loads(line) for line in stream.read().decode().splitlines() if line]
+        timestamp = next(
+            (int(a["commitInfo"]["timestamp"]) for a in actions if "commitInfo" in a), 0
+        )
+        cdc = [a["cdc"] for a in actions if "cdc" in a]
+        if cdc:
+            out += [Change("cdc", version, timestamp, action) for action in cdc]
+            continue
+        for action in actions:
+            for kind in ("add", "remove"):
+                if kind in action and action[kind].get("dataChange", True):
+                    out.append(Change(kind, version, timestamp, action[kind]))
+    return out
 
 
 def commit_times(location: str, storage_options: dict[str, str] | None) -> dict[int, int]:

@@ -1,7 +1,16 @@
-"""Wire shapes of the Delta Sharing protocol: compact JSON, NDJSON lines, capability headers."""
+"""Wire shapes of the Delta Sharing protocol: compact JSON, NDJSON lines, headers, errors."""
 
 import json
+import logging
 from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from catalog.errors import MeshError
+
+log = logging.getLogger("mesh.sharing")
 
 NDJSON = "application/x-ndjson; charset=utf-8"
 JSON = "application/json; charset=utf-8"
@@ -29,3 +38,119 @@ def requested_formats(header: str | None) -> list[str]:
 def parse_bool(value: str | None) -> bool:
     """Booleans arrive as `true`, `True` or `False` (Python spelling from the client)."""
     return (value or "").strip().lower() == "true"
+
+
+def choose_format(header: str | None) -> str:
+    """`parquet` unless only `delta` was asked for (our tables need no delta-only feature)."""
+    formats = requested_formats(header)
+    if "parquet" in formats:
+        return "parquet"
+    if "delta" in formats:
+        return "delta"
+    return ""
+
+
+def protocol_line(response_format: str, snap: Any) -> dict[str, Any]:
+    """Line 1 of metadata, query and changes responses."""
+    if response_format == "parquet":
+        return {"protocol": {"minReaderVersion": 1}}
+    delta: dict[str, Any] = {
+        "minReaderVersion": snap.min_reader_version,
+        "minWriterVersion": snap.min_writer_version,
+    }
+    if snap.reader_features:
+        delta["readerFeatures"] = snap.reader_features
+    if snap.writer_features:
+        delta["writerFeatures"] = snap.writer_features
+    return {"protocol": {"deltaProtocol": delta}}
+
+
+def metadata_line(response_format: str, table_id: str, snap: Any) -> dict[str, Any]:
+    """Line 2: the table's metadata at the snapshot's version."""
+    size = sum(f.size for f in snap.files)
+    if response_format == "parquet":
+        return {
+            "metaData": {
+                "id": table_id,
+                "format": {"provider": "parquet"},
+                "schemaString": snap.schema_string,
+                "partitionColumns": snap.partition_columns,
+                "configuration": {
+                    "enableChangeDataFeed": snap.configuration.get(
+                        "delta.enableChangeDataFeed", "false"
+                    )
+                },
+                "version": snap.version,
+                "numFiles": len(snap.files),
+                "size": size,
+            }
+        }
+    metadata: dict[str, Any] = {
+        "id": table_id,
+        "format": {"provider": "parquet", "options": {}},
+        "schemaString": snap.schema_string,
+        "partitionColumns": snap.partition_columns,
+        "configuration": dict(snap.configuration),
+    }
+    if snap.created_time is not None:
+        metadata["createdTime"] = snap.created_time
+    return {
+        "metaData": {
+            "deltaMetadata": metadata,
+            "version": snap.version,
+            "numFiles": len(snap.files),
+            "size": size,
+        }
+    }
+
+
+def capabilities(response_format: str) -> str:
+    """The response's `delta-sharing-capabilities` header (lowercase, the chosen format only)."""
+    return f"responseformat={response_format}"
+
+
+# --- errors: `{"errorCode", "message"}`; client mistakes never 5xx (the client retries those)
+
+
+class UnsupportedOperation(MeshError):
+    """A protocol feature this server does not offer."""
+
+    slug, title, status, code = "unsupported", "Unsupported operation", 400, "UNSUPPORTED_OPERATION"
+
+
+def error(status: int, code: str, message: str) -> Response[bytes]:
+    """A protocol error response."""
+    return Response(
+        content=dumps({"errorCode": code, "message": message}), status_code=status, media_type=JSON
+    )
+
+
+def _mesh_error(_: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
+    return error(exc.status, exc.code, exc.detail)
+
+
+def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    return error(400, "INVALID_PARAMETER_VALUE", str(exc.detail or "invalid request"))
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code if exc.status_code < 500 else 500
+    code = (
+        "RESOURCE_DOES_NOT_EXIST"
+        if status == 404
+        else ("INTERNAL_ERROR" if status == 500 else "MALFORMED_REQUEST")
+    )
+    return error(status, code, exc.detail if status < 500 else "internal error")
+
+
+def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error in the sharing protocol", exc_info=exc)
+    return error(500, "INTERNAL_ERROR", "internal error")
+
+
+HANDLERS: ExceptionHandlersMap = {
+    MeshError: _mesh_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    Exception: _internal,
+}

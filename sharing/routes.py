@@ -1,130 +1,117 @@
-"""The Delta Sharing protocol under /delta-sharing (parquet response format) and signed files.
+"""The Delta Sharing protocol under /delta-sharing, in the parquet and delta response formats.
 
-Recipients authenticate with their own bearer tokens; every request re-resolves the token, the
-recipient and its live grants, so a revoked grant stops new queries at once. Errors use the
+Every request re-checks, in order: the bearer token (valid, unexpired, unrevoked), the
+recipient's network allow-list, and its live grants (readable, DUA in force, minimum-necessary
+policy still allowing the tier), so a revocation stops new queries at once. Errors use the
 protocol's `{"errorCode", "message"}` shape; client mistakes are never 5xx (the official client
 retries those for about 100 s).
 """
 
-import logging
-import secrets
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
-from litestar import Controller, Request, Response, get, head, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.types import ExceptionHandlersMap
 from sqlmodel import Session
 
 from catalog.clock import Clock
-from catalog.errors import Forbidden, InvalidParameter, MeshError, NotFound
+from catalog.errors import InvalidParameter, NotFound
+from catalog.events import Actor, record_event
 from catalog.settings import Settings
 from policies.auth import bearer
-from sharing import delta, protocol, service
+from policies.enforcer import PolicyEngine
+from sharing import delta, predicates, protocol, recipients, service
+from sharing.files import PREFIX, expiry, file_url
+from sharing.protocol import HANDLERS, UnsupportedOperation
 from sharing.service import SharedTable
 
-log = logging.getLogger("mesh.sharing")
-PREFIX = "/delta-sharing"
 TABLE = "/shares/{share:str}/schemas/{schema:str}/tables/{table:str}"
+MaxResults = Annotated[int | None, QueryParameter(name="maxResults")]
+PageToken = Annotated[str | None, QueryParameter(name="pageToken", max_length=500)]
+Timestamp = Annotated[str | None, QueryParameter(max_length=64)]
 
 
-class UnsupportedOperation(MeshError):
-    """A protocol feature this server does not offer."""
-
-    slug, title, status, code = "unsupported", "Unsupported operation", 400, "UNSUPPORTED_OPERATION"
-
-
-def _error(status: int, code: str, message: str) -> Response[bytes]:
-    return Response(
-        content=protocol.dumps({"errorCode": code, "message": message}),
-        status_code=status,
-        media_type=protocol.JSON,
-    )
-
-
-def _mesh_error(_: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
-    return _error(exc.status, exc.code, exc.detail)
-
-
-def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
-    return _error(400, "INVALID_PARAMETER_VALUE", str(exc.detail or "invalid request"))
-
-
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    status = exc.status_code if exc.status_code < 500 else 500
-    code = (
-        "RESOURCE_DOES_NOT_EXIST"
-        if status == 404
-        else ("INTERNAL_ERROR" if status == 500 else "MALFORMED_REQUEST")
-    )
-    return _error(status, code, exc.detail if status < 500 else "internal error")
-
-
-def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.exception("unhandled error in the sharing protocol", exc_info=exc)
-    return _error(500, "INTERNAL_ERROR", "internal error")
-
-
-HANDLERS: ExceptionHandlersMap = {
-    MeshError: _mesh_error,
-    ValidationException: _validation_error,
-    HTTPException: _http_error,
-    Exception: _internal,
-}
-
-
-def signing_key(settings: Settings) -> bytes:
-    """The HMAC key (random per process when none is configured)."""
-    if settings.signing_key is not None:
-        return settings.signing_key.get_secret_value().encode()
-    return _PROCESS_KEY
-
-
-# Without a configured key, URLs and page tokens are valid only within this process.
-_PROCESS_KEY = secrets.token_bytes(32)
+def client_address(request: Request[Any, Any, Any]) -> str | None:
+    """The socket peer's address (the allow-list is judged on it)."""
+    return request.client.host if request.client else None
 
 
 def _visible(
-    request: Request[Any, Any, Any], session: Session, settings: Settings, clock: Clock
-) -> tuple[Any, list[SharedTable]]:
-    """Token -> recipient -> live grants: re-checked on every request."""
+    request: Request[Any, Any, Any],
+    session: Session,
+    settings: Settings,
+    clock: Clock,
+    policy: PolicyEngine,
+) -> tuple[recipients.Recipient, list[SharedTable]]:
+    """Token -> recipient -> network -> live grants: re-checked on every request."""
     now = clock.now()
-    organization = service.recipient_for(session, bearer(request), now=now)
-    return organization, service.shared_tables(session, organization, settings=settings, now=now)
+    recipient = recipients.authenticate(session, bearer(request), now=now)
+    recipients.check_network(session, recipient.organization, client_address(request))
+    tables = service.shared_tables(
+        session, recipient.organization, settings=settings, policy=policy, now=now
+    )
+    return recipient, tables
+
+
+def _audit(
+    session: Session,
+    request: Request[Any, Any, Any],
+    recipient: recipients.Recipient,
+    action: str,
+    table: SharedTable,
+    *,
+    version: int,
+    files: int,
+    size: int,
+    now: datetime,
+) -> None:
+    """One audit entry per sharing read, in the request's transaction (fail closed)."""
+    record_event(
+        session,
+        at=now,
+        actor=Actor(f"recipient:{recipient.organization.name}"),
+        action=action,
+        subject_type="table",
+        subject=f"{table.share}.{table.schema}.{table.name}",
+        details={
+            "organization": recipient.organization.name,
+            "token_id": recipient.token_id,
+            "product": table.product,
+            "product_version": table.product_versions.get(version),
+            "delta_version": version,
+            "tier": table.tier,
+            "grant": table.grant_id,
+            "dua": table.dua_id,
+            "purpose": table.purpose,
+            "files": files,
+            "bytes": size,
+            "client": client_address(request),
+            "user_agent": (request.headers.get("user-agent") or "")[:200],
+        },
+    )
 
 
 def _page(
     items: list[dict[str, Any]],
-    key: bytes,
+    settings: Settings,
     scope: str,
     max_results: int | None,
     page_token: str | None,
-) -> bytes:
+) -> Response[bytes]:
     if max_results is not None and max_results < 0:
         raise InvalidParameter("maxResults must be non-negative")
+    key = service.signing_key(settings)
     start = service.page_offset(key, scope, page_token)
     size = 500 if max_results is None else max_results
-    chunk = items[start : start + size]
-    body: dict[str, Any] = {"items": chunk}
+    body: dict[str, Any] = {"items": items[start : start + size]}
     if start + size < len(items):
         body["nextPageToken"] = service.page_token(key, scope, start + size)
-    return protocol.dumps(body)
-
-
-def _json(content: bytes) -> Response[bytes]:
-    return Response(content=content, media_type=protocol.JSON)
-
-
-MaxResults = Annotated[int | None, QueryParameter(name="maxResults")]
-PageToken = Annotated[str | None, QueryParameter(name="pageToken", max_length=500)]
+    return Response(content=protocol.dumps(body), media_type=protocol.JSON)
 
 
 class SharingController(Controller):
-    """Shares, schemas, tables, versions, metadata and queries for one recipient."""
+    """Shares, schemas, tables, versions, metadata, queries and changes for one recipient."""
 
     path = PREFIX
     tags = ("delta-sharing",)
@@ -137,15 +124,15 @@ class SharingController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
         max_results: MaxResults = None,
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """The recipient's one share."""
-        org, _ = _visible(request, session, settings, clock)
-        items = [{"name": org.name, "id": service.stable_id(org.name)}]
-        return _json(
-            _page(items, signing_key(settings), f"shares:{org.name}", max_results, page_token)
-        )
+        who, _ = _visible(request, session, settings, clock, policy)
+        name = who.organization.name
+        items = [{"name": name, "id": service.stable_id(name)}]
+        return _page(items, settings, f"shares:{name}", max_results, page_token)
 
     @get("/shares/{share:str}", sync_to_thread=True)
     def get_share(
@@ -155,20 +142,14 @@ class SharingController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
     ) -> Response[bytes]:
         """One share."""
-        org, tables = _visible(request, session, settings, clock)
-        service.check_share(tables, org, share)
-        return _json(
-            protocol.dumps(
-                {
-                    "share": {
-                        "name": org.name,
-                        "id": service.stable_id(org.name),
-                    }
-                }
-            )
-        )
+        who, _ = _visible(request, session, settings, clock, policy)
+        service.check_share(who.organization, share)
+        name = who.organization.name
+        body = {"share": {"name": name, "id": service.stable_id(name)}}
+        return Response(content=protocol.dumps(body), media_type=protocol.JSON)
 
     @get("/shares/{share:str}/schemas", sync_to_thread=True)
     def list_schemas(
@@ -178,17 +159,16 @@ class SharingController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
         max_results: MaxResults = None,
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Product domains with at least one readable table."""
-        org, tables = _visible(request, session, settings, clock)
-        service.check_share(tables, org, share)
-        names = sorted({t.schema for t in tables})
-        items = [{"name": n, "share": org.name} for n in names]
-        return _json(
-            _page(items, signing_key(settings), f"schemas:{org.name}", max_results, page_token)
-        )
+        who, tables = _visible(request, session, settings, clock, policy)
+        service.check_share(who.organization, share)
+        name = who.organization.name
+        items = [{"name": n, "share": name} for n in sorted({t.schema for t in tables})]
+        return _page(items, settings, f"schemas:{name}", max_results, page_token)
 
     @get("/shares/{share:str}/schemas/{schema:str}/tables", sync_to_thread=True)
     def list_tables(
@@ -199,18 +179,18 @@ class SharingController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
         max_results: MaxResults = None,
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Tables of one schema."""
-        org, tables = _visible(request, session, settings, clock)
-        service.check_share(tables, org, share)
+        who, tables = _visible(request, session, settings, clock, policy)
+        service.check_share(who.organization, share)
         mine = [t for t in tables if t.schema == schema.lower()]
         if not mine:
             raise NotFound(f"schema {share}.{schema} not found")
-        items = [_table_json(t) for t in mine]
-        scope = f"tables:{org.name}:{schema.lower()}"
-        return _json(_page(items, signing_key(settings), scope, max_results, page_token))
+        scope = f"tables:{who.organization.name}:{schema.lower()}"
+        return _page([_table_json(t) for t in mine], settings, scope, max_results, page_token)
 
     @get("/shares/{share:str}/all-tables", sync_to_thread=True)
     def list_all_tables(
@@ -220,16 +200,15 @@ class SharingController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
         max_results: MaxResults = None,
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Every table of the share."""
-        org, tables = _visible(request, session, settings, clock)
-        service.check_share(tables, org, share)
-        items = [_table_json(t) for t in tables]
-        return _json(
-            _page(items, signing_key(settings), f"all:{org.name}", max_results, page_token)
-        )
+        who, tables = _visible(request, session, settings, clock, policy)
+        service.check_share(who.organization, share)
+        scope = f"all:{who.organization.name}"
+        return _page([_table_json(t) for t in tables], settings, scope, max_results, page_token)
 
     @get(TABLE + "/version", sync_to_thread=True)
     def table_version(
@@ -241,19 +220,17 @@ class SharingController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
-        starting_timestamp: Annotated[str | None, QueryParameter(name="startingTimestamp")] = None,
+        policy: NamedDependency[PolicyEngine],
+        starting_timestamp: Annotated[
+            str | None, QueryParameter(name="startingTimestamp", max_length=64)
+        ] = None,
     ) -> Response[bytes]:
         """The current version, or the first version at or after `startingTimestamp`."""
-        _, tables = _visible(request, session, settings, clock)
+        _, tables = _visible(request, session, settings, clock, policy)
         found = service.find_table(tables, share, schema, table)
         version = found.current_version
         if starting_timestamp:
-            when = _timestamp(starting_timestamp)
-            times = delta.commit_times(found.location, settings.storage_options or None)
-            later = [v for v in found.versions if times.get(v, 0) >= when]
-            if not later:
-                raise InvalidParameter(f"no version of the table at or after {starting_timestamp}")
-            version = later[0]
+            version = _first_at_or_after(found, starting_timestamp, settings)
         return Response(
             content=b"", headers={"Delta-Table-Version": str(version)}, media_type=protocol.JSON
         )
@@ -268,13 +245,19 @@ class SharingController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
     ) -> Response[bytes]:
         """Protocol and metaData lines of the current version."""
-        _, tables = _visible(request, session, settings, clock)
+        who, tables = _visible(request, session, settings, clock, policy)
         found = service.find_table(tables, share, schema, table)
-        _parquet_only(request)
+        fmt = _format(request)
         snap = delta.snapshot(found.location, found.current_version, settings.storage_options)
-        return _ndjson([_protocol_line(), _metadata_line(found, snap)], snap.version)
+        lines = _head(fmt, found, snap)
+        _audit(
+            session, request, who, "sharing.metadata", found,
+            version=snap.version, files=0, size=0, now=clock.now(),
+        )  # fmt: skip
+        return _ndjson(lines, snap.version, fmt)
 
     @post(TABLE + "/query", sync_to_thread=True, status_code=200)
     def query(
@@ -287,37 +270,106 @@ class SharingController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
     ) -> Response[bytes]:
         """A snapshot (current, `version` or `timestamp`) as pre-signed file URLs."""
-        _, tables = _visible(request, session, settings, clock)
+        who, tables = _visible(request, session, settings, clock, policy)
         found = service.find_table(tables, share, schema, table)
-        _parquet_only(request)
+        fmt = _format(request)
         body = data or {}
         version = _query_version(found, body, settings)
         snap = delta.snapshot(found.location, version, settings.storage_options)
         limit = body.get("limitHint")
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise InvalidParameter("limitHint must be a non-negative integer")
-        lines = [_protocol_line(), _metadata_line(found, snap)]
-        now = clock.now()
-        base = str(request.base_url).rstrip("/")
+        hint = predicates.parse_hint(body.get("jsonPredicateHints"))
+        chosen: list[delta.DataFile] = []
         rows = 0
         for f in snap.files:
             if limit is not None and rows >= limit:
                 break
-            lines.append({"file": _file_json(found, f, base, settings, now)})
-            rows += f.num_records or 0
-        return _ndjson(lines, snap.version)
+            if predicates.may_match(hint, f):
+                chosen.append(f)
+                rows += f.num_records or 0
+        now = clock.now()
+        base = str(request.base_url).rstrip("/")
+        lines = _head(fmt, found, snap)
+        lines += [_file_line(fmt, found, f, base, settings, now) for f in chosen]
+        _audit(
+            session, request, who, "sharing.query", found, version=snap.version,
+            files=len(chosen), size=sum(f.size for f in chosen), now=now,
+        )  # fmt: skip
+        return _ndjson(lines, snap.version, fmt)
+
+    @get(TABLE + "/changes", sync_to_thread=True)
+    def changes(
+        self,
+        request: Request[Any, Any, Any],
+        share: FromPath[str],
+        schema: FromPath[str],
+        table: FromPath[str],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
+        starting_version: Annotated[int | None, QueryParameter(name="startingVersion")] = None,
+        ending_version: Annotated[int | None, QueryParameter(name="endingVersion")] = None,
+        starting_timestamp: Annotated[
+            str | None, QueryParameter(name="startingTimestamp", max_length=64)
+        ] = None,
+        ending_timestamp: Annotated[
+            str | None, QueryParameter(name="endingTimestamp", max_length=64)
+        ] = None,
+        include_historical_metadata: Annotated[
+            str | None, QueryParameter(name="includeHistoricalMetadata", max_length=8)
+        ] = None,
+    ) -> Response[bytes]:
+        """The change data feed between two published versions (inclusive).
+
+        The metaData line is the start version's (clients anchor their replayed log on it);
+        with `includeHistoricalMetadata`, later versions whose schema differs follow.
+        """
+        who, tables = _visible(request, session, settings, clock, policy)
+        found = service.find_table(tables, share, schema, table)
+        fmt = _format(request)
+        versions = _change_versions(
+            found, settings, starting_version, starting_timestamp, ending_version, ending_timestamp
+        )
+        snap = delta.snapshot(found.location, versions[0], settings.storage_options)
+        if snap.configuration.get("delta.enableChangeDataFeed", "false").lower() != "true":
+            raise InvalidParameter("change data feed is not enabled on this table")
+        feed = delta.changes(found.location, versions, settings.storage_options)
+        now = clock.now()
+        base = str(request.base_url).rstrip("/")
+        lines = _head(fmt, found, snap)
+        if protocol.parse_bool(include_historical_metadata):
+            schema = snap.schema_string
+            for version in versions[1:]:
+                later = delta.snapshot(found.location, version, settings.storage_options)
+                if later.schema_string != schema:
+                    lines.append(protocol.metadata_line(fmt, found.table_id, later))
+                    schema = later.schema_string
+        lines += [_change_line(fmt, found, c, base, settings, now) for c in feed]
+        _audit(
+            session, request, who, "sharing.changes", found, version=versions[-1],
+            files=len(feed), size=sum(c.size for c in feed), now=now,
+        )  # fmt: skip
+        return _ndjson(lines, versions[0], fmt)
+
+
+def _head(fmt: str, table: SharedTable, snap: delta.Snapshot) -> list[dict[str, Any]]:
+    return [protocol.protocol_line(fmt, snap), protocol.metadata_line(fmt, table.table_id, snap)]
 
 
 def _table_json(table: SharedTable) -> dict[str, Any]:
     return {"name": table.name, "schema": table.schema, "share": table.share, "id": table.table_id}
 
 
-def _parquet_only(request: Request[Any, Any, Any]) -> None:
-    formats = protocol.requested_formats(request.headers.get("delta-sharing-capabilities"))
-    if "parquet" not in formats:
-        raise UnsupportedOperation("this server answers in the parquet response format only")
+def _format(request: Request[Any, Any, Any]) -> str:
+    fmt = protocol.choose_format(request.headers.get("delta-sharing-capabilities"))
+    if not fmt:
+        raise UnsupportedOperation("responseformat must include parquet or delta")
+    return fmt
 
 
 def _timestamp(text: str) -> int:
@@ -332,6 +384,24 @@ def _timestamp(text: str) -> int:
     return int(when.timestamp() * 1000)
 
 
+def _first_at_or_after(table: SharedTable, text: str, settings: Settings) -> int:
+    when = _timestamp(text)
+    times = delta.commit_times(table.location, settings.storage_options or None)
+    later = [v for v in table.versions if times.get(v, 0) >= when]
+    if not later:
+        raise InvalidParameter(f"no published version of the table at or after {text}")
+    return later[0]
+
+
+def _last_at_or_before(table: SharedTable, text: str, settings: Settings) -> int:
+    when = _timestamp(text)
+    times = delta.commit_times(table.location, settings.storage_options or None)
+    earlier = [v for v in table.versions if times.get(v, 0) <= when]
+    if not earlier:
+        raise InvalidParameter(f"the table has no published version at or before {text}")
+    return earlier[-1]
+
+
 def _query_version(table: SharedTable, body: dict[str, Any], settings: Settings) -> int:
     given = [k for k in ("version", "timestamp", "startingVersion") if body.get(k) is not None]
     if len(given) > 1:
@@ -340,163 +410,133 @@ def _query_version(table: SharedTable, body: dict[str, Any], settings: Settings)
         raise UnsupportedOperation("startingVersion queries are not supported; use /changes")
     if "version" in given:
         version = body["version"]
-        if not isinstance(version, int) or version < 0:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise InvalidParameter("version must be a non-negative integer")
         if version not in table.versions:
             raise InvalidParameter(f"version {version} is not a published version of this table")
         return int(version)
     if "timestamp" in given:
-        when = _timestamp(str(body["timestamp"]))
-        times = delta.commit_times(table.location, settings.storage_options or None)
-        earlier = [v for v in table.versions if times.get(v, 0) <= when]
-        if not earlier:
-            raise InvalidParameter(f"the table has no published version at {body['timestamp']}")
-        return earlier[-1]
+        return _last_at_or_before(table, str(body["timestamp"]), settings)
     return table.current_version
 
 
-def _protocol_line() -> dict[str, Any]:
-    return {"protocol": {"minReaderVersion": 1}}
+def _change_versions(
+    table: SharedTable,
+    settings: Settings,
+    starting_version: int | None,
+    starting_timestamp: str | None,
+    ending_version: int | None,
+    ending_timestamp: str | None,
+) -> list[int]:
+    """The published versions in the requested range (inclusive), oldest first."""
+    if (starting_version is None) == (starting_timestamp is None):
+        raise InvalidParameter("give exactly one of startingVersion and startingTimestamp")
+    if ending_version is not None and ending_timestamp is not None:
+        raise InvalidParameter("give at most one of endingVersion and endingTimestamp")
+    if (starting_version is not None and starting_version < 0) or (
+        ending_version is not None and ending_version < 0
+    ):
+        raise InvalidParameter("versions must be non-negative")
+    start = (
+        starting_version
+        if starting_version is not None
+        else _first_at_or_after(table, str(starting_timestamp), settings)
+    )
+    end = table.current_version
+    if ending_version is not None:
+        end = min(ending_version, end)
+    elif ending_timestamp is not None:
+        end = _last_at_or_before(table, ending_timestamp, settings)
+    if start > table.current_version:
+        raise InvalidParameter(
+            f"startingVersion {start} is after the latest version {table.current_version}"
+        )
+    if start > end:
+        raise InvalidParameter(f"the start ({start}) is after the end ({end}) of the range")
+    versions = [v for v in table.versions if start <= v <= end]
+    if not versions:
+        raise InvalidParameter(f"no published version between {start} and {end}")
+    return versions
 
 
-def _metadata_line(table: SharedTable, snap: delta.Snapshot) -> dict[str, Any]:
-    return {
-        "metaData": {
-            "id": table.table_id,
-            "format": {"provider": "parquet"},
-            "schemaString": snap.schema_string,
-            "partitionColumns": snap.partition_columns,
-            "configuration": {
-                "enableChangeDataFeed": snap.configuration.get(
-                    "delta.enableChangeDataFeed", "false"
-                )
-            },
-            "version": snap.version,
-            "numFiles": len(snap.files),
-            "size": sum(f.size for f in snap.files),
-        }
-    }
-
-
-def _file_json(
-    table: SharedTable, f: delta.DataFile, base: str, settings: Settings, now: datetime
+def _file_line(
+    fmt: str, table: SharedTable, f: delta.DataFile, base: str, settings: Settings, now: datetime
 ) -> dict[str, Any]:
-    path = f"{_relative(table.location, settings)}/{f.path}"
-    expires = int(now.timestamp()) + settings.url_lifetime_seconds
-    signature = service.file_signature(signing_key(settings), path, expires)
-    url = f"{base}{PREFIX}/files/{quote(path)}?X-Amz-Expires={expires}&X-Amz-Signature={signature}"
+    url = file_url(
+        table.location, f.path, recipient=table.share, base=base, settings=settings, now=now
+    )
+    file_id = service.stable_id(f"{table.table_id}/{f.path}")
+    expires = expiry(settings, now) * 1000
+    if fmt == "delta":
+        add: dict[str, Any] = {
+            "path": url,
+            "partitionValues": f.partition_values,
+            "size": f.size,
+            "modificationTime": f.modification_time,
+            "dataChange": True,
+        }
+        if f.stats:
+            add["stats"] = f.stats
+        return {
+            "file": {
+                "id": file_id,
+                "deltaSingleAction": {"add": add},
+                "expirationTimestamp": expires,
+            }
+        }
     line: dict[str, Any] = {
         "url": url,
-        "id": service.stable_id(f"{table.table_id}/{f.path}"),
-        "partitionValues": {},
+        "id": file_id,
+        "partitionValues": f.partition_values,
         "size": f.size,
-        "expirationTimestamp": expires * 1000,
+        "expirationTimestamp": expires,
     }
     if f.stats:
         line["stats"] = f.stats
-    return line
+    return {"file": line}
 
 
-def _relative(location: str, settings: Settings) -> str:
-    root = Path(settings.storage_root).resolve()
-    return str(Path(location).resolve().relative_to(root))
+def _change_line(
+    fmt: str, table: SharedTable, change: delta.Change, base: str, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    url = file_url(
+        table.location, change.path, recipient=table.share, base=base, settings=settings, now=now
+    )
+    file_id = service.stable_id(f"{table.table_id}/{change.path}")
+    expires = expiry(settings, now) * 1000
+    partitions = change.action.get("partitionValues") or {}
+    if fmt == "delta":
+        action = {**change.action, "path": url, "partitionValues": partitions}
+        action.pop("tags", None)
+        return {
+            "file": {
+                "id": file_id,
+                "deltaSingleAction": {change.kind: action},
+                "version": change.version,
+                "timestamp": change.timestamp,
+                "expirationTimestamp": expires,
+            }
+        }
+    line: dict[str, Any] = {
+        "url": url,
+        "id": file_id,
+        "partitionValues": partitions,
+        "size": change.size,
+        "timestamp": change.timestamp,
+        "version": change.version,
+        "expirationTimestamp": expires,
+    }
+    if change.kind == "add" and change.action.get("stats"):
+        line["stats"] = change.action["stats"]
+    return {"cdf" if change.kind == "cdc" else change.kind: line}
 
 
-def _ndjson(lines: list[dict[str, Any]], version: int) -> Response[bytes]:
+def _ndjson(lines: list[dict[str, Any]], version: int, fmt: str) -> Response[bytes]:
     return Response(
         content=protocol.ndjson(lines),
         media_type=protocol.NDJSON,
         headers={
             "Delta-Table-Version": str(version),
-            "delta-sharing-capabilities": "responseformat=parquet",
+            "delta-sharing-capabilities": protocol.capabilities(fmt),
         },
     )
-
-
-class FileController(Controller):
-    """Pre-signed file downloads for local storage (GET with Range, HEAD)."""
-
-    path = PREFIX + "/files"
-    tags = ("delta-sharing",)
-    exception_handlers = HANDLERS
-
-    @get("/{path:path}", sync_to_thread=True)
-    def download(
-        self,
-        request: Request[Any, Any, Any],
-        path: FromPath[str],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
-    ) -> Response[bytes]:
-        """The file bytes, or the requested byte range (206)."""
-        file, size = _signed_file(request, path, settings, clock)
-        start, end = _range(request.headers.get("range"), size)
-        with file.open("rb") as handle:
-            handle.seek(start)
-            content = handle.read(end - start + 1)
-        headers = {"Accept-Ranges": "bytes", "Content-Length": str(len(content))}
-        if request.headers.get("range"):
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            return Response(
-                content=content,
-                status_code=206,
-                headers=headers,
-                media_type="application/octet-stream",
-            )
-        return Response(content=content, headers=headers, media_type="application/octet-stream")
-
-    @head("/{path:path}", sync_to_thread=True)
-    def describe(
-        self,
-        request: Request[Any, Any, Any],
-        path: FromPath[str],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
-    ) -> Response[None]:
-        """Size of the file, for clients that plan ranged reads."""
-        _, size = _signed_file(request, path, settings, clock)
-        return Response(
-            content=None,
-            headers={"Content-Length": str(size), "Accept-Ranges": "bytes"},
-            media_type="application/octet-stream",
-        )
-
-
-def _signed_file(
-    request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
-) -> tuple[Path, int]:
-    relative = path.lstrip("/")
-    try:
-        expires = int(request.query_params.get("X-Amz-Expires", ""))
-    except ValueError:
-        raise Forbidden("invalid or expired file URL") from None
-    signature = request.query_params.get("X-Amz-Signature", "")
-    if not service.valid_file_signature(
-        signing_key(settings), relative, expires, signature, clock.now()
-    ):
-        raise Forbidden("invalid or expired file URL")
-    root = Path(settings.storage_root).resolve()
-    file = (root / relative).resolve()
-    if root not in file.parents or not file.is_file():
-        raise Forbidden("invalid or expired file URL")
-    return file, file.stat().st_size
-
-
-def _range(header: str | None, size: int) -> tuple[int, int]:
-    if not header:
-        return 0, max(size - 1, 0)
-    unit, _, spec = header.partition("=")
-    first, _, last = spec.partition("-")
-    try:
-        if unit.strip() != "bytes" or "," in spec:
-            raise ValueError
-        if first == "":
-            start, end = max(size - int(last), 0), size - 1
-        else:
-            start = int(first)
-            end = min(int(last), size - 1) if last else size - 1
-    except ValueError:
-        raise InvalidParameter(f"unsupported Range header {header!r}") from None
-    if start > end or start >= size:
-        raise InvalidParameter(f"range {header!r} is outside the file")
-    return start, end

@@ -10,21 +10,26 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from catalog.errors import InvalidParameter, NotFound, Unauthenticated
+from catalog.errors import InvalidParameter, NotFound
 from catalog.products.models import DataProduct, ProductVersion, VersionStatus
 from catalog.settings import Settings
-from policies.access import get_dua, grant_state, readable
-from policies.auth import new_secret, secret_matches, split_secret
-from policies.models import Grant, Organization
-from sharing.models import RecipientToken
+from policies.access import (
+    PolicyRefusal,
+    check_minimum_necessary,
+    get_dua,
+    grant_state,
+    readable,
+)
+from policies.enforcer import PolicyEngine
+from policies.models import AccessRequest, Grant, Organization
 
-TOKEN_PREFIX = "dsr_"  # noqa: S105  (a prefix, not a secret)
 SERVED = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
 NAMESPACE = uuid.UUID("8f1d2c3e-4b5a-4c6d-9e8f-0a1b2c3d4e5f")
 
@@ -32,43 +37,6 @@ NAMESPACE = uuid.UUID("8f1d2c3e-4b5a-4c6d-9e8f-0a1b2c3d4e5f")
 def stable_id(name: str) -> str:
     """A UUID that stays the same for the same name (share, table and file ids)."""
     return str(uuid.uuid5(NAMESPACE, name))
-
-
-def issue_recipient_token(
-    session: Session, organization: Organization, *, days: int, now: datetime
-) -> tuple[RecipientToken, str]:
-    """A new bearer token for a recipient; the returned string is the only copy."""
-    token_id, digest, credential = new_secret(TOKEN_PREFIX)
-    token = RecipientToken(
-        id=token_id,
-        organization_id=organization.id,
-        secret_sha256=digest,
-        created_at=now,
-        expires_at=now + timedelta(days=days),
-    )
-    session.add(token)
-    session.flush()
-    return token, credential
-
-
-def recipient_for(session: Session, credential: str | None, *, now: datetime) -> Organization:
-    """The organisation behind a recipient bearer token, or Unauthenticated."""
-    if not credential or not credential.startswith(TOKEN_PREFIX):
-        raise Unauthenticated("missing or invalid bearer token")
-    parts = split_secret(credential, TOKEN_PREFIX)
-    token = session.get(RecipientToken, parts[0]) if parts else None
-    if (
-        token is None
-        or parts is None
-        or not secret_matches(token.secret_sha256, parts[1])
-        or token.revoked_at is not None
-        or token.expires_at <= now
-    ):
-        raise Unauthenticated("missing, invalid, expired or revoked bearer token")
-    organization = session.get(Organization, token.organization_id)
-    if organization is None:
-        raise Unauthenticated("missing, invalid, expired or revoked bearer token")
-    return organization
 
 
 @dataclass(frozen=True)
@@ -82,6 +50,12 @@ class SharedTable:
     tier: str
     location: str
     versions: tuple[int, ...]
+    # What the audit trail and the accounting of disclosures need about the grant behind it.
+    product: str
+    product_versions: dict[int, str]
+    grant_id: int
+    dua_id: int
+    purpose: str
 
     @property
     def current_version(self) -> int:
@@ -90,9 +64,19 @@ class SharedTable:
 
 
 def shared_tables(
-    session: Session, organization: Organization, *, settings: Settings, now: datetime
+    session: Session,
+    organization: Organization,
+    *,
+    settings: Settings,
+    policy: PolicyEngine,
+    now: datetime,
 ) -> list[SharedTable]:
-    """Every table the recipient may read now, ordered by schema then name."""
+    """Every table the recipient may read now, ordered by schema then name.
+
+    A grant counts only while it is readable (not expired, revoked or suspended, DUA in force)
+    and the policy's minimum-necessary rule still allows its tier under its DUA and purpose,
+    so a policy or DUA change takes effect on the next request.
+    """
     grants = session.exec(
         select(Grant).where(
             Grant.organization_id == organization.id, col(Grant.revoked_at).is_(None)
@@ -100,41 +84,64 @@ def shared_tables(
     ).all()
     tables: dict[tuple[str, str], SharedTable] = {}
     for grant in grants:
-        if not readable(grant_state(grant, get_dua(session, grant.dua_id), now, settings)):
-            continue
+        dua = get_dua(session, grant.dua_id)
         product = session.get(DataProduct, grant.product_id)
-        if product is None:
+        request = session.get(AccessRequest, grant.request_id)
+        if product is None or request is None:
+            continue
+        if not readable(grant_state(grant, dua, now, settings)):
+            continue
+        qualified = f"{product.domain.name}/{product.name}"
+        try:
+            check_minimum_necessary(
+                policy,
+                dua,
+                product=qualified,
+                tier=grant.tier,
+                purpose=request.purpose,
+                justification=grant.justification,
+                now=now,
+            )
+        except PolicyRefusal:
             continue
         versions = session.exec(
             select(ProductVersion).where(
                 ProductVersion.product_id == product.id, col(ProductVersion.status).in_(SERVED)
             )
         ).all()
+        tier = str(grant.tier)
         served = sorted(
-            (
-                v.tier_tables[str(grant.tier)]["delta_version"],
-                v.tier_tables[str(grant.tier)]["location"],
-            )
+            (v.tier_tables[tier]["delta_version"], v.tier_tables[tier]["location"], v.version)
             for v in versions
-            if v.tier_tables and str(grant.tier) in v.tier_tables
+            if v.tier_tables and tier in v.tier_tables
         )
         if not served:
             continue
         name = product.name
         key = (product.domain.name, name)
         if key in tables:  # two tiers of one product: the tier goes into the name
-            name = f"{product.name}_{grant.tier}"
+            name = f"{product.name}_{tier}"
             key = (product.domain.name, name)
         tables[key] = SharedTable(
             share=organization.name,
             schema=product.domain.name,
             name=name,
-            table_id=stable_id(f"{organization.name}/{product.id}/{grant.tier}"),
-            tier=str(grant.tier),
+            table_id=stable_id(f"{organization.name}/{product.id}/{tier}"),
+            tier=tier,
             location=served[-1][1],
-            versions=tuple(v for v, _ in served),
+            versions=tuple(v for v, _, _ in served),
+            product=qualified,
+            product_versions={v: semver for v, _, semver in served},
+            grant_id=_saved(grant.id),
+            dua_id=_saved(dua.id),
+            purpose=str(request.purpose),
         )
     return [tables[k] for k in sorted(tables)]
+
+
+def _saved(value: int | None) -> int:
+    assert value is not None  # noqa: S101  (rows read from the database have ids)
+    return value
 
 
 def find_table(tables: list[SharedTable], share: str, schema: str, name: str) -> SharedTable:
@@ -145,7 +152,7 @@ def find_table(tables: list[SharedTable], share: str, schema: str, name: str) ->
     raise NotFound(f"table {share}.{schema}.{name} not found")
 
 
-def check_share(tables: list[SharedTable], organization: Organization, share: str) -> None:
+def check_share(organization: Organization, share: str) -> None:
     """A recipient sees exactly its own share."""
     if share.lower() != organization.name:
         raise NotFound(f"share {share} not found")
@@ -154,22 +161,34 @@ def check_share(tables: list[SharedTable], organization: Organization, share: st
 # --- signed values: page tokens and file URLs -----------------------------------------------
 
 
-def _mac(key: bytes, message: str) -> str:
+def signing_key(settings: Settings) -> bytes:
+    """The HMAC key (random per process when none is configured)."""
+    if settings.signing_key is not None:
+        return settings.signing_key.get_secret_value().encode()
+    return _PROCESS_KEY
+
+
+# Without a configured key, URLs and page tokens are valid only within this process.
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+def mac(key: bytes, message: str) -> str:
+    """Hex HMAC-SHA256."""
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
 def page_token(key: bytes, scope: str, offset: int) -> str:
     """An opaque, tamper-proof page token bound to the listing it came from."""
     payload = base64.urlsafe_b64encode(json.dumps([scope, offset]).encode()).decode()
-    return f"{payload}.{_mac(key, payload)}"
+    return f"{payload}.{mac(key, payload)}"
 
 
 def page_offset(key: bytes, scope: str, token: str | None) -> int:
     """The offset a page token stands for, or InvalidParameter."""
     if not token:
         return 0
-    payload, _, mac = token.partition(".")
-    if not hmac.compare_digest(mac, _mac(key, payload)):
+    payload, _, signature = token.partition(".")
+    if not hmac.compare_digest(signature, mac(key, payload)):
         raise InvalidParameter("invalid pageToken")
     try:
         token_scope, offset = json.loads(base64.urlsafe_b64decode(payload.encode()))
@@ -178,17 +197,3 @@ def page_offset(key: bytes, scope: str, token: str | None) -> int:
     if token_scope != scope or not isinstance(offset, int) or offset < 0:
         raise InvalidParameter("invalid pageToken")
     return offset
-
-
-def file_signature(key: bytes, path: str, expires: int) -> str:
-    """HMAC over the file path and its expiry (epoch seconds)."""
-    return _mac(key, f"{path}\n{expires}")
-
-
-def valid_file_signature(
-    key: bytes, path: str, expires: int, signature: str, now: datetime
-) -> bool:
-    """Constant-time check of a file URL; expired URLs are invalid."""
-    if expires < now.timestamp():
-        return False
-    return hmac.compare_digest(signature, file_signature(key, path, expires))

@@ -1,0 +1,185 @@
+"""Pre-signed, expiring URLs for a table's data files, and the endpoint serving local files.
+
+Object storage (`s3://`, `az://`, `gs://`) gets the store's own pre-signed URLs (sharing/
+presign.py): recipients download straight from the store. A local folder gets URLs to this
+server's `/delta-sharing/files/...`, signed with HMAC over path and expiry; the query keys are
+`X-Amz-Expires`/`X-Amz-Signature` because delta-kernel only fetches URLs that look pre-signed.
+"""
+
+import hmac
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from litestar import Controller, Request, Response, get, head
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from sqlmodel import Session, select
+
+from catalog.clock import Clock
+from catalog.errors import Forbidden, InvalidParameter
+from catalog.events import Actor, record_event
+from catalog.settings import Settings
+from policies.models import Organization
+from sharing.presign import object_store_signer
+from sharing.protocol import HANDLERS
+from sharing.recipients import check_network
+from sharing.service import mac, signing_key
+
+PREFIX = "/delta-sharing"
+FILES = PREFIX + "/files"
+
+
+def file_url(
+    location: str, path: str, *, recipient: str, base: str, settings: Settings, now: datetime
+) -> str:
+    """An expiring URL for one data file of the table at `location`, issued to `recipient`.
+
+    Local URLs name the recipient (inside the signature), so the file endpoint can apply its
+    network allow-list and audit the download against it.
+    """
+    signer = object_store_signer(settings.storage_root, settings.storage_options)
+    if signer is not None:
+        return signer.sign(f"{location}/{path}", settings.url_lifetime_seconds)
+    relative = f"{_relative(location, settings)}/{path}"
+    expires = expiry(settings, now)
+    signature = mac(signing_key(settings), _signed_message(relative, expires, recipient))
+    return (
+        f"{base}{FILES}/{quote(relative)}?X-Mesh-Recipient={quote(recipient)}"
+        f"&X-Amz-Expires={expires}&X-Amz-Signature={signature}"
+    )
+
+
+def _signed_message(relative: str, expires: int, recipient: str) -> str:
+    return f"{relative}\n{expires}\n{recipient}"
+
+
+def expiry(settings: Settings, now: datetime) -> int:
+    """Epoch seconds at which URLs issued now expire."""
+    return int(now.timestamp()) + settings.url_lifetime_seconds
+
+
+def _relative(location: str, settings: Settings) -> str:
+    root = Path(settings.storage_root).resolve()
+    return str(Path(location).resolve().relative_to(root))
+
+
+class FileController(Controller):
+    """Pre-signed file downloads for local storage (GET with Range, HEAD)."""
+
+    path = FILES
+    tags = ("delta-sharing",)
+    exception_handlers = HANDLERS
+
+    @get("/{path:path}", sync_to_thread=True)
+    def download(
+        self,
+        request: Request[Any, Any, Any],
+        path: FromPath[str],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+    ) -> Response[bytes]:
+        """The file bytes, or the requested byte range (206)."""
+        file, size = signed_file(request, path, session, settings, clock)
+        start, end = _range(request.headers.get("range"), size)
+        with file.open("rb") as handle:
+            handle.seek(start)
+            content = handle.read(end - start + 1)
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(len(content))}
+        status = 200
+        if request.headers.get("range"):
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            status = 206
+        return Response(
+            content=content,
+            status_code=status,
+            headers=headers,
+            media_type="application/octet-stream",
+        )
+
+    @head("/{path:path}", sync_to_thread=True)
+    def describe(
+        self,
+        request: Request[Any, Any, Any],
+        path: FromPath[str],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+    ) -> Response[None]:
+        """Size of the file, for clients that plan ranged reads."""
+        _, size = signed_file(request, path, session, settings, clock)
+        return Response(
+            content=None,
+            headers={"Content-Length": str(size), "Accept-Ranges": "bytes"},
+            media_type="application/octet-stream",
+        )
+
+
+def signed_file(
+    request: Request[Any, Any, Any], path: str, session: Session, settings: Settings, clock: Clock
+) -> tuple[Path, int]:
+    """The local file a valid, unexpired URL points at; Forbidden for anything else.
+
+    The recipient named in the URL must still exist and the caller's address must be inside its
+    allow-list; each download (HEAD excluded) is audited against it.
+    """
+    refused = Forbidden("invalid or expired file URL")
+    relative = path.lstrip("/")
+    recipient = request.query_params.get("X-Mesh-Recipient", "")
+    try:
+        expires = int(request.query_params.get("X-Amz-Expires", ""))
+    except ValueError:
+        raise refused from None
+    signature = request.query_params.get("X-Amz-Signature", "")
+    now = clock.now()
+    if expires < now.timestamp() or not hmac.compare_digest(
+        signature, mac(signing_key(settings), _signed_message(relative, expires, recipient))
+    ):
+        raise refused
+    root = Path(settings.storage_root).resolve()
+    file = (root / relative).resolve()
+    if root not in file.parents or not file.is_file():
+        raise refused
+    organization = session.exec(select(Organization).where(Organization.name == recipient)).first()
+    if organization is None:
+        raise refused
+    check_network(session, organization, request.client.host if request.client else None)
+    size = file.stat().st_size
+    if request.method == "GET":
+        record_event(
+            session,
+            at=now,
+            actor=Actor(f"recipient:{recipient}"),
+            action="sharing.file",
+            subject_type="file",
+            subject=relative[-300:],
+            details={
+                "organization": recipient,
+                "bytes": size,
+                "range": (request.headers.get("range") or "")[:100],
+                "client": request.client.host if request.client else None,
+            },
+        )
+    return file, size
+
+
+def _range(header: str | None, size: int) -> tuple[int, int]:
+    if not header:
+        return 0, max(size - 1, 0)
+    unit, _, spec = header.partition("=")
+    first, _, last = spec.partition("-")
+    try:
+        if unit.strip() != "bytes" or "," in spec:
+            raise ValueError
+        if first == "":
+            start, end = max(size - int(last), 0), size - 1
+        else:
+            start = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        raise InvalidParameter(f"unsupported Range header {header!r}") from None
+    if start > end or start >= size:
+        raise InvalidParameter(f"range {header!r} is outside the file")
+    return start, end

@@ -1,0 +1,247 @@
+"""Recipient administration (tokens, activation links, allow-lists) and the activation endpoint.
+
+Administration lives under /api/v1 with the platform's own credentials and policy. The
+activation endpoint is public by design: the link itself is the credential. `GET` only
+describes the link (mail scanners that prefetch links must not burn it); `POST` downloads the
+profile, once.
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from catalog.clock import Clock
+from catalog.events import Actor
+from catalog.settings import Settings
+from sharing import recipients
+from sharing.files import PREFIX
+from sharing.protocol import dumps
+from sharing.routes import client_address
+
+Organization = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+
+
+class TokenRotate(BaseModel):
+    """Body of `POST /api/v1/recipients/{org}/tokens`."""
+
+    model_config = ConfigDict(extra="forbid")
+    days: int = Field(default=90, ge=1, le=366, description="Lifetime of the new token.")
+    grace_hours: float = Field(
+        default=24, ge=0, le=24 * 30, description="How long the older tokens keep working."
+    )
+    endpoint: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s]+$")
+
+
+class TokenRead(BaseModel):
+    """A recipient token, by id (the secret is never shown again)."""
+
+    id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenIssued(BaseModel):
+    """A new token and the profile carrying it (shown once)."""
+
+    token: TokenRead
+    profile: dict[str, Any]
+
+
+class TokenRevoke(BaseModel):
+    """Body of `POST /api/v1/recipients/{org}/tokens/revoke` (no id: every live token)."""
+
+    model_config = ConfigDict(extra="forbid")
+    token_id: str | None = Field(default=None, max_length=32)
+
+
+class ActivationCreate(BaseModel):
+    """Body of `POST /api/v1/recipients/{org}/activation-links`."""
+
+    model_config = ConfigDict(extra="forbid")
+    token_days: int = Field(default=90, ge=1, le=366)
+    valid_hours: float = Field(default=72, gt=0, le=24 * 30)
+    endpoint: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s]+$")
+
+
+class ActivationIssued(BaseModel):
+    """A one-time activation link (shown once)."""
+
+    id: str
+    url: str
+    expires_at: datetime
+
+
+class Networks(BaseModel):
+    """A recipient's CIDR allow-list (empty: any address)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cidrs: list[str] = Field(default_factory=list, max_length=recipients.MAX_CIDRS)
+
+
+def _token(token: Any) -> TokenRead:
+    return TokenRead(
+        id=token.id,
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        revoked_at=token.revoked_at,
+    )
+
+
+class RecipientController(Controller):
+    """Credentials and network rules of Delta Sharing recipients."""
+
+    path = "/api/v1/recipients/{organization:str}"
+    tags = ("sharing",)
+
+    @get("/tokens", sync_to_thread=True, opt={"permission": "recipient:read"})
+    def list_tokens(
+        self, organization: Organization, session: NamedDependency[Session]
+    ) -> list[TokenRead]:
+        """Every token of the recipient (ids and dates only)."""
+        org = recipients.recipient_named(session, organization)
+        return [_token(t) for t in recipients.list_tokens(session, org)]
+
+    @post("/tokens", sync_to_thread=True, opt={"permission": "recipient:manage"})
+    def rotate(
+        self,
+        organization: Organization,
+        data: JSONBody[TokenRotate],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> TokenIssued:
+        """A new token; the older ones end after the grace period (never later than before)."""
+        org = recipients.recipient_named(session, organization)
+        token, credential = recipients.rotate_token(
+            session,
+            org,
+            days=data.days,
+            grace=timedelta(hours=data.grace_hours),
+            actor=actor,
+            now=clock.now(),
+        )
+        endpoint = recipients.settings_profile_endpoint(settings, data.endpoint)
+        return TokenIssued(
+            token=_token(token), profile=recipients.profile(endpoint, token, credential)
+        )
+
+    @post("/tokens/revoke", sync_to_thread=True, opt={"permission": "recipient:manage"})
+    def revoke(
+        self,
+        organization: Organization,
+        data: JSONBody[TokenRevoke],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> list[str]:
+        """Revoke one token, or all live ones: effective on the next request."""
+        org = recipients.recipient_named(session, organization)
+        return recipients.revoke_tokens(
+            session, org, token_id=data.token_id, actor=actor, now=clock.now()
+        )
+
+    @post("/activation-links", sync_to_thread=True, opt={"permission": "recipient:manage"})
+    def create_activation(
+        self,
+        organization: Organization,
+        data: JSONBody[ActivationCreate],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> ActivationIssued:
+        """A link from which the recipient downloads its profile once."""
+        org = recipients.recipient_named(session, organization)
+        activation, secret = recipients.create_activation(
+            session,
+            org,
+            token_days=data.token_days,
+            valid_for=timedelta(hours=data.valid_hours),
+            actor=actor,
+            now=clock.now(),
+        )
+        base = recipients.settings_profile_endpoint(settings, data.endpoint).rstrip("/")
+        return ActivationIssued(
+            id=activation.id,
+            url=f"{base}{PREFIX}/activation/{secret}",
+            expires_at=activation.expires_at,
+        )
+
+    @get("/networks", sync_to_thread=True, opt={"permission": "recipient:read"})
+    def get_networks(
+        self, organization: Organization, session: NamedDependency[Session]
+    ) -> Networks:
+        """The recipient's allow-list."""
+        org = recipients.recipient_named(session, organization)
+        return Networks(cidrs=recipients.networks(session, org))
+
+    @put("/networks", sync_to_thread=True, opt={"permission": "recipient:manage"})
+    def set_networks(
+        self,
+        organization: Organization,
+        data: JSONBody[Networks],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> Networks:
+        """Replace the allow-list (applies to the protocol, file and activation endpoints)."""
+        org = recipients.recipient_named(session, organization)
+        cidrs = recipients.set_networks(session, org, data.cidrs, actor=actor, now=clock.now())
+        return Networks(cidrs=cidrs)
+
+
+Secret = Annotated[str, Parameter(max_length=200)]
+
+
+class ActivationController(Controller):
+    """The public end of an activation link."""
+
+    path = PREFIX + "/activation/{secret:str}"
+    tags = ("sharing",)
+
+    @get("/", sync_to_thread=True)
+    def describe(
+        self, secret: Secret, session: NamedDependency[Session], clock: NamedDependency[Clock]
+    ) -> dict[str, Any]:
+        """Whose link this is and whether it can still be used (does not use it up)."""
+        activation = recipients.find_activation(session, secret)
+        return {
+            "expires_at": activation.expires_at,
+            "used": activation.used_at is not None,
+            "expired": activation.expires_at <= clock.now(),
+            "download": "POST to this URL to download the profile (once)",
+        }
+
+    @post("/", sync_to_thread=True, status_code=200)
+    def download(
+        self,
+        request: Request[Any, Any, Any],
+        secret: Secret,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+    ) -> Response[bytes]:
+        """The profile file, once; a second download is refused (409)."""
+        organization, token, credential = recipients.redeem_activation(
+            session, secret, client=client_address(request), now=clock.now()
+        )
+        endpoint = str(request.base_url).rstrip("/")
+        body = recipients.profile(endpoint, token, credential)
+        return Response(
+            content=dumps(body),
+            media_type="application/json",
+            headers={
+                "Content-Disposition": f'attachment; filename="{organization.name}.share"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+
+CONTROLLERS = [RecipientController, ActivationController]

@@ -1,0 +1,306 @@
+"""Recipient credentials: bearer tokens (issue, rotate, revoke), activation links, allow-lists.
+
+A recipient is a consumer organisation. Its bearer tokens are random, stored as SHA-256 only,
+and expire; rotation issues a new one and can only shorten the life of the old ones (to the
+grace period), never extend it. An activation link hands the profile out exactly once. An
+optional CIDR allow-list limits where the recipient may call from.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from catalog.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
+from catalog.events import Actor, record_event
+from catalog.settings import Settings
+from policies.auth import new_secret, secret_matches, split_secret
+from policies.models import Organization
+from policies.principals import get_organization
+from sharing.models import RecipientActivation, RecipientNetwork, RecipientToken
+
+TOKEN_PREFIX = "dsr_"  # noqa: S105  (a prefix, not a secret)
+ACTIVATION_PREFIX = "dsa_"
+MAX_CIDRS = 100
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An authenticated recipient: its organisation and the token it presented."""
+
+    organization: Organization
+    token_id: str
+
+
+def issue_token(
+    session: Session, organization: Organization, *, days: int, now: datetime
+) -> tuple[RecipientToken, str]:
+    """A new bearer token for a recipient; the returned string is the only copy."""
+    token_id, digest, credential = new_secret(TOKEN_PREFIX)
+    token = RecipientToken(
+        id=token_id,
+        organization_id=organization.id,
+        secret_sha256=digest,
+        created_at=now,
+        expires_at=now + timedelta(days=days),
+    )
+    session.add(token)
+    session.flush()
+    return token, credential
+
+
+def rotate_token(
+    session: Session,
+    organization: Organization,
+    *,
+    days: int,
+    grace: timedelta,
+    actor: Actor,
+    now: datetime,
+) -> tuple[RecipientToken, str]:
+    """A new token; every other live token of the recipient now ends within `grace`."""
+    if grace < timedelta(0):
+        raise InvalidParameter("the grace period cannot be negative")
+    cutoff = now + grace
+    shortened = []
+    for old in _live_tokens(session, organization, now):
+        if old.expires_at > cutoff:  # rotation only ever shortens a token's life
+            old.expires_at = cutoff
+            session.add(old)
+        shortened.append(old.id)
+    token, credential = issue_token(session, organization, days=days, now=now)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="recipient.token.rotate",
+        subject_type="organization",
+        subject=organization.name,
+        details={"token_id": token.id, "old_tokens_end_by": cutoff.isoformat(), "old": shortened},
+    )
+    return token, credential
+
+
+def revoke_tokens(
+    session: Session,
+    organization: Organization,
+    *,
+    token_id: str | None,
+    actor: Actor,
+    now: datetime,
+) -> list[str]:
+    """Revoke one token (or all live ones); effective on the next request."""
+    live = _live_tokens(session, organization, now)
+    chosen = [t for t in live if token_id is None or t.id == token_id]
+    if token_id is not None and not chosen:
+        raise NotFound(f"no live token {token_id} of recipient {organization.name}")
+    for token in chosen:
+        token.revoked_at = now
+        session.add(token)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="recipient.token.revoke",
+        subject_type="organization",
+        subject=organization.name,
+        details={"tokens": [t.id for t in chosen]},
+    )
+    return [t.id for t in chosen]
+
+
+def list_tokens(session: Session, organization: Organization) -> list[RecipientToken]:
+    """Every token of a recipient, newest first (ids and dates only ever leave here)."""
+    return list(
+        session.exec(
+            select(RecipientToken)
+            .where(RecipientToken.organization_id == organization.id)
+            .order_by(col(RecipientToken.created_at).desc(), col(RecipientToken.id))
+        ).all()
+    )
+
+
+def _live_tokens(session: Session, organization: Organization, now: datetime) -> list[Any]:
+    return [
+        t for t in list_tokens(session, organization) if t.revoked_at is None and t.expires_at > now
+    ]
+
+
+def authenticate(session: Session, credential: str | None, *, now: datetime) -> Recipient:
+    """The recipient behind a bearer token, or Unauthenticated (one message for every cause)."""
+    refused = Unauthenticated("missing, invalid, expired or revoked bearer token")
+    parts = split_secret(credential or "", TOKEN_PREFIX)
+    token = session.get(RecipientToken, parts[0]) if parts else None
+    if (
+        token is None
+        or parts is None
+        or not secret_matches(token.secret_sha256, parts[1])
+        or token.revoked_at is not None
+        or token.expires_at <= now
+    ):
+        raise refused
+    organization = session.get(Organization, token.organization_id)
+    if organization is None:
+        raise refused
+    return Recipient(organization=organization, token_id=token.id)
+
+
+def token_id_of(credential: str | None) -> str | None:
+    """The id part of a presented token (for the audit trail; never the secret)."""
+    parts = split_secret(credential or "", TOKEN_PREFIX)
+    return parts[0][:32] if parts else None
+
+
+# --- activation links ----------------------------------------------------------------------------
+
+
+def create_activation(
+    session: Session,
+    organization: Organization,
+    *,
+    token_days: int,
+    valid_for: timedelta,
+    actor: Actor,
+    now: datetime,
+) -> tuple[RecipientActivation, str]:
+    """A one-time activation secret; the profile (and its token) is made at first download."""
+    link_id, digest, secret = new_secret(ACTIVATION_PREFIX)
+    activation = RecipientActivation(
+        id=link_id,
+        organization_id=organization.id,
+        secret_sha256=digest,
+        token_days=token_days,
+        created_at=now,
+        created_by=actor.name,
+        expires_at=now + valid_for,
+    )
+    session.add(activation)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="recipient.activation.create",
+        subject_type="organization",
+        subject=organization.name,
+        details={"activation_id": link_id, "expires_at": activation.expires_at.isoformat()},
+    )
+    session.flush()
+    return activation, secret
+
+
+def redeem_activation(
+    session: Session, secret: str, *, client: str | None, now: datetime
+) -> tuple[Organization, RecipientToken, str]:
+    """Mint the recipient's token from an activation link, once; a second use is refused."""
+    activation = find_activation(session, secret)
+    organization = session.get(Organization, activation.organization_id)
+    if organization is None:
+        raise NotFound("activation link not found")
+    check_network(session, organization, client)
+    if activation.used_at is not None:
+        raise Conflict("this activation link was already used; ask for a new one")
+    if activation.expires_at <= now:
+        raise Forbidden("this activation link has expired; ask for a new one")
+    token, credential = issue_token(session, organization, days=activation.token_days, now=now)
+    activation.used_at = now
+    activation.token_id = token.id
+    session.add(activation)
+    record_event(
+        session,
+        at=now,
+        actor=Actor(f"recipient:{organization.name}"),
+        action="recipient.activation.redeem",
+        subject_type="organization",
+        subject=organization.name,
+        details={"activation_id": activation.id, "token_id": token.id},
+    )
+    return organization, token, credential
+
+
+def find_activation(session: Session, secret: str) -> RecipientActivation:
+    """The activation a link secret stands for, or NotFound."""
+    parts = split_secret(secret, ACTIVATION_PREFIX)
+    activation = session.get(RecipientActivation, parts[0]) if parts else None
+    if (
+        activation is None
+        or parts is None
+        or not secret_matches(activation.secret_sha256, parts[1])
+    ):
+        raise NotFound("activation link not found")
+    return activation
+
+
+def profile(endpoint: str, token: RecipientToken, credential: str) -> dict[str, Any]:
+    """A Delta Sharing profile (version 1, bearer token)."""
+    return {
+        "shareCredentialsVersion": 1,
+        "endpoint": f"{endpoint.rstrip('/')}/delta-sharing",
+        "bearerToken": credential,
+        "expirationTime": token.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+# --- network allow-list --------------------------------------------------------------------------
+
+
+def set_networks(
+    session: Session, organization: Organization, cidrs: list[str], *, actor: Actor, now: datetime
+) -> list[str]:
+    """Replace a recipient's allow-list (empty: any address); each entry must be a CIDR range."""
+    if len(cidrs) > MAX_CIDRS:
+        raise InvalidParameter(f"at most {MAX_CIDRS} ranges per recipient")
+    normalised: list[str] = []
+    for cidr in cidrs:
+        try:
+            normalised.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+        except ValueError:
+            raise InvalidParameter(f"{cidr!r} is not an IP address or CIDR range") from None
+    row = session.get(RecipientNetwork, organization.id)
+    if row is None:
+        row = RecipientNetwork(organization_id=organization.id, updated_at=now, updated_by="")
+    row.cidrs = sorted(set(normalised))
+    row.updated_at, row.updated_by = now, actor.name
+    session.add(row)
+    record_event(
+        session,
+        at=now,
+        actor=actor,
+        action="recipient.networks.set",
+        subject_type="organization",
+        subject=organization.name,
+        details={"cidrs": row.cidrs},
+    )
+    return row.cidrs
+
+
+def networks(session: Session, organization: Organization) -> list[str]:
+    """A recipient's allow-list (empty: any address)."""
+    row = session.get(RecipientNetwork, organization.id)
+    return list(row.cidrs) if row else []
+
+
+def check_network(session: Session, organization: Organization, client: str | None) -> None:
+    """Forbidden unless the client address is inside the recipient's allow-list (if any)."""
+    allowed = networks(session, organization)
+    if not allowed:
+        return
+    try:
+        address = ipaddress.ip_address(client or "")
+    except ValueError:
+        raise Forbidden("requests from this address are not allowed for this recipient") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if not any(address in ipaddress.ip_network(cidr) for cidr in allowed):
+        raise Forbidden("requests from this address are not allowed for this recipient")
+
+
+def recipient_named(session: Session, name: str) -> Organization:
+    """The organisation (recipient) of that name, or NotFound."""
+    return get_organization(session, name)
+
+
+def settings_profile_endpoint(settings: Settings, endpoint: str | None) -> str:
+    """The public base URL written into profiles (default http://HOST:PORT)."""
+    return endpoint or f"http://{settings.host}:{settings.port}"
