@@ -37,7 +37,7 @@ def estate(tmp_path_factory):
         env=env,
     )
     assert token.exit_code == 0, token.output
-    settings = Settings(home=home, port=port)
+    settings = Settings(home=home, port=port, policy_refresh_seconds=0)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, engine=make_engine(settings.resolved_database_url)),

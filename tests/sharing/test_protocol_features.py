@@ -11,10 +11,11 @@ import delta_sharing
 import pytest
 import requests
 from deltalake import DeltaTable
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from catalog.db import make_engine
 from catalog.events import Actor
+from catalog.products.models import DataProduct
 from policies.principals import get_organization
 from sharing import recipients
 
@@ -311,3 +312,44 @@ def test_recipient_admin_api(estate):
     assert cleared.json() == {"cidrs": []}
     unknown = requests.get(f"{base}/api/v1/recipients/nobody/tokens", headers=admin, timeout=10)
     assert unknown.status_code == 404
+
+
+def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
+    from catalog.clock import SystemClock
+    from policies.access import revoke_grant
+    from policies.models import Grant
+
+    base = f"{_base(estate)}/delta-sharing/shares/sepsis-research"
+    auth = {"Authorization": f"Bearer {_token(estate)}"}
+    query = f"{base}/schemas/labs/tables/lab-results/query"
+    before = requests.post(query, json={}, headers=auth, timeout=10)
+    assert before.status_code == 200
+    held_url = json.loads(before.text.splitlines()[2])["file"]["url"]
+    org = get_organization(session, "sepsis-research")
+    grants = session.exec(
+        select(Grant).where(Grant.organization_id == org.id, Grant.revoked_at.is_(None))
+    ).all()
+    for grant in grants:
+        product = session.get(DataProduct, grant.product_id)
+        if product.name == "lab-results":
+            revoke_grant(
+                session,
+                grant.id,
+                reason="study closed",
+                actor=Actor("cli:test"),
+                clock=SystemClock(),
+            )
+    session.commit()
+    after = requests.post(query, json={}, headers=auth, timeout=10)
+    assert after.status_code == 404
+    assert after.json()["errorCode"] == "RESOURCE_DOES_NOT_EXIST"
+    tables = requests.get(f"{base}/all-tables", headers=auth, timeout=10).json()["items"]
+    assert [t["name"] for t in tables] == ["patients"]
+    # URLs handed out before the revocation live until they expire (README: keep them short).
+    assert requests.get(held_url, timeout=10).status_code == 200
+    # Another recipient's share looks exactly like one that does not exist.
+    for share in ("quality-team", "no-such-share"):
+        r = requests.get(
+            f"{_base(estate)}/delta-sharing/shares/{share}/schemas", headers=auth, timeout=10
+        )
+        assert r.status_code == 404
