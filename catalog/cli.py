@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from catalog import migrate
+from catalog.audit import commands as audit
 from catalog.clock import SystemClock
 from catalog.commands import (
     AsJson,
@@ -65,6 +66,7 @@ for typer_app, group in (
     (governance.requests_app, "requests"),
     (governance.grants_app, "grants"),
     (sharing.recipients_app, "recipients"),
+    (audit.audit_app, "audit"),
 ):
     app.add_typer(typer_app, name=group)
 
@@ -319,6 +321,7 @@ def run_server(settings: Settings, engine: Engine) -> None:
     import uvicorn
 
     from catalog.app import create_app
+    from catalog.audit.context import logging_config
 
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"FHIR Mesh API on {base}  docs: {base}/schema  OpenAPI: {base}/schema/openapi.json")
@@ -327,6 +330,8 @@ def run_server(settings: Settings, engine: Engine) -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=logging_config(json_lines=settings.log_format == "json"),
+        access_log=False,  # RequestContextMiddleware logs each request, without query strings
     )
 
 
@@ -341,8 +346,11 @@ def _with_address(settings: Settings, host: str | None, port: int | None) -> Set
 
 @app.command("serve")
 def serve(home: Home = None, host: Host = None, port: Port = None) -> None:
-    """Serve the API for an existing home (or MESH_DATABASE_URL)."""
+    """Serve the API for an existing home (or MESH_DATABASE_URL); refuses weak or missing keys."""
     settings = _with_address(load_settings(home), host, port)
+    problems = settings.production_problems()
+    if problems:
+        raise fail("refusing to serve: " + "; ".join(problems) + " (`mesh demo` serves without)")
     run_server(settings, migrated_engine(settings))
 
 

@@ -1,6 +1,7 @@
 """The one typed configuration object; built once by `mesh` or a test, never at import time."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,10 @@ RESTRICTED_ZIP3 = (
     "890",
     "893",
 )
+
+
+MIN_SECRET_CHARS = 32
+WEAK_SECRETS = frozenset({"changeme", "secret", "password", "demo", "test", "default"})
 
 
 class Settings(BaseSettings):
@@ -106,6 +111,12 @@ class Settings(BaseSettings):
     max_manifest_depth: int = Field(default=32, ge=1)
     max_request_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     log_sql: bool = False
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Server log lines: one JSON object per line, or plain text."
+    )
+    audit_checkpoint_every: int = Field(
+        default=1000, ge=0, description="Record the audit chain head every N entries (0: never)."
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -128,6 +139,28 @@ class Settings(BaseSettings):
     def source_roots(self) -> list[Path]:
         """Folders a publish request may read from."""
         return [p.resolve() for p in (self.publish_source_roots or [self.home / "sources"])]
+
+    def production_problems(self) -> list[str]:
+        """Why these settings must not serve real data (empty when they may).
+
+        Missing or weak keys are fine for `mesh demo`; `mesh serve` refuses them, because a
+        guessable signing key forges file URLs and a per-process key breaks every URL the
+        moment a second process or a restart serves it.
+        """
+        problems = []
+        key = self.signing_key.get_secret_value() if self.signing_key else ""
+        if len(key) < MIN_SECRET_CHARS or key.lower() in WEAK_SECRETS:
+            problems.append(
+                f"MESH_SIGNING_KEY must be set to a random secret of at least {MIN_SECRET_CHARS} "
+                "characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        admin = self.admin_token.get_secret_value() if self.admin_token else None
+        if admin is not None and (len(admin) < MIN_SECRET_CHARS or admin.lower() in WEAK_SECRETS):
+            problems.append(
+                f"MESH_ADMIN_TOKEN, when set, must be a random secret of at least "
+                f"{MIN_SECRET_CHARS} characters"
+            )
+        return problems
 
     def ensure_home(self) -> None:
         """Create the home folder layout used by the embedded defaults."""

@@ -153,3 +153,22 @@ def test_demo_is_safe_to_rerun(tmp_path):
     assert second.exit_code == 0
     assert "0 to create, 0 to update, 20 unchanged" in second.stdout
     assert "Every example version is already published or quarantined." in second.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "MESH_SIGNING_KEY must be set"),
+        ({"MESH_SIGNING_KEY": "changeme"}, "MESH_SIGNING_KEY must be set"),
+        ({"MESH_SIGNING_KEY": "k" * 48, "MESH_ADMIN_TOKEN": "admin"}, "MESH_ADMIN_TOKEN"),
+    ],
+)
+def test_serve_refuses_missing_or_weak_secrets(tmp_path, env, message):
+    result = CliRunner().invoke(
+        app,
+        ["serve", "--home", str(tmp_path / "home")],
+        env={"MESH_DATABASE_URL": "", "MESH_SIGNING_KEY": "", "MESH_ADMIN_TOKEN": "", **env},
+    )
+    assert result.exit_code == 1
+    assert "refusing to serve" in result.output
+    assert message in result.output
