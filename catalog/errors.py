@@ -127,3 +127,13 @@ class Unavailable(MeshError):
     """A dependency (database, storage) is not reachable right now."""
 
     slug, title, status, code = "unavailable", "Service unavailable", 503, "TEMPORARILY_UNAVAILABLE"
+
+
+class TooManyRequests(MeshError):
+    """Too many failed authentication attempts from this address or for this token."""
+
+    slug, title, status, code = "too-many-requests", "Too many requests", 429, "RESOURCE_EXHAUSTED"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

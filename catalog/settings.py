@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         description="HMAC key for file URLs and page tokens; unset: random per process "
         "(every server process of one deployment must share a key).",
     )
+    auth_failure_limit: int = Field(
+        default=10, ge=1, description="Failed authentications per address or token id..."
+    )
+    auth_failure_window_seconds: float = Field(
+        default=300, gt=0, description="...within this window, before further attempts get 429."
+    )
     url_lifetime_seconds: int = Field(
         default=3600, ge=60, le=7 * 86400, description="Lifetime of pre-signed file URLs."
     )

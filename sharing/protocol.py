@@ -8,7 +8,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from catalog.errors import MeshError
+from catalog.errors import MeshError, TooManyRequests
 
 log = logging.getLogger("mesh.sharing")
 
@@ -126,7 +126,10 @@ def error(status: int, code: str, message: str) -> Response[bytes]:
 
 
 def _mesh_error(_: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
-    return error(exc.status, exc.code, exc.detail)
+    response = error(exc.status, exc.code, exc.detail)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:

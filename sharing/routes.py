@@ -16,8 +16,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.clock import Clock
-from catalog.errors import InvalidParameter, NotFound
-from catalog.events import Actor, record_event
+from catalog.errors import InvalidParameter, NotFound, Unauthenticated
+from catalog.events import Actor, record_event, record_failure
+from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
 from policies.auth import bearer
 from policies.enforcer import PolicyEngine
@@ -44,10 +45,33 @@ def _visible(
     clock: Clock,
     policy: PolicyEngine,
 ) -> tuple[recipients.Recipient, list[SharedTable]]:
-    """Token -> recipient -> network -> live grants: re-checked on every request."""
+    """Token -> recipient -> network -> live grants: re-checked on every request.
+
+    Failed authentications are audited in their own transaction and counted per address and
+    token id; too many lock both out for a while (429).
+    """
     now = clock.now()
-    recipient = recipients.authenticate(session, bearer(request), now=now)
-    recipients.check_network(session, recipient.organization, client_address(request))
+    credential = bearer(request)
+    token_id = recipients.token_id_of(credential)
+    address = client_address(request)
+    limiter: FailureLimiter = request.app.state.limiter
+    limiter.check(f"ip:{address}", token_id and f"token:{token_id}")
+    try:
+        recipient = recipients.authenticate(session, credential, now=now)
+    except Unauthenticated as refused:
+        limiter.failed(f"ip:{address}", token_id and f"token:{token_id}")
+        record_failure(
+            request.app.state.engine,
+            at=now,
+            actor=Actor("anonymous"),
+            action="auth.failed",
+            subject_type="endpoint",
+            subject=request.url.path[:300],
+            reason=refused.detail,
+            token_id=token_id,
+        )
+        raise
+    recipients.check_network(session, recipient.organization, address)
     tables = service.shared_tables(
         session, recipient.organization, settings=settings, policy=policy, now=now
     )
@@ -66,7 +90,10 @@ def _audit(
     size: int,
     now: datetime,
 ) -> None:
-    """One audit entry per sharing read, in the request's transaction (fail closed)."""
+    """One audit entry per sharing read, in the request's transaction (fail closed).
+
+    Request id, client address and user agent come from the request context.
+    """
     record_event(
         session,
         at=now,
@@ -74,20 +101,18 @@ def _audit(
         action=action,
         subject_type="table",
         subject=f"{table.share}.{table.schema}.{table.name}",
+        organization=recipient.organization.name,
+        product=table.product,
+        product_version=table.product_versions.get(version),
+        tier=table.tier,
+        token_id=recipient.token_id,
         details={
-            "organization": recipient.organization.name,
-            "token_id": recipient.token_id,
-            "product": table.product,
-            "product_version": table.product_versions.get(version),
             "delta_version": version,
-            "tier": table.tier,
             "grant": table.grant_id,
             "dua": table.dua_id,
             "purpose": table.purpose,
             "files": files,
             "bytes": size,
-            "client": client_address(request),
-            "user_agent": (request.headers.get("user-agent") or "")[:200],
         },
     )
 

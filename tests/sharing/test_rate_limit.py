@@ -1,0 +1,30 @@
+"""Brute-force protection on the sharing endpoints: failures are audited and rate limited."""
+
+from sqlmodel import Session, select
+
+from catalog.audit.models import AuditEvent
+
+
+def test_failed_tokens_are_audited_then_locked_out(client, engine, clock, settings):
+    bad = {"Authorization": "Bearer dsr_0123456789abcdef_not-the-secret-at-all"}
+    for _ in range(settings.auth_failure_limit):
+        r = client.get("/delta-sharing/shares", headers=bad)
+        assert r.status_code == 401
+        assert r.json()["errorCode"] == "UNAUTHENTICATED"
+    locked = client.get("/delta-sharing/shares", headers=bad)
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) >= 1
+    # Another token from the same address is locked out too (per-address count).
+    other = {"Authorization": "Bearer dsr_fedcba9876543210_another-guess-entirely"}
+    assert client.get("/delta-sharing/shares", headers=other).status_code == 429
+    clock.advance(seconds=settings.auth_failure_window_seconds + 1)
+    assert client.get("/delta-sharing/shares", headers=bad).status_code == 401
+
+    with Session(engine) as session:
+        failures = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "auth.failed")
+        ).all()
+    assert len(failures) == settings.auth_failure_limit + 1
+    assert {f.token_id for f in failures} == {"0123456789abcdef"}
+    assert all("not-the-secret" not in str(f.details) + (f.reason or "") for f in failures)
+    assert all(f.outcome == "failed" for f in failures)
