@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar.testing import TestClient
 
@@ -329,3 +330,54 @@ def test_oidc_jwt(settings, engine, clock, estate):
             headers={"kid": "test-key"},
         )
         assert get(forged) == 401
+
+
+def test_concurrent_approvals_make_one_set_of_grants(backend, engine, estate, settings, clock):
+    """Two admins approve the same request at once (real threads, PostgreSQL): one set of grants."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has a single writer; PostgreSQL exercises the conditional update")
+    import threading
+
+    from sqlmodel import Session, select
+
+    from catalog.errors import Conflict
+    from catalog.events import Actor
+    from policies.access import approve_request
+    from policies.enforcer import PolicyEngine
+    from policies.models import Grant
+
+    dua = estate.dua()
+    rid = estate.request(dua_id=dua["id"], products=("st-marys/patients", "labs/lab-results"))
+    rid = rid.json()["id"]
+    policy = PolicyEngine(engine, clock, refresh_seconds=0)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def approver(name: str) -> None:
+        with Session(engine, expire_on_commit=False) as own:
+            barrier.wait()
+            try:
+                approve_request(
+                    own,
+                    rid,
+                    reason=None,
+                    actor=Actor(f"cli:{name}"),
+                    policy=policy,
+                    settings=settings,
+                    clock=clock,
+                )
+                own.commit()
+                outcomes.append("approved")
+            except Conflict:
+                own.rollback()
+                outcomes.append("conflict")
+
+    threads = [threading.Thread(target=approver, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["approved", "conflict"]
+    with Session(engine) as check:
+        grants = check.exec(select(Grant).where(Grant.request_id == rid)).all()
+    assert len(grants) == 2  # one per product, once
