@@ -13,6 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 import catalog
+from catalog.audit.context import RequestContextMiddleware
+from catalog.audit.routes import AuditController
 from catalog.clock import Clock, SystemClock
 from catalog.db import engine_for, session_dependency
 from catalog.errors import Unauthenticated
@@ -23,12 +25,15 @@ from catalog.products.models import ProductVersion
 from catalog.products.routes import DomainController, ProductController
 from catalog.products.service import VersionListener
 from catalog.publishing.routes import PublishingController
+from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
 from policies.access import notify_version_change
 from policies.auth import ENV_ADMIN, Authenticator, BearerAuthMiddleware
 from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, PolicyEngine, permission_guard
 from policies.routes import CONTROLLERS as GOVERNANCE
-from sharing.routes import FileController, SharingController
+from sharing.files import FileController
+from sharing.recipient_routes import CONTROLLERS as RECIPIENTS
+from sharing.routes import SharingController
 
 VERSION = "0.1.0"
 
@@ -47,6 +52,11 @@ def create_app(
     """Build the ASGI app for `settings`; tests pass their own clock and engine."""
     the_engine = engine if engine is not None else engine_for(settings)
     the_clock: Clock = clock if clock is not None else SystemClock()
+    limiter = FailureLimiter(
+        limit=settings.auth_failure_limit,
+        window_seconds=settings.auth_failure_window_seconds,
+        clock=the_clock,
+    )
     policy = PolicyEngine(
         the_engine,
         the_clock,
@@ -78,7 +88,9 @@ def create_app(
             ProductController,
             PublishingController,
             *GOVERNANCE,
+            AuditController,
             SharingController,
+            *RECIPIENTS,
             FileController,
         ],
         dependencies={
@@ -86,6 +98,7 @@ def create_app(
             "engine": Provide(lambda: the_engine, use_cache=True, sync_to_thread=False),
             "clock": Provide(lambda: the_clock, use_cache=True, sync_to_thread=False),
             "policy": Provide(lambda: policy, use_cache=True, sync_to_thread=False),
+            "limiter": Provide(lambda: limiter, use_cache=True, sync_to_thread=False),
             "version_listeners": Provide(lambda: listeners, use_cache=True, sync_to_thread=False),
             "session": Provide(provide_session),
             "actor": Provide(provide_actor, sync_to_thread=False),
@@ -107,6 +120,10 @@ def create_app(
         request_max_body_size=settings.max_request_bytes,
         debug=False,
     )
+    # Outside routing and every exception handler: each response carries X-Request-ID.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
     app.state.engine = the_engine
+    app.state.clock = the_clock
     app.state.authenticator = Authenticator(settings=settings, policy=policy, clock=the_clock)
+    app.state.limiter = limiter
     return app

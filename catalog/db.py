@@ -60,9 +60,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True)
 
 
+# Engine execution option read by the audit chain (catalog/audit/chain.py) when it seals entries.
+AUDIT_CHECKPOINT_OPTION = "mesh_audit_checkpoint_every"
+
+
 def engine_for(settings: Settings) -> Engine:
     """The engine for the configured database."""
-    return make_engine(settings.resolved_database_url, echo=settings.log_sql)
+    engine = make_engine(settings.resolved_database_url, echo=settings.log_sql)
+    return engine.execution_options(**{AUDIT_CHECKPOINT_OPTION: settings.audit_checkpoint_every})
 
 
 @contextmanager

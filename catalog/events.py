@@ -1,17 +1,27 @@
-"""The one place every state change is recorded: who did what to which object, when and why.
+"""The one place every change, read and refusal is recorded: the audit trail.
 
-Services call `record_event` in the same transaction as the change, so an event exists exactly
-when its change does.
+Services call `record_event` in the same transaction as the change, so an entry exists exactly
+when its change does. `record_now` writes an entry that records no change of its own (a sharing
+read) before the request is answered, group-committed with other requests' entries;
+`record_failure` does the same for refusals, whose own transaction rolls back. Entries land in
+the hash-chained `audit_event` table (`catalog/audit/`).
 """
 
+import logging
+import re
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import JSON, Column
-from sqlmodel import Field, Session, SQLModel
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from catalog.db import UtcDateTime
-from catalog.errors import Forbidden
+from catalog.audit import chain
+from catalog.audit.context import RequestContext, current_request
+from catalog.audit.models import AuditEvent, Outcome
+from catalog.audit.writer import writer_for
+from catalog.errors import Forbidden, Unavailable
+
+log = logging.getLogger("mesh.audit")
 
 
 class Actor:
@@ -21,6 +31,11 @@ class Actor:
     policy engine (policies/), while a local operator, who holds the database credentials
     anyway, is allowed everything. (A plain class: the framework passes it through as is.)
     """
+
+    # The API token the actor authenticated with (its id, never the secret) and its
+    # organisation; both recorded with its audit entries.
+    token_id: str | None = None
+    organization: str | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -39,19 +54,99 @@ class Actor:
             raise Forbidden(f"missing permission {obj}:{action} in {where}")
 
 
-class ChangeEvent(SQLModel, table=True):
-    """An append-only record of one state change."""
+# The audit store used to be called `change_event`; the old name still works.
+ChangeEvent = AuditEvent
 
-    __tablename__ = "change_event"
+_SECRET_KEYS = frozenset(
+    {"token", "secret", "password", "credential", "authorization", "signature", "api_key"}
+)
+# `<prefix><16 hex id>_<secret>`: API (`mesh_`) and recipient (`dsr_`) tokens.
+_CREDENTIAL = re.compile(r"\b([a-z]+_[0-9a-f]{16})_[A-Za-z0-9_-]{16,}")
 
-    id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(sa_type=UtcDateTime, index=True)
-    actor: str = Field(max_length=200, index=True)
-    action: str = Field(max_length=64, index=True)
-    subject_type: str = Field(max_length=32)
-    subject: str = Field(max_length=300, index=True)
-    reason: str | None = Field(default=None, max_length=4000)
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+def _scrub(value: Any) -> Any:
+    """Details never carry a credential: secret-named keys and token-shaped strings redacted."""
+    if isinstance(value, dict):
+        return {
+            str(k): "[redacted]" if str(k).lower() in _SECRET_KEYS else _scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str):
+        return _CREDENTIAL.sub(r"\1_[redacted]", value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
+
+
+class EntryFields(TypedDict, total=False):
+    """The optional fields of an audit entry (see `new_entry`)."""
+
+    reason: str | None
+    details: dict[str, Any] | None
+    organization: str | None
+    product: str | None
+    product_version: str | None
+    tier: str | None
+    token_id: str | None
+    context: RequestContext | None
+
+
+def new_entry(
+    *,
+    at: datetime,
+    actor: Actor,
+    action: str,
+    subject_type: str,
+    subject: str,
+    outcome: str = Outcome.SUCCESS,
+    **fields: Unpack[EntryFields],
+) -> AuditEvent:
+    """An audit entry, not yet chained or written.
+
+    The request id, client address and user agent come from the request being served
+    (`context` overrides). Left out, `organization` comes from `details["organization"]` or the
+    actor's organisation, `product` / `product_version` from a `product` or `version` subject
+    (`domain/name[@x.y.z]`), `tier` from `details["tier"]` and `token_id` from the actor.
+    Never pass a credential: only token ids (secret-named details keys and token-shaped strings
+    are redacted anyway).
+
+    Sharing reads (`sharing.query`, `sharing.changes`, `sharing.metadata`, `sharing.file`)
+    feed the accounting of disclosures when they carry `organization`, `product` (`domain/name`),
+    `product_version`, `tier`, `token_id` and details `{"dua", "purpose", "files", "bytes"}`.
+    """
+    facts = _scrub(fields.get("details") or {})
+    request = fields.get("context") or current_request()
+    product, product_version = fields.get("product"), fields.get("product_version")
+    if subject_type in ("product", "version") and product is None:
+        product, _, version = subject.partition("@")
+        product_version = product_version or version or None
+    organization = fields.get("organization")
+    if organization is None:
+        named = facts.get("organization")
+        organization = named if isinstance(named, str) else actor.organization
+    tier = fields.get("tier")
+    if tier is None and isinstance(facts.get("tier"), str):
+        tier = facts["tier"]
+    return AuditEvent(
+        at=at,
+        actor=actor.name,
+        action=action,
+        subject_type=subject_type,
+        subject=subject,
+        outcome=str(outcome),
+        request_id=request.request_id if request else None,
+        client_address=request.client_address if request else None,
+        user_agent=request.user_agent if request else None,
+        token_id=fields.get("token_id") or actor.token_id,
+        organization=organization,
+        product=product,
+        product_version=product_version,
+        tier=tier,
+        reason=fields.get("reason"),
+        details=facts,
+    )
 
 
 def record_event(
@@ -62,18 +157,92 @@ def record_event(
     action: str,
     subject_type: str,
     subject: str,
-    reason: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> ChangeEvent:
-    """Add an event to the current transaction."""
-    event = ChangeEvent(
+    outcome: str = Outcome.SUCCESS,
+    **fields: Unpack[EntryFields],
+) -> AuditEvent:
+    """Add an audit entry to the session's transaction: for changes (fields: `new_entry`).
+
+    The entry is numbered, chained and inserted when the session commits (the chain lock is
+    held for the commit only), and commits or rolls back with the transaction: if it cannot be
+    written the commit fails, so nothing it records is committed and, for an API request, the
+    response becomes an error instead of the data (fail closed). Entries are not visible to
+    queries before that commit (`catalog.audit.chain.pending(session)` lists them).
+    """
+    entry = new_entry(
         at=at,
-        actor=actor.name,
+        actor=actor,
         action=action,
         subject_type=subject_type,
         subject=subject,
-        reason=reason,
-        details=details or {},
+        outcome=outcome,
+        **fields,
     )
-    session.add(event)
-    return event
+    chain.queue(session, entry)
+    return entry
+
+
+def record_now(
+    engine: Engine,
+    *,
+    at: datetime,
+    actor: Actor,
+    action: str,
+    subject_type: str,
+    subject: str,
+    outcome: str = Outcome.SUCCESS,
+    **fields: Unpack[EntryFields],
+) -> AuditEvent:
+    """Write an entry that records no change of its own (a sharing read) before answering.
+
+    Returns once the entry is committed, group-committed with the entries other threads of
+    the process are writing at the same moment (`catalog.audit.writer`), which keeps appends
+    cheap under many concurrent readers; raises `Unavailable` (503) when it cannot be written,
+    so the read is refused (fail closed). It blocks: call it from sync handlers (or through
+    `sync_to_thread`). On SQLite (one writer at a time) call it while the request's own
+    transaction holds no write.
+    """
+    entry = new_entry(
+        at=at,
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject=subject,
+        outcome=outcome,
+        **fields,
+    )
+    writer_for(engine).write([entry])
+    return entry
+
+
+def record_failure(
+    engine: Engine,
+    *,
+    at: datetime,
+    actor: Actor,
+    action: str,
+    subject_type: str,
+    subject: str,
+    outcome: str = Outcome.FAILED,
+    **fields: Unpack[EntryFields],
+) -> AuditEvent | None:
+    """Record a refusal outside the refused transaction (which rolls back), like `record_now`.
+
+    Use it for authentication failures (`auth.failed`, outcome `failed`) and authorization
+    refusals (outcome `denied`). The request is refused either way, so a failure to write is
+    logged and answered None instead of raised. It blocks: from async code call it through
+    `litestar.concurrency.sync_to_thread`.
+    """
+    try:
+        return record_now(
+            engine,
+            at=at,
+            actor=actor,
+            action=action,
+            subject_type=subject_type,
+            subject=subject,
+            outcome=outcome,
+            **fields,
+        )
+    except Unavailable:
+        log.error("could not record %s (%s) in the audit log", action, outcome)
+        return None

@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+import catalog.audit.models
 import catalog.events
 import catalog.products.models
 import catalog.publishing.models
@@ -10,6 +11,7 @@ import sharing.models
 
 # Named here so no tool mistakes the imports above for unused ones.
 TABLE_MODULES = (
+    catalog.audit.models,
     catalog.events,
     catalog.products.models,
     catalog.publishing.models,

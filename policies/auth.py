@@ -6,6 +6,7 @@ Every failure gives the same 401 answer, so a caller learns nothing about which 
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,8 +19,10 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlmodel import Session, select
 
+from catalog.audit.models import Outcome
 from catalog.clock import Clock
 from catalog.errors import Unauthenticated
+from catalog.events import Actor, record_failure
 from catalog.settings import Settings
 from policies.enforcer import Caller, PolicyEngine
 from policies.models import ApiToken, Organization, Principal
@@ -42,6 +45,28 @@ def split_secret(credential: str, prefix: str) -> tuple[str, str] | None:
         return None
     token_id, _, secret = credential.removeprefix(prefix).partition("_")
     return (token_id, secret) if token_id and secret else None
+
+
+_TOKEN_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def token_id_of(credential: str | None, prefix: str) -> str | None:
+    """The id part of a `prefix<id>_<secret>` credential, for the audit log; never the secret.
+
+    None unless the id has the shape `new_secret` issues (16 hex characters), so a mistyped
+    secret is never recorded as an id.
+    """
+    parts = split_secret(credential, prefix) if credential else None
+    return parts[0] if parts and _TOKEN_ID.match(parts[0]) else None
+
+
+def credential_kind(credential: str | None, prefix: str) -> str:
+    """What kind of credential was presented (recorded with authentication failures)."""
+    if not credential:
+        return "none"
+    if credential.startswith(prefix):
+        return "api-token"
+    return "jwt" if credential.count(".") == 2 else "other"
 
 
 def secret_matches(stored_sha256: str, secret: str) -> bool:
@@ -184,5 +209,31 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             with Session(state.engine) as session:
                 return authenticator.caller(session, credential)
 
-        caller = await sync_to_thread(resolve)
+        try:
+            caller = await sync_to_thread(resolve)
+        except Unauthenticated as exc:
+            await sync_to_thread(record_auth_failure, connection, credential, exc.detail)
+            raise
         return AuthenticationResult(user=caller, auth=credential)
+
+
+ANONYMOUS = Actor("anonymous")
+
+
+def record_auth_failure(
+    connection: ASGIConnection[Any, Any, Any, Any], credential: str | None, reason: str
+) -> None:
+    """Record `auth.failed` in its own transaction: the token id if any, never the secret."""
+    state = connection.app.state
+    record_failure(
+        state.engine,
+        at=state.clock.now(),
+        actor=ANONYMOUS,
+        action="auth.failed",
+        subject_type="route",
+        subject=f"{connection.scope.get('method', 'GET')} {connection.url.path}"[:300],
+        outcome=Outcome.FAILED,
+        reason=reason,
+        details={"presented": credential_kind(credential, TOKEN_PREFIX)},
+        token_id=token_id_of(credential, TOKEN_PREFIX),
+    )

@@ -13,12 +13,14 @@ from typing import Any
 
 import casbin
 from casbin.util import key_match
+from litestar.concurrency import sync_to_thread
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from catalog.audit.models import Outcome
 from catalog.clock import Clock
 from catalog.errors import Forbidden, Unauthenticated
-from catalog.events import Actor
+from catalog.events import Actor, record_failure
 from policies.adapter import SessionAdapter, rule_values
 from policies.models import CasbinRule, PolicyRevision
 
@@ -185,11 +187,12 @@ PUBLIC_PATHS = ("/healthz", "/readyz", "/schema")
 RECIPIENT_PATHS = ("/delta-sharing",)
 
 
-def permission_guard(connection: Any, handler: Any) -> None:
+async def permission_guard(connection: Any, handler: Any) -> None:
     """Deny by default: each route declares `opt={"permission": "object:action"}`.
 
     The domain is the route's `{domain}` path parameter, else `*` (every domain).
     `authenticated` lets any principal through to a service that filters by permission.
+    A refusal is recorded in the audit log (`access.denied`, outcome `denied`).
     """
     if connection.url.path.startswith(PUBLIC_PATHS + RECIPIENT_PATHS):
         return
@@ -199,7 +202,26 @@ def permission_guard(connection: Any, handler: Any) -> None:
         raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
     if spec == "authenticated":
         return
-    if not isinstance(spec, str) or ":" not in spec:
-        raise Forbidden("this route declares no permission, so nobody may call it")
-    obj, _, action = spec.partition(":")
-    caller.require(connection.path_params.get("domain", "*"), obj, action)
+    try:
+        if not isinstance(spec, str) or ":" not in spec:
+            raise Forbidden("this route declares no permission, so nobody may call it")
+        obj, _, action = spec.partition(":")
+        caller.require(connection.path_params.get("domain", "*"), obj, action)
+    except Forbidden as exc:
+        await sync_to_thread(_record_denial, connection, caller, str(spec), exc.detail)
+        raise
+
+
+def _record_denial(connection: Any, caller: Actor, permission: str, reason: str) -> None:
+    state = connection.app.state
+    record_failure(
+        state.engine,
+        at=state.clock.now(),
+        actor=caller,
+        action="access.denied",
+        subject_type="route",
+        subject=f"{connection.scope.get('method', 'GET')} {connection.url.path}"[:300],
+        outcome=Outcome.DENIED,
+        reason=reason,
+        details={"permission": permission},
+    )

@@ -18,6 +18,7 @@ from catalog.db import make_engine
 from catalog.settings import Settings
 from migrations.metadata import metadata
 from policies.enforcer import seed_default_policy
+from tests.db_support import audit_protection_lifted
 from tests.factories import FixedClock
 
 POSTGRES_ENV = "MESH_TEST_POSTGRES_URL"
@@ -95,7 +96,8 @@ def engine(
 def _truncate(engine: Engine) -> None:
     """Empty every table, then restore the default policy the migration seeded."""
     tables = [t.name for t in reversed(metadata.sorted_tables)]
-    with engine.begin() as conn:
+    # The audit tables are append-only (triggers); the test superuser lifts that for cleanup.
+    with engine.begin() as conn, audit_protection_lifted(conn):
         if engine.dialect.name == "postgresql":
             names = ", ".join(f'"{t}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))

@@ -59,7 +59,8 @@ class Storage:
         """True for a plain folder."""
         return "://" not in self.root or self.root.startswith("file://")
 
-    def _fs(self) -> tuple[pafs.FileSystem, str]:
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """The pyarrow filesystem of the root and the root's path on it."""
         if self.is_local:
             root = self.root.removeprefix("file://")
             Path(root).mkdir(parents=True, exist_ok=True)
@@ -76,12 +77,12 @@ class Storage:
 
     def raw_path(self, sha256: str) -> str:
         """Filesystem path of a landed raw payload."""
-        _, base = self._fs()
+        _, base = self.filesystem()
         return f"{base}/raw/{sha256}"
 
     def land(self, source: Path, *, name: str, resource_type: str | None = None) -> RawFile:
         """Copy `source` into `raw/<sha256>` unless already there; never overwrite."""
-        filesystem, base = self._fs()
+        filesystem, base = self.filesystem()
         filesystem.create_dir(f"{base}/raw", recursive=True)
         temp = f"{base}/raw/.incoming-{uuid.uuid4().hex}"
         digest = hashlib.sha256()
@@ -104,25 +105,25 @@ class Storage:
     @contextmanager
     def open_raw(self, sha256: str) -> Iterator[IO[bytes]]:
         """Read a landed payload."""
-        filesystem, base = self._fs()
+        filesystem, base = self.filesystem()
         with filesystem.open_input_stream(f"{base}/raw/{sha256}") as stream:
             yield stream
 
     @contextmanager
     def open_raw_file(self, sha256: str) -> Iterator[pa.NativeFile]:
         """Random access to a landed payload (Parquet needs to seek)."""
-        filesystem, base = self._fs()
+        filesystem, base = self.filesystem()
         with filesystem.open_input_file(f"{base}/raw/{sha256}") as handle:
             yield handle
 
     def has_raw(self, sha256: str) -> bool:
         """True when the payload is in raw storage."""
-        filesystem, base = self._fs()
+        filesystem, base = self.filesystem()
         return bool(filesystem.get_file_info(f"{base}/raw/{sha256}").type != pafs.FileType.NotFound)
 
     def staging_path(self) -> tuple[pafs.FileSystem, str]:
         """A fresh path for a publish's intermediate Parquet file."""
-        filesystem, base = self._fs()
+        filesystem, base = self.filesystem()
         filesystem.create_dir(f"{base}/staging", recursive=True)
         return filesystem, f"{base}/staging/{uuid.uuid4().hex}.parquet"
 

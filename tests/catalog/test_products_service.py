@@ -132,6 +132,7 @@ def test_product_lifecycle(session, clock):
     assert version.status_reason == "source system decommissioned"
     with pytest.raises(Conflict, match="retired"):
         make_version(session, clock, product, "1.1.0")
+    session.commit()  # audit entries are chained and written when their transaction commits
     events = session.exec(select(ChangeEvent).where(ChangeEvent.reason.is_not(None))).all()
     assert {(e.action, e.reason) for e in events} == {
         ("product.deprecated", "superseded by v2 feed"),

@@ -1,0 +1,118 @@
+"""Audit API: query, export, accounting of disclosures, chain verification (`audit:read`)."""
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from litestar.response import Stream
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from catalog import pagination
+from catalog.audit import chain, service
+from catalog.audit.models import AuditPage, DisclosureReport, VerifyReport
+from catalog.db import transaction
+from catalog.settings import Settings
+
+READ = {"permission": "audit:read"}
+Text = Annotated[str | None, QueryParameter(max_length=200)]
+# `actor` is also the name of the caller dependency, so the filter's kwarg has another name.
+ActorFilter = Annotated[str | None, QueryParameter(name="actor", max_length=200)]
+Moment = Annotated[datetime | None, QueryParameter()]
+
+
+def _query(
+    actor: str | None,
+    recipient: str | None,
+    product: str | None,
+    tier: str | None,
+    action: str | None,
+    outcome: str | None,
+    request_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> service.AuditQuery:
+    return service.AuditQuery(
+        actor=actor,
+        recipient=recipient,
+        product=service.check_product(product) if product else None,
+        tier=tier,
+        action=action,
+        outcome=service.check_outcome(outcome),
+        request_id=request_id,
+        since=since,
+        until=until,
+    )
+
+
+class AuditController(Controller):
+    """The audit trail, for auditors and platform admins."""
+
+    path = "/api/v1/audit"
+    tags = ("audit",)
+
+    @get("/", sync_to_thread=True, opt=READ)
+    def list_events(
+        self,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        actor_name: ActorFilter = None,
+        recipient: Text = None,
+        product: Text = None,
+        tier: Text = None,
+        action: Text = None,
+        outcome: Text = None,
+        request_id: Text = None,
+        since: Moment = None,
+        until: Moment = None,
+        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    ) -> AuditPage:
+        """Entries matching every filter, newest first (`action=sharing.*` matches a prefix)."""
+        query = _query(
+            actor_name, recipient, product, tier, action, outcome, request_id, since, until
+        )
+        size = pagination.page_size(
+            limit, default=settings.default_page_size, maximum=settings.max_page_size
+        )
+        return service.list_events(session, query, limit=size, cursor=cursor)
+
+    @get("/export", sync_to_thread=True, opt=READ, media_type="application/x-ndjson")
+    def export(
+        self,
+        engine: NamedDependency[Engine],
+        since: Moment = None,
+        until: Moment = None,
+        actor_name: ActorFilter = None,
+        recipient: Text = None,
+        product: Text = None,
+        action: Text = None,
+    ) -> Stream:
+        """Matching entries as NDJSON, oldest first, streamed (one entry per line)."""
+        query = _query(actor_name, recipient, product, None, action, None, None, since, until)
+
+        def lines() -> Iterator[str]:
+            # Its own transaction: the response streams after the request's session closed.
+            with transaction(engine) as session:
+                yield from (service.ndjson_line(e) for e in service.iter_events(session, query))
+
+        return Stream(lines(), media_type="application/x-ndjson")
+
+    @get("/disclosures", sync_to_thread=True, opt=READ)
+    def disclosures(
+        self,
+        session: NamedDependency[Session],
+        product: Annotated[str, QueryParameter(max_length=130)],
+        since: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        until: Annotated[datetime | None, QueryParameter(name="to")] = None,
+    ) -> DisclosureReport:
+        """Accounting of disclosures of a product: who read which versions, under which DUA."""
+        return service.list_disclosures(session, product, since=since, until=until)
+
+    @get("/verify", sync_to_thread=True, opt=READ)
+    def verify(self, session: NamedDependency[Session]) -> VerifyReport:
+        """Recompute the hash chain and check the checkpoints; names the first broken entry."""
+        return chain.verify_chain(session)

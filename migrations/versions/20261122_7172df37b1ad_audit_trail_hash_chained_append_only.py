@@ -1,0 +1,263 @@
+"""audit trail: hash-chained, append-only audit_event (was change_event) and checkpoints
+
+Revision ID: 7172df37b1ad
+Revises: b3f95fd95fa7
+Create Date: 2026-11-22 06:18:44.134593
+
+`change_event` becomes `audit_event`: every existing event is copied in id order and chained
+(prev_hash/hash) from the genesis value, then the old table is dropped. Both audit tables get
+triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL). A later batch migration that
+recreates `audit_event` on SQLite must recreate these triggers too.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+import catalog.db
+from catalog.audit.chain import entry_hash
+from catalog.audit.models import GENESIS
+
+revision: str = "7172df37b1ad"
+down_revision: str | None = "b3f95fd95fa7"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+PROTECTED = ("audit_event", "audit_checkpoint")
+
+PG_FUNCTION = """
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$
+"""
+
+
+def _protect() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(PG_FUNCTION)
+        for table in PROTECTED:
+            op.execute(
+                f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION audit_append_only()"
+            )
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()"
+            )
+            # Only the owner (the migrating role) keeps these rights; grant the application
+            # role INSERT and SELECT only.
+            op.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC")
+        return
+    for table in PROTECTED:
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: {verb} on {table} "
+                "refused'); END"
+            )
+
+
+def _unprotect() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for table in PROTECTED:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_change ON {table}")
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+        op.execute("DROP FUNCTION IF EXISTS audit_append_only()")
+        return
+    for table in PROTECTED:
+        for verb in ("update", "delete"):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")
+
+
+def _reset_sequence(table: str) -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 (constants)
+            f"COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) FROM {table}"
+        )
+
+
+OLD_COLUMNS = ("id", "at", "actor", "action", "subject_type", "subject", "reason", "details")
+
+
+def _old_table() -> sa.TableClause:
+    return sa.table(
+        "change_event",
+        sa.column("id", sa.Integer),
+        sa.column("at", catalog.db.UtcDateTime()),
+        *(sa.column(name, sa.String) for name in OLD_COLUMNS[2:-1]),
+        sa.column("details", sa.JSON),
+    )
+
+
+def _new_table() -> sa.TableClause:
+    return sa.table(
+        "audit_event",
+        sa.column("id", sa.Integer),
+        sa.column("at", catalog.db.UtcDateTime()),
+        *(sa.column(name, sa.String) for name in OLD_COLUMNS[2:-1]),
+        sa.column("details", sa.JSON),
+        *(
+            sa.column(name, sa.String)
+            for name in (
+                "outcome",
+                "request_id",
+                "client_address",
+                "user_agent",
+                "token_id",
+                "organization",
+                "product",
+                "product_version",
+                "tier",
+                "prev_hash",
+                "hash",
+            )
+        ),
+    )
+
+
+def _chain_existing_events() -> None:
+    """Copy change_event into audit_event in id order, chaining each entry to the previous."""
+    bind = op.get_bind()
+    old, new = _old_table(), _new_table()
+    rows = bind.execute(sa.select(old).order_by(old.c.id)).mappings().all()
+    prev, entries = GENESIS, []
+    for number, row in enumerate(rows, start=1):
+        subject_type, subject = row["subject_type"], row["subject"]
+        product, version = None, None
+        if subject_type in ("product", "version"):
+            product, _, version = subject.partition("@")
+        details = row["details"] or {}
+        organization = details.get("organization") if isinstance(details, dict) else None
+        entry = {
+            "id": number,
+            "at": row["at"],
+            "actor": row["actor"],
+            "action": row["action"],
+            "subject_type": subject_type,
+            "subject": subject,
+            "outcome": "success",
+            "request_id": None,
+            "client_address": None,
+            "user_agent": None,
+            "token_id": None,
+            "organization": organization if isinstance(organization, str) else None,
+            "product": product,
+            "product_version": version or None,
+            "tier": None,
+            "reason": row["reason"],
+            "details": details,
+        }
+        entry["prev_hash"] = prev
+        entry["hash"] = prev = entry_hash(entry, prev)
+        entries.append(entry)
+    if entries:
+        op.bulk_insert(new, entries)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "audit_checkpoint",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("last_id", sa.Integer(), nullable=False),
+        sa.Column("head_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_checkpoint")),
+    )
+    with op.batch_alter_table("audit_checkpoint", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_checkpoint_last_id"), ["last_id"], unique=False)
+
+    op.create_table(
+        "audit_event",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("subject_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("request_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("client_address", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("user_agent", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+        sa.Column("token_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("organization", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=True),
+        sa.Column("product", sqlmodel.sql.sqltypes.AutoString(length=130), nullable=True),
+        sa.Column("product_version", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("tier", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("prev_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_event")),
+    )
+    with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_event_action"), ["action"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_event_actor"), ["actor"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_event_at"), ["at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_audit_event_organization"), ["organization"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_audit_event_outcome"), ["outcome"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_event_product"), ["product"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_event_request_id"), ["request_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_event_subject"), ["subject"], unique=False)
+
+    _chain_existing_events()
+    _reset_sequence("audit_event")
+
+    with op.batch_alter_table("change_event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_change_event_action"))
+        batch_op.drop_index(batch_op.f("ix_change_event_actor"))
+        batch_op.drop_index(batch_op.f("ix_change_event_at"))
+        batch_op.drop_index(batch_op.f("ix_change_event_subject"))
+    op.drop_table("change_event")
+
+    _protect()
+
+
+def downgrade() -> None:
+    _unprotect()
+    op.create_table(
+        "change_event",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("subject_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_change_event")),
+    )
+    with op.batch_alter_table("change_event", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_change_event_subject"), ["subject"], unique=False)
+        batch_op.create_index(batch_op.f("ix_change_event_at"), ["at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_change_event_actor"), ["actor"], unique=False)
+        batch_op.create_index(batch_op.f("ix_change_event_action"), ["action"], unique=False)
+    # Successful changes go back; reads, refusals and the chain itself have no place there.
+    columns = ", ".join(OLD_COLUMNS)
+    op.execute(
+        f"INSERT INTO change_event ({columns}) SELECT {columns} FROM audit_event "  # noqa: S608
+        "WHERE outcome = 'success' AND action NOT LIKE 'sharing.%' ORDER BY id"
+    )
+    _reset_sequence("change_event")
+
+    with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_event_subject"))
+        batch_op.drop_index(batch_op.f("ix_audit_event_request_id"))
+        batch_op.drop_index(batch_op.f("ix_audit_event_product"))
+        batch_op.drop_index(batch_op.f("ix_audit_event_outcome"))
+        batch_op.drop_index(batch_op.f("ix_audit_event_organization"))
+        batch_op.drop_index(batch_op.f("ix_audit_event_at"))
+        batch_op.drop_index(batch_op.f("ix_audit_event_actor"))
+        batch_op.drop_index(batch_op.f("ix_audit_event_action"))
+    op.drop_table("audit_event")
+    with op.batch_alter_table("audit_checkpoint", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_checkpoint_last_id"))
+    op.drop_table("audit_checkpoint")
