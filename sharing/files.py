@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from catalog.clock import Clock
 from catalog.errors import Forbidden, InvalidParameter
-from catalog.events import Actor, record_event
+from catalog.events import Actor, record_now
 from catalog.settings import Settings
 from policies.models import Organization
 from sharing.presign import object_store_signer
@@ -148,21 +148,28 @@ def signed_file(
     check_network(session, organization, request.client.host if request.client else None)
     size = file.stat().st_size
     if request.method == "GET":
-        record_event(
-            session,
+        product, tier = _product_of(relative)
+        record_now(
+            request.app.state.engine,
             at=now,
             actor=Actor(f"recipient:{recipient}"),
             action="sharing.file",
             subject_type="file",
             subject=relative[-300:],
-            details={
-                "organization": recipient,
-                "bytes": size,
-                "range": (request.headers.get("range") or "")[:100],
-                "client": request.client.host if request.client else None,
-            },
+            organization=recipient,
+            product=product,
+            tier=tier,
+            details={"bytes": size, "range": (request.headers.get("range") or "")[:100]},
         )
     return file, size
+
+
+def _product_of(relative: str) -> tuple[str | None, str | None]:
+    """Product and tier of a file under `products/<domain>/<product>/<tier>/`."""
+    parts = relative.split("/")
+    if len(parts) > 4 and parts[0] == "products":
+        return f"{parts[1]}/{parts[2]}", parts[3]
+    return None, None
 
 
 def _range(header: str | None, size: int) -> tuple[int, int]:

@@ -353,3 +353,40 @@ def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
             f"{_base(estate)}/delta-sharing/shares/{share}/schemas", headers=auth, timeout=10
         )
         assert r.status_code == 404
+
+
+def test_every_read_is_audited_and_accounted_for(estate):
+    from typer.testing import CliRunner
+
+    from catalog.cli import app as mesh
+
+    url = f"{estate['profile']}#{TABLE}"
+    delta_sharing.load_as_pandas(url, use_delta_format=False)
+    runner = CliRunner()
+    result = runner.invoke(
+        mesh,
+        ["audit", "disclosures", "--product", "st-marys/patients", "--format", "json"],
+        env=estate["env"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    text = json.dumps(report)
+    assert "sepsis-research" in text
+    assert "deidentified" in text
+    assert "1.1.0" in text  # the product version read
+    queries = runner.invoke(
+        mesh,
+        ["audit", "query", "--action", "sharing.query", "--format", "ndjson", "--limit", "500"],
+        env=estate["env"],
+    )
+    assert queries.exit_code == 0, queries.output
+    entries = [json.loads(line) for line in queries.output.splitlines() if line.strip()]
+    assert entries
+    last = entries[-1] if entries[-1]["at"] >= entries[0]["at"] else entries[0]
+    assert last["organization"] == "sepsis-research"
+    assert last["product"] == "st-marys/patients"
+    assert last["tier"] == "deidentified"
+    assert last["request_id"] and last["token_id"]
+    assert "dsr_" not in queries.output  # token ids only, never a credential
+    verify = runner.invoke(mesh, ["audit", "verify"], env=estate["env"])
+    assert verify.exit_code == 0, verify.output

@@ -21,9 +21,7 @@ def test_failed_tokens_are_audited_then_locked_out(client, engine, clock, settin
     assert client.get("/delta-sharing/shares", headers=bad).status_code == 401
 
     with Session(engine) as session:
-        failures = session.exec(
-            select(AuditEvent).where(AuditEvent.action == "auth.failed")
-        ).all()
+        failures = session.exec(select(AuditEvent).where(AuditEvent.action == "auth.failed")).all()
     assert len(failures) == settings.auth_failure_limit + 1
     assert {f.token_id for f in failures} == {"0123456789abcdef"}
     assert all("not-the-secret" not in str(f.details) + (f.reason or "") for f in failures)
