@@ -204,6 +204,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         state = connection.app.state
         authenticator: Authenticator = state.authenticator
         credential = bearer(connection)
+        keys = failure_keys(connection, credential, TOKEN_PREFIX)
+        state.limiter.check(*keys)
 
         def resolve() -> Caller:
             with Session(state.engine) as session:
@@ -212,16 +214,29 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         try:
             caller = await sync_to_thread(resolve)
         except Unauthenticated as exc:
+            state.limiter.failed(*keys)
             await sync_to_thread(record_auth_failure, connection, credential, exc.detail)
             raise
         return AuthenticationResult(user=caller, auth=credential)
+
+
+def failure_keys(
+    connection: ASGIConnection[Any, Any, Any, Any], credential: str | None, prefix: str
+) -> tuple[str, str | None]:
+    """What failed authentications are counted against: the client address and the token id."""
+    address = connection.client.host if connection.client else "unknown"
+    token_id = token_id_of(credential, prefix)
+    return f"ip:{address}", f"token:{token_id}" if token_id else None
 
 
 ANONYMOUS = Actor("anonymous")
 
 
 def record_auth_failure(
-    connection: ASGIConnection[Any, Any, Any, Any], credential: str | None, reason: str
+    connection: ASGIConnection[Any, Any, Any, Any],
+    credential: str | None,
+    reason: str,
+    prefix: str = TOKEN_PREFIX,
 ) -> None:
     """Record `auth.failed` in its own transaction: the token id if any, never the secret."""
     state = connection.app.state
@@ -234,6 +249,6 @@ def record_auth_failure(
         subject=f"{connection.scope.get('method', 'GET')} {connection.url.path}"[:300],
         outcome=Outcome.FAILED,
         reason=reason,
-        details={"presented": credential_kind(credential, TOKEN_PREFIX)},
-        token_id=token_id_of(credential, TOKEN_PREFIX),
+        details={"presented": credential_kind(credential, prefix)},
+        token_id=token_id_of(credential, prefix),
     )

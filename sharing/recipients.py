@@ -147,12 +147,6 @@ def authenticate(session: Session, credential: str | None, *, now: datetime) -> 
     return Recipient(organization=organization, token_id=token.id)
 
 
-def token_id_of(credential: str | None) -> str | None:
-    """The id part of a presented token (for the audit trail; never the secret)."""
-    parts = split_secret(credential or "", TOKEN_PREFIX)
-    return parts[0][:32] if parts else None
-
-
 # --- activation links ----------------------------------------------------------------------------
 
 

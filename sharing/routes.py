@@ -17,10 +17,10 @@ from sqlmodel import Session
 
 from catalog.clock import Clock
 from catalog.errors import InvalidParameter, NotFound, Unauthenticated
-from catalog.events import Actor, record_failure, record_now
+from catalog.events import Actor, record_now
 from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
-from policies.auth import bearer
+from policies.auth import bearer, failure_keys, record_auth_failure
 from policies.enforcer import PolicyEngine
 from sharing import delta, predicates, protocol, recipients, service
 from sharing.files import PREFIX, expiry, file_url
@@ -52,25 +52,16 @@ def _visible(
     """
     now = clock.now()
     credential = bearer(request)
-    token_id = recipients.token_id_of(credential)
-    address = client_address(request)
+    keys = failure_keys(request, credential, recipients.TOKEN_PREFIX)
     limiter: FailureLimiter = request.app.state.limiter
-    limiter.check(f"ip:{address}", token_id and f"token:{token_id}")
+    limiter.check(*keys)
     try:
         recipient = recipients.authenticate(session, credential, now=now)
     except Unauthenticated as refused:
-        limiter.failed(f"ip:{address}", token_id and f"token:{token_id}")
-        record_failure(
-            request.app.state.engine,
-            at=now,
-            actor=Actor("anonymous"),
-            action="auth.failed",
-            subject_type="endpoint",
-            subject=request.url.path[:300],
-            reason=refused.detail,
-            token_id=token_id,
-        )
+        limiter.failed(*keys)
+        record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
         raise
+    address = client_address(request)
     recipients.check_network(session, recipient.organization, address)
     tables = service.shared_tables(
         session, recipient.organization, settings=settings, policy=policy, now=now

@@ -26,3 +26,14 @@ def test_failed_tokens_are_audited_then_locked_out(client, engine, clock, settin
     assert {f.token_id for f in failures} == {"0123456789abcdef"}
     assert all("not-the-secret" not in str(f.details) + (f.reason or "") for f in failures)
     assert all(f.outcome == "failed" for f in failures)
+
+
+def test_api_authentication_failures_are_rate_limited(client, settings):
+    bad = {"Authorization": "Bearer mesh_0123456789abcdef_wrong-secret-guess"}
+    for _ in range(settings.auth_failure_limit):
+        r = client.get("/api/v1/domains", headers=bad)
+        assert r.status_code == 401
+    locked = client.get("/api/v1/domains", headers=bad)
+    assert locked.status_code == 429
+    assert locked.headers["content-type"].startswith("application/problem+json")
+    assert int(locked.headers["Retry-After"]) >= 1
