@@ -312,3 +312,21 @@ def test_concurrent_publishes_of_one_version_make_one_version(
     version = products.get_version(session, "st-marys", "patients", "1.0.0")
     assert version.status == VersionStatus.PUBLISHED
     assert DeltaTable(version.tier_tables["full"]["location"]).version() == 0
+
+
+def test_invalid_utf8_line_is_quarantined_with_its_line(
+    session, clock, patients_version, tmp_path, publish_settings
+):
+    from tests.catalog.publishing.conftest import line
+
+    folder = tmp_path / "sources" / "latin1"
+    folder.mkdir(parents=True)
+    good = [line(p).encode() for p in GOOD]
+    broken = line(GOOD[0]).replace(GOOD[0]["id"], "p-latin").encode()[:-2] + b"\xe9\xff\"}"
+    (folder / "Patient.ndjson").write_bytes(b"\n".join([*good[:1], broken, *good[1:]]) + b"\n")
+    version = publish(session, patients_version, folder, publish_settings, clock)
+    session.commit()
+    records = session.exec(select(QuarantineRecord)).all()
+    assert [(r.rule, r.line) for r in records] == [("encoding", 2)]
+    assert "invalid UTF-8" in records[0].detail
+    assert version.counts["rows"] == len(GOOD)
