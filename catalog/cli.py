@@ -392,13 +392,18 @@ def demo(
         )
     out.print(f"Delta Sharing profile of {governance.DEMO_ORG}: {profile}")
     out.print("Read the de-identified patients with the official client (server running):")
-    out.print("  import delta_sharing")
-    out.print(f"  profile = '{profile.resolve()}'")
-    out.print(
-        "  print(delta_sharing.load_as_pandas(profile + '#sepsis-research.st-marys.patients'))"
-    )
+    for snippet_line in (
+        "  import delta_sharing",
+        f"  profile = '{profile.resolve()}'",
+        "  print(delta_sharing.load_as_pandas(profile + '#sepsis-research.st-marys.patients'))",
+    ):
+        out.print(snippet_line, soft_wrap=True)  # copy-pasteable: never wrapped
     if no_serve:
-        out.print(f"Demo set up; start the server with `mesh serve --home {settings.home}`.")
+        out.print(
+            f"Demo set up; serve it with `mesh demo --home {settings.home}` (`mesh serve` "
+            "needs MESH_SIGNING_KEY: it refuses demo keys).",
+            soft_wrap=True,
+        )
         return
     run_server(settings, engine)
 
