@@ -70,7 +70,9 @@ class PolicyEngine:
         self._enforcer: casbin.Enforcer | None = None
         self._revision = -1
         self._checked_at: datetime | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one refresh at a time
+        self._decide = threading.Lock()  # casbin's eval (ast.parse) is not thread-safe
+        self._tier_decisions: dict[tuple[str, Any], bool] = {}
 
     def invalidate(self) -> None:
         """Reload before the next decision (after a change made in this process)."""
@@ -78,13 +80,25 @@ class PolicyEngine:
             self._checked_at = None
             self._revision = -1
 
+    def _stale(self, now: datetime) -> bool:
+        checked = self._checked_at
+        return checked is None or now - checked >= timedelta(seconds=self.refresh_seconds)
+
     def _current(self) -> casbin.Enforcer:
+        """The rules in force; a stale copy keeps serving while one thread reloads.
+
+        Only an invalidation (a change made by this process) or the first call waits for the
+        reload, so a slow database never queues every request behind the policy check.
+        """
         now = self.clock.now()
-        with self._lock:
-            stale = self._checked_at is None or now - self._checked_at >= timedelta(
-                seconds=self.refresh_seconds
-            )
-            if self._enforcer is not None and not stale:
+        current = self._enforcer
+        if current is not None and not self._stale(now):
+            return current
+        must_wait = current is None or self._checked_at is None
+        if not self._lock.acquire(blocking=must_wait):
+            return current  # not None: only the first call waits
+        try:
+            if self._enforcer is not None and not self._stale(now):
                 return self._enforcer
             with Session(self.engine) as session:
                 row = session.get(PolicyRevision, 1)
@@ -95,23 +109,38 @@ class PolicyEngine:
                     for rule in self.extra_grouping:
                         enforcer.get_model().add_policy("g", "g", list(rule))
                     enforcer.build_role_links()
-                    self._enforcer, self._revision = enforcer, revision
+                    with self._decide:
+                        self._enforcer, self._revision = enforcer, revision
+                        self._tier_decisions = {}
             self._checked_at = now
             return self._enforcer
+        finally:
+            self._lock.release()
 
     def allowed(self, subject: str, domain: str, obj: str, action: str) -> bool:
         """The decision for one request (deny by default)."""
-        return bool(self._current().enforce(subject, domain, obj, action))
+        enforcer = self._current()
+        with self._decide:
+            return bool(enforcer.enforce(subject, domain, obj, action))
 
     def explain(self, subject: str, domain: str, obj: str, action: str) -> tuple[bool, list[str]]:
         """The decision and the policy line that allowed it (empty when none did)."""
-        allowed, rule = self._current().enforce_ex(subject, domain, obj, action)
+        enforcer = self._current()
+        with self._decide:
+            allowed, rule = enforcer.enforce_ex(subject, domain, obj, action)
         return bool(allowed), list(rule)
 
     def tier_allowed(self, tier: str, context: Any) -> bool:
-        """Minimum-necessary rule for a tier over a request context."""
+        """Minimum-necessary rule for a tier over a request context (hashable: cached)."""
         enforcer = self._current()
-        return bool(enforcer.enforce(enforcer.new_enforce_context("2"), tier, context))
+        key = (tier, context)
+        with self._decide:
+            if enforcer is not self._enforcer or key not in self._tier_decisions:
+                decision = bool(enforcer.enforce(enforcer.new_enforce_context("2"), tier, context))
+                if enforcer is self._enforcer:
+                    self._tier_decisions[key] = decision
+                return decision
+            return self._tier_decisions[key]
 
     def roles_of(self, subject: str) -> list[tuple[str, str]]:
         """(role, domain) pairs held by a subject."""

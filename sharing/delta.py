@@ -6,6 +6,7 @@ Returns our own small dataclasses so no DeltaTable object leaks into routes.
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -68,8 +69,13 @@ def _stats(row: dict[str, Any]) -> str | None:
 
 
 def snapshot(location: str, version: int, storage_options: dict[str, str] | None) -> Snapshot:
-    """The table at `version`."""
-    table = DeltaTable(location, version=version, storage_options=storage_options or None)
+    """The table at `version` (cached: a committed Delta version never changes)."""
+    return _snapshot(location, version, tuple(sorted((storage_options or {}).items())))
+
+
+@lru_cache(maxsize=1024)
+def _snapshot(location: str, version: int, options: tuple[tuple[str, str], ...]) -> Snapshot:
+    table = DeltaTable(location, version=version, storage_options=dict(options) or None)
     metadata = table.metadata()
     protocol = table.protocol()
     actions = pa.table(table.get_add_actions(flatten=False)).to_pylist()

@@ -77,12 +77,11 @@ class FileController(Controller):
         self,
         request: Request[Any, Any, Any],
         path: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
     ) -> Response[bytes]:
         """The file bytes, or the requested byte range (206)."""
-        file, size = signed_file(request, path, session, settings, clock)
+        file, size = signed_file(request, path, settings, clock)
         start, end = _range(request.headers.get("range"), size)
         with file.open("rb") as handle:
             handle.seek(start)
@@ -104,12 +103,11 @@ class FileController(Controller):
         self,
         request: Request[Any, Any, Any],
         path: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
     ) -> Response[None]:
         """Size of the file, for clients that plan ranged reads."""
-        _, size = signed_file(request, path, session, settings, clock)
+        _, size = signed_file(request, path, settings, clock)
         return Response(
             content=None,
             headers={"Content-Length": str(size), "Accept-Ranges": "bytes"},
@@ -118,7 +116,7 @@ class FileController(Controller):
 
 
 def signed_file(
-    request: Request[Any, Any, Any], path: str, session: Session, settings: Settings, clock: Clock
+    request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
 ) -> tuple[Path, int]:
     """The local file a valid, unexpired URL points at; Forbidden for anything else.
 
@@ -142,10 +140,13 @@ def signed_file(
     file = (root / relative).resolve()
     if root not in file.parents or not file.is_file():
         raise refused
-    organization = session.exec(select(Organization).where(Organization.name == recipient)).first()
-    if organization is None:
-        raise refused
-    check_network(session, organization, request.client.host if request.client else None)
+    with Session(request.app.state.engine) as session:
+        organization = session.exec(
+            select(Organization).where(Organization.name == recipient)
+        ).first()
+        if organization is None:
+            raise refused
+        check_network(session, organization, request.client.host if request.client else None)
     size = file.stat().st_size
     if request.method == "GET":
         product, tier = _product_of(relative)

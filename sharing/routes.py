@@ -40,7 +40,6 @@ def client_address(request: Request[Any, Any, Any]) -> str | None:
 
 def _visible(
     request: Request[Any, Any, Any],
-    session: Session,
     settings: Settings,
     clock: Clock,
     policy: PolicyEngine,
@@ -48,24 +47,26 @@ def _visible(
     """Token -> recipient -> network -> live grants: re-checked on every request.
 
     Failed authentications are audited in their own transaction and counted per address and
-    token id; too many lock both out for a while (429).
+    token id; too many lock both out for a while (429). The session is opened and closed in the
+    handler's own thread: a connection is never held while waiting for another worker.
     """
     now = clock.now()
-    credential = bearer(request)
-    keys = failure_keys(request, credential, recipients.TOKEN_PREFIX)
-    limiter: FailureLimiter = request.app.state.limiter
-    limiter.check(*keys)
-    try:
-        recipient = recipients.authenticate(session, credential, now=now)
-    except Unauthenticated as refused:
-        limiter.failed(*keys)
-        record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
-        raise
-    address = client_address(request)
-    recipients.check_network(session, recipient.organization, address)
-    tables = service.shared_tables(
-        session, recipient.organization, settings=settings, policy=policy, now=now
-    )
+    with Session(request.app.state.engine) as session:
+        credential = bearer(request)
+        keys = failure_keys(request, credential, recipients.TOKEN_PREFIX)
+        limiter: FailureLimiter = request.app.state.limiter
+        limiter.check(*keys)
+        try:
+            recipient = recipients.authenticate(session, credential, now=now)
+        except Unauthenticated as refused:
+            limiter.failed(*keys)
+            record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
+            raise
+        address = client_address(request)
+        recipients.check_network(session, recipient.organization, address)
+        tables = service.shared_tables(
+            session, recipient.organization, settings=settings, policy=policy, now=now
+        )
     return recipient, tables
 
 
@@ -138,7 +139,6 @@ class SharingController(Controller):
     def list_shares(
         self,
         request: Request[Any, Any, Any],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
@@ -146,7 +146,7 @@ class SharingController(Controller):
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """The recipient's one share."""
-        who, _ = _visible(request, session, settings, clock, policy)
+        who, _ = _visible(request, settings, clock, policy)
         name = who.organization.name
         items = [{"name": name, "id": service.stable_id(name)}]
         return _page(items, settings, f"shares:{name}", max_results, page_token)
@@ -156,13 +156,12 @@ class SharingController(Controller):
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
     ) -> Response[bytes]:
         """One share."""
-        who, _ = _visible(request, session, settings, clock, policy)
+        who, _ = _visible(request, settings, clock, policy)
         service.check_share(who.organization, share)
         name = who.organization.name
         body = {"share": {"name": name, "id": service.stable_id(name)}}
@@ -173,7 +172,6 @@ class SharingController(Controller):
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
@@ -181,7 +179,7 @@ class SharingController(Controller):
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Product domains with at least one readable table."""
-        who, tables = _visible(request, session, settings, clock, policy)
+        who, tables = _visible(request, settings, clock, policy)
         service.check_share(who.organization, share)
         name = who.organization.name
         items = [{"name": n, "share": name} for n in sorted({t.schema for t in tables})]
@@ -193,7 +191,6 @@ class SharingController(Controller):
         request: Request[Any, Any, Any],
         share: FromPath[str],
         schema: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
@@ -201,7 +198,7 @@ class SharingController(Controller):
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Tables of one schema."""
-        who, tables = _visible(request, session, settings, clock, policy)
+        who, tables = _visible(request, settings, clock, policy)
         service.check_share(who.organization, share)
         mine = [t for t in tables if t.schema == schema.lower()]
         if not mine:
@@ -214,7 +211,6 @@ class SharingController(Controller):
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
@@ -222,7 +218,7 @@ class SharingController(Controller):
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Every table of the share."""
-        who, tables = _visible(request, session, settings, clock, policy)
+        who, tables = _visible(request, settings, clock, policy)
         service.check_share(who.organization, share)
         scope = f"all:{who.organization.name}"
         return _page([_table_json(t) for t in tables], settings, scope, max_results, page_token)
@@ -234,7 +230,6 @@ class SharingController(Controller):
         share: FromPath[str],
         schema: FromPath[str],
         table: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
@@ -243,7 +238,7 @@ class SharingController(Controller):
         ] = None,
     ) -> Response[bytes]:
         """The current version, or the first version at or after `startingTimestamp`."""
-        _, tables = _visible(request, session, settings, clock, policy)
+        _, tables = _visible(request, settings, clock, policy)
         found = service.find_table(tables, share, schema, table)
         version = found.current_version
         if starting_timestamp:
@@ -259,13 +254,12 @@ class SharingController(Controller):
         share: FromPath[str],
         schema: FromPath[str],
         table: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
     ) -> Response[bytes]:
         """Protocol and metaData lines of the current version."""
-        who, tables = _visible(request, session, settings, clock, policy)
+        who, tables = _visible(request, settings, clock, policy)
         found = service.find_table(tables, share, schema, table)
         fmt = _format(request)
         snap = delta.snapshot(found.location, found.current_version, settings.storage_options)
@@ -284,13 +278,12 @@ class SharingController(Controller):
         schema: FromPath[str],
         table: FromPath[str],
         data: JSONBody[dict[str, Any] | None],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
     ) -> Response[bytes]:
         """A snapshot (current, `version` or `timestamp`) as pre-signed file URLs."""
-        who, tables = _visible(request, session, settings, clock, policy)
+        who, tables = _visible(request, settings, clock, policy)
         found = service.find_table(tables, share, schema, table)
         fmt = _format(request)
         body = data or {}
@@ -325,7 +318,6 @@ class SharingController(Controller):
         share: FromPath[str],
         schema: FromPath[str],
         table: FromPath[str],
-        session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
@@ -346,7 +338,7 @@ class SharingController(Controller):
         The metaData line is the start version's (clients anchor their replayed log on it);
         with `includeHistoricalMetadata`, later versions whose schema differs follow.
         """
-        who, tables = _visible(request, session, settings, clock, policy)
+        who, tables = _visible(request, settings, clock, policy)
         found = service.find_table(tables, share, schema, table)
         fmt = _format(request)
         versions = _change_versions(

@@ -14,21 +14,17 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from catalog.errors import InvalidParameter, NotFound
-from catalog.products.models import DataProduct, ProductVersion, VersionStatus
+from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
 from catalog.settings import Settings
-from policies.access import (
-    PolicyRefusal,
-    check_minimum_necessary,
-    get_dua,
-    grant_state,
-    readable,
-)
+from policies.access import PolicyRefusal, check_minimum_necessary, grant_state, readable
 from policies.enforcer import PolicyEngine
-from policies.models import AccessRequest, Grant, Organization
+from policies.models import AccessRequest, Dua, Grant, Organization
 
 SERVED = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
 NAMESPACE = uuid.UUID("8f1d2c3e-4b5a-4c6d-9e8f-0a1b2c3d4e5f")
@@ -77,66 +73,81 @@ def shared_tables(
     and the policy's minimum-necessary rule still allows its tier under its DUA and purpose,
     so a policy or DUA change takes effect on the next request.
     """
-    grants = session.exec(
-        select(Grant).where(
-            Grant.organization_id == organization.id, col(Grant.revoked_at).is_(None)
-        )
+    rows = session.execute(
+        sa_select(Grant, Dua, col(AccessRequest.purpose), col(DataProduct.name), col(Domain.name))
+        .join(Dua, col(Dua.id) == Grant.dua_id)
+        .join(AccessRequest, col(AccessRequest.id) == Grant.request_id)
+        .join(DataProduct, col(DataProduct.id) == Grant.product_id)
+        .join(Domain, col(Domain.id) == DataProduct.domain_id)
+        .where(col(Grant.organization_id) == organization.id, col(Grant.revoked_at).is_(None))
+        .order_by(col(Grant.id))
     ).all()
-    tables: dict[tuple[str, str], SharedTable] = {}
-    for grant in grants:
-        dua = get_dua(session, grant.dua_id)
-        product = session.get(DataProduct, grant.product_id)
-        request = session.get(AccessRequest, grant.request_id)
-        if product is None or request is None:
-            continue
+    readable_rows = []
+    for grant, dua, purpose, product_name, domain_name in rows:
         if not readable(grant_state(grant, dua, now, settings)):
             continue
-        qualified = f"{product.domain.name}/{product.name}"
+        qualified = f"{domain_name}/{product_name}"
         try:
             check_minimum_necessary(
                 policy,
                 dua,
                 product=qualified,
                 tier=grant.tier,
-                purpose=request.purpose,
+                purpose=purpose,
                 justification=grant.justification,
                 now=now,
             )
         except PolicyRefusal:
             continue
-        versions = session.exec(
-            select(ProductVersion).where(
-                ProductVersion.product_id == product.id, col(ProductVersion.status).in_(SERVED)
-            )
-        ).all()
+        readable_rows.append((grant, dua, purpose, product_name, domain_name))
+    served = _served_versions(session, {g.product_id for g, *_ in readable_rows})
+    tables: dict[tuple[str, str], SharedTable] = {}
+    for grant, dua, purpose, product_name, domain_name in readable_rows:
         tier = str(grant.tier)
-        served = sorted(
-            (v.tier_tables[tier]["delta_version"], v.tier_tables[tier]["location"], v.version)
-            for v in versions
-            if v.tier_tables and tier in v.tier_tables
+        versions = sorted(
+            (tables_of[tier]["delta_version"], tables_of[tier]["location"], semver)
+            for semver, tables_of in served.get(grant.product_id, [])
+            if tier in tables_of
         )
-        if not served:
+        if not versions:
             continue
-        name = product.name
-        key = (product.domain.name, name)
+        name = product_name
+        key = (domain_name, name)
         if key in tables:  # two tiers of one product: the tier goes into the name
-            name = f"{product.name}_{tier}"
-            key = (product.domain.name, name)
+            name = f"{product_name}_{tier}"
+            key = (domain_name, name)
         tables[key] = SharedTable(
             share=organization.name,
-            schema=product.domain.name,
+            schema=domain_name,
             name=name,
-            table_id=stable_id(f"{organization.name}/{product.id}/{tier}"),
+            table_id=stable_id(f"{organization.name}/{grant.product_id}/{tier}"),
             tier=tier,
-            location=served[-1][1],
-            versions=tuple(v for v, _, _ in served),
-            product=qualified,
-            product_versions={v: semver for v, _, semver in served},
+            location=versions[-1][1],
+            versions=tuple(v for v, _, _ in versions),
+            product=f"{domain_name}/{product_name}",
+            product_versions={v: semver for v, _, semver in versions},
             grant_id=_saved(grant.id),
             dua_id=_saved(dua.id),
-            purpose=str(request.purpose),
+            purpose=str(purpose),
         )
     return [tables[k] for k in sorted(tables)]
+
+
+def _served_versions(
+    session: Session, product_ids: set[int]
+) -> dict[int, list[tuple[str, dict[str, Any]]]]:
+    """(semver, tier tables) of the served versions of each product, in one query."""
+    if not product_ids:
+        return {}
+    out: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    for product_id, semver, tier_tables in session.exec(
+        select(ProductVersion.product_id, ProductVersion.version, ProductVersion.tier_tables).where(
+            col(ProductVersion.product_id).in_(product_ids), col(ProductVersion.status).in_(SERVED)
+        )
+    ).all():
+        if tier_tables and product_id is not None:
+            out.setdefault(product_id, []).append((semver, dict(tier_tables)))
+    return out
 
 
 def _saved(value: int | None) -> int:
