@@ -127,3 +127,8 @@ def create_app(
     app.state.authenticator = Authenticator(settings=settings, policy=policy, clock=the_clock)
     app.state.limiter = limiter
     return app
+
+
+def from_environment() -> Litestar:
+    """The app of `mesh serve --workers N`: each worker process builds it from MESH_* settings."""
+    return create_app(Settings())

@@ -316,8 +316,10 @@ Host = Annotated[str | None, typer.Option(help="Interface to bind (default 127.0
 Port = Annotated[int | None, typer.Option(help="Port (default 8080).")]
 
 
-def run_server(settings: Settings, engine: Engine) -> None:
-    """Serve the API with uvicorn until interrupted."""
+def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
+    """Serve the API with uvicorn until interrupted (several worker processes if asked)."""
+    import os
+
     import uvicorn
 
     from catalog.app import create_app
@@ -325,8 +327,14 @@ def run_server(settings: Settings, engine: Engine) -> None:
 
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"FHIR Mesh API on {base}  docs: {base}/schema  OpenAPI: {base}/schema/openapi.json")
+    app: Any = create_app(settings, engine=engine)
+    if workers > 1:  # each worker builds its app from the same environment
+        os.environ["MESH_HOME"] = str(settings.home.resolve())
+        app = "catalog.app:from_environment"
     uvicorn.run(
-        create_app(settings, engine=engine),
+        app,
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level="info",
@@ -345,13 +353,20 @@ def _with_address(settings: Settings, host: str | None, port: int | None) -> Set
 
 
 @app.command("serve")
-def serve(home: Home = None, host: Host = None, port: Port = None) -> None:
+def serve(
+    home: Home = None,
+    host: Host = None,
+    port: Port = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes (one per core is typical).")
+    ] = 1,
+) -> None:
     """Serve the API for an existing home (or MESH_DATABASE_URL); refuses weak or missing keys."""
     settings = _with_address(load_settings(home), host, port)
     problems = settings.production_problems()
     if problems:
         raise fail("refusing to serve: " + "; ".join(problems) + " (`mesh demo` serves without)")
-    run_server(settings, migrated_engine(settings))
+    run_server(settings, migrated_engine(settings), workers)
 
 
 def example_products_file() -> Path:

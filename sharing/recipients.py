@@ -28,10 +28,11 @@ MAX_CIDRS = 100
 
 @dataclass(frozen=True)
 class Recipient:
-    """An authenticated recipient: its organisation and the token it presented."""
+    """An authenticated recipient: its organisation, the token it presented, its allow-list."""
 
     organization: Organization
     token_id: str
+    cidrs: tuple[str, ...] = ()
 
 
 def issue_token(
@@ -132,19 +133,24 @@ def authenticate(session: Session, credential: str | None, *, now: datetime) -> 
     """The recipient behind a bearer token, or Unauthenticated (one message for every cause)."""
     refused = Unauthenticated("missing, invalid, expired or revoked bearer token")
     parts = split_secret(credential or "", TOKEN_PREFIX)
-    token = session.get(RecipientToken, parts[0]) if parts else None
+    if parts is None:
+        raise refused
+    found = session.execute(  # token, organisation and allow-list in one round trip
+        select(RecipientToken, Organization, RecipientNetwork.cidrs)
+        .join(Organization, col(Organization.id) == RecipientToken.organization_id)
+        .outerjoin(RecipientNetwork, col(RecipientNetwork.organization_id) == Organization.id)
+        .where(col(RecipientToken.id) == parts[0])
+    ).first()
+    if found is None:
+        raise refused
+    token, organization, cidrs = found
     if (
-        token is None
-        or parts is None
-        or not secret_matches(token.secret_sha256, parts[1])
+        not secret_matches(token.secret_sha256, parts[1])
         or token.revoked_at is not None
         or token.expires_at <= now
     ):
         raise refused
-    organization = session.get(Organization, token.organization_id)
-    if organization is None:
-        raise refused
-    return Recipient(organization=organization, token_id=token.id)
+    return Recipient(organization=organization, token_id=token.id, cidrs=tuple(cidrs or ()))
 
 
 # --- activation links ----------------------------------------------------------------------------
@@ -277,7 +283,11 @@ def networks(session: Session, organization: Organization) -> list[str]:
 
 def check_network(session: Session, organization: Organization, client: str | None) -> None:
     """Forbidden unless the client address is inside the recipient's allow-list (if any)."""
-    allowed = networks(session, organization)
+    check_address(networks(session, organization), client)
+
+
+def check_address(allowed: list[str] | tuple[str, ...], client: str | None) -> None:
+    """Forbidden unless `client` is inside `allowed` (an empty list allows every address)."""
     if not allowed:
         return
     try:

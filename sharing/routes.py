@@ -63,7 +63,7 @@ def _visible(
             record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
             raise
         address = client_address(request)
-        recipients.check_network(session, recipient.organization, address)
+        recipients.check_address(recipient.cidrs, address)
         tables = service.shared_tables(
             session, recipient.organization, settings=settings, policy=policy, now=now
         )
