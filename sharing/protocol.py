@@ -41,12 +41,17 @@ def parse_bool(value: str | None) -> bool:
 
 
 def choose_format(header: str | None) -> str:
-    """`parquet` unless only `delta` was asked for (our tables need no delta-only feature)."""
+    """`delta` whenever the client accepts it, else `parquet`.
+
+    The 1.4.2 client offers both on its metadata probe and then reads delta answers through
+    delta-kernel (one plain GET per file) instead of many small fsspec range reads: a 1M-row
+    read costs 1.2x a direct deltalake read instead of 1.7x (bench/delta_sharing.py).
+    """
     formats = requested_formats(header)
-    if "parquet" in formats:
-        return "parquet"
     if "delta" in formats:
         return "delta"
+    if "parquet" in formats:
+        return "parquet"
     return ""
 
 
