@@ -1,11 +1,14 @@
 """Render every error as RFC 9457 problem details; nothing internal ever reaches a client."""
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from catalog.errors import (
@@ -31,6 +34,43 @@ _STATUS_SLUGS = {
     415: ("unsupported-media-type", "Unsupported media type"),
     429: ("too-many-requests", "Too many requests"),
 }
+
+
+class ProblemFieldError(BaseModel):
+    """One entry of a validation problem's `errors`."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+
+class Problem(BaseModel):
+    """The body of every error response outside the Delta Sharing protocol (for OpenAPI)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errorCode: str  # Delta Sharing member, shared with the protocol's error shape
+    message: str
+    errors: list[ProblemFieldError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the errors a route answers, so the document matches the wire.
+
+    They replace the framework's default 400 entry, whose JSON shape we never send.
+    """
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_JSON,
+            description=HTTPStatus(status).phrase,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
 
 
 def _problem_response(

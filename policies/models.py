@@ -10,10 +10,13 @@ from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
 from catalog.db import UtcDateTime
-from catalog.products.models import Email, Slug, Tier
+from catalog.products.models import Email, Slug, Tier, UtcInstant
 
 PRINCIPAL_PATTERN = r"^[a-z0-9][a-z0-9._@-]{0,99}$"
 PRODUCT_PATTERN = r"^(\*|[a-z][a-z0-9-]*)/(\*|[a-z][a-z0-9-]*)$"
+# Row ids are 32-bit integer columns (PostgreSQL `integer`): a larger id cannot exist, and
+# passing one to the driver fails with an overflow instead of "not found".
+MAX_ROW_ID = 2**31 - 1
 
 
 class Role(StrEnum):
@@ -309,8 +312,8 @@ class DuaCreate(BaseModel):
     )
     approval_reference: str = Field(min_length=1, max_length=200, description="IRB or approval id")
     document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    effective_from: datetime
-    expires_at: datetime
+    effective_from: UtcInstant
+    expires_at: UtcInstant
 
 
 class DuaRead(BaseModel):
@@ -338,7 +341,7 @@ class AccessRequestCreate(BaseModel):
 
     products: list[str] = Field(min_length=1, max_length=100)
     tier: Tier
-    dua_id: int
+    dua_id: int = Field(ge=1, le=MAX_ROW_ID)
     purpose: Purpose
     justification: str = Field(min_length=10, max_length=4000)
     requested_days: int = Field(default=365, ge=1, le=3650)

@@ -4,17 +4,19 @@ from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from sqlmodel import Session
 
 from catalog import pagination
 from catalog.clock import Clock
 from catalog.errors import InvalidParameter
 from catalog.events import Actor
+from catalog.problems import problem_responses
 from catalog.settings import Settings
 from policies import access, principals
 from policies.enforcer import PolicyEngine
 from policies.models import (
+    MAX_ROW_ID,
     AccessRequestCreate,
     AccessRequestPage,
     AccessRequestRead,
@@ -38,6 +40,14 @@ from policies.models import (
 ANY = {"permission": "authenticated"}  # fine-grained checks happen in the service
 Limit = Annotated[int | None, QueryParameter(ge=1)]
 Cursor = Annotated[str | None, QueryParameter(max_length=200)]
+RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
+# The errors each kind of route answers, documented as problem+json (429: too many
+# failed authentications from the caller's address or token).
+LIST_ERRORS = problem_responses(401, 403, 429)
+SEARCH_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)  # 404: unknown filter value
+READ_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)
+ACTION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
+WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429)
 
 
 def page_size(settings: Settings, limit: int | None) -> int:
@@ -59,7 +69,7 @@ class OrganizationController(Controller):
     path = "/api/v1/organizations"
     tags = ("governance",)
 
-    @get("/", sync_to_thread=True, opt={"permission": "organization:read"})
+    @get("/", sync_to_thread=True, opt={"permission": "organization:read"}, responses=LIST_ERRORS)
     def list_organizations(
         self, session: NamedDependency[Session], actor: NamedDependency[Actor]
     ) -> list[OrganizationCreate]:
@@ -69,7 +79,9 @@ class OrganizationController(Controller):
             for o in principals.list_organizations(session, actor=actor)
         ]
 
-    @post("/", sync_to_thread=True, opt={"permission": "organization:create"})
+    @post(
+        "/", sync_to_thread=True, opt={"permission": "organization:create"}, responses=WRITE_ERRORS
+    )
     def create_organization(
         self,
         data: JSONBody[OrganizationCreate],
@@ -88,14 +100,14 @@ class PrincipalController(Controller):
     path = "/api/v1/principals"
     tags = ("governance",)
 
-    @get("/", sync_to_thread=True, opt={"permission": "principal:read"})
+    @get("/", sync_to_thread=True, opt={"permission": "principal:read"}, responses=LIST_ERRORS)
     def list_principals(
         self, session: NamedDependency[Session], actor: NamedDependency[Actor]
     ) -> list[PrincipalRead]:
         """Every principal with roles."""
         return principals.list_principals(session, actor=actor)
 
-    @post("/", sync_to_thread=True, opt={"permission": "principal:create"})
+    @post("/", sync_to_thread=True, opt={"permission": "principal:create"}, responses=WRITE_ERRORS)
     def create_principal(
         self,
         data: JSONBody[PrincipalCreate],
@@ -114,6 +126,7 @@ class PrincipalController(Controller):
         sync_to_thread=True,
         status_code=200,
         opt={"permission": "principal:disable"},
+        responses=WRITE_ERRORS,
     )
     def disable_principal(
         self,
@@ -131,7 +144,7 @@ class PrincipalController(Controller):
         policy.invalidate()
         return principals.principal_read(session, principal)
 
-    @post("/{name:str}/tokens", sync_to_thread=True, opt=ANY)
+    @post("/{name:str}/tokens", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
     def create_token(
         self,
         name: FromPath[str],
@@ -145,7 +158,13 @@ class PrincipalController(Controller):
             session, name, days=data.days, description=data.description, actor=actor, clock=clock
         )
 
-    @post("/tokens/{token_id:str}/revoke", sync_to_thread=True, status_code=200, opt=ANY)
+    @post(
+        "/tokens/{token_id:str}/revoke",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=ACTION_ERRORS,
+    )
     def revoke_token(
         self,
         token_id: FromPath[str],
@@ -164,7 +183,7 @@ class DuaController(Controller):
     path = "/api/v1/duas"
     tags = ("governance",)
 
-    @get("/", sync_to_thread=True, opt=ANY)
+    @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_duas(
         self,
         session: NamedDependency[Session],
@@ -186,7 +205,7 @@ class DuaController(Controller):
         now = clock.now()
         return DuaPage(items=[access.dua_read(session, d, now) for d in items], next_cursor=nxt)
 
-    @post("/", sync_to_thread=True, opt={"permission": "dua:create"})
+    @post("/", sync_to_thread=True, opt={"permission": "dua:create"}, responses=WRITE_ERRORS)
     def create_dua(
         self,
         data: JSONBody[DuaCreate],
@@ -203,10 +222,11 @@ class DuaController(Controller):
         sync_to_thread=True,
         status_code=200,
         opt={"permission": "dua:revoke"},
+        responses=WRITE_ERRORS,
     )
     def revoke_dua(
         self,
-        dua_id: FromPath[int],
+        dua_id: RowId,
         data: JSONBody[Decision],
         session: NamedDependency[Session],
         actor: NamedDependency[Actor],
@@ -223,7 +243,7 @@ class AccessRequestController(Controller):
     path = "/api/v1/access-requests"
     tags = ("governance",)
 
-    @get("/", sync_to_thread=True, opt=ANY)
+    @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_requests(
         self,
         session: NamedDependency[Session],
@@ -249,7 +269,7 @@ class AccessRequestController(Controller):
             items=[access.request_read(session, r) for r in items], next_cursor=nxt
         )
 
-    @post("/", sync_to_thread=True, opt=ANY)
+    @post("/", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
     def create_request(
         self,
         data: JSONBody[AccessRequestCreate],
@@ -262,20 +282,26 @@ class AccessRequestController(Controller):
         request = access.create_request(session, data, actor=actor, policy=policy, clock=clock)
         return access.request_read(session, request)
 
-    @get("/{request_id:int}", sync_to_thread=True, opt=ANY)
+    @get("/{request_id:int}", sync_to_thread=True, opt=ANY, responses=READ_ERRORS)
     def get_request(
         self,
-        request_id: FromPath[int],
+        request_id: RowId,
         session: NamedDependency[Session],
         actor: NamedDependency[Actor],
     ) -> AccessRequestRead:
         """One request with its comments."""
         return access.request_read(session, access.get_request(session, request_id, actor=actor))
 
-    @post("/{request_id:int}/approve", sync_to_thread=True, status_code=200, opt=ANY)
+    @post(
+        "/{request_id:int}/approve",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=WRITE_ERRORS,
+    )
     def approve(
         self,
-        request_id: FromPath[int],
+        request_id: RowId,
         data: JSONBody[Decision],
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
@@ -299,10 +325,16 @@ class AccessRequestController(Controller):
             next_cursor=None,
         )
 
-    @post("/{request_id:int}/deny", sync_to_thread=True, status_code=200, opt=ANY)
+    @post(
+        "/{request_id:int}/deny",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=WRITE_ERRORS,
+    )
     def deny(
         self,
-        request_id: FromPath[int],
+        request_id: RowId,
         data: JSONBody[Decision],
         session: NamedDependency[Session],
         actor: NamedDependency[Actor],
@@ -314,10 +346,16 @@ class AccessRequestController(Controller):
         )
         return access.request_read(session, request)
 
-    @post("/{request_id:int}/withdraw", sync_to_thread=True, status_code=200, opt=ANY)
+    @post(
+        "/{request_id:int}/withdraw",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=ACTION_ERRORS,
+    )
     def withdraw(
         self,
-        request_id: FromPath[int],
+        request_id: RowId,
         session: NamedDependency[Session],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
@@ -326,10 +364,10 @@ class AccessRequestController(Controller):
         request = access.withdraw_request(session, request_id, actor=actor, clock=clock)
         return access.request_read(session, request)
 
-    @post("/{request_id:int}/comments", sync_to_thread=True, opt=ANY)
+    @post("/{request_id:int}/comments", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
     def comment(
         self,
-        request_id: FromPath[int],
+        request_id: RowId,
         data: JSONBody[CommentCreate],
         session: NamedDependency[Session],
         actor: NamedDependency[Actor],
@@ -346,7 +384,7 @@ class GrantController(Controller):
     path = "/api/v1/grants"
     tags = ("governance",)
 
-    @get("/", sync_to_thread=True, opt=ANY)
+    @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_grants(
         self,
         session: NamedDependency[Session],
@@ -377,10 +415,10 @@ class GrantController(Controller):
             next_cursor=nxt,
         )
 
-    @get("/{grant_id:int}", sync_to_thread=True, opt=ANY)
+    @get("/{grant_id:int}", sync_to_thread=True, opt=ANY, responses=READ_ERRORS)
     def get_grant(
         self,
-        grant_id: FromPath[int],
+        grant_id: RowId,
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         actor: NamedDependency[Actor],
@@ -390,10 +428,16 @@ class GrantController(Controller):
         grant = access.get_grant(session, grant_id, actor=actor)
         return access.grant_read(session, grant, settings=settings, now=clock.now())
 
-    @post("/{grant_id:int}/revoke", sync_to_thread=True, status_code=200, opt=ANY)
+    @post(
+        "/{grant_id:int}/revoke",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=WRITE_ERRORS,
+    )
     def revoke(
         self,
-        grant_id: FromPath[int],
+        grant_id: RowId,
         data: JSONBody[Decision],
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
@@ -404,10 +448,16 @@ class GrantController(Controller):
         grant = access.revoke_grant(session, grant_id, reason=data.reason, actor=actor, clock=clock)
         return access.grant_read(session, grant, settings=settings, now=clock.now())
 
-    @post("/{grant_id:int}/review", sync_to_thread=True, status_code=200, opt=ANY)
+    @post(
+        "/{grant_id:int}/review",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=WRITE_ERRORS,
+    )
     def review(
         self,
-        grant_id: FromPath[int],
+        grant_id: RowId,
         data: JSONBody[Decision],
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],

@@ -133,7 +133,8 @@ def signed_file(
     signature = request.query_params.get("X-Amz-Signature", "")
     now = clock.now()
     if expires < now.timestamp() or not hmac.compare_digest(
-        signature, mac(signing_key(settings), _signed_message(relative, expires, recipient))
+        signature.encode(),
+        mac(signing_key(settings), _signed_message(relative, expires, recipient)).encode(),
     ):
         raise refused
     root = Path(settings.storage_root).resolve()

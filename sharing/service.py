@@ -199,7 +199,7 @@ def page_offset(key: bytes, scope: str, token: str | None) -> int:
     if not token:
         return 0
     payload, _, signature = token.partition(".")
-    if not hmac.compare_digest(signature, mac(key, payload)):
+    if not hmac.compare_digest(signature.encode(), mac(key, payload).encode()):
         raise InvalidParameter("invalid pageToken")
     try:
         token_scope, offset = json.loads(base64.urlsafe_b64decode(payload.encode()))

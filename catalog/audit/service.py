@@ -75,8 +75,11 @@ class AuditQuery:
 
 
 def utc(moment: datetime) -> datetime:
-    """An aware UTC datetime; naive input is taken as UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """An aware UTC datetime; naive input is taken as UTC; one UTC cannot hold is refused."""
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidParameter(f"{moment.isoformat()} is outside the range of UTC times") from None
 
 
 def check_product(ref: str) -> str:

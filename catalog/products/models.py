@@ -1,7 +1,7 @@
 """Catalog entities: domains (facilities or clinical domains), data products and their versions."""
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -33,6 +33,23 @@ def _check_semver(value: str) -> str:
 
 
 VersionText = Annotated[str, Field(max_length=32), AfterValidator(_check_semver)]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A client's instant in UTC (naive means UTC, as in the CLI).
+
+    Converting here makes an instant that UTC cannot hold (year 1 or 9999 with an offset) a
+    field error instead of an OverflowError when it is stored or compared.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+UtcInstant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class DomainKind(StrEnum):
@@ -476,7 +493,7 @@ class LifecycleChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=4000)
-    served_until: datetime | None = Field(
+    served_until: UtcInstant | None = Field(
         default=None, description="Deprecation only: served until then (default: notice period)."
     )
 

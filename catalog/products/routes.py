@@ -11,6 +11,7 @@ from sqlmodel import Session
 from catalog.clock import Clock
 from catalog.events import Actor
 from catalog.pagination import page_size
+from catalog.problems import problem_responses
 from catalog.products import service
 from catalog.products.models import (
     DomainCreate,
@@ -31,6 +32,12 @@ from catalog.settings import Settings
 PRODUCT = "/{domain:str}/{name:str}"
 WRITE = {"permission": "product:write"}
 VERSION = PRODUCT + "/versions/{version:str}"
+# The errors each kind of route answers, documented as problem+json (429: too many
+# failed authentications from the caller's address or token).
+LIST_ERRORS = problem_responses(401, 403, 429)
+SEARCH_ERRORS = problem_responses(400, 401, 403, 422, 429)
+READ_ERRORS = problem_responses(400, 401, 403, 404, 429)
+WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429)
 
 
 class DomainController(Controller):
@@ -39,12 +46,12 @@ class DomainController(Controller):
     path = "/api/v1/domains"
     tags = ("domains",)
 
-    @get("/", sync_to_thread=True, opt={"permission": "catalog:read"})
+    @get("/", sync_to_thread=True, opt={"permission": "catalog:read"}, responses=LIST_ERRORS)
     def list_domains(self, session: NamedDependency[Session]) -> list[DomainRead]:
         """All domains, by name."""
         return [service.domain_read(d) for d in service.list_domains(session)]
 
-    @post("/", sync_to_thread=True, opt={"permission": "domain:create"})
+    @post("/", sync_to_thread=True, opt={"permission": "domain:create"}, responses=WRITE_ERRORS)
     def create_domain(
         self,
         data: JSONBody[DomainCreate],
@@ -55,12 +62,22 @@ class DomainController(Controller):
         """Register a facility or clinical domain."""
         return service.domain_read(service.create_domain(session, data, actor=actor, clock=clock))
 
-    @get("/{domain:str}", sync_to_thread=True, opt={"permission": "catalog:read"})
+    @get(
+        "/{domain:str}",
+        sync_to_thread=True,
+        opt={"permission": "catalog:read"},
+        responses=READ_ERRORS,
+    )
     def get_domain(self, domain: FromPath[str], session: NamedDependency[Session]) -> DomainRead:
         """One domain."""
         return service.domain_read(service.get_domain(session, domain))
 
-    @post("/{domain:str}/products", sync_to_thread=True, opt={"permission": "product:write"})
+    @post(
+        "/{domain:str}/products",
+        sync_to_thread=True,
+        opt={"permission": "product:write"},
+        responses=WRITE_ERRORS,
+    )
     def create_product(
         self,
         domain: FromPath[str],
@@ -80,7 +97,7 @@ class ProductController(Controller):
     path = "/api/v1/products"
     tags = ("products",)
 
-    @get("/", sync_to_thread=True, opt={"permission": "catalog:read"})
+    @get("/", sync_to_thread=True, opt={"permission": "catalog:read"}, responses=SEARCH_ERRORS)
     def search_products(
         self,
         session: NamedDependency[Session],
@@ -106,14 +123,20 @@ class ProductController(Controller):
             items=[service.product_read(p) for p in page.items], next_cursor=page.next_cursor
         )
 
-    @get(PRODUCT, sync_to_thread=True, opt={"permission": "catalog:read"})
+    @get(PRODUCT, sync_to_thread=True, opt={"permission": "catalog:read"}, responses=READ_ERRORS)
     def get_product(
         self, domain: FromPath[str], name: FromPath[str], session: NamedDependency[Session]
     ) -> ProductDetail:
         """A product with its versions."""
         return service.product_detail(service.get_product(session, domain, name))
 
-    @post(PRODUCT + "/deprecate", sync_to_thread=True, status_code=200, opt=WRITE)
+    @post(
+        PRODUCT + "/deprecate",
+        sync_to_thread=True,
+        status_code=200,
+        opt=WRITE,
+        responses=WRITE_ERRORS,
+    )
     def deprecate_product(
         self,
         domain: FromPath[str],
@@ -130,7 +153,9 @@ class ProductController(Controller):
         )
         return service.product_detail(product)
 
-    @post(PRODUCT + "/retire", sync_to_thread=True, status_code=200, opt=WRITE)
+    @post(
+        PRODUCT + "/retire", sync_to_thread=True, status_code=200, opt=WRITE, responses=WRITE_ERRORS
+    )
     def retire_product(
         self,
         domain: FromPath[str],
@@ -154,7 +179,7 @@ class ProductController(Controller):
         )
         return service.product_detail(product)
 
-    @post(PRODUCT + "/versions", sync_to_thread=True, opt=WRITE)
+    @post(PRODUCT + "/versions", sync_to_thread=True, opt=WRITE, responses=WRITE_ERRORS)
     def register_version(
         self,
         domain: FromPath[str],
@@ -170,7 +195,7 @@ class ProductController(Controller):
             service.register_version(session, product, data, actor=actor, clock=clock)
         )
 
-    @get(VERSION, sync_to_thread=True, opt={"permission": "catalog:read"})
+    @get(VERSION, sync_to_thread=True, opt={"permission": "catalog:read"}, responses=READ_ERRORS)
     def get_version(
         self,
         domain: FromPath[str],
@@ -181,7 +206,13 @@ class ProductController(Controller):
         """One version with its schema and SLA."""
         return service.version_read(service.get_version(session, domain, name, version))
 
-    @post(VERSION + "/deprecate", sync_to_thread=True, status_code=200, opt=WRITE)
+    @post(
+        VERSION + "/deprecate",
+        sync_to_thread=True,
+        status_code=200,
+        opt=WRITE,
+        responses=WRITE_ERRORS,
+    )
     def deprecate_version(
         self,
         domain: FromPath[str],
@@ -211,7 +242,9 @@ class ProductController(Controller):
             version=service.version_read(found), served_until=until, affected_grants=notified
         )
 
-    @post(VERSION + "/retire", sync_to_thread=True, status_code=200, opt=WRITE)
+    @post(
+        VERSION + "/retire", sync_to_thread=True, status_code=200, opt=WRITE, responses=WRITE_ERRORS
+    )
     def retire_version(
         self,
         domain: FromPath[str],

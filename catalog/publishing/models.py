@@ -1,12 +1,13 @@
 """Publishing records: quarantined input records and the publishing API shapes."""
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Index
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from catalog.products.models import UtcInstant
 
 
 class QuarantineRecord(SQLModel, table=True):
@@ -44,7 +45,7 @@ class PublishRequest(BaseModel):
         description="Server-side path (under an allowed source root) of a FHIR Bulk export folder, "
         "a Parquet file or a Delta table.",
     )
-    extracted_at: datetime | None = Field(
+    extracted_at: UtcInstant | None = Field(
         default=None,
         description="When the source was extracted; the reference date for the 90+ age rule. "
         "Defaults to the export manifest's transactionTime, else the publish time.",

@@ -5,11 +5,14 @@ from typing import Annotated
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
+from pydantic import ValidationError
 from sqlmodel import Session
 
 from catalog.clock import Clock
+from catalog.errors import FieldError, ValidationFailed
 from catalog.events import Actor
 from catalog.pagination import page_size
+from catalog.problems import problem_responses
 from catalog.products import service as products
 from catalog.products.models import VersionRead
 from catalog.publishing import service
@@ -18,6 +21,10 @@ from catalog.settings import Settings
 
 VERSION = "/{domain:str}/{name:str}/versions/{version:str}"
 PUBLISH = {"permission": "version:publish"}
+# Documented as problem+json; 403 also covers a source outside the allowed roots, 429 too
+# many failed authentications.
+WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429)
+READ_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)
 
 
 class PublishingController(Controller):
@@ -26,7 +33,13 @@ class PublishingController(Controller):
     path = "/api/v1/products"
     tags = ("publishing",)
 
-    @post(VERSION + "/publish", sync_to_thread=True, status_code=200, opt=PUBLISH)
+    @post(
+        VERSION + "/publish",
+        sync_to_thread=True,
+        status_code=200,
+        opt=PUBLISH,
+        responses=WRITE_ERRORS,
+    )
     def publish(
         self,
         domain: FromPath[str],
@@ -52,7 +65,13 @@ class PublishingController(Controller):
         )
         return products.version_read(published)
 
-    @post(VERSION + "/reconvert", sync_to_thread=True, status_code=201, opt=PUBLISH)
+    @post(
+        VERSION + "/reconvert",
+        sync_to_thread=True,
+        status_code=201,
+        opt=PUBLISH,
+        responses=WRITE_ERRORS,
+    )
     def reconvert(
         self,
         domain: FromPath[str],
@@ -66,15 +85,27 @@ class PublishingController(Controller):
     ) -> VersionRead:
         """Rebuild a version from its raw files as a new patch version."""
         found = products.get_version(session, domain, name, version)
-        rebuilt = service.reconvert_version(
-            session, found, view=data.view, settings=settings, clock=clock, actor=actor
-        )
+        try:
+            rebuilt = service.reconvert_version(
+                session, found, view=data.view, settings=settings, clock=clock, actor=actor
+            )
+        except ValidationError as exc:
+            # The service re-validates the version with the new view and lets pydantic's error
+            # through; a view from the request that does not fit is the client's 422, not a 500.
+            if data.view is None:
+                raise
+            errors = [
+                FieldError("view", str(e["msg"]).removeprefix("Value error, "))
+                for e in exc.errors()
+            ]
+            raise ValidationFailed("; ".join(e.message for e in errors), errors=errors) from None
         return products.version_read(rebuilt)
 
     @get(
         "/{domain:str}/{name:str}/quarantine",
         sync_to_thread=True,
         opt={"permission": "quarantine:read"},
+        responses=READ_ERRORS,
     )
     def quarantine(
         self,
