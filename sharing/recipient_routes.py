@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from catalog.clock import Clock
 from catalog.events import Actor
+from catalog.problems import problem_responses
 from catalog.settings import Settings
 from sharing import recipients
 from sharing.files import PREFIX
@@ -24,6 +25,9 @@ from sharing.protocol import dumps
 from sharing.routes import client_address
 
 Organization = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+
+
+ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429, 503)
 
 
 class TokenRotate(BaseModel):
@@ -99,7 +103,7 @@ class RecipientController(Controller):
     path = "/api/v1/recipients/{organization:str}"
     tags = ("sharing",)
 
-    @get("/tokens", sync_to_thread=True, opt={"permission": "recipient:read"})
+    @get("/tokens", sync_to_thread=True, opt={"permission": "recipient:read"}, responses=ERRORS)
     def list_tokens(
         self, organization: Organization, session: NamedDependency[Session]
     ) -> list[TokenRead]:
@@ -107,7 +111,7 @@ class RecipientController(Controller):
         org = recipients.recipient_named(session, organization)
         return [_token(t) for t in recipients.list_tokens(session, org)]
 
-    @post("/tokens", sync_to_thread=True, opt={"permission": "recipient:manage"})
+    @post("/tokens", sync_to_thread=True, opt={"permission": "recipient:manage"}, responses=ERRORS)
     def rotate(
         self,
         organization: Organization,
@@ -132,7 +136,12 @@ class RecipientController(Controller):
             token=_token(token), profile=recipients.profile(endpoint, token, credential)
         )
 
-    @post("/tokens/revoke", sync_to_thread=True, opt={"permission": "recipient:manage"})
+    @post(
+        "/tokens/revoke",
+        sync_to_thread=True,
+        opt={"permission": "recipient:manage"},
+        responses=ERRORS,
+    )
     def revoke(
         self,
         organization: Organization,
@@ -147,7 +156,12 @@ class RecipientController(Controller):
             session, org, token_id=data.token_id, actor=actor, now=clock.now()
         )
 
-    @post("/activation-links", sync_to_thread=True, opt={"permission": "recipient:manage"})
+    @post(
+        "/activation-links",
+        sync_to_thread=True,
+        opt={"permission": "recipient:manage"},
+        responses=ERRORS,
+    )
     def create_activation(
         self,
         organization: Organization,
@@ -174,7 +188,7 @@ class RecipientController(Controller):
             expires_at=activation.expires_at,
         )
 
-    @get("/networks", sync_to_thread=True, opt={"permission": "recipient:read"})
+    @get("/networks", sync_to_thread=True, opt={"permission": "recipient:read"}, responses=ERRORS)
     def get_networks(
         self, organization: Organization, session: NamedDependency[Session]
     ) -> Networks:
@@ -182,7 +196,7 @@ class RecipientController(Controller):
         org = recipients.recipient_named(session, organization)
         return Networks(cidrs=recipients.networks(session, org))
 
-    @put("/networks", sync_to_thread=True, opt={"permission": "recipient:manage"})
+    @put("/networks", sync_to_thread=True, opt={"permission": "recipient:manage"}, responses=ERRORS)
     def set_networks(
         self,
         organization: Organization,
@@ -206,7 +220,7 @@ class ActivationController(Controller):
     path = PREFIX + "/activation/{secret:str}"
     tags = ("sharing",)
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, responses=ERRORS)
     def describe(
         self, secret: Secret, session: NamedDependency[Session], clock: NamedDependency[Clock]
     ) -> dict[str, Any]:
@@ -219,7 +233,7 @@ class ActivationController(Controller):
             "download": "POST to this URL to download the profile (once)",
         }
 
-    @post("/", sync_to_thread=True, status_code=200)
+    @post("/", sync_to_thread=True, status_code=200, responses=ERRORS)
     def download(
         self,
         request: Request[Any, Any, Any],

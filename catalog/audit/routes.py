@@ -15,6 +15,7 @@ from catalog import pagination
 from catalog.audit import chain, service
 from catalog.audit.models import AuditPage, DisclosureReport, VerifyReport
 from catalog.db import transaction
+from catalog.problems import problem_responses
 from catalog.settings import Settings
 
 READ = {"permission": "audit:read"}
@@ -48,13 +49,16 @@ def _query(
     )
 
 
+ERRORS = problem_responses(400, 401, 403, 404, 422, 429, 503)
+
+
 class AuditController(Controller):
     """The audit trail, for auditors and platform admins."""
 
     path = "/api/v1/audit"
     tags = ("audit",)
 
-    @get("/", sync_to_thread=True, opt=READ)
+    @get("/", sync_to_thread=True, opt=READ, responses=ERRORS)
     def list_events(
         self,
         session: NamedDependency[Session],
@@ -80,7 +84,13 @@ class AuditController(Controller):
         )
         return service.list_events(session, query, limit=size, cursor=cursor)
 
-    @get("/export", sync_to_thread=True, opt=READ, media_type="application/x-ndjson")
+    @get(
+        "/export",
+        sync_to_thread=True,
+        opt=READ,
+        media_type="application/x-ndjson",
+        responses=ERRORS,
+    )
     def export(
         self,
         engine: NamedDependency[Engine],
@@ -101,7 +111,7 @@ class AuditController(Controller):
 
         return Stream(lines(), media_type="application/x-ndjson")
 
-    @get("/disclosures", sync_to_thread=True, opt=READ)
+    @get("/disclosures", sync_to_thread=True, opt=READ, responses=ERRORS)
     def disclosures(
         self,
         session: NamedDependency[Session],
@@ -112,7 +122,7 @@ class AuditController(Controller):
         """Accounting of disclosures of a product: who read which versions, under which DUA."""
         return service.list_disclosures(session, product, since=since, until=until)
 
-    @get("/verify", sync_to_thread=True, opt=READ)
+    @get("/verify", sync_to_thread=True, opt=READ, responses=ERRORS)
     def verify(self, session: NamedDependency[Session]) -> VerifyReport:
         """Recompute the hash chain and check the checkpoints; names the first broken entry."""
         return chain.verify_chain(session)
