@@ -15,6 +15,7 @@ from urllib.parse import quote
 from litestar import Controller, Request, Response, get, head
 from litestar.di import NamedDependency
 from litestar.params import FromPath
+from litestar.response import File
 from sqlmodel import Session, select
 
 from catalog.clock import Clock
@@ -79,22 +80,29 @@ class FileController(Controller):
         path: FromPath[str],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
-    ) -> Response[bytes]:
-        """The file bytes, or the requested byte range (206)."""
+    ) -> Response[bytes] | File:
+        """The file (streamed from disk), or the requested byte range (206)."""
         file, size = signed_file(request, path, settings, clock)
+        if not request.headers.get("range"):  # whole files (delta-kernel): never held in memory
+            return File(
+                path=file,
+                filename=file.name,
+                media_type="application/octet-stream",
+                content_disposition_type="inline",
+                headers={"Accept-Ranges": "bytes"},
+            )
         start, end = _range(request.headers.get("range"), size)
         with file.open("rb") as handle:
             handle.seek(start)
             content = handle.read(end - start + 1)
-        headers = {"Accept-Ranges": "bytes", "Content-Length": str(len(content))}
-        status = 200
-        if request.headers.get("range"):
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            status = 206
         return Response(
             content=content,
-            status_code=status,
-            headers=headers,
+            status_code=206,
+            headers={
+                "Accept-Ranges": "bytes",
+                "Content-Length": str(len(content)),
+                "Content-Range": f"bytes {start}-{end}/{size}",
+            },
             media_type="application/octet-stream",
         )
 
