@@ -5,11 +5,9 @@ from typing import Annotated
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from catalog.clock import Clock
-from catalog.errors import FieldError, ValidationFailed
 from catalog.events import Actor
 from catalog.pagination import page_size
 from catalog.problems import problem_responses
@@ -85,20 +83,9 @@ class PublishingController(Controller):
     ) -> VersionRead:
         """Rebuild a version from its raw files as a new patch version."""
         found = products.get_version(session, domain, name, version)
-        try:
-            rebuilt = service.reconvert_version(
-                session, found, view=data.view, settings=settings, clock=clock, actor=actor
-            )
-        except ValidationError as exc:
-            # The service re-validates the version with the new view and lets pydantic's error
-            # through; a view from the request that does not fit is the client's 422, not a 500.
-            if data.view is None:
-                raise
-            errors = [
-                FieldError("view", str(e["msg"]).removeprefix("Value error, "))
-                for e in exc.errors()
-            ]
-            raise ValidationFailed("; ".join(e.message for e in errors), errors=errors) from None
+        rebuilt = service.reconvert_version(
+            session, found, view=data.view, settings=settings, clock=clock, actor=actor
+        )
         return products.version_read(rebuilt)
 
     @get(

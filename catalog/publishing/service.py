@@ -24,11 +24,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from pydantic import ValidationError
 from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
 from catalog.clock import Clock
-from catalog.errors import Conflict, Forbidden, InvalidParameter
+from catalog.errors import Conflict, FieldError, Forbidden, InvalidParameter, ValidationFailed
 from catalog.events import Actor
 from catalog.pagination import decode_cursor, encode_cursor
 from catalog.products import service as products
@@ -223,7 +224,13 @@ def reconvert_version(
             + (" with a corrected view." if view is not None else "."),
         }
     )
-    spec = VersionSpec.model_validate(spec.model_dump())
+    try:
+        spec = VersionSpec.model_validate(spec.model_dump())
+    except ValidationError as exc:  # a corrected view that does not fit the version: 422
+        errors = [
+            FieldError("view", str(e["msg"]).removeprefix("Value error, ")) for e in exc.errors()
+        ]
+        raise ValidationFailed("; ".join(e.message for e in errors), errors=errors) from None
     new = products.register_version(session, product, spec, actor=actor, clock=clock)
     lineage = {**version.lineage, "reconverted_from": version.version}
     kind = SourceKind(version.lineage["source_kind"])

@@ -330,3 +330,16 @@ def test_invalid_utf8_line_is_quarantined_with_its_line(
     assert [(r.rule, r.line) for r in records] == [("encoding", 2)]
     assert "invalid UTF-8" in records[0].detail
     assert version.counts["rows"] == len(GOOD)
+
+
+def test_reconvert_with_a_view_that_does_not_fit_is_a_clear_error(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    from catalog.errors import ValidationFailed
+
+    version = publish(session, patients_version, export_dir, publish_settings, clock)
+    session.commit()
+    with pytest.raises(ValidationFailed, match="view"):
+        service.reconvert_version(
+            session, version, view={"foo": 1}, settings=publish_settings, clock=clock, actor=ACTOR
+        )
