@@ -1,5 +1,6 @@
 """The composition root: `create_app(settings)` wires every router, dependency and handler."""
 
+import logging.config
 from collections.abc import Generator
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 import catalog
-from catalog.audit.context import RequestContextMiddleware
+from catalog.audit.context import RequestContextMiddleware, logging_config
 from catalog.audit.routes import AuditController
 from catalog.clock import Clock, SystemClock
 from catalog.db import engine_for, session_dependency
@@ -130,5 +131,14 @@ def create_app(
 
 
 def from_environment() -> Litestar:
-    """The app of `mesh serve --workers N`: each worker process builds it from MESH_* settings."""
-    return create_app(Settings())
+    """The app of `mesh serve --workers N`: each worker process builds it from MESH_* settings.
+
+    Logging is configured again here, after the app is built: casbin replaces the process's
+    logging configuration with its own, so worker lines lost the JSON shape and request ids.
+    """
+    settings = Settings()
+    app = create_app(settings)
+    logging.config.dictConfig(logging_config(json_lines=settings.log_format == "json"))
+    # As with one process: our middleware logs requests without query strings (URL signatures).
+    logging.getLogger("uvicorn.access").disabled = True
+    return app
