@@ -86,3 +86,10 @@ def session_dependency(engine: Engine) -> Generator[Session, None, None]:
     """Litestar dependency body: one transaction per request."""
     with transaction(engine) as session:
         yield session
+
+
+def saved_id(value: int | None) -> int:
+    """The id of a flushed or loaded row."""
+    if value is None:
+        raise RuntimeError("row has no id; flush before using it")
+    return value

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from catalog.clock import Clock
+from catalog.db import saved_id
 from catalog.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from catalog.events import Actor, record_event
 from catalog.pagination import decode_cursor, encode_cursor
@@ -233,7 +234,7 @@ def _own_org_id(session: Session, actor: Actor) -> int:
     org_name = actor.organization if isinstance(actor, Caller) else None
     if not org_name:
         raise Forbidden("only members of a consumer organization act for one")
-    return _saved(get_organization(session, org_name).id)
+    return saved_id(get_organization(session, org_name).id)
 
 
 def create_request(
@@ -280,7 +281,7 @@ def create_request(
     session.flush()
     for _, product in found:
         session.add(
-            AccessRequestProduct(request_id=_saved(request.id), product_id=_saved(product.id))
+            AccessRequestProduct(request_id=saved_id(request.id), product_id=saved_id(product.id))
         )
     record_event(
         session,
@@ -359,7 +360,7 @@ def approve_request(
         raise Forbidden("four-eyes rule: a request cannot be approved by its requester")
     if request.tier == Tier.FULL and not (reason and reason.strip()):
         raise InvalidParameter("approving full-tier access needs a reason naming the justification")
-    dua = get_dua(session, _saved(request.dua_id))
+    dua = get_dua(session, saved_id(request.dua_id))
     now = clock.now()
     for ref in request.products:
         check_minimum_necessary(
@@ -379,10 +380,10 @@ def approve_request(
         product = products.get_product(session, domain, name)
         grant = Grant(
             organization_id=request.organization_id,
-            product_id=_saved(product.id),
+            product_id=saved_id(product.id),
             tier=request.tier,
-            dua_id=_saved(dua.id),
-            request_id=_saved(request.id),
+            dua_id=saved_id(dua.id),
+            request_id=saved_id(request.id),
             approved_by=actor.name,
             justification=reason or request.justification,
             created_at=now,
@@ -749,13 +750,6 @@ def notify_version_change(
         )
     session.flush()
     return [g.id or 0 for g in live]
-
-
-def _saved(value: int | None) -> int:
-    """The id of a flushed row."""
-    if value is None:
-        raise RuntimeError("row has no id; flush before using it")
-    return value
 
 
 def _page(

@@ -224,9 +224,13 @@ def failure_keys(
     connection: ASGIConnection[Any, Any, Any, Any], credential: str | None, prefix: str
 ) -> tuple[str, str | None]:
     """What failed authentications are counted against: the client address and the token id."""
-    address = connection.client.host if connection.client else "unknown"
     token_id = token_id_of(credential, prefix)
-    return f"ip:{address}", f"token:{token_id}" if token_id else None
+    return f"ip:{client_address(connection)}", f"token:{token_id}" if token_id else None
+
+
+def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The socket peer's address (allow-lists and failure counts are judged on it)."""
+    return connection.client.host if connection.client else None
 
 
 ANONYMOUS = Actor("anonymous")

@@ -11,6 +11,7 @@ from sqlmodel import Session
 from catalog.clock import SystemClock
 from catalog.commands import Home, cli_actor, load_settings, out, unit_of_work
 from catalog.settings import Settings
+from policies.principals import get_organization
 from sharing import recipients
 from sharing.files import PREFIX
 
@@ -47,7 +48,7 @@ def recipient_rotate(
     """Issue a new token (profile rewritten); older tokens end after the grace period."""
     settings = load_settings(home)
     with unit_of_work(home) as session:
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         token, credential = recipients.rotate_token(
             session,
             org,
@@ -72,7 +73,7 @@ def recipient_revoke(
 ) -> None:
     """Revoke tokens: the next request with them is refused."""
     with unit_of_work(home) as session:
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         revoked = recipients.revoke_tokens(
             session, org, token_id=token, actor=cli_actor(), now=SystemClock().now()
         )
@@ -83,7 +84,7 @@ def recipient_revoke(
 def recipient_tokens(organization: str, home: Home = None) -> None:
     """List a recipient's tokens (ids and dates; secrets are never stored)."""
     with unit_of_work(home) as session:
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         for t in recipients.list_tokens(session, org):
             state = "revoked" if t.revoked_at else f"expires {t.expires_at.isoformat()}"
             out.print(f"{t.id}  created {t.created_at.isoformat()}  {state}")
@@ -100,7 +101,7 @@ def recipient_activation(
     """Print a one-time activation link from which the recipient downloads its profile."""
     settings = load_settings(home)
     with unit_of_work(home) as session:
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         activation, secret = recipients.create_activation(
             session,
             org,
@@ -125,7 +126,7 @@ def recipient_networks(
 ) -> None:
     """Show or set the CIDR ranges a recipient may call from."""
     with unit_of_work(home) as session:
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         if cidr or clear:
             current = recipients.set_networks(
                 session, org, list(cidr or []), actor=cli_actor(), now=SystemClock().now()
@@ -139,7 +140,7 @@ def write_profile(
     session: Session, settings: Settings, organization: str, *, days: int, endpoint: str | None
 ) -> tuple[Path, str]:
     """Issue a recipient token and write HOME/profiles/ORG.share (owner-readable only)."""
-    org = recipients.recipient_named(session, organization)
+    org = get_organization(session, organization)
     token, secret = recipients.issue_token(session, org, days=days, now=SystemClock().now())
     base = recipients.settings_profile_endpoint(settings, endpoint)
     return _write(settings, organization, recipients.profile(base, token, secret)), token.id

@@ -22,6 +22,7 @@ from catalog.clock import Clock
 from catalog.errors import Forbidden, InvalidParameter
 from catalog.events import Actor, record_now
 from catalog.settings import Settings
+from policies.auth import client_address
 from policies.models import Organization
 from sharing.presign import object_store_signer
 from sharing.protocol import HANDLERS
@@ -155,7 +156,7 @@ def signed_file(
         ).first()
         if organization is None:
             raise refused
-        check_network(session, organization, request.client.host if request.client else None)
+        check_network(session, organization, client_address(request))
     size = file.stat().st_size
     if request.method == "GET":
         product, tier = _product_of(relative)

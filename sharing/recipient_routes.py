@@ -19,10 +19,11 @@ from catalog.clock import Clock
 from catalog.events import Actor
 from catalog.problems import problem_responses
 from catalog.settings import Settings
+from policies.auth import client_address
+from policies.principals import get_organization
 from sharing import recipients
 from sharing.files import PREFIX
 from sharing.protocol import dumps
-from sharing.routes import client_address
 
 Organization = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
@@ -108,7 +109,7 @@ class RecipientController(Controller):
         self, organization: Organization, session: NamedDependency[Session]
     ) -> list[TokenRead]:
         """Every token of the recipient (ids and dates only)."""
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         return [_token(t) for t in recipients.list_tokens(session, org)]
 
     @post("/tokens", sync_to_thread=True, opt={"permission": "recipient:manage"}, responses=ERRORS)
@@ -122,7 +123,7 @@ class RecipientController(Controller):
         clock: NamedDependency[Clock],
     ) -> TokenIssued:
         """A new token; the older ones end after the grace period (never later than before)."""
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         token, credential = recipients.rotate_token(
             session,
             org,
@@ -151,7 +152,7 @@ class RecipientController(Controller):
         clock: NamedDependency[Clock],
     ) -> list[str]:
         """Revoke one token, or all live ones: effective on the next request."""
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         return recipients.revoke_tokens(
             session, org, token_id=data.token_id, actor=actor, now=clock.now()
         )
@@ -172,7 +173,7 @@ class RecipientController(Controller):
         clock: NamedDependency[Clock],
     ) -> ActivationIssued:
         """A link from which the recipient downloads its profile once."""
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         activation, secret = recipients.create_activation(
             session,
             org,
@@ -193,7 +194,7 @@ class RecipientController(Controller):
         self, organization: Organization, session: NamedDependency[Session]
     ) -> Networks:
         """The recipient's allow-list."""
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         return Networks(cidrs=recipients.networks(session, org))
 
     @put("/networks", sync_to_thread=True, opt={"permission": "recipient:manage"}, responses=ERRORS)
@@ -206,7 +207,7 @@ class RecipientController(Controller):
         clock: NamedDependency[Clock],
     ) -> Networks:
         """Replace the allow-list (applies to the protocol, file and activation endpoints)."""
-        org = recipients.recipient_named(session, organization)
+        org = get_organization(session, organization)
         cidrs = recipients.set_networks(session, org, data.cidrs, actor=actor, now=clock.now())
         return Networks(cidrs=cidrs)
 

@@ -18,7 +18,6 @@ from catalog.events import Actor, record_event
 from catalog.settings import Settings
 from policies.auth import new_secret, secret_matches, split_secret
 from policies.models import Organization
-from policies.principals import get_organization
 from sharing.models import RecipientActivation, RecipientNetwork, RecipientToken
 
 TOKEN_PREFIX = "dsr_"  # noqa: S105  (a prefix, not a secret)
@@ -298,11 +297,6 @@ def check_address(allowed: list[str] | tuple[str, ...], client: str | None) -> N
         address = address.ipv4_mapped
     if not any(address in ipaddress.ip_network(cidr) for cidr in allowed):
         raise Forbidden("requests from this address are not allowed for this recipient")
-
-
-def recipient_named(session: Session, name: str) -> Organization:
-    """The organisation (recipient) of that name, or NotFound."""
-    return get_organization(session, name)
 
 
 def settings_profile_endpoint(settings: Settings, endpoint: str | None) -> str:

@@ -20,7 +20,7 @@ from catalog.errors import InvalidParameter, NotFound, Unauthenticated
 from catalog.events import Actor, record_now
 from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
-from policies.auth import bearer, failure_keys, record_auth_failure
+from policies.auth import bearer, client_address, failure_keys, record_auth_failure
 from policies.enforcer import PolicyEngine
 from sharing import delta, predicates, protocol, recipients, service
 from sharing.files import PREFIX, expiry, file_url
@@ -31,11 +31,6 @@ TABLE = "/shares/{share:str}/schemas/{schema:str}/tables/{table:str}"
 MaxResults = Annotated[int | None, QueryParameter(name="maxResults")]
 PageToken = Annotated[str | None, QueryParameter(name="pageToken", max_length=500)]
 Timestamp = Annotated[str | None, QueryParameter(max_length=64)]
-
-
-def client_address(request: Request[Any, Any, Any]) -> str | None:
-    """The socket peer's address (the allow-list is judged on it)."""
-    return request.client.host if request.client else None
 
 
 def _visible(

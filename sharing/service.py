@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from catalog.db import saved_id
 from catalog.errors import InvalidParameter, NotFound
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
 from catalog.settings import Settings
@@ -126,8 +127,8 @@ def shared_tables(
             versions=tuple(v for v, _, _ in versions),
             product=f"{domain_name}/{product_name}",
             product_versions={v: semver for v, _, semver in versions},
-            grant_id=_saved(grant.id),
-            dua_id=_saved(dua.id),
+            grant_id=saved_id(grant.id),
+            dua_id=saved_id(dua.id),
             purpose=str(purpose),
         )
     return [tables[k] for k in sorted(tables)]
@@ -148,11 +149,6 @@ def _served_versions(
         if tier_tables and product_id is not None:
             out.setdefault(product_id, []).append((semver, dict(tier_tables)))
     return out
-
-
-def _saved(value: int | None) -> int:
-    assert value is not None  # noqa: S101  (rows read from the database have ids)
-    return value
 
 
 def find_table(tables: list[SharedTable], share: str, schema: str, name: str) -> SharedTable:
