@@ -46,18 +46,23 @@ class SharedTable:
     table_id: str
     tier: str
     location: str
-    versions: tuple[int, ...]
+    # Visible Delta version -> the product version (semver) it holds.
+    product_versions: dict[int, str]
     # What the audit trail and the accounting of disclosures need about the grant behind it.
     product: str
-    product_versions: dict[int, str]
     grant_id: int
     dua_id: int
     purpose: str
 
     @property
+    def versions(self) -> list[int]:
+        """Visible Delta versions, oldest first."""
+        return sorted(self.product_versions)
+
+    @property
     def current_version(self) -> int:
         """Newest visible Delta version."""
-        return self.versions[-1]
+        return max(self.product_versions)
 
 
 def shared_tables(
@@ -124,7 +129,6 @@ def shared_tables(
             table_id=stable_id(f"{organization.name}/{grant.product_id}/{tier}"),
             tier=tier,
             location=versions[-1][1],
-            versions=tuple(v for v, _, _ in versions),
             product=f"{domain_name}/{product_name}",
             product_versions={v: semver for v, _, semver in versions},
             grant_id=saved_id(grant.id),
