@@ -32,6 +32,7 @@ from policies.access import notify_version_change
 from policies.auth import ENV_ADMIN, Authenticator, BearerAuthMiddleware
 from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, PolicyEngine, permission_guard
 from policies.routes import CONTROLLERS as GOVERNANCE
+from sharing.cache import GovernanceCache
 from sharing.files import FileController
 from sharing.recipient_routes import CONTROLLERS as RECIPIENTS
 from sharing.routes import SharingController
@@ -127,6 +128,7 @@ def create_app(
     app.state.clock = the_clock
     app.state.authenticator = Authenticator(settings=settings, policy=policy, clock=the_clock)
     app.state.limiter = limiter
+    app.state.governance_cache = GovernanceCache()
     return app
 
 

@@ -5,7 +5,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, String, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -90,6 +90,22 @@ class PolicyRevision(SQLModel, table=True):
     id: int = SQLField(default=1, primary_key=True)
     revision: int = 0
     changed_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
+
+
+class GovernanceRevision(SQLModel, table=True):
+    """A counter that database triggers bump whenever anything a recipient's access rests on
+    changes (tokens, allow-lists, organisations, DUAs, requests, grants, products, versions).
+
+    The sharing server reuses what it read while the counter stays put, so a change made by any
+    process (API worker, CLI, migration) reaches the next request without a per-request reload.
+    Bumped in the changing transaction itself (PostgreSQL: a deferred trigger, so the row is
+    locked only while that transaction commits), hence never ahead of the data it stands for.
+    """
+
+    __tablename__ = "governance_revision"
+
+    id: int = SQLField(default=1, primary_key=True)
+    revision: int = SQLField(default=0, sa_type=BigInteger)
 
 
 class Organization(SQLModel, table=True):

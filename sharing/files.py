@@ -16,17 +16,16 @@ from litestar import Controller, Request, Response, get, head
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import File
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from catalog.clock import Clock
 from catalog.errors import Forbidden, InvalidParameter
 from catalog.events import Actor, record_now
 from catalog.settings import Settings
 from policies.auth import client_address
-from policies.models import Organization
 from sharing.presign import object_store_signer
 from sharing.protocol import HANDLERS
-from sharing.recipients import check_network
+from sharing.recipients import check_address, networks_of
 from sharing.service import mac, signing_key
 
 PREFIX = "/delta-sharing"
@@ -151,12 +150,11 @@ def signed_file(
     if root not in file.parents or not file.is_file():
         raise refused
     with Session(request.app.state.engine) as session:
-        organization = session.exec(
-            select(Organization).where(Organization.name == recipient)
-        ).first()
-        if organization is None:
-            raise refused
-        check_network(session, organization, client_address(request))
+        cache = request.app.state.governance_cache.view(session)
+        allowed = cache.get(("networks", recipient), lambda: networks_of(session, recipient))
+    if allowed is None:
+        raise refused
+    check_address(allowed, client_address(request))
     size = file.stat().st_size
     if request.method == "GET":
         product, tier = _product_of(relative)

@@ -18,6 +18,7 @@ from catalog.events import Actor, record_event
 from catalog.settings import Settings
 from policies.auth import new_secret, secret_matches, split_secret
 from policies.models import Organization
+from sharing.cache import CacheView
 from sharing.models import RecipientActivation, RecipientNetwork, RecipientToken
 
 TOKEN_PREFIX = "dsr_"  # noqa: S105  (a prefix, not a secret)
@@ -128,18 +129,24 @@ def _live_tokens(session: Session, organization: Organization, now: datetime) ->
     ]
 
 
-def authenticate(session: Session, credential: str | None, *, now: datetime) -> Recipient:
-    """The recipient behind a bearer token, or Unauthenticated (one message for every cause)."""
+def authenticate(
+    session: Session, credential: str | None, *, now: datetime, cache: CacheView | None = None
+) -> Recipient:
+    """The recipient behind a bearer token, or Unauthenticated (one message for every cause).
+
+    With `cache`, the token's row may come from this governance revision's cache; the secret,
+    revocation and expiry are checked on every call either way.
+    """
     refused = Unauthenticated("missing, invalid, expired or revoked bearer token")
     parts = split_secret(credential or "", TOKEN_PREFIX)
     if parts is None:
         raise refused
-    found = session.execute(  # token, organisation and allow-list in one round trip
-        select(RecipientToken, Organization, RecipientNetwork.cidrs)
-        .join(Organization, col(Organization.id) == RecipientToken.organization_id)
-        .outerjoin(RecipientNetwork, col(RecipientNetwork.organization_id) == Organization.id)
-        .where(col(RecipientToken.id) == parts[0])
-    ).first()
+    token_id = parts[0]
+    found = (
+        cache.get(("token", token_id), lambda: _token_row(session, token_id))
+        if cache is not None
+        else _token_row(session, token_id)
+    )
     if found is None:
         raise refused
     token, organization, cidrs = found
@@ -149,7 +156,23 @@ def authenticate(session: Session, credential: str | None, *, now: datetime) -> 
         or token.expires_at <= now
     ):
         raise refused
-    return Recipient(organization=organization, token_id=token.id, cidrs=tuple(cidrs or ()))
+    return Recipient(organization=organization, token_id=token.id, cidrs=cidrs)
+
+
+def _token_row(
+    session: Session, token_id: str
+) -> tuple[RecipientToken, Organization, tuple[str, ...]] | None:
+    """A token with its organisation and allow-list, in one round trip."""
+    found = session.execute(
+        select(RecipientToken, Organization, RecipientNetwork.cidrs)
+        .join(Organization, col(Organization.id) == RecipientToken.organization_id)
+        .outerjoin(RecipientNetwork, col(RecipientNetwork.organization_id) == Organization.id)
+        .where(col(RecipientToken.id) == token_id)
+    ).first()
+    if found is None:
+        return None
+    token, organization, cidrs = found
+    return token, organization, tuple(cidrs or ())
 
 
 # --- activation links ----------------------------------------------------------------------------
@@ -278,6 +301,16 @@ def networks(session: Session, organization: Organization) -> list[str]:
     """A recipient's allow-list (empty: any address)."""
     row = session.get(RecipientNetwork, organization.id)
     return list(row.cidrs) if row else []
+
+
+def networks_of(session: Session, name: str) -> tuple[str, ...] | None:
+    """The allow-list of the recipient called `name`; None when there is no such recipient."""
+    row = session.execute(
+        select(Organization.id, RecipientNetwork.cidrs)
+        .outerjoin(RecipientNetwork, col(RecipientNetwork.organization_id) == Organization.id)
+        .where(Organization.name == name)
+    ).first()
+    return None if row is None else tuple(row[1] or ())
 
 
 def check_network(session: Session, organization: Organization, client: str | None) -> None:

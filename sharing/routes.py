@@ -41,6 +41,9 @@ def _visible(
 ) -> tuple[recipients.Recipient, list[SharedTable]]:
     """Token -> recipient -> network -> live grants: re-checked on every request.
 
+    The rows behind those checks are reused while the governance revision holds
+    (`sharing.cache`); the checks themselves run every time.
+
     Failed authentications are audited in their own transaction and counted per address and
     token id; too many lock both out for a while (429). The session is opened and closed in the
     handler's own thread: a connection is never held while waiting for another worker.
@@ -51,8 +54,9 @@ def _visible(
         keys = failure_keys(request, credential, recipients.TOKEN_PREFIX)
         limiter: FailureLimiter = request.app.state.limiter
         limiter.check(*keys)
+        cache = request.app.state.governance_cache.view(session)
         try:
-            recipient = recipients.authenticate(session, credential, now=now)
+            recipient = recipients.authenticate(session, credential, now=now, cache=cache)
         except Unauthenticated as refused:
             limiter.failed(*keys)
             record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
@@ -60,7 +64,7 @@ def _visible(
         address = client_address(request)
         recipients.check_address(recipient.cidrs, address)
         tables = service.shared_tables(
-            session, recipient.organization, settings=settings, policy=policy, now=now
+            session, recipient.organization, settings=settings, policy=policy, now=now, cache=cache
         )
     return recipient, tables
 

@@ -25,7 +25,8 @@ from catalog.products.models import DataProduct, Domain, ProductVersion, Version
 from catalog.settings import Settings
 from policies.access import PolicyRefusal, check_minimum_necessary, grant_state, readable
 from policies.enforcer import PolicyEngine
-from policies.models import AccessRequest, Dua, Grant, Organization
+from policies.models import AccessRequest, Dua, Grant, Organization, Purpose
+from sharing.cache import CacheView
 
 SERVED = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
 NAMESPACE = uuid.UUID("8f1d2c3e-4b5a-4c6d-9e8f-0a1b2c3d4e5f")
@@ -65,6 +66,31 @@ class SharedTable:
         return max(self.product_versions)
 
 
+@dataclass(frozen=True)
+class GrantFacts:
+    """What the database says about a recipient's unrevoked grants (read once per revision)."""
+
+    # (grant, its DUA, the request's purpose, product name, domain name), oldest grant first.
+    grants: list[tuple[Grant, Dua, str, str, str]]
+    # product id -> (semver, tier tables) of each served version
+    served: dict[int, list[tuple[str, dict[str, Any]]]]
+
+
+def grant_facts(session: Session, organization_id: int) -> GrantFacts:
+    """The recipient's unrevoked grants with their DUAs and served versions, in two queries."""
+    rows = session.execute(
+        sa_select(Grant, Dua, col(AccessRequest.purpose), col(DataProduct.name), col(Domain.name))
+        .join(Dua, col(Dua.id) == Grant.dua_id)
+        .join(AccessRequest, col(AccessRequest.id) == Grant.request_id)
+        .join(DataProduct, col(DataProduct.id) == Grant.product_id)
+        .join(Domain, col(Domain.id) == DataProduct.domain_id)
+        .where(col(Grant.organization_id) == organization_id, col(Grant.revoked_at).is_(None))
+        .order_by(col(Grant.id))
+    ).all()
+    grants = [(g, d, str(purpose), str(p), str(dom)) for g, d, purpose, p, dom in rows]
+    return GrantFacts(grants, _served_versions(session, {g.product_id for g, *_ in grants}))
+
+
 def shared_tables(
     session: Session,
     organization: Organization,
@@ -72,47 +98,41 @@ def shared_tables(
     settings: Settings,
     policy: PolicyEngine,
     now: datetime,
+    cache: CacheView | None = None,
 ) -> list[SharedTable]:
     """Every table the recipient may read now, ordered by schema then name.
 
     A grant counts only while it is readable (not expired, revoked or suspended, DUA in force)
     and the policy's minimum-necessary rule still allows its tier under its DUA and purpose,
-    so a policy or DUA change takes effect on the next request.
+    so a policy or DUA change takes effect on the next request. With `cache`, the rows may come
+    from this governance revision's cache; the rules are applied on every call either way.
     """
-    rows = session.execute(
-        sa_select(Grant, Dua, col(AccessRequest.purpose), col(DataProduct.name), col(Domain.name))
-        .join(Dua, col(Dua.id) == Grant.dua_id)
-        .join(AccessRequest, col(AccessRequest.id) == Grant.request_id)
-        .join(DataProduct, col(DataProduct.id) == Grant.product_id)
-        .join(Domain, col(Domain.id) == DataProduct.domain_id)
-        .where(col(Grant.organization_id) == organization.id, col(Grant.revoked_at).is_(None))
-        .order_by(col(Grant.id))
-    ).all()
-    readable_rows = []
-    for grant, dua, purpose, product_name, domain_name in rows:
+    org_id = saved_id(organization.id)
+    facts = (
+        cache.get(("grants", org_id), lambda: grant_facts(session, org_id))
+        if cache is not None
+        else grant_facts(session, org_id)
+    )
+    tables: dict[tuple[str, str], SharedTable] = {}
+    for grant, dua, purpose, product_name, domain_name in facts.grants:
         if not readable(grant_state(grant, dua, now, settings)):
             continue
-        qualified = f"{domain_name}/{product_name}"
         try:
             check_minimum_necessary(
                 policy,
                 dua,
-                product=qualified,
+                product=f"{domain_name}/{product_name}",
                 tier=grant.tier,
-                purpose=purpose,
+                purpose=Purpose(purpose),
                 justification=grant.justification,
                 now=now,
             )
         except PolicyRefusal:
             continue
-        readable_rows.append((grant, dua, purpose, product_name, domain_name))
-    served = _served_versions(session, {g.product_id for g, *_ in readable_rows})
-    tables: dict[tuple[str, str], SharedTable] = {}
-    for grant, dua, purpose, product_name, domain_name in readable_rows:
         tier = str(grant.tier)
         versions = sorted(
             (tables_of[tier]["delta_version"], tables_of[tier]["location"], semver)
-            for semver, tables_of in served.get(grant.product_id, [])
+            for semver, tables_of in facts.served.get(grant.product_id, [])
             if tier in tables_of
         )
         if not versions:
@@ -133,7 +153,7 @@ def shared_tables(
             product_versions={v: semver for v, _, semver in versions},
             grant_id=saved_id(grant.id),
             dua_id=saved_id(dua.id),
-            purpose=str(purpose),
+            purpose=purpose,
         )
     return [tables[k] for k in sorted(tables)]
 
