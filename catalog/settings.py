@@ -1,5 +1,6 @@
 """The one typed configuration object; built once by `mesh` or a test, never at import time."""
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -134,7 +135,7 @@ class Settings(BaseSettings):
     @property
     def storage_root(self) -> str:
         """Where Delta tables and raw payloads live."""
-        return self.storage_url or str((self.home / "storage").resolve())
+        return self.storage_url or _resolved(self.home / "storage")
 
     @property
     def profiles_dir(self) -> Path:
@@ -174,3 +175,9 @@ class Settings(BaseSettings):
         self.profiles_dir.mkdir(parents=True, exist_ok=True)
         if self.storage_url is None:
             Path(self.storage_root).mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=64)
+def _resolved(path: Path) -> str:
+    # Cached: resolving walks the file system, and every shared file URL needs the root.
+    return str(path.resolve())

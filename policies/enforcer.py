@@ -117,6 +117,10 @@ class PolicyEngine:
         finally:
             self._lock.release()
 
+    def rules(self) -> object:
+        """The rules in force, as an opaque value that changes whenever they are reloaded."""
+        return self._current()
+
     def allowed(self, subject: str, domain: str, obj: str, action: str) -> bool:
         """The decision for one request (deny by default)."""
         enforcer = self._current()

@@ -15,9 +15,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from sqlmodel import Session, col, select
-
-from policies.models import GovernanceRevision
+from sqlmodel import Session
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
@@ -34,9 +32,11 @@ class GovernanceCache:
 
     def view(self, session: Session) -> "CacheView":
         """This request's view: the revision the database is at now."""
-        revision = session.exec(
-            select(col(GovernanceRevision.revision)).where(col(GovernanceRevision.id) == 1)
-        ).first()
+        revision = (
+            session.connection()
+            .exec_driver_sql("SELECT revision FROM governance_revision WHERE id = 1")
+            .scalar()
+        )
         return CacheView(self, None if revision is None else int(revision))
 
     def _get(self, revision: int, key: Hashable) -> tuple[bool, Any]:

@@ -8,6 +8,7 @@ server's `/delta-sharing/files/...`, signed with HMAC over path and expiry; the 
 
 import hmac
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -62,8 +63,13 @@ def expiry(settings: Settings, now: datetime) -> int:
 
 
 def _relative(location: str, settings: Settings) -> str:
-    root = Path(settings.storage_root).resolve()
-    return str(Path(location).resolve().relative_to(root))
+    return _relative_to(location, settings.storage_root)
+
+
+@lru_cache(maxsize=4096)
+def _relative_to(location: str, root: str) -> str:
+    # Cached: resolving walks the file system, and a query signs every file of the table.
+    return str(Path(location).resolve().relative_to(Path(root).resolve()))
 
 
 class FileController(Controller):

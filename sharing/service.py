@@ -7,13 +7,15 @@ something that does not exist.
 """
 
 import base64
+import bisect
 import hashlib
 import hmac
 import json
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select as sa_select
@@ -66,17 +68,58 @@ class SharedTable:
         return max(self.product_versions)
 
 
-@dataclass(frozen=True)
 class GrantFacts:
-    """What the database says about a recipient's unrevoked grants (read once per revision)."""
+    """What the database says about a recipient's unrevoked grants (read once per revision).
 
-    # (grant, its DUA, the request's purpose, product name, domain name), oldest grant first.
-    grants: list[tuple[Grant, Dua, str, str, str]]
-    # product id -> (semver, tier tables) of each served version
-    served: dict[int, list[tuple[str, dict[str, Any]]]]
+    It also keeps the tables last derived from those rows. Every rule a grant passes or fails
+    compares the current time with one of the rows' own instants (grant expiry and review,
+    DUA start and end), so the derived tables stay right until the next of those instants,
+    for as long as the same policy rules are loaded: then they are derived again.
+    """
+
+    def __init__(
+        self,
+        grants: list[tuple[Grant, Dua, str, str, str]],
+        served: dict[int, list[tuple[str, dict[str, Any]]]],
+        settings: Settings,
+    ) -> None:
+        # (grant, its DUA, the request's purpose, product name, domain name), oldest first
+        self.grants = grants
+        # product id -> (semver, tier tables) of each served version
+        self.served = served
+        grace = timedelta(days=settings.grant_review_grace_days)
+        self.instants = sorted(
+            {
+                instant
+                for grant, dua, *_ in grants
+                for instant in (
+                    grant.expires_at,
+                    grant.review_due_at,
+                    grant.review_due_at + grace,
+                    dua.effective_from,
+                    dua.expires_at,
+                )
+            }
+        )
+        self._derived: tuple[object, datetime, datetime | None, list[SharedTable]] | None = None
+
+    def tables(
+        self, now: datetime, rules: object, derive: Callable[[], list[SharedTable]]
+    ) -> list[SharedTable]:
+        """The tables derived at `now` under `rules`, reusing the last derivation when valid."""
+        kept = self._derived
+        if kept is not None:
+            kept_rules, since, until, tables = kept
+            if kept_rules is rules and since <= now and (until is None or now < until):
+                return tables
+        tables = derive()
+        following = bisect.bisect_right(self.instants, now)
+        until = self.instants[following] if following < len(self.instants) else None
+        self._derived = (rules, now, until, tables)
+        return tables
 
 
-def grant_facts(session: Session, organization_id: int) -> GrantFacts:
+def grant_facts(session: Session, organization_id: int, settings: Settings) -> GrantFacts:
     """The recipient's unrevoked grants with their DUAs and served versions, in two queries."""
     rows = session.execute(
         sa_select(Grant, Dua, col(AccessRequest.purpose), col(DataProduct.name), col(Domain.name))
@@ -88,7 +131,8 @@ def grant_facts(session: Session, organization_id: int) -> GrantFacts:
         .order_by(col(Grant.id))
     ).all()
     grants = [(g, d, str(purpose), str(p), str(dom)) for g, d, purpose, p, dom in rows]
-    return GrantFacts(grants, _served_versions(session, {g.product_id for g, *_ in grants}))
+    served = _served_versions(session, {g.product_id for g, *_ in grants})
+    return GrantFacts(grants, served, settings)
 
 
 def shared_tables(
@@ -104,15 +148,26 @@ def shared_tables(
 
     A grant counts only while it is readable (not expired, revoked or suspended, DUA in force)
     and the policy's minimum-necessary rule still allows its tier under its DUA and purpose,
-    so a policy or DUA change takes effect on the next request. With `cache`, the rows may come
-    from this governance revision's cache; the rules are applied on every call either way.
+    so a policy or DUA change takes effect on the next request. With `cache`, the rows come
+    from this governance revision's cache and the tables derived from them are reused until
+    the next instant at which any rule could decide differently (`GrantFacts.tables`).
     """
     org_id = saved_id(organization.id)
-    facts = (
-        cache.get(("grants", org_id), lambda: grant_facts(session, org_id))
-        if cache is not None
-        else grant_facts(session, org_id)
+    if cache is None:
+        return _derive(grant_facts(session, org_id, settings), organization, settings, policy, now)
+    facts = cache.get(("grants", org_id), lambda: grant_facts(session, org_id, settings))
+    return facts.tables(
+        now, policy.rules(), lambda: _derive(facts, organization, settings, policy, now)
     )
+
+
+def _derive(
+    facts: GrantFacts,
+    organization: Organization,
+    settings: Settings,
+    policy: PolicyEngine,
+    now: datetime,
+) -> list[SharedTable]:
     tables: dict[tuple[str, str], SharedTable] = {}
     for grant, dua, purpose, product_name, domain_name in facts.grants:
         if not readable(grant_state(grant, dua, now, settings)):

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, event, insert, text
+from sqlalchemy import Connection, RowMapping, event, insert, text
 from sqlmodel import Session, col, select
 
 from catalog.audit.models import GENESIS, AuditCheckpoint, AuditEvent, VerifyReport
@@ -49,6 +49,7 @@ DEFAULT_CHECKPOINT_EVERY = 1000
 SYSTEM = "system"
 _PENDING = "mesh.audit.pending"
 _TABLE = AuditEvent.metadata.tables["audit_event"]
+_CHECKPOINTS = AuditEvent.metadata.tables["audit_checkpoint"]
 _HOOKED = "mesh.audit.hooked"
 
 
@@ -101,33 +102,37 @@ def _forget(session: Session, transaction: Any) -> None:
         session.info.pop(_PENDING, None)
 
 
-def lock_chain(session: Session) -> None:
+def _lock(connection: Connection) -> None:
     """Hold the chain lock until this transaction ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
     else:
         # SQLite: the first write of a transaction takes the single write lock (zero rows
         # match, so no trigger fires); reads after it see every committed entry.
-        session.execute(text("UPDATE audit_checkpoint SET id = id WHERE 1 = 0"))
+        connection.exec_driver_sql("UPDATE audit_checkpoint SET id = id WHERE 1 = 0")
 
 
-def chain_head(session: Session) -> tuple[int, str]:
+def _head(connection: Connection) -> tuple[int, str]:
     """(id, hash) of the newest entry, (0, GENESIS) when the log is empty."""
-    row = session.execute(
-        select(AuditEvent.id, AuditEvent.hash).order_by(col(AuditEvent.id).desc()).limit(1)
+    row = connection.exec_driver_sql(
+        "SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1"
     ).first()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
-def _seal(session: Session) -> None:
-    entries: list[AuditEvent] = session.info.pop(_PENDING, [])
+def append(connection: Connection, entries: list[AuditEvent]) -> None:
+    """Number, chain and insert `entries` under the chain lock, held until the transaction ends.
+
+    Plain Core statements and one executemany: under many concurrent sharing reads the ORM's
+    per-object bookkeeping was most of an append's cost. The entry objects get their id and
+    hashes; a checkpoint is written every `CHECKPOINT_OPTION` entries.
+    """
     if not entries:
         return
-    lock_chain(session)
-    last_id, prev = chain_head(session)
-    options = session.connection().get_execution_options()
-    every = int(options.get(CHECKPOINT_OPTION, DEFAULT_CHECKPOINT_EVERY))
-    rows = []
+    _lock(connection)
+    last_id, prev = _head(connection)
+    every = int(connection.get_execution_options().get(CHECKPOINT_OPTION, DEFAULT_CHECKPOINT_EVERY))
+    rows, checkpoints = [], []
     for entry in entries:
         last_id += 1
         entry.id, entry.prev_hash = last_id, prev
@@ -136,14 +141,16 @@ def _seal(session: Session) -> None:
         row["prev_hash"] = entry.prev_hash
         rows.append(row)
         if every > 0 and last_id % every == 0:
-            session.add(
-                AuditCheckpoint(
-                    at=entry.at, last_id=last_id, head_hash=entry.hash, created_by=SYSTEM
-                )
+            checkpoints.append(
+                {"at": entry.at, "last_id": last_id, "head_hash": entry.hash, "created_by": SYSTEM}
             )
-    # One executemany through Core: the ORM's per-object bookkeeping was most of an append's
-    # cost under many concurrent sharing reads. The entry objects keep their id and hashes.
-    session.execute(insert(_TABLE), rows)
+    connection.execute(insert(_TABLE), rows)
+    if checkpoints:
+        connection.execute(insert(_CHECKPOINTS), checkpoints)
+
+
+def _seal(session: Session) -> None:
+    append(session.connection(), session.info.pop(_PENDING, []))
 
 
 # --- verifying -----------------------------------------------------------------------------------

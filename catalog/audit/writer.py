@@ -10,9 +10,12 @@ The writer has its own connection pool, so a batch never waits for a connection 
 the requests waiting for it.
 """
 
+import fcntl
 import logging
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -20,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from catalog.audit import chain
 from catalog.audit.models import AuditEvent
-from catalog.db import make_engine, transaction
+from catalog.db import make_engine
 from catalog.errors import Unavailable
 
 log = logging.getLogger("mesh.audit")
@@ -76,14 +79,32 @@ class AuditWriter:
     def _commit(self, tickets: list[_Ticket]) -> tuple[list[_Ticket], Exception | None]:
         """Write the tickets' entries in one transaction; the tickets that failed, and why."""
         try:
-            with transaction(self._engine) as session:
-                for ticket in tickets:
-                    for entry in ticket.entries:
-                        chain.queue(session, entry)
+            with _between_processes(self._engine), self._engine.begin() as connection:
+                chain.append(connection, [e for ticket in tickets for e in ticket.entries])
         except Exception as exc:
             log.error("audit entries could not be written: %s", type(exc).__name__)
             return tickets, exc
         return [], None
+
+
+@contextmanager
+def _between_processes(engine: Engine) -> Iterator[None]:
+    """On a SQLite file, queue the writers of several processes (`mesh serve --workers N`).
+
+    SQLite's busy handler polls with sleeps of up to 100 ms, so two processes appending at
+    once starve each other for up to a second; a blocking `flock` wakes the next writer as
+    soon as the lock is released. PostgreSQL queues on its advisory lock already.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.audit-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 _writers: "weakref.WeakKeyDictionary[Engine, AuditWriter]" = weakref.WeakKeyDictionary()
