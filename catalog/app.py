@@ -126,6 +126,8 @@ def create_app(
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
     app.state.engine = the_engine
     app.state.clock = the_clock
+    app.state.settings = settings
+    app.state.policy = policy
     app.state.authenticator = Authenticator(settings=settings, policy=policy, clock=the_clock)
     app.state.limiter = limiter
     app.state.governance_cache = GovernanceCache()

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from catalog.audit import chain
 from catalog.audit.context import RequestContext, current_request
-from catalog.audit.models import AuditEvent, Outcome
+from catalog.audit.models import AuditEntry, AuditEvent, Outcome
 from catalog.audit.writer import writer_for
 from catalog.errors import Forbidden, Unavailable
 
@@ -102,7 +102,7 @@ def new_entry(
     subject: str,
     outcome: str = Outcome.SUCCESS,
     **fields: Unpack[EntryFields],
-) -> AuditEvent:
+) -> AuditEntry:
     """An audit entry, not yet chained or written.
 
     The request id, client address and user agent come from the request being served
@@ -129,7 +129,7 @@ def new_entry(
     tier = fields.get("tier")
     if tier is None and isinstance(facts.get("tier"), str):
         tier = facts["tier"]
-    return AuditEvent(
+    return AuditEntry(
         at=at,
         actor=actor.name,
         action=action,
@@ -159,7 +159,7 @@ def record_event(
     subject: str,
     outcome: str = Outcome.SUCCESS,
     **fields: Unpack[EntryFields],
-) -> AuditEvent:
+) -> AuditEntry:
     """Add an audit entry to the session's transaction: for changes (fields: `new_entry`).
 
     The entry is numbered, chained and inserted when the session commits (the chain lock is
@@ -191,7 +191,7 @@ def record_now(
     subject: str,
     outcome: str = Outcome.SUCCESS,
     **fields: Unpack[EntryFields],
-) -> AuditEvent:
+) -> AuditEntry:
     """Write an entry that records no change of its own (a sharing read) before answering.
 
     Returns once the entry is committed, group-committed with the entries other threads of
@@ -224,7 +224,7 @@ def record_failure(
     subject: str,
     outcome: str = Outcome.FAILED,
     **fields: Unpack[EntryFields],
-) -> AuditEvent | None:
+) -> AuditEntry | None:
     """Record a refusal outside the refused transaction (which rolls back), like `record_now`.
 
     Use it for authentication failures (`auth.failed`, outcome `failed`) and authorization

@@ -32,11 +32,15 @@ class GovernanceCache:
 
     def view(self, session: Session) -> "CacheView":
         """This request's view: the revision the database is at now."""
-        revision = (
-            session.connection()
-            .exec_driver_sql("SELECT revision FROM governance_revision WHERE id = 1")
-            .scalar()
-        )
+        # The driver's own cursor: this runs on every sharing request, and SQLAlchemy's result
+        # machinery cost more than the query.
+        cursor = session.connection().connection.cursor()
+        try:
+            cursor.execute("SELECT revision FROM governance_revision WHERE id = 1")
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        revision = None if row is None else row[0]
         return CacheView(self, None if revision is None else int(revision))
 
     def _get(self, revision: int, key: Hashable) -> tuple[bool, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, event, insert, text
 from sqlmodel import Session, col, select
 
-from catalog.audit.models import GENESIS, AuditCheckpoint, AuditEvent, VerifyReport
+from catalog.audit.models import GENESIS, AuditCheckpoint, AuditEntry, AuditEvent, VerifyReport
 from catalog.db import AUDIT_CHECKPOINT_OPTION
 
 HASHED_FIELDS = (
@@ -72,7 +72,7 @@ def entry_hash(fields: Mapping[Any, Any], prev_hash: str) -> str:
     return hashlib.sha256(canonical(fields, prev_hash)).hexdigest()
 
 
-def fields_of(entry: AuditEvent) -> dict[str, Any]:
+def fields_of(entry: AuditEntry | AuditEvent) -> dict[str, Any]:
     """The hashed fields of an entry object."""
     return {name: getattr(entry, name) for name in HASHED_FIELDS}
 
@@ -80,7 +80,7 @@ def fields_of(entry: AuditEvent) -> dict[str, Any]:
 # --- appending -----------------------------------------------------------------------------------
 
 
-def queue(session: Session, entry: AuditEvent) -> None:
+def queue(session: Session, entry: AuditEntry) -> None:
     """Queue `entry` on the session; it is numbered, chained and inserted when it commits."""
     if not session.info.get(_HOOKED):
         event.listen(session, "before_commit", _seal)
@@ -91,7 +91,7 @@ def queue(session: Session, entry: AuditEvent) -> None:
     session.info.setdefault(_PENDING, []).append(entry)
 
 
-def pending(session: Session) -> list[AuditEvent]:
+def pending(session: Session) -> list[AuditEntry]:
     """Entries queued on the session and not committed yet."""
     return list(session.info.get(_PENDING, []))
 
@@ -120,7 +120,7 @@ def _head(connection: Connection) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
-def append(connection: Connection, entries: list[AuditEvent]) -> None:
+def append(connection: Connection, entries: list[AuditEntry]) -> None:
     """Number, chain and insert `entries` under the chain lock, held until the transaction ends.
 
     Plain Core statements and one executemany: under many concurrent sharing reads the ORM's

@@ -5,6 +5,7 @@ Both tables are append-only: the migration installs triggers that refuse UPDATE,
 are named by identifier, tokens by id only.
 """
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -51,6 +52,35 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(default="", max_length=64)
     hash: str = Field(default="", max_length=64)
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    """An entry on its way into `audit_event`: numbered, chained and inserted at commit.
+
+    A plain object, not the table model: building an ORM instance cost more than the rest of
+    recording a sharing read. Its fields are the table's columns.
+    """
+
+    at: datetime
+    actor: str
+    action: str
+    subject_type: str
+    subject: str
+    outcome: str = Outcome.SUCCESS
+    request_id: str | None = None
+    client_address: str | None = None
+    user_agent: str | None = None
+    token_id: str | None = None
+    organization: str | None = None
+    product: str | None = None
+    product_version: str | None = None
+    tier: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None  # set with the hashes when the entry is chained
+    prev_hash: str = ""
+    hash: str = ""
 
 
 class AuditCheckpoint(SQLModel, table=True):

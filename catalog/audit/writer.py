@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from catalog.audit import chain
-from catalog.audit.models import AuditEvent
+from catalog.audit.models import AuditEntry
 from catalog.db import make_engine
 from catalog.errors import Unavailable
 
@@ -31,7 +31,7 @@ log = logging.getLogger("mesh.audit")
 
 @dataclass(eq=False)  # tickets are compared by identity
 class _Ticket:
-    entries: list[AuditEvent]
+    entries: list[AuditEntry]
     done: bool = False
     failed: bool = False
 
@@ -46,7 +46,7 @@ class AuditWriter:
         self._queue: list[_Ticket] = []
         self._busy = False
 
-    def write(self, entries: list[AuditEvent]) -> None:
+    def write(self, entries: list[AuditEntry]) -> None:
         """Chain and commit `entries` (with whatever else is queued); Unavailable on failure."""
         ticket = _Ticket(entries)
         with self._condition:
