@@ -728,18 +728,19 @@ def phase_serve(args: argparse.Namespace) -> None:
 
         set_asyncio_executor(ThreadPoolExecutor(args.server_threads, "handler"))
     settings = _settings(Path(args.home), args.db_url, args.port)
-    app: Any = create_app(settings)
     if args.workers > 1:  # as `mesh serve --workers N`: each worker builds its app from MESH_*
+        from catalog.audit.context import logging_config
+        from catalog.workers import serve_workers
+
         os.environ.update(
             MESH_HOME=str(settings.home),
             MESH_DATABASE_URL=args.db_url,
             MESH_SIGNING_KEY=secrets.token_urlsafe(48),  # URLs must verify on every worker
         )
-        app = "catalog.app:from_environment"
+        serve_workers("127.0.0.1", args.port, args.workers, log_config=logging_config())
+        return
     uvicorn.run(
-        app,
-        factory=args.workers > 1,
-        workers=args.workers,
+        create_app(settings),
         host="127.0.0.1",
         port=args.port,
         log_level="info" if args.access_log else "warning",

@@ -324,21 +324,21 @@ def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
 
     from catalog.app import create_app
     from catalog.audit.context import logging_config
+    from catalog.workers import serve_workers
 
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"FHIR Mesh API on {base}  docs: {base}/schema  OpenAPI: {base}/schema/openapi.json")
-    app: Any = create_app(settings, engine=engine)
+    log_config = logging_config(json_lines=settings.log_format == "json")
     if workers > 1:  # each worker builds its app from the same environment
         os.environ["MESH_HOME"] = str(settings.home.resolve())
-        app = "catalog.app:from_environment"
+        serve_workers(settings.host, settings.port, workers, log_config=log_config)
+        return
     uvicorn.run(
-        app,
-        factory=workers > 1,
-        workers=workers,
+        create_app(settings, engine=engine),
         host=settings.host,
         port=settings.port,
         log_level="info",
-        log_config=logging_config(json_lines=settings.log_format == "json"),
+        log_config=log_config,
         access_log=False,  # RequestContextMiddleware logs each request, without query strings
     )
 

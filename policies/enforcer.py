@@ -227,7 +227,7 @@ async def permission_guard(connection: Any, handler: Any) -> None:
     `authenticated` lets any principal through to a service that filters by permission.
     A refusal is recorded in the audit log (`access.denied`, outcome `denied`).
     """
-    if connection.url.path.startswith(PUBLIC_PATHS + RECIPIENT_PATHS):
+    if connection.scope["path"].startswith(PUBLIC_PATHS + RECIPIENT_PATHS):  # not .url: cost
         return
     spec = handler.opt.get("permission")
     caller = connection.scope.get("user")  # unset (not an error) when auth was skipped: OPTIONS

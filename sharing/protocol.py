@@ -4,6 +4,7 @@ import json
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
@@ -17,8 +18,18 @@ JSON = "application/json; charset=utf-8"
 
 
 def dumps(value: Any) -> bytes:
-    """Compact, ASCII-only JSON: one line, no characters a client could split on."""
+    """Compact, ASCII-only JSON: one line, no characters a client could split on.
+
+    msgspec encodes about ten times faster than `json`; anything non-ASCII (which it would
+    write raw, and U+2028 splits lines for some readers) is encoded again with escapes.
+    """
+    encoded = _encode(value)
+    if encoded.isascii():
+        return encoded
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def ndjson(lines: list[dict[str, Any]]) -> bytes:

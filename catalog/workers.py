@@ -1,0 +1,80 @@
+"""`mesh serve --workers N`: N uvicorn processes, each on its own SO_REUSEPORT socket.
+
+Uvicorn's own multi-process mode shares one listening socket, and whichever worker wakes first
+accepts every pending connection: 32 clients connecting together landed 31 on one worker and
+1 on the other. With a socket per worker the kernel spreads connections across them instead.
+The parent only supervises: it restarts a worker that dies and stops them all on SIGINT/SIGTERM.
+Each worker builds its app from the `MESH_*` environment (`catalog.app:from_environment`).
+"""
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger("mesh.workers")
+APP = "catalog.app:from_environment"
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind to the same address too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(host: str, port: int, log_config: dict[str, Any]) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(
+        APP,
+        factory=True,
+        log_level="info",
+        log_config=log_config,
+        access_log=False,  # RequestContextMiddleware logs each request, without query strings
+    )
+    uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
+
+
+def serve_workers(host: str, port: int, workers: int, *, log_config: dict[str, Any]) -> None:
+    """Run `workers` server processes on host:port until SIGINT or SIGTERM."""
+    context = multiprocessing.get_context("spawn")
+    # Bound here first, so a taken port fails at once, in the parent, with a clear error.
+    listening_socket(host, port).close()
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def start() -> BaseProcess:
+        process = context.Process(target=_worker, args=(host, port, log_config), daemon=False)
+        process.start()
+        return process
+
+    processes = [start() for _ in range(workers)]
+    try:
+        while not stopping.wait(0.5):
+            for i, process in enumerate(processes):
+                if not process.is_alive():
+                    log.error(
+                        "worker %s exited with %s; starting another", process.pid, process.exitcode
+                    )
+                    processes[i] = start()
+    finally:
+        for process in processes:
+            process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        for process in processes:
+            process.join(timeout=30)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
