@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from sqlmodel import Session
+from sqlalchemy import Connection
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
@@ -30,11 +30,11 @@ class GovernanceCache:
         self._entries: dict[Hashable, Any] = {}
         self._max_entries = max_entries
 
-    def view(self, session: Session) -> "CacheView":
+    def view(self, connection: Connection) -> "CacheView":
         """This request's view: the revision the database is at now."""
         # The driver's own cursor: this runs on every sharing request, and SQLAlchemy's result
         # machinery cost more than the query.
-        cursor = session.connection().connection.cursor()
+        cursor = connection.connection.cursor()
         try:
             cursor.execute("SELECT revision FROM governance_revision WHERE id = 1")
             row = cursor.fetchone()

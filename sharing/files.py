@@ -155,8 +155,8 @@ def signed_file(
     file = (root / relative).resolve()
     if root not in file.parents or not file.is_file():
         raise refused
-    with Session(request.app.state.engine) as session:
-        cache = request.app.state.governance_cache.view(session)
+    with request.app.state.engine.connect() as connection, Session(bind=connection) as session:
+        cache = request.app.state.governance_cache.view(connection)
         allowed = cache.get(("networks", recipient), lambda: networks_of(session, recipient))
     if allowed is None:
         raise refused

@@ -55,12 +55,13 @@ def _visible(request: Request[Any, Any, Any]) -> Visit:
     state = request.app.state
     settings, clock, policy = state.settings, state.clock, state.policy
     now = clock.now()
-    with Session(state.engine) as session:
+    # The ORM session is only used when the cache misses; the revision read needs none.
+    with state.engine.connect() as connection, Session(bind=connection) as session:
         credential = bearer(request)
         keys = failure_keys(request, credential, recipients.TOKEN_PREFIX)
         limiter: FailureLimiter = state.limiter
         limiter.check(*keys)
-        cache = state.governance_cache.view(session)
+        cache = state.governance_cache.view(connection)
         try:
             recipient = recipients.authenticate(session, credential, now=now, cache=cache)
         except Unauthenticated as refused:

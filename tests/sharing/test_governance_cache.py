@@ -121,7 +121,7 @@ def test_cached_rows_are_still_judged_at_the_current_time(estate, estate_engine)
     settings = estate["settings"]
     policy = PolicyEngine(estate_engine, SystemClock(), refresh_seconds=0)
     with Session(estate_engine) as session:
-        view = cache.view(session)
+        view = cache.view(session.connection())
         now = datetime.now(UTC)
         who = recipients.authenticate(session, credential, now=now, cache=view)
         tables = service.shared_tables(
