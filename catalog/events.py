@@ -214,6 +214,12 @@ def record_now(
     return entry
 
 
+async def record_entry(engine: Engine, entry: AuditEntry) -> None:
+    """`record_now` for async handlers, with an entry from `new_entry`: awaits the group commit
+    on the event loop without holding a thread; raises `Unavailable` (503) when it fails."""
+    await writer_for(engine).write_async([entry])
+
+
 def record_failure(
     engine: Engine,
     *,

@@ -7,16 +7,19 @@ protocol's `{"errorCode", "message"}` shape; client mistakes are never 5xx (the 
 retries those for about 100 s).
 """
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
 from litestar import Controller, Request, Response, get, post
+from litestar.concurrency import sync_to_thread
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
+from catalog.audit.models import AuditEntry
 from catalog.clock import Clock
 from catalog.errors import InvalidParameter, NotFound, Unauthenticated
-from catalog.events import Actor, record_now
+from catalog.events import Actor, new_entry, record_entry
 from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
 from policies.auth import bearer, client_address, failure_keys, record_auth_failure
@@ -76,8 +79,7 @@ def _visible(request: Request[Any, Any, Any]) -> Visit:
     return Visit(recipient, tables, settings, clock)
 
 
-def _audit(
-    request: Request[Any, Any, Any],
+def _read_entry(
     recipient: recipients.Recipient,
     action: str,
     table: SharedTable,
@@ -86,15 +88,9 @@ def _audit(
     files: int,
     size: int,
     now: datetime,
-) -> None:
-    """One audit entry per sharing read, committed before the answer leaves (fail closed: 503).
-
-    Reads change nothing, so the entry is group-committed with other readers' entries instead
-    of riding a request transaction (one chain append per commit would cap throughput).
-    Request id, client address and user agent come from the request context.
-    """
-    record_now(
-        request.app.state.engine,
+) -> AuditEntry:
+    """The audit entry of one sharing read (request id, address, user agent from the context)."""
+    return new_entry(
         at=now,
         actor=Actor(f"recipient:{recipient.organization.name}"),
         action=action,
@@ -114,6 +110,22 @@ def _audit(
             "bytes": size,
         },
     )
+
+
+async def _audited(
+    request: Request[Any, Any, Any],
+    read: Callable[..., tuple[Response[bytes], AuditEntry]],
+    *args: Any,
+) -> Response[bytes]:
+    """Run a read in a handler thread, then answer once its audit entry is durable (else 503).
+
+    Reads change nothing, so the entry is group-committed with other readers' entries instead
+    of riding a request transaction. The commit is awaited on the event loop, not in the
+    thread: a handler thread waiting for a commit would be one less for the requests behind.
+    """
+    response, entry = await sync_to_thread(read, request, *args)
+    await record_entry(request.app.state.engine, entry)
+    return response
 
 
 def _page(
@@ -235,8 +247,8 @@ class SharingController(Controller):
             content=b"", headers={"Delta-Table-Version": str(version)}, media_type=protocol.JSON
         )
 
-    @get(TABLE + "/metadata", sync_to_thread=True)
-    def table_metadata(
+    @get(TABLE + "/metadata")
+    async def table_metadata(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
@@ -244,19 +256,10 @@ class SharingController(Controller):
         table: FromPath[str],
     ) -> Response[bytes]:
         """Protocol and metaData lines of the current version."""
-        who, tables, settings, clock = _visible(request)
-        found = service.find_table(tables, share, schema, table)
-        fmt = _format(request)
-        snap = delta.snapshot(found.location, found.current_version, settings.storage_options)
-        lines = _head(fmt, found, snap)
-        _audit(
-            request, who, "sharing.metadata", found,
-            version=snap.version, files=0, size=0, now=clock.now(),
-        )  # fmt: skip
-        return _ndjson(lines, snap.version, fmt)
+        return await _audited(request, _metadata, share, schema, table)
 
-    @post(TABLE + "/query", sync_to_thread=True, status_code=200)
-    def query(
+    @post(TABLE + "/query", status_code=200)
+    async def query(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
@@ -265,36 +268,10 @@ class SharingController(Controller):
         data: JSONBody[dict[str, Any] | None],
     ) -> Response[bytes]:
         """A snapshot (current, `version` or `timestamp`) as pre-signed file URLs."""
-        who, tables, settings, clock = _visible(request)
-        found = service.find_table(tables, share, schema, table)
-        fmt = _format(request)
-        body = data or {}
-        version = _query_version(found, body, settings)
-        snap = delta.snapshot(found.location, version, settings.storage_options)
-        limit = body.get("limitHint")
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise InvalidParameter("limitHint must be a non-negative integer")
-        hint = predicates.parse_hint(body.get("jsonPredicateHints"))
-        chosen: list[delta.DataFile] = []
-        rows = 0
-        for f in snap.files:
-            if limit is not None and rows >= limit:
-                break
-            if predicates.may_match(hint, f):
-                chosen.append(f)
-                rows += f.num_records or 0
-        now = clock.now()
-        base = str(request.base_url).rstrip("/")
-        lines = _head(fmt, found, snap)
-        lines += [_file_line(fmt, found, f, base, settings, now) for f in chosen]
-        _audit(
-            request, who, "sharing.query", found, version=snap.version,
-            files=len(chosen), size=sum(f.size for f in chosen), now=now,
-        )  # fmt: skip
-        return _ndjson(lines, snap.version, fmt)
+        return await _audited(request, _query, share, schema, table, data or {})
 
-    @get(TABLE + "/changes", sync_to_thread=True)
-    def changes(
+    @get(TABLE + "/changes")
+    async def changes(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
@@ -317,32 +294,93 @@ class SharingController(Controller):
         The metaData line is the start version's (clients anchor their replayed log on it);
         with `includeHistoricalMetadata`, later versions whose schema differs follow.
         """
-        who, tables, settings, clock = _visible(request)
-        found = service.find_table(tables, share, schema, table)
-        fmt = _format(request)
-        versions = _change_versions(
-            found, settings, starting_version, starting_timestamp, ending_version, ending_timestamp
-        )
-        snap = delta.snapshot(found.location, versions[0], settings.storage_options)
-        if snap.configuration.get("delta.enableChangeDataFeed", "false").lower() != "true":
-            raise InvalidParameter("change data feed is not enabled on this table")
-        feed = delta.changes(found.location, versions, settings.storage_options)
-        now = clock.now()
-        base = str(request.base_url).rstrip("/")
-        lines = _head(fmt, found, snap)
-        if protocol.parse_bool(include_historical_metadata):
-            schema = snap.schema_string
-            for version in versions[1:]:
-                later = delta.snapshot(found.location, version, settings.storage_options)
-                if later.schema_string != schema:
-                    lines.append(protocol.metadata_line(fmt, found.table_id, later))
-                    schema = later.schema_string
-        lines += [_change_line(fmt, found, c, base, settings, now) for c in feed]
-        _audit(
-            request, who, "sharing.changes", found, version=versions[-1],
-            files=len(feed), size=sum(c.size for c in feed), now=now,
+        return await _audited(
+            request, _changes, share, schema, table, starting_version, starting_timestamp,
+            ending_version, ending_timestamp, include_historical_metadata,
         )  # fmt: skip
-        return _ndjson(lines, versions[0], fmt)
+
+
+def _metadata(
+    request: Request[Any, Any, Any], share: str, schema: str, table: str
+) -> tuple[Response[bytes], AuditEntry]:
+    who, tables, settings, clock = _visible(request)
+    found = service.find_table(tables, share, schema, table)
+    fmt = _format(request)
+    snap = delta.snapshot(found.location, found.current_version, settings.storage_options)
+    entry = _read_entry(
+        who, "sharing.metadata", found, version=snap.version, files=0, size=0, now=clock.now()
+    )
+    return _ndjson(_head(fmt, found, snap), snap.version, fmt), entry
+
+
+def _query(
+    request: Request[Any, Any, Any], share: str, schema: str, table: str, body: dict[str, Any]
+) -> tuple[Response[bytes], AuditEntry]:
+    who, tables, settings, clock = _visible(request)
+    found = service.find_table(tables, share, schema, table)
+    fmt = _format(request)
+    version = _query_version(found, body, settings)
+    snap = delta.snapshot(found.location, version, settings.storage_options)
+    limit = body.get("limitHint")
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise InvalidParameter("limitHint must be a non-negative integer")
+    hint = predicates.parse_hint(body.get("jsonPredicateHints"))
+    chosen: list[delta.DataFile] = []
+    rows = 0
+    for f in snap.files:
+        if limit is not None and rows >= limit:
+            break
+        if predicates.may_match(hint, f):
+            chosen.append(f)
+            rows += f.num_records or 0
+    now = clock.now()
+    base = str(request.base_url).rstrip("/")
+    lines = _head(fmt, found, snap)
+    lines += [_file_line(fmt, found, f, base, settings, now) for f in chosen]
+    entry = _read_entry(
+        who, "sharing.query", found, version=snap.version,
+        files=len(chosen), size=sum(f.size for f in chosen), now=now,
+    )  # fmt: skip
+    return _ndjson(lines, snap.version, fmt), entry
+
+
+def _changes(
+    request: Request[Any, Any, Any],
+    share: str,
+    schema: str,
+    table: str,
+    starting_version: int | None,
+    starting_timestamp: str | None,
+    ending_version: int | None,
+    ending_timestamp: str | None,
+    include_historical_metadata: str | None,
+) -> tuple[Response[bytes], AuditEntry]:
+    who, tables, settings, clock = _visible(request)
+    found = service.find_table(tables, share, schema, table)
+    fmt = _format(request)
+    versions = _change_versions(
+        found, settings, starting_version, starting_timestamp, ending_version, ending_timestamp
+    )
+    snap = delta.snapshot(found.location, versions[0], settings.storage_options)
+    if snap.configuration.get("delta.enableChangeDataFeed", "false").lower() != "true":
+        raise InvalidParameter("change data feed is not enabled on this table")
+    feed = delta.changes(found.location, versions, settings.storage_options)
+    now = clock.now()
+    base = str(request.base_url).rstrip("/")
+    lines = _head(fmt, found, snap)
+    if protocol.parse_bool(include_historical_metadata):
+        schema = snap.schema_string
+        for version in versions[1:]:
+            later = delta.snapshot(found.location, version, settings.storage_options)
+            if later.schema_string != schema:
+                lines.append(protocol.metadata_line(fmt, found.table_id, later))
+                schema = later.schema_string
+    lines += [_change_line(fmt, found, c, base, settings, now) for c in feed]
+    entry = _read_entry(
+        who, "sharing.changes", found, version=versions[-1],
+        files=len(feed), size=sum(c.size for c in feed), now=now,
+    )  # fmt: skip
+    return _ndjson(lines, versions[0], fmt), entry
 
 
 def _head(fmt: str, table: SharedTable, snap: delta.Snapshot) -> list[dict[str, Any]]:

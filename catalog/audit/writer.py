@@ -2,7 +2,7 @@
 
 Chaining serialises appends across the commit (its WAL flush included), so one entry per
 transaction tops out at a few hundred entries a second on PostgreSQL. Here the threads of a
-process hand their entries to whichever of them is writing; it writes everything queued in one
+process queue their entries for the process's writer thread; it writes everything queued in one
 transaction, so a single commit (one lock hold, one flush) serves many requests, and each caller
 returns only once its entry is durable, or gets `Unavailable` (fail closed).
 
@@ -10,11 +10,12 @@ The writer has its own connection pool, so a batch never waits for a connection 
 the requests waiting for it.
 """
 
+import asyncio
 import fcntl
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,39 +28,70 @@ from catalog.db import make_engine
 from catalog.errors import Unavailable
 
 log = logging.getLogger("mesh.audit")
+IDLE_SECONDS = 30.0  # a writer thread with nothing to write for this long ends
 
 
 @dataclass(eq=False)  # tickets are compared by identity
 class _Ticket:
     entries: list[AuditEntry]
-    done: bool = False
+    written: Callable[[], object]  # called (from the writer thread) once `failed` is final
     failed: bool = False
 
 
 class AuditWriter:
-    """Writes entries for the threads of one process, many per transaction."""
+    """Writes entries for the threads of one process, many per transaction, on its own thread.
+
+    Each caller waits on its own ticket, so a commit wakes exactly the callers it served, and
+    async callers wait without holding a thread: a request waiting for its entry to be durable
+    leaves the handler threads to requests that have work to do, so batches grow with load.
+    """
 
     def __init__(self, engine: Engine) -> None:
         own = make_engine(engine.url.render_as_string(hide_password=False))
         self._engine = own.execution_options(**engine.get_execution_options())
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Ticket] = []
-        self._busy = False
+        self._pending = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def write(self, entries: list[AuditEntry]) -> None:
         """Chain and commit `entries` (with whatever else is queued); Unavailable on failure."""
-        ticket = _Ticket(entries)
-        with self._condition:
+        done = threading.Event()
+        ticket = _Ticket(entries, done.set)
+        self._enqueue(ticket)
+        done.wait()
+        _check(ticket)
+
+    async def write_async(self, entries: list[AuditEntry]) -> None:
+        """`write` for the event loop: waits for the commit without holding a thread."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        ticket = _Ticket(entries, lambda: loop.call_soon_threadsafe(_resolve, done))
+        self._enqueue(ticket)
+        await done
+        _check(ticket)
+
+    def _enqueue(self, ticket: _Ticket) -> None:
+        with self._lock:
             self._queue.append(ticket)
-            while not ticket.done and self._busy:
-                self._condition.wait()
-            batch: list[_Ticket] = []
-            if not ticket.done:
-                batch, self._queue, self._busy = self._queue, [], True
-        if batch:
-            self._write_batch(batch)
-        if ticket.failed:
-            raise Unavailable("the audit log cannot be written right now; the request was refused")
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+        self._pending.set()
+
+    def _run(self) -> None:
+        while True:
+            if not self._pending.wait(IDLE_SECONDS):
+                with self._lock:  # idle: end the thread (the next write starts another)
+                    if not self._queue:
+                        self._thread = None
+                        return
+                continue
+            with self._lock:
+                batch, self._queue = self._queue, []
+                self._pending.clear()  # a ticket queued after the swap sets it again
+            if batch:
+                self._write_batch(batch)
 
     def _write_batch(self, batch: list[_Ticket]) -> None:
         failed = batch  # until written
@@ -70,11 +102,9 @@ class AuditWriter:
                 # (not when the database is unreachable: that would only wait longer).
                 failed = [t for t in batch if self._commit([t])[0]]
         finally:
-            with self._condition:
-                for ticket in batch:
-                    ticket.done, ticket.failed = True, ticket in failed
-                self._busy = False
-                self._condition.notify_all()
+            for ticket in batch:
+                ticket.failed = ticket in failed
+                ticket.written()
 
     def _commit(self, tickets: list[_Ticket]) -> tuple[list[_Ticket], Exception | None]:
         """Write the tickets' entries in one transaction; the tickets that failed, and why."""
@@ -85,6 +115,16 @@ class AuditWriter:
             log.error("audit entries could not be written: %s", type(exc).__name__)
             return tickets, exc
         return [], None
+
+
+def _resolve(future: "asyncio.Future[None]") -> None:
+    if not future.done():  # the waiting request may have been cancelled meanwhile
+        future.set_result(None)
+
+
+def _check(ticket: _Ticket) -> None:
+    if ticket.failed:
+        raise Unavailable("the audit log cannot be written right now; the request was refused")
 
 
 @contextmanager
