@@ -7,6 +7,7 @@ here), so the next request sees it; the rules themselves still run against the c
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -202,3 +203,27 @@ def test_every_watched_table_bumps_the_revision(engine: Engine):
                 )
             ).all()
             assert sorted(r[0] for r in rows) == sorted(t for t in WATCHED for _ in range(3))
+
+
+def test_derived_tables_are_reused_until_the_next_instant_a_rule_could_change():
+    """Grant review and expiry, DUA start and end: each is a point where derivation reruns."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    day = timedelta(days=1)
+    grant = SimpleNamespace(expires_at=start + 10 * day, review_due_at=start + 5 * day)
+    dua = SimpleNamespace(effective_from=start - day, expires_at=start + 20 * day)
+    settings = SimpleNamespace(grant_review_grace_days=2)
+    facts = service.GrantFacts([(grant, dua, "research", "p", "d")], {}, settings)
+    derivations: list[datetime] = []
+
+    def at(now: datetime, rules: object) -> None:
+        facts.tables(now, rules, lambda: derivations.append(now) or [])
+
+    rules = object()
+    for offset in (0, 4, 5, 6, 7, 9.9, 10, 19, 20, 30):
+        at(start + offset * day, rules)
+    # Derived again only at review due (5), end of review grace (7), grant expiry (10) and DUA
+    # expiry (20); the moments between reuse the last derivation.
+    assert [(d - start) / day for d in derivations] == [0, 5, 7, 10, 20]
+    at(start + 30 * day, object())  # the policy was reloaded
+    at(start + 29 * day, rules)  # the clock went back
+    assert len(derivations) == 7
