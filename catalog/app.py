@@ -16,6 +16,7 @@ from sqlmodel import Session
 import catalog
 from catalog.audit.context import RequestContextMiddleware, logging_config
 from catalog.audit.routes import AuditController
+from catalog.audit.writer import use_relay
 from catalog.clock import Clock, SystemClock
 from catalog.db import engine_for, session_dependency
 from catalog.errors import Unauthenticated
@@ -131,6 +132,7 @@ def create_app(
     app.state.authenticator = Authenticator(settings=settings, policy=policy, clock=the_clock)
     app.state.limiter = limiter
     app.state.governance_cache = GovernanceCache()
+    use_relay(settings.audit_relay)
     return app
 
 

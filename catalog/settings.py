@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         default="json", description="Server log lines: one JSON object per line, or plain text."
     )
+    audit_relay: Path | None = Field(
+        default=None,
+        description="Unix socket of the audit relay process; `mesh serve --workers` sets it.",
+    )
     audit_checkpoint_every: int = Field(
         default=1000, ge=0, description="Record the audit chain head every N entries (0: never)."
     )

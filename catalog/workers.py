@@ -3,16 +3,22 @@
 Uvicorn's own multi-process mode shares one listening socket, and whichever worker wakes first
 accepts every pending connection: 32 clients connecting together landed 31 on one worker and
 1 on the other. With a socket per worker the kernel spreads connections across them instead.
-The parent only supervises: it restarts a worker that dies and stops them all on SIGINT/SIGTERM.
-Each worker builds its app from the `MESH_*` environment (`catalog.app:from_environment`).
+The parent only supervises: it restarts a worker (or the audit relay, `catalog.audit.relay`)
+that dies and stops them all on SIGINT/SIGTERM. Each worker builds its app from the `MESH_*`
+environment (`catalog.app:from_environment`), which names the relay's socket.
 """
 
 import logging
+import logging.config
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -45,12 +51,24 @@ def _worker(host: str, port: int, log_config: dict[str, Any]) -> None:
     uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
 
 
+def _relay(path: Path, log_config: dict[str, Any]) -> None:
+    from catalog.audit import relay
+    from catalog.db import engine_for
+    from catalog.settings import Settings
+
+    logging.config.dictConfig(log_config)
+    relay.serve(path, engine_for(Settings()))
+
+
 def serve_workers(host: str, port: int, workers: int, *, log_config: dict[str, Any]) -> None:
-    """Run `workers` server processes on host:port until SIGINT or SIGTERM."""
+    """Run `workers` server processes on host:port, and their audit relay, until signalled."""
     context = multiprocessing.get_context("spawn")
     # Bound here first, so a taken port fails at once, in the parent, with a clear error.
     listening_socket(host, port).close()
     stopping = threading.Event()
+    private = Path(tempfile.mkdtemp(prefix="mesh-audit-"))  # mode 0700: this user only
+    relay_path = private / "relay.sock"
+    os.environ["MESH_AUDIT_RELAY"] = str(relay_path)  # the workers' settings read it
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         stopping.set()
@@ -62,9 +80,22 @@ def serve_workers(host: str, port: int, workers: int, *, log_config: dict[str, A
         process.start()
         return process
 
+    def start_relay() -> BaseProcess:
+        process = context.Process(target=_relay, args=(relay_path, log_config), daemon=False)
+        process.start()
+        return process
+
+    relay = start_relay()
+    for _ in range(600):  # the workers' first reads need the relay: up to a minute to start
+        if relay_path.exists() or not relay.is_alive():
+            break
+        stopping.wait(0.1)
     processes = [start() for _ in range(workers)]
     try:
         while not stopping.wait(0.5):
+            if not relay.is_alive():  # meanwhile workers refuse reads (503): fail closed
+                log.error("audit relay exited with %s; starting another", relay.exitcode)
+                relay = start_relay()
             for i, process in enumerate(processes):
                 if not process.is_alive():
                     log.error(
@@ -76,5 +107,8 @@ def serve_workers(host: str, port: int, workers: int, *, log_config: dict[str, A
             process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
         for process in processes:
             process.join(timeout=30)
+        relay.terminate()  # after the workers: their last entries are written
+        relay.join(timeout=30)
+        shutil.rmtree(private, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import text
+
+from catalog.db import make_engine
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +41,33 @@ def _sockets(pid: int) -> int:
     return count
 
 
-def _workers(pid: int) -> list[int]:
-    """Children listening for requests (multiprocessing's resource tracker has no socket)."""
-    return [child for child in _children(pid) if _sockets(child) > 0]
+def _listening(port: int) -> set[str]:
+    """Socket inodes listening on TCP `port` (one per worker: SO_REUSEPORT)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+                inodes.add(fields[9])
+    return inodes
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    found = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                found.add(link[8:-1])
+    except OSError:
+        pass
+    return found
+
+
+def _workers(pid: int, port: int) -> list[int]:
+    """Children listening on the port (not the audit relay, not the resource tracker)."""
+    listening = _listening(port)
+    return [child for child in _children(pid) if _socket_inodes(child) & listening]
 
 
 def _wait(condition, what: str, seconds: float = 60) -> None:
@@ -79,7 +106,7 @@ def served(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: len(_workers(server.pid)) == 2 and _answers(base), "two workers")
+        _wait(lambda: len(_workers(server.pid, port)) == 2 and _answers(base), "two workers")
         yield server, base, port
     finally:
         server.send_signal(signal.SIGTERM)
@@ -88,7 +115,7 @@ def served(tmp_path):
 
 def test_connections_spread_over_the_workers(served):
     server, _, port = served
-    workers = _workers(server.pid)
+    workers = _workers(server.pid, port)
     before = {p: _sockets(p) for p in workers}
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
     try:
@@ -103,18 +130,39 @@ def test_connections_spread_over_the_workers(served):
 
 
 def test_a_dead_worker_is_replaced_and_sigterm_stops_all(served):
-    server, base, _ = served
-    victim = _workers(server.pid)[0]
+    server, base, port = served
+    victim = _workers(server.pid, port)[0]
     os.kill(victim, signal.SIGKILL)
     _wait(
-        lambda: victim not in _children(server.pid) and len(_workers(server.pid)) == 2,
+        lambda: victim not in _children(server.pid) and len(_workers(server.pid, port)) == 2,
         "a replacement worker",
     )
     _wait(lambda: _answers(base), "answers after the restart")
-    workers = _workers(server.pid)
+    workers = _children(server.pid)
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=60) == 0
     for pid in workers:
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+def test_workers_audit_through_the_relay(served, tmp_path):
+    """A refused token is audited: the entry travels worker -> relay process -> database."""
+    server, base, port = served
+    workers = _workers(server.pid, port)
+    relay = [c for c in _children(server.pid) if c not in workers and _socket_inodes(c)]
+    assert len(relay) == 1  # besides the workers: the relay (the resource tracker has none)
+    forged = "mesh_0123456789abcdef_" + "x" * 32
+    for _ in range(4):  # over both workers, whichever the kernel picks
+        answer = requests.get(
+            f"{base}/api/v1/domains", headers={"Authorization": f"Bearer {forged}"}, timeout=10
+        )
+        assert answer.status_code == 401
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with engine.connect() as conn:
+        failures = conn.execute(
+            text("SELECT count(*) FROM audit_event WHERE action = 'auth.failed'")
+        ).scalar_one()
+    engine.dispose()
+    assert failures == 4

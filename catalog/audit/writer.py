@@ -13,21 +13,24 @@ the requests waiting for it.
 import asyncio
 import fcntl
 import logging
+import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from catalog.audit import chain
+from catalog.audit import chain, relay
 from catalog.audit.models import AuditEntry
 from catalog.db import make_engine
 from catalog.errors import Unavailable
 
 log = logging.getLogger("mesh.audit")
+RELAY_TIMEOUT_SECONDS = 30.0
 IDLE_SECONDS = 30.0  # a writer thread with nothing to write for this long ends
 
 
@@ -46,9 +49,11 @@ class AuditWriter:
     leaves the handler threads to requests that have work to do, so batches grow with load.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, relay: Path | None = None) -> None:
         own = make_engine(engine.url.render_as_string(hide_password=False))
         self._engine = own.execution_options(**engine.get_execution_options())
+        self._relay = relay  # hand batches to the relay process instead (catalog.audit.relay)
+        self._relay_socket: socket.socket | None = None  # used by the writer thread only
         self._lock = threading.Lock()
         self._queue: list[_Ticket] = []
         self._pending = threading.Event()
@@ -70,6 +75,18 @@ class AuditWriter:
         self._enqueue(ticket)
         await done
         _check(ticket)
+
+    def write_groups(self, groups: list[list[AuditEntry]]) -> list[bool]:
+        """Write each group as its own ticket, in as few commits as possible; `failed` flags."""
+        if not groups:
+            return []
+        left = threading.Semaphore(0)
+        tickets = [_Ticket(entries, left.release) for entries in groups]
+        for ticket in tickets:
+            self._enqueue(ticket)
+        for _ in tickets:
+            left.acquire()
+        return [ticket.failed for ticket in tickets]
 
     def _enqueue(self, ticket: _Ticket) -> None:
         with self._lock:
@@ -108,6 +125,8 @@ class AuditWriter:
 
     def _commit(self, tickets: list[_Ticket]) -> tuple[list[_Ticket], Exception | None]:
         """Write the tickets' entries in one transaction; the tickets that failed, and why."""
+        if self._relay is not None:
+            return self._commit_through_relay(self._relay, tickets)
         try:
             with _between_processes(self._engine), self._engine.begin() as connection:
                 chain.append(connection, [e for ticket in tickets for e in ticket.entries])
@@ -115,6 +134,23 @@ class AuditWriter:
             log.error("audit entries could not be written: %s", type(exc).__name__)
             return tickets, exc
         return [], None
+
+    def _commit_through_relay(
+        self, path: Path, tickets: list[_Ticket]
+    ) -> tuple[list[_Ticket], Exception | None]:
+        try:
+            if self._relay_socket is None:
+                self._relay_socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._relay_socket.settimeout(RELAY_TIMEOUT_SECONDS)
+                self._relay_socket.connect(str(path))
+            flags = relay.ask(self._relay_socket, [t.entries for t in tickets])
+        except (OSError, ValueError) as exc:  # unreachable or broken: refuse, reconnect next time
+            log.error("audit relay unavailable: %s", type(exc).__name__)
+            if self._relay_socket is not None:
+                self._relay_socket.close()
+                self._relay_socket = None
+            return tickets, OperationalError("audit relay", {}, exc)
+        return [t for t, failed in zip(tickets, flags, strict=True) if failed], None
 
 
 def _resolve(future: "asyncio.Future[None]") -> None:
@@ -149,6 +185,15 @@ def _between_processes(engine: Engine) -> Iterator[None]:
 
 _writers: "weakref.WeakKeyDictionary[Engine, AuditWriter]" = weakref.WeakKeyDictionary()
 _writers_lock = threading.Lock()
+_relay: Path | None = None
+
+
+def use_relay(path: Path | None) -> None:
+    """Hand this process's entries to the relay at `path` (None: write them here)."""
+    global _relay
+    with _writers_lock:
+        _relay = path
+        _writers.clear()
 
 
 def writer_for(engine: Engine) -> AuditWriter:
@@ -156,5 +201,5 @@ def writer_for(engine: Engine) -> AuditWriter:
     with _writers_lock:
         writer = _writers.get(engine)
         if writer is None:
-            writer = _writers[engine] = AuditWriter(engine)
+            writer = _writers[engine] = AuditWriter(engine, relay=_relay)
         return writer
