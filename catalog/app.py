@@ -1,5 +1,6 @@
 """The composition root: `create_app(settings)` wires every router, dependency and handler."""
 
+import gc
 import logging.config
 from collections.abc import Generator
 from datetime import datetime
@@ -136,6 +137,18 @@ def create_app(
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Move everything alive at startup out of the garbage collector's sight (`gc.freeze`).
+
+    The libraries' objects (SQLAlchemy, Litestar, Arrow, casbin) made every full collection
+    walk a large heap: pauses that showed as the query endpoint's slowest responses (max 206 ms
+    against 61 ms frozen, 2 workers, 32 clients). What requests allocate is collected as before.
+    Called by `mesh serve` once the app is built (not by tests, which build many apps).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def from_environment() -> Litestar:
     """The app of `mesh serve --workers N`: each worker process builds it from MESH_* settings.
 
@@ -147,4 +160,5 @@ def from_environment() -> Litestar:
     logging.config.dictConfig(logging_config(json_lines=settings.log_format == "json"))
     # As with one process: our middleware logs requests without query strings (URL signatures).
     logging.getLogger("uvicorn.access").disabled = True
+    freeze_startup_heap()
     return app

@@ -322,7 +322,7 @@ def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
 
     import uvicorn
 
-    from catalog.app import create_app
+    from catalog.app import create_app, freeze_startup_heap
     from catalog.audit.context import logging_config
     from catalog.workers import serve_workers
 
@@ -333,8 +333,10 @@ def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
         os.environ["MESH_HOME"] = str(settings.home.resolve())
         serve_workers(settings.host, settings.port, workers, log_config=log_config)
         return
+    app = create_app(settings, engine=engine)
+    freeze_startup_heap()
     uvicorn.run(
-        create_app(settings, engine=engine),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
