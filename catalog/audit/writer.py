@@ -61,11 +61,8 @@ class AuditWriter:
 
     def write(self, entries: list[AuditEntry]) -> None:
         """Chain and commit `entries` (with whatever else is queued); Unavailable on failure."""
-        done = threading.Event()
-        ticket = _Ticket(entries, done.set)
-        self._enqueue(ticket)
-        done.wait()
-        _check(ticket)
+        (failed,) = self.write_groups([entries])
+        _check(failed)
 
     async def write_async(self, entries: list[AuditEntry]) -> None:
         """`write` for the event loop: waits for the commit without holding a thread."""
@@ -74,12 +71,10 @@ class AuditWriter:
         ticket = _Ticket(entries, lambda: loop.call_soon_threadsafe(_resolve, done))
         self._enqueue(ticket)
         await done
-        _check(ticket)
+        _check(ticket.failed)
 
     def write_groups(self, groups: list[list[AuditEntry]]) -> list[bool]:
         """Write each group as its own ticket, in as few commits as possible; `failed` flags."""
-        if not groups:
-            return []
         left = threading.Semaphore(0)
         tickets = [_Ticket(entries, left.release) for entries in groups]
         for ticket in tickets:
@@ -158,8 +153,8 @@ def _resolve(future: "asyncio.Future[None]") -> None:
         future.set_result(None)
 
 
-def _check(ticket: _Ticket) -> None:
-    if ticket.failed:
+def _check(failed: bool) -> None:
+    if failed:
         raise Unavailable("the audit log cannot be written right now; the request was refused")
 
 
