@@ -24,7 +24,7 @@ from catalog.clock import Clock
 from catalog.errors import Unauthenticated
 from catalog.events import Actor, record_failure
 from catalog.settings import Settings
-from policies.enforcer import Caller, PolicyEngine
+from policies.enforcer import Caller, PolicyEngine, route_subject
 from policies.models import ApiToken, Organization, Principal
 
 TOKEN_PREFIX = "mesh_"  # noqa: S105  (a prefix, not a secret)
@@ -250,7 +250,7 @@ def record_auth_failure(
         actor=ANONYMOUS,
         action="auth.failed",
         subject_type="route",
-        subject=f"{connection.scope.get('method', 'GET')} {connection.url.path}"[:300],
+        subject=route_subject(connection),
         outcome=Outcome.FAILED,
         reason=reason,
         details={"presented": credential_kind(credential, prefix)},

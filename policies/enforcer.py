@@ -245,6 +245,11 @@ async def permission_guard(connection: Any, handler: Any) -> None:
         raise
 
 
+def route_subject(connection: Any) -> str:
+    """`METHOD /path`: the subject of an audit entry about a refused request."""
+    return f"{connection.scope.get('method', 'GET')} {connection.url.path}"[:300]
+
+
 def _record_denial(connection: Any, caller: Actor, permission: str, reason: str) -> None:
     state = connection.app.state
     record_failure(
@@ -253,7 +258,7 @@ def _record_denial(connection: Any, caller: Actor, permission: str, reason: str)
         actor=caller,
         action="access.denied",
         subject_type="route",
-        subject=f"{connection.scope.get('method', 'GET')} {connection.url.path}"[:300],
+        subject=route_subject(connection),
         outcome=Outcome.DENIED,
         reason=reason,
         details={"permission": permission},
