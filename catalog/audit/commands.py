@@ -123,10 +123,10 @@ def query(
         filters = service.AuditQuery(
             actor=actor,
             recipient=recipient,
-            product=service.check_product(product) if product else None,
+            product=product or None,  # an empty filter is no filter
             tier=tier,
             action=action,
-            outcome=service.check_outcome(outcome),
+            outcome=outcome,
             since=parse_moment(since, "--since"),
             until=parse_moment(until, "--until"),
         )

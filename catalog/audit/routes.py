@@ -25,30 +25,6 @@ ActorFilter = Annotated[str | None, QueryParameter(name="actor", max_length=200)
 Moment = Annotated[datetime | None, QueryParameter()]
 
 
-def _query(
-    actor: str | None,
-    recipient: str | None,
-    product: str | None,
-    tier: str | None,
-    action: str | None,
-    outcome: str | None,
-    request_id: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> service.AuditQuery:
-    return service.AuditQuery(
-        actor=actor,
-        recipient=recipient,
-        product=service.check_product(product) if product else None,
-        tier=tier,
-        action=action,
-        outcome=service.check_outcome(outcome),
-        request_id=request_id,
-        since=since,
-        until=until,
-    )
-
-
 ERRORS = problem_responses(400, 401, 403, 404, 422, 429, 503)
 
 
@@ -76,8 +52,16 @@ class AuditController(Controller):
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> AuditPage:
         """Entries matching every filter, newest first (`action=sharing.*` matches a prefix)."""
-        query = _query(
-            actor_name, recipient, product, tier, action, outcome, request_id, since, until
+        query = service.AuditQuery(
+            actor=actor_name,
+            recipient=recipient,
+            product=product or None,  # an empty filter is no filter
+            tier=tier,
+            action=action,
+            outcome=outcome,
+            request_id=request_id,
+            since=since,
+            until=until,
         )
         size = pagination.page_size(
             limit, default=settings.default_page_size, maximum=settings.max_page_size
@@ -102,7 +86,14 @@ class AuditController(Controller):
         action: Text = None,
     ) -> Stream:
         """Matching entries as NDJSON, oldest first, streamed (one entry per line)."""
-        query = _query(actor_name, recipient, product, None, action, None, None, since, until)
+        query = service.AuditQuery(
+            actor=actor_name,
+            recipient=recipient,
+            product=product or None,  # an empty filter is no filter
+            action=action,
+            since=since,
+            until=until,
+        )
 
         def lines() -> Iterator[str]:
             # Its own transaction: the response streams after the request's session closed.

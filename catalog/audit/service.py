@@ -49,6 +49,12 @@ class AuditQuery:
     since: datetime | None = None
     until: datetime | None = None
 
+    def __post_init__(self) -> None:
+        # Refused as the caller gave them (API 400, CLI error), not silently matching nothing.
+        if self.product is not None:
+            check_product(self.product)
+        check_outcome(self.outcome)
+
     def conditions(self) -> list[ColumnElement[bool]]:
         """SQL conditions for the filters that are set."""
         out: list[ColumnElement[bool]] = []
@@ -194,7 +200,7 @@ def list_disclosures(
     Built from the successful sharing reads in the audit trail alone: the product versions
     read, first and last access, and how many requests, files and bytes.
     """
-    query = AuditQuery(product=check_product(product), since=since, until=until)
+    query = AuditQuery(product=product, since=since, until=until)
     statement = (
         sa_select(
             col(AuditEvent.organization),
