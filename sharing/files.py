@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from litestar import Controller, Request, Response, get, head
+from litestar import Controller, MediaType, Request, Response, get, head
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import File
@@ -122,10 +122,15 @@ class FileController(Controller):
     ) -> Response[None]:
         """Size of the file, for clients that plan ranged reads."""
         _, size = signed_file(request, path, settings, clock)
+        # A text media type is the one Litestar renders `None` for; the header says what it is.
         return Response(
             content=None,
-            headers={"Content-Length": str(size), "Accept-Ranges": "bytes"},
-            media_type="application/octet-stream",
+            headers={
+                "Content-Length": str(size),
+                "Content-Type": "application/octet-stream",
+                "Accept-Ranges": "bytes",
+            },
+            media_type=MediaType.TEXT,
         )
 
 

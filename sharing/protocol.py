@@ -152,18 +152,15 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
     return error(400, "INVALID_PARAMETER_VALUE", str(exc.detail or "invalid request"))
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    status = exc.status_code if exc.status_code < 500 else 500
-    code = (
-        "RESOURCE_DOES_NOT_EXIST"
-        if status == 404
-        else ("INTERNAL_ERROR" if status == 500 else "MALFORMED_REQUEST")
-    )
-    return error(status, code, exc.detail if status < 500 else "internal error")
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    if exc.status_code >= 500:  # the framework's own 5xx (a response it could not render) is a bug
+        return _internal(request, exc)
+    code = "RESOURCE_DOES_NOT_EXIST" if exc.status_code == 404 else "MALFORMED_REQUEST"
+    return error(exc.status_code, code, exc.detail)
 
 
-def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.exception("unhandled error in the sharing protocol", exc_info=exc)
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error(500, "INTERNAL_ERROR", "internal error")
 
 

@@ -63,10 +63,15 @@ def test_bad_tokens_and_tampered_urls(estate):
     )
     assert q.status_code == 200 and q.headers["Delta-Table-Version"] == "1"
     file_url = json.loads(q.text.splitlines()[2])["file"]["url"]
-    assert requests.get(file_url, timeout=5).status_code == 200
+    whole = requests.get(file_url, timeout=5)
+    assert whole.status_code == 200 and whole.content[:4] == b"PAR1"
     ranged = requests.get(file_url, headers={"Range": "bytes=0-3"}, timeout=5)
     assert ranged.status_code == 206 and ranged.content == b"PAR1"
-    assert requests.head(file_url, timeout=5).headers["Content-Length"]
+    assert ranged.headers["Content-Range"] == f"bytes 0-3/{len(whole.content)}"
+    head = requests.head(file_url, timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(whole.content))
+    assert head.headers["Accept-Ranges"] == "bytes"
     tampered = file_url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
     assert requests.get(tampered, timeout=5).status_code == 403
     other_path = file_url.replace("deidentified", "full")
