@@ -864,6 +864,12 @@ def _readers(estate: Estate) -> dict[str, Callable[[], Any]]:
     def via_server() -> Any:
         return client.load_as_pandas(estate.table_url)
 
+    def via_server_parquet() -> Any:
+        return client.load_as_pandas(estate.table_url, use_delta_format=False)
+
+    def via_server_delta() -> Any:
+        return client.load_as_pandas(estate.table_url, use_delta_format=True)
+
     def direct() -> Any:
         return DeltaTable(estate.location).to_pandas()
 
@@ -881,6 +887,8 @@ def _readers(estate: Estate) -> dict[str, Callable[[], Any]]:
 
     return {
         "client via server": via_server,
+        "  parquet format": via_server_parquet,
+        "  delta format": via_server_delta,
         "direct deltalake": direct,
         "local, client's engine": local_client_engine,
     }

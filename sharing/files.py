@@ -7,16 +7,17 @@ server's `/delta-sharing/files/...`, signed with HMAC over path and expiry; the 
 """
 
 import hmac
+from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from litestar import Controller, MediaType, Request, Response, get, head
 from litestar.di import NamedDependency
 from litestar.params import FromPath
-from litestar.response import File
+from litestar.response import Stream
 from sqlmodel import Session
 
 from catalog.clock import Clock
@@ -30,6 +31,7 @@ from sharing.recipients import check_address, networks_of
 from sharing.service import mac, signing_key
 
 PREFIX = "/delta-sharing"
+CHUNK_BYTES = 4 << 20  # per read and per send: bounds a download's memory, few thread hops
 FILES = PREFIX + "/files"
 
 
@@ -86,29 +88,26 @@ class FileController(Controller):
         path: FromPath[str],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
-    ) -> Response[bytes] | File:
-        """The file (streamed from disk), or the requested byte range (206)."""
+    ) -> Stream:
+        """The file, or the requested byte range (206), streamed from disk in bounded chunks.
+
+        Ranges stream too: pyarrow coalesces a row group's column chunks into one range of tens
+        of MiB, and holding each in memory would cost that much per concurrent reader and delay
+        the first byte until the whole range was read.
+        """
         file, size = signed_file(request, path, settings, clock)
-        if not request.headers.get("range"):  # whole files (delta-kernel): never held in memory
-            return File(
-                path=file,
-                filename=file.name,
-                media_type="application/octet-stream",
-                content_disposition_type="inline",
-                headers={"Accept-Ranges": "bytes"},
-            )
-        start, end = _range(request.headers.get("range"), size)
-        with file.open("rb") as handle:
-            handle.seek(start)
-            content = handle.read(end - start + 1)
-        return Response(
-            content=content,
-            status_code=206,
-            headers={
-                "Accept-Ranges": "bytes",
-                "Content-Length": str(len(content)),
-                "Content-Range": f"bytes {start}-{end}/{size}",
-            },
+        requested = request.headers.get("range")
+        start, length, headers = 0, size, {"Accept-Ranges": "bytes"}
+        if requested:
+            start, end = _range(requested, size)
+            length = end - start + 1
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(length)
+        handle = file.open("rb")  # opened here, so a vanished file fails before the answer starts
+        return Stream(
+            _chunks(handle, start, length),
+            status_code=206 if requested else 200,
+            headers=headers,
             media_type="application/octet-stream",
         )
 
@@ -184,6 +183,18 @@ def signed_file(
     return file, size
 
 
+def _chunks(handle: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+    """`length` bytes from `start`, a chunk at a time; closes the file however the answer ends."""
+    with handle:
+        handle.seek(start)
+        while length > 0:
+            chunk = handle.read(min(CHUNK_BYTES, length))
+            if not chunk:  # the file shrank under us: end short rather than send padding
+                return
+            length -= len(chunk)
+            yield chunk
+
+
 def _product_of(relative: str) -> tuple[str | None, str | None]:
     """Product and tier of a file under `products/<domain>/<product>/<tier>/`."""
     parts = relative.split("/")
@@ -192,9 +203,7 @@ def _product_of(relative: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _range(header: str | None, size: int) -> tuple[int, int]:
-    if not header:
-        return 0, max(size - 1, 0)
+def _range(header: str, size: int) -> tuple[int, int]:
     unit, _, spec = header.partition("=")
     first, _, last = spec.partition("-")
     try:

@@ -305,8 +305,8 @@ def _metadata(
 ) -> tuple[Response[bytes], AuditEntry]:
     who, tables, settings, clock = _visible(request)
     found = service.find_table(tables, share, schema, table)
-    fmt = _format(request)
     snap = delta.snapshot(found.location, found.current_version, settings.storage_options)
+    fmt = response_format(request.headers.get("delta-sharing-capabilities"), snap)
     entry = _read_entry(
         who, "sharing.metadata", found, version=snap.version, files=0, size=0, now=clock.now()
     )
@@ -318,9 +318,9 @@ def _query(
 ) -> tuple[Response[bytes], AuditEntry]:
     who, tables, settings, clock = _visible(request)
     found = service.find_table(tables, share, schema, table)
-    fmt = _format(request)
     version = _query_version(found, body, settings)
     snap = delta.snapshot(found.location, version, settings.storage_options)
+    fmt = response_format(request.headers.get("delta-sharing-capabilities"), snap)
     limit = body.get("limitHint")
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise InvalidParameter("limitHint must be a non-negative integer")
@@ -357,11 +357,11 @@ def _changes(
 ) -> tuple[Response[bytes], AuditEntry]:
     who, tables, settings, clock = _visible(request)
     found = service.find_table(tables, share, schema, table)
-    fmt = _format(request)
     versions = _change_versions(
         found, settings, starting_version, starting_timestamp, ending_version, ending_timestamp
     )
     snap = delta.snapshot(found.location, versions[0], settings.storage_options)
+    fmt = response_format(request.headers.get("delta-sharing-capabilities"), snap)
     if snap.configuration.get("delta.enableChangeDataFeed", "false").lower() != "true":
         raise InvalidParameter("change data feed is not enabled on this table")
     feed = delta.changes(found.location, versions, settings.storage_options)
@@ -391,11 +391,20 @@ def _table_json(table: SharedTable) -> dict[str, Any]:
     return {"name": table.name, "schema": table.schema, "share": table.share, "id": table.table_id}
 
 
-def _format(request: Request[Any, Any, Any]) -> str:
-    fmt = protocol.choose_format(request.headers.get("delta-sharing-capabilities"))
-    if not fmt:
-        raise UnsupportedOperation("responseformat must include parquet or delta")
-    return fmt
+def response_format(capabilities: str | None, snap: delta.Snapshot) -> str:
+    """The format to answer in for this table, or UnsupportedOperation."""
+    needs_delta = snap.min_reader_version > 1
+    fmt = protocol.choose_format(capabilities, needs_delta)
+    if fmt:
+        return fmt
+    if needs_delta:
+        features = ", ".join(snap.reader_features or ()) or f"reader v{snap.min_reader_version}"
+        raise UnsupportedOperation(
+            f"this table uses Delta reader features ({features}) that the parquet format cannot "
+            "carry; ask for it with delta-sharing-capabilities: responseformat=delta "
+            "(use_delta_format=True in the Python client)"
+        )
+    raise UnsupportedOperation("responseformat must include parquet or delta")
 
 
 def _timestamp(text: str) -> int:

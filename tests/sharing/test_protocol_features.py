@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import delta_sharing
+import pyarrow as pa
 import pytest
 import requests
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from sqlmodel import Session, select
 
 from catalog.db import make_engine
@@ -18,6 +19,9 @@ from catalog.events import Actor
 from catalog.products.models import DataProduct
 from policies.principals import get_organization
 from sharing import recipients
+from sharing.delta import snapshot
+from sharing.protocol import UnsupportedOperation
+from sharing.routes import response_format
 
 TABLE = "sepsis-research.st-marys.patients"
 ADMIN = "admin-secret-for-sharing-tests"
@@ -50,6 +54,61 @@ def test_delta_format_reads_the_same_rows_as_parquet(estate):
     assert len(delta_sharing.load_as_pandas(url, limit=3, use_delta_format=True)) == 3
     protocol = delta_sharing.get_table_protocol(url)
     assert protocol.min_reader_version >= 1
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "answer"),
+    [
+        (None, "parquet"),
+        ("responseformat=delta,parquet;readerfeatures=deletionvectors,columnmapping", "parquet"),
+        ("ResponseFormat=Parquet,Delta", "parquet"),
+        ("responseformat=delta;readerfeatures=deletionvectors", "delta"),
+    ],
+)
+def test_format_negotiation_prefers_parquet_for_plain_tables(estate, capabilities, answer):
+    headers = {"Authorization": f"Bearer {_token(estate)}"}
+    if capabilities:
+        headers["delta-sharing-capabilities"] = capabilities
+    r = requests.get(
+        f"{_base(estate)}/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients"
+        "/metadata",
+        headers=headers,
+        timeout=10,
+    )
+    assert r.status_code == 200
+    assert r.headers["delta-sharing-capabilities"] == f"responseformat={answer}"
+    first = json.loads(r.text.splitlines()[0])["protocol"]
+    assert ("deltaProtocol" in first) == (answer == "delta")
+
+
+def test_a_format_nobody_speaks_is_refused(estate):
+    r = requests.post(
+        f"{_base(estate)}/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients"
+        "/query",
+        json={},
+        headers={
+            "Authorization": f"Bearer {_token(estate)}",
+            "delta-sharing-capabilities": "responseformat=csv",
+        },
+        timeout=10,
+    )
+    assert r.status_code == 400 and r.json()["errorCode"] == "UNSUPPORTED_OPERATION"
+
+
+def test_tables_with_reader_features_answer_only_in_delta_format(tmp_path):
+    """timestamp_ntz (a naive `timestamp[us]` column) needs reader v3: parquet cannot carry it."""
+    location = str(tmp_path / "naive")
+    write_deltalake(
+        location, pa.table({"at": pa.array([datetime(2026, 1, 1)], pa.timestamp("us"))})
+    )
+    snap = snapshot(location, 0, None)
+    assert snap.min_reader_version > 1
+    assert response_format("responseformat=delta,parquet", snap) == "delta"
+    with pytest.raises(UnsupportedOperation, match="timestampNtz.*responseformat=delta"):
+        response_format(None, snap)
+    plain = str(tmp_path / "plain")
+    write_deltalake(plain, pa.table({"n": [1]}))
+    assert response_format("responseformat=delta,parquet", snapshot(plain, 0, None)) == ("parquet")
 
 
 def test_timestamp_time_travel(estate):
