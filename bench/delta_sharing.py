@@ -33,10 +33,12 @@ local folder storage in a temporary home:
    client, `delta_sharing.load_as_pandas(profile#share.schema.table)` through the server,
    against `deltalake.DeltaTable(location).to_pandas()` on the same Delta table. Ratio =
    client seconds / direct seconds of the same round; the row counts, columns and a value
-   checksum must match. A third reader (diagnostic, no target) runs the client's own engine on
-   the same local files (delta-kernel's scan, which yields 1,000-row batches, then the client's
-   `to_pandas(self_destruct=True)`), separating the client library's cost from the server's and
-   the transport's ("server overhead" = client via server / client's engine locally).
+   checksum must match. The server negotiates the parquet format for this table, so the client
+   reads through pyarrow and fsspec ranged GETs. Two diagnostic readers (no target): the client
+   with `use_delta_format=True` (delta-kernel), and the client's own parquet engine on the same
+   local files (a pyarrow dataset per file, the client's `to_pandas` arguments), separating the
+   client library's cost from the server's and the transport's ("server overhead" = client via
+   server / client's engine locally).
 3. Query latency (timed), in this order, each for `--duration` seconds after `--warmup`
    seconds: `GET /healthz` (no database: the framework and load-generator floor), the query with
    one client (the service time without queueing), then `--clients` concurrent clients (asyncio
@@ -861,11 +863,8 @@ def _readers(estate: Estate) -> dict[str, Callable[[], Any]]:
 
     client = _official_client()
 
-    def via_server() -> Any:
+    def via_server() -> Any:  # the format the server negotiates: parquet for this table
         return client.load_as_pandas(estate.table_url)
-
-    def via_server_parquet() -> Any:
-        return client.load_as_pandas(estate.table_url, use_delta_format=False)
 
     def via_server_delta() -> Any:
         return client.load_as_pandas(estate.table_url, use_delta_format=True)
@@ -874,21 +873,25 @@ def _readers(estate: Estate) -> dict[str, Callable[[], Any]]:
         return DeltaTable(estate.location).to_pandas()
 
     def local_client_engine() -> Any:
-        # What load_as_pandas does with the delta response format (the format it negotiates
-        # with this server), on the local files: delta-kernel's scan, then the same
-        # to_pandas. The client's own cost, without the server or HTTP.
-        import pyarrow as pa
-        from delta_kernel_rust_sharing_wrapper import PythonInterface, ScanBuilder, Table
+        # What load_as_pandas does with the parquet response format, on the local files: a
+        # pyarrow dataset per file and the client's own to_pandas arguments. The client's own
+        # cost, without the server or HTTP.
+        import pandas as pd
+        from pyarrow.dataset import dataset
 
-        uri = Path(estate.location).resolve().as_uri()
-        interface = PythonInterface(uri)
-        scan = ScanBuilder(Table(uri).snapshot(interface)).build()
-        return pa.Table.from_batches(scan.execute(interface)).to_pandas(self_destruct=True)
+        frames = [
+            dataset(path, format="parquet")
+            .to_table()
+            .to_pandas(
+                date_as_object=True, use_threads=False, split_blocks=False, self_destruct=True
+            )
+            for path in (u.removeprefix("file://") for u in DeltaTable(estate.location).file_uris())
+        ]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     return {
         "client via server": via_server,
-        "  parquet format": via_server_parquet,
-        "  delta format": via_server_delta,
+        "client, delta format": via_server_delta,
         "direct deltalake": direct,
         "local, client's engine": local_client_engine,
     }
@@ -1409,7 +1412,7 @@ def _loads(text: str) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the read table")
-    parser.add_argument("--repeat", type=int, default=3, help="timed read rounds")
+    parser.add_argument("--repeat", type=int, default=7, help="timed read rounds")
     parser.add_argument("--recipients", type=int, default=1_000)
     parser.add_argument("--grants", type=int, default=10_000)
     parser.add_argument("--products", type=int, default=20, help="small products besides the big")
