@@ -39,6 +39,7 @@ class MeshError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        self.headers: dict[str, str] = {}  # HTTP headers the answer must carry (Retry-After)
 
     @property
     def type_uri(self) -> str:
@@ -137,3 +138,4 @@ class TooManyRequests(MeshError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.headers["Retry-After"] = str(retry_after)

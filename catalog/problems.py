@@ -16,7 +16,6 @@ from catalog.errors import (
     Conflict,
     FieldError,
     MeshError,
-    TooManyRequests,
     Unavailable,
     ValidationFailed,
 )
@@ -85,8 +84,7 @@ def mesh_error_handler(request: Request[Any, Any, Any], exc: MeshError) -> Respo
     response = _problem_response(request, exc.problem(), exc.status)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="fhir-mesh"'
-    if isinstance(exc, TooManyRequests):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    response.headers.update(exc.headers)
     return response
 
 

@@ -7,6 +7,7 @@ server's `/delta-sharing/files/...`, signed with HMAC over path and expiry; the 
 """
 
 import hmac
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
@@ -21,7 +22,7 @@ from litestar.response import Stream
 from sqlmodel import Session
 
 from catalog.clock import Clock
-from catalog.errors import Forbidden, InvalidParameter
+from catalog.errors import Forbidden, MeshError
 from catalog.events import Actor, record_now
 from catalog.settings import Settings
 from policies.auth import client_address
@@ -31,6 +32,7 @@ from sharing.recipients import check_address, networks_of
 from sharing.service import mac, signing_key
 
 PREFIX = "/delta-sharing"
+_BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
 CHUNK_BYTES = 4 << 20  # per read and per send: bounds a download's memory, few thread hops
 FILES = PREFIX + "/files"
 
@@ -96,17 +98,17 @@ class FileController(Controller):
         the first byte until the whole range was read.
         """
         file, size = signed_file(request, path, settings, clock)
-        requested = request.headers.get("range")
+        asked = byte_range(request.headers.get("range"), size)
         start, length, headers = 0, size, {"Accept-Ranges": "bytes"}
-        if requested:
-            start, end = _range(requested, size)
+        if asked:
+            start, end = asked
             length = end - start + 1
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         headers["Content-Length"] = str(length)
         handle = file.open("rb")  # opened here, so a vanished file fails before the answer starts
         return Stream(
             _chunks(handle, start, length),
-            status_code=206 if requested else 200,
+            status_code=206 if asked else 200,
             headers=headers,
             media_type="application/octet-stream",
         )
@@ -203,19 +205,39 @@ def _product_of(relative: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _range(header: str, size: int) -> tuple[int, int]:
-    unit, _, spec = header.partition("=")
-    first, _, last = spec.partition("-")
-    try:
-        if unit.strip() != "bytes" or "," in spec:
-            raise ValueError
-        if first == "":
-            start, end = max(size - int(last), 0), size - 1
-        else:
-            start = int(first)
-            end = min(int(last), size - 1) if last else size - 1
-    except ValueError:
-        raise InvalidParameter(f"unsupported Range header {header!r}") from None
-    if start > end or start >= size:
-        raise InvalidParameter(f"range {header!r} is outside the file")
-    return start, end
+class RangeNotSatisfiable(MeshError):
+    """A byte range that starts past the end of the file (answered 416, as object stores do)."""
+
+    slug, title, status, code = (
+        "range-not-satisfiable",
+        "Range not satisfiable",
+        416,
+        "INVALID_PARAMETER_VALUE",
+    )
+
+    def __init__(self, header: str, size: int) -> None:
+        super().__init__(f"range {header!r} is outside the file ({size} bytes)")
+        self.headers["Content-Range"] = f"bytes */{size}"
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """First and last byte of a single `bytes=` range; None means send the whole file.
+
+    As RFC 9110 and S3 do: a header that is not one well-formed byte range (another unit,
+    several ranges, last before first) is ignored, and a range with no byte inside the file is
+    RangeNotSatisfiable.
+    """
+    match = _BYTE_RANGE.fullmatch((header or "").strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":  # a suffix: the last N bytes
+        if int(last) == 0 or size == 0:
+            raise RangeNotSatisfiable(header or "", size)
+        return max(size - int(last), 0), size - 1
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable(header or "", size)
+    return start, min(int(last), size - 1) if last else size - 1

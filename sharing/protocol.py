@@ -9,7 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from catalog.errors import MeshError, TooManyRequests
+from catalog.errors import MeshError
 
 log = logging.getLogger("mesh.sharing")
 
@@ -144,8 +144,7 @@ def error(status: int, code: str, message: str) -> Response[bytes]:
 
 def _mesh_error(_: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
     response = error(exc.status, exc.code, exc.detail)
-    if isinstance(exc, TooManyRequests):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    response.headers.update(exc.headers)
     return response
 
 

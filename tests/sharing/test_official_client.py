@@ -7,6 +7,8 @@ import delta_sharing
 import pytest
 import requests
 
+from sharing.files import RangeNotSatisfiable, byte_range
+
 
 def test_listing(estate):
     client = delta_sharing.SharingClient(estate["profile"])
@@ -93,3 +95,61 @@ def test_bad_tokens_and_tampered_urls(estate):
         bad_version.status_code == 400
         and bad_version.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
     )
+
+
+def _file_url(estate) -> str:
+    token = json.loads(Path(estate["profile"]).read_text())["bearerToken"]
+    q = requests.post(
+        f"http://127.0.0.1:{estate['port']}/delta-sharing/shares/sepsis-research/schemas/st-marys"
+        "/tables/patients/query",
+        json={},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    return json.loads(q.text.splitlines()[2])["file"]["url"]
+
+
+def test_file_ranges_follow_rfc_9110(estate):
+    url = _file_url(estate)
+    whole = requests.get(url, timeout=5).content
+    size = len(whole)
+    tail = requests.get(url, headers={"Range": "bytes=-8"}, timeout=5)
+    assert tail.status_code == 206 and tail.content == whole[-8:]
+    assert tail.headers["Content-Range"] == f"bytes {size - 8}-{size - 1}/{size}"
+    open_ended = requests.get(url, headers={"Range": f"Bytes={size - 4}-"}, timeout=5)
+    assert open_ended.status_code == 206 and open_ended.content == b"PAR1"
+    past_end = requests.get(url, headers={"Range": "bytes=0-99999999999"}, timeout=5)
+    assert past_end.status_code == 206 and past_end.content == whole
+    beyond = requests.get(url, headers={"Range": f"bytes={size}-"}, timeout=5)
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{size}"
+    assert beyond.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    for ignored in ("bytes=0-1,4-5", "items=0-3", "bytes=9-2", "bytes=1_0-2", "bytes=-"):
+        answer = requests.get(url, headers={"Range": ignored}, timeout=5)
+        assert answer.status_code == 200 and answer.content == whole, ignored
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "expected"),
+    [
+        (None, 10, None),
+        ("bytes=0-0", 10, (0, 0)),
+        ("bytes=3-", 10, (3, 9)),
+        ("bytes=-3", 10, (7, 9)),
+        ("bytes=-30", 10, (0, 9)),
+        ("bytes=5-50", 10, (5, 9)),
+        (" bytes=1-2 ", 10, (1, 2)),
+        ("bytes=2-1", 10, None),
+        ("bytes=1-2,4-5", 10, None),
+        ("bits=1-2", 10, None),
+        ("bytes=+1-2", 10, None),
+    ],
+)
+def test_byte_range(header, size, expected):
+    assert byte_range(header, size) == expected
+
+
+@pytest.mark.parametrize(("header", "size"), [("bytes=10-", 10), ("bytes=-0", 10), ("bytes=-1", 0)])
+def test_unsatisfiable_ranges(header, size):
+    with pytest.raises(RangeNotSatisfiable) as info:
+        byte_range(header, size)
+    assert info.value.headers == {"Content-Range": f"bytes */{size}"}
