@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from catalog import migrate
 from catalog.audit import commands as audit
+from catalog.audit.context import RequestContext, new_request_id, request_scope
 from catalog.clock import SystemClock
 from catalog.commands import (
     AsJson,
@@ -44,6 +45,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _invocation(ctx: typer.Context) -> None:
+    """Each command runs under its own request id (`cli-...`) so its audit entries group."""
+    context = RequestContext(request_id=f"cli-{new_request_id()}", user_agent="mesh-cli")
+    ctx.with_resource(request_scope(context))
+
+
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 domains_app = typer.Typer(help="Facilities and clinical domains.", no_args_is_help=True)
 products_app = typer.Typer(help="Data products.", no_args_is_help=True)

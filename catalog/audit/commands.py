@@ -112,6 +112,9 @@ def query(
     tier: str | None = None,
     action: Annotated[str | None, typer.Option(help="Exact, or a prefix ending in *.")] = None,
     outcome: Annotated[str | None, typer.Option(help="success, denied or failed.")] = None,
+    request_id: Annotated[
+        str | None, typer.Option(help="One request, or one `mesh` command run (cli-...).")
+    ] = None,
     since: Since = None,
     until: Until = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest entries to show.")] = 100,
@@ -127,6 +130,7 @@ def query(
             tier=tier,
             action=action,
             outcome=outcome,
+            request_id=request_id,
             since=parse_moment(since, "--since"),
             until=parse_moment(until, "--until"),
         )

@@ -7,7 +7,7 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from catalog.audit.models import AuditCheckpoint
+from catalog.audit.models import AuditCheckpoint, AuditEvent
 from catalog.cli import app
 from tests.audit.support import append, tamper
 from tests.audit.test_disclosures import build_trail
@@ -127,3 +127,19 @@ def test_disclosures_command(mesh, engine, clock):
     bad = mesh("audit", "disclosures", "--product", "patients")
     assert bad.exit_code == 1
     assert "DOMAIN/NAME" in bad.stderr
+
+
+def test_each_command_run_has_its_own_request_id(mesh, engine):
+    for name in ("auditor-a", "auditor-b"):
+        made = mesh("principals", "create", name, "--role", "auditor")
+        assert made.exit_code == 0, made.output
+    with Session(engine) as session:
+        rows = session.exec(select(AuditEvent).where(AuditEvent.actor.startswith("cli:"))).all()
+    ids = {r.subject: r.request_id for r in rows}
+    assert set(ids) >= {"auditor-a", "auditor-b"}
+    assert ids["auditor-a"].startswith("cli-") and ids["auditor-b"].startswith("cli-")
+    assert ids["auditor-a"] != ids["auditor-b"]
+    assert {r.user_agent for r in rows} == {"mesh-cli"}
+    found = mesh("audit", "query", "--request-id", ids["auditor-a"], "--format", "json")
+    assert found.exit_code == 0, found.output
+    assert [e["subject"] for e in json.loads(found.stdout)] == ["auditor-a"]
