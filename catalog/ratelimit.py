@@ -1,8 +1,9 @@
 """Brute-force protection: too many failed authentications lock out an address or a token id.
 
-Counted per process in a sliding window (a deployment with several processes multiplies the
-effective limit by their number; a shared store would be the next step). Memory is bounded:
-the oldest keys are forgotten first.
+Counted in a sliding window, in memory so that the check on every request costs nothing. Each
+process also adopts the failures every other process recorded in the audit trail (`adopt`,
+called after each failure), so workers and hosts sharing a database share the limit, give or
+take one failure per process. Memory is bounded: the oldest keys are forgotten first.
 """
 
 import threading
@@ -50,6 +51,16 @@ class FailureLimiter:
                 self._failures.move_to_end(key)
             while len(self._failures) > MAX_KEYS:
                 self._failures.popitem(last=False)
+
+    def adopt(self, key: str, times: list[datetime]) -> None:
+        """Take the failures of `key` that every process recorded, when they outnumber ours."""
+        now = self.clock.now()
+        recent = sorted(t for t in times if (now - t).total_seconds() <= self.window)
+        with self._lock:
+            known = self._recent(key, now)
+            if len(recent) > (len(known) if known is not None else 0):
+                self._failures[key] = deque(recent)
+                self._failures.move_to_end(key)
 
     def _recent(self, key: str, now: datetime) -> deque[datetime] | None:
         recent = self._failures.get(key)

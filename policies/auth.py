@@ -17,12 +17,16 @@ import jwt
 from litestar.concurrency import sync_to_thread
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, or_
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
 
-from catalog.audit.models import Outcome
+from catalog.audit.models import AuditEvent, Outcome
 from catalog.clock import Clock
 from catalog.errors import Unauthenticated
 from catalog.events import Actor, record_failure
+from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
 from policies.enforcer import Caller, PolicyEngine, route_subject
 from policies.models import ApiToken, Organization, Principal
@@ -214,7 +218,6 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         try:
             caller = await sync_to_thread(resolve)
         except Unauthenticated as exc:
-            state.limiter.failed(*keys)
             await sync_to_thread(record_auth_failure, connection, credential, exc.detail)
             raise
         return AuthenticationResult(user=caller, auth=credential)
@@ -242,8 +245,14 @@ def record_auth_failure(
     reason: str,
     prefix: str = TOKEN_PREFIX,
 ) -> None:
-    """Record `auth.failed` in its own transaction: the token id if any, never the secret."""
+    """Record `auth.failed` in its own transaction: the token id if any, never the secret.
+
+    Then count the failures of the same address and token id that every process recorded in
+    the window, so that the limit holds across workers and hosts, not per process.
+    """
     state = connection.app.state
+    keys = failure_keys(connection, credential, prefix)
+    state.limiter.failed(*keys)
     record_failure(
         state.engine,
         at=state.clock.now(),
@@ -256,3 +265,37 @@ def record_auth_failure(
         details={"presented": credential_kind(credential, prefix)},
         token_id=token_id_of(credential, prefix),
     )
+    limiter: FailureLimiter = state.limiter
+    since = state.clock.now() - timedelta(seconds=limiter.window)
+    for key, times in _recorded_failures(state.engine, keys, since).items():
+        limiter.adopt(key, times)
+
+
+def _recorded_failures(
+    engine: Engine, keys: tuple[str, str | None], since: datetime
+) -> dict[str, list[datetime]]:
+    """When each key (`ip:...`, `token:...`) failed since `since`, by the audit trail."""
+    address = keys[0].removeprefix("ip:") if keys[0] != "ip:None" else None
+    token = keys[1].removeprefix("token:") if keys[1] else None
+    conditions: list[ColumnElement[bool]] = []
+    if address:
+        conditions.append(col(AuditEvent.client_address) == address)
+    if token:
+        conditions.append(col(AuditEvent.token_id) == token)
+    if not conditions:
+        return {}
+    statement = select(AuditEvent.at, AuditEvent.client_address, AuditEvent.token_id).where(
+        col(AuditEvent.action) == "auth.failed", col(AuditEvent.at) >= since, or_(*conditions)
+    )
+    found: dict[str, list[datetime]] = {}
+    try:
+        with Session(engine) as session:
+            rows = session.exec(statement).all()
+    except OperationalError:
+        return found  # the local count still holds
+    for at, row_address, row_token in rows:
+        if address and row_address == address:
+            found.setdefault(keys[0], []).append(at)
+        if token and row_token == token:
+            found.setdefault(f"token:{token}", []).append(at)
+    return found

@@ -68,7 +68,6 @@ def _visible(request: Request[Any, Any, Any]) -> Visit:
         try:
             recipient = recipients.authenticate(session, credential, now=now, cache=cache)
         except Unauthenticated as refused:
-            limiter.failed(*keys)
             record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
             raise
         address = client_address(request)

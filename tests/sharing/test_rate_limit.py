@@ -1,7 +1,9 @@
 """Brute-force protection on the sharing endpoints: failures are audited and rate limited."""
 
+from litestar.testing import TestClient
 from sqlmodel import Session, select
 
+from catalog.app import create_app
 from catalog.audit.models import AuditEvent
 
 
@@ -37,3 +39,21 @@ def test_api_authentication_failures_are_rate_limited(client, settings):
     assert locked.status_code == 429
     assert locked.headers["content-type"].startswith("application/problem+json")
     assert int(locked.headers["Retry-After"]) >= 1
+
+
+def test_the_limit_is_shared_by_every_process_on_the_database(client, engine, clock, settings):
+    """Two apps on one database stand for two workers (or hosts): failures add up across them."""
+    bad = {"Authorization": "Bearer dsr_0123456789abcdef_not-the-secret-at-all"}
+    with TestClient(create_app(settings, engine=engine, clock=clock)) as other:
+        workers = [
+            client if attempt % 2 else other for attempt in range(settings.auth_failure_limit)
+        ]
+        for worker in workers:
+            assert worker.get("/delta-sharing/shares", headers=bad).status_code == 401
+        last, first = workers[-1], workers[-2]
+        assert last.get("/delta-sharing/shares", headers=bad).status_code == 429
+        # The other process learns of the failures with its next one: one more at most, not N.
+        assert first.get("/delta-sharing/shares", headers=bad).status_code == 401
+        assert first.get("/delta-sharing/shares", headers=bad).status_code == 429
+        clock.advance(seconds=settings.auth_failure_window_seconds + 1)
+        assert other.get("/delta-sharing/shares", headers=bad).status_code == 401
