@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from catalog.db import UtcDateTime
@@ -27,10 +27,21 @@ class Outcome(StrEnum):
     FAILED = "failed"  # authentication failures, errors
 
 
+AUTH_FAILED = text("action = 'auth.failed'")  # a literal, so that the partial indexes apply
+
+
 class AuditEvent(SQLModel, table=True):
     """One audit entry: who did what to which object, when, from where, and how it ended."""
 
     __tablename__ = "audit_event"
+    # Failed authentications by address and by token id: what the shared failure limit counts.
+    __table_args__ = tuple(
+        Index(name, column, "at", sqlite_where=AUTH_FAILED, postgresql_where=AUTH_FAILED)
+        for name, column in (
+            ("ix_audit_event_failed_address", "client_address"),
+            ("ix_audit_event_failed_token", "token_id"),
+        )
+    )
 
     # Assigned at commit, under the chain lock: entries are numbered 1, 2, 3, ... without gaps.
     id: int | None = Field(default=None, primary_key=True)
