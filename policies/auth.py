@@ -266,16 +266,17 @@ def record_auth_failure(
     )
     limiter: FailureLimiter = state.limiter
     since = state.clock.now() - timedelta(seconds=limiter.window)
-    for key, times in _recorded_failures(state.engine, keys, since).items():
+    for key, times in _recorded_failures(state.engine, keys, since, limiter.limit).items():
         limiter.adopt(key, times)
 
 
 def _recorded_failures(
-    engine: Engine, keys: tuple[str, str | None], since: datetime
+    engine: Engine, keys: tuple[str, str | None], since: datetime, most: int
 ) -> dict[str, list[datetime]]:
-    """When each key (`ip:...`, `token:...`) failed since `since`, by the audit trail.
+    """When each key (`ip:...`, `token:...`) last failed since `since` (`most` times at most).
 
-    One query per key, each answered by its partial index (models.AuditEvent).
+    One query per key, each answered by its partial index (models.AuditEvent); only the newest
+    `most` count, since a key is locked out at that many.
     """
     address, token = keys[0].removeprefix("ip:"), keys[1]
     wanted = [(keys[0], col(AuditEvent.client_address), address)] if address != "None" else []
@@ -283,12 +284,15 @@ def _recorded_failures(
         wanted.append((token, col(AuditEvent.token_id), token.removeprefix("token:")))
     found: dict[str, list[datetime]] = {}
     try:
-        with Session(engine) as session:
+        with engine.connect() as connection:
             for key, column, value in wanted:
-                statement = select(AuditEvent.at).where(
-                    AUTH_FAILED, column == value, col(AuditEvent.at) >= since
+                statement = (
+                    select(AuditEvent.at)
+                    .where(AUTH_FAILED, column == value, col(AuditEvent.at) >= since)
+                    .order_by(col(AuditEvent.at).desc())
+                    .limit(most)
                 )
-                found[key] = list(session.exec(statement).all())
+                found[key] = list(connection.execute(statement).scalars())
     except OperationalError:
         return {}  # the local count still holds
     return found
