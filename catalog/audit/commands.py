@@ -126,7 +126,7 @@ def query(
         filters = service.AuditQuery(
             actor=actor,
             recipient=recipient,
-            product=product or None,  # an empty filter is no filter
+            product=product,
             tier=tier,
             action=action,
             outcome=outcome,

@@ -55,7 +55,7 @@ class AuditController(Controller):
         query = service.AuditQuery(
             actor=actor_name,
             recipient=recipient,
-            product=product or None,  # an empty filter is no filter
+            product=product,
             tier=tier,
             action=action,
             outcome=outcome,
@@ -89,7 +89,7 @@ class AuditController(Controller):
         query = service.AuditQuery(
             actor=actor_name,
             recipient=recipient,
-            product=product or None,  # an empty filter is no filter
+            product=product,
             action=action,
             since=since,
             until=until,

@@ -50,6 +50,8 @@ class AuditQuery:
     until: datetime | None = None
 
     def __post_init__(self) -> None:
+        if self.product == "":  # an empty filter (`?product=`, `--product ""`) is no filter
+            object.__setattr__(self, "product", None)
         # Refused as the caller gave them (API 400, CLI error), not silently matching nothing.
         if self.product is not None:
             check_product(self.product)

@@ -192,6 +192,7 @@ def test_filters(client, trail):
     assert query() == [6, 5, 4, 3, 2, 1]
     assert query(recipient="quality-team") == [5, 4, 3]
     assert query(product="labs/cbc") == [5, 4]
+    assert query(product="") == [6, 5, 4, 3, 2, 1]  # an empty filter is no filter
     assert query(tier="limited") == [4, 3]
     assert query(action="sharing.query") == [5, 3, 1]
     assert query(action="sharing.*") == [5, 4, 3, 2, 1]
