@@ -19,6 +19,7 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from catalog.audit.models import AUTH_FAILED, AuditEvent, Outcome
@@ -250,11 +251,14 @@ def record_auth_failure(
     the window, so that the limit holds across workers and hosts, not per process.
     """
     state = connection.app.state
+    limiter: FailureLimiter = state.limiter
     keys = failure_keys(connection, credential, prefix)
-    state.limiter.failed(*keys)
+    limiter.failed(*keys)
+    address, token_id = client_address(connection), token_id_of(credential, prefix)
+    now = state.clock.now()
     record_failure(
         state.engine,
-        at=state.clock.now(),
+        at=now,
         actor=ANONYMOUS,
         action="auth.failed",
         subject_type="route",
@@ -262,30 +266,36 @@ def record_auth_failure(
         outcome=Outcome.FAILED,
         reason=reason,
         details={"presented": credential_kind(credential, prefix)},
-        token_id=token_id_of(credential, prefix),
+        token_id=token_id,
     )
-    limiter: FailureLimiter = state.limiter
-    since = state.clock.now() - timedelta(seconds=limiter.window)
-    for key, times in _recorded_failures(state.engine, keys, since, limiter.limit).items():
+    counted = [
+        (key, column, value)
+        for key, column, value in (
+            (keys[0], col(AuditEvent.client_address), address),
+            (keys[1], col(AuditEvent.token_id), token_id),
+        )
+        if key and value
+    ]
+    since = now - timedelta(seconds=limiter.window)
+    for key, times in _recorded_failures(state.engine, counted, since, limiter.limit).items():
         limiter.adopt(key, times)
 
 
 def _recorded_failures(
-    engine: Engine, keys: tuple[str, str | None], since: datetime, most: int
+    engine: Engine,
+    counted: list[tuple[str, Mapped[str | None], str]],
+    since: datetime,
+    most: int,
 ) -> dict[str, list[datetime]]:
-    """When each key (`ip:...`, `token:...`) last failed since `since` (`most` times at most).
+    """When each limiter key last failed since `since` (`most` times at most), by its column.
 
     One query per key, each answered by its partial index (models.AuditEvent); only the newest
     `most` count, since a key is locked out at that many.
     """
-    address, token = keys[0].removeprefix("ip:"), keys[1]
-    wanted = [(keys[0], col(AuditEvent.client_address), address)] if address != "None" else []
-    if token:
-        wanted.append((token, col(AuditEvent.token_id), token.removeprefix("token:")))
     found: dict[str, list[datetime]] = {}
     try:
         with engine.connect() as connection:
-            for key, column, value in wanted:
+            for key, column, value in counted:
                 statement = (
                     select(AuditEvent.at)
                     .where(AUTH_FAILED, column == value, col(AuditEvent.at) >= since)
