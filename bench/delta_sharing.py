@@ -36,9 +36,10 @@ local folder storage in a temporary home:
    checksum must match. The server negotiates the parquet format for this table, so the client
    reads through pyarrow and fsspec ranged GETs. Two diagnostic readers (no target): the client
    with `use_delta_format=True` (delta-kernel), and the client's own parquet engine on the same
-   local files (a pyarrow dataset per file, the client's `to_pandas` arguments), separating the
-   client library's cost from the server's and the transport's ("server overhead" = client via
-   server / client's engine locally).
+   local files (a pyarrow dataset per file, the client's `to_pandas` arguments, its concat and
+   its final column selection), separating the client library's cost from the server's and the
+   transport's ("server overhead" = client via server / client's engine locally; the client's
+   engine / direct is the floor no server can go below).
 3. Query latency (timed), in this order, each for `--duration` seconds after `--warmup`
    seconds: `GET /healthz` (no database: the framework and load-generator floor), the query with
    one client (the service time without queueing), then `--clients` concurrent clients (asyncio
@@ -798,6 +799,7 @@ def server(args: argparse.Namespace, estate: Estate) -> Iterator[Server]:
             "--rate",
             str(args.profile_rate),
             "--gil",
+            *(["--subprocesses"] if args.workers > 1 else []),
             "-o",
             str(args.profile / "server.txt"),
             "--",
@@ -874,20 +876,23 @@ def _readers(estate: Estate) -> dict[str, Callable[[], Any]]:
 
     def local_client_engine() -> Any:
         # What load_as_pandas does with the parquet response format, on the local files: a
-        # pyarrow dataset per file and the client's own to_pandas arguments. The client's own
-        # cost, without the server or HTTP.
+        # pyarrow dataset per file, the client's own to_pandas arguments, the concat and the
+        # final selection of the schema's columns (a copy of every column: pandas' take).
+        # The client's own cost, without the server or HTTP.
         import pandas as pd
         from pyarrow.dataset import dataset
 
+        table = DeltaTable(estate.location)
         frames = [
             dataset(path, format="parquet")
             .to_table()
             .to_pandas(
                 date_as_object=True, use_threads=False, split_blocks=False, self_destruct=True
             )
-            for path in (u.removeprefix("file://") for u in DeltaTable(estate.location).file_uris())
+            for path in (u.removeprefix("file://") for u in table.file_uris())
         ]
-        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        merged = pd.concat(frames, axis=0, ignore_index=True, copy=False)
+        return merged[[field.name for field in table.schema().fields]]
 
     return {
         "client via server": via_server,

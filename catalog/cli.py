@@ -332,7 +332,7 @@ def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
 
     import uvicorn
 
-    from catalog.app import create_app, freeze_startup_heap
+    from catalog.app import create_app, tune_for_serving
     from catalog.audit.context import logging_config
     from catalog.workers import serve_workers
 
@@ -344,7 +344,7 @@ def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
         serve_workers(settings.host, settings.port, workers, log_config=log_config)
         return
     app = create_app(settings, engine=engine)
-    freeze_startup_heap()
+    tune_for_serving()
     uvicorn.run(
         app,
         host=settings.host,

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from catalog.audit.models import Outcome
+from catalog.blocking import may_block
 from catalog.clock import Clock
 from catalog.errors import Forbidden, Unauthenticated
 from catalog.events import Actor, record_failure
@@ -94,6 +95,7 @@ class PolicyEngine:
         current = self._enforcer
         if current is not None and not self._stale(now):
             return current
+        may_block()  # the revision check reads the database
         must_wait = current is None or self._checked_at is None
         if not self._lock.acquire(blocking=must_wait):
             return current  # not None: only the first call waits

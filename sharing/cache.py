@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from catalog.blocking import may_block
+
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
 
@@ -31,7 +33,12 @@ class GovernanceCache:
         self._max_entries = max_entries
 
     def view(self, connection: Connection) -> "CacheView":
-        """This request's view: the revision the database is at now."""
+        """This request's view: the revision the database is at now.
+
+        Reading a local SQLite file takes microseconds; a server round trip counts as blocking.
+        """
+        if connection.dialect.name != "sqlite":
+            may_block()
         # The driver's own cursor: this runs on every sharing request, and SQLAlchemy's result
         # machinery cost more than the query.
         cursor = connection.connection.cursor()
@@ -67,10 +74,12 @@ class CacheView:
     def get(self, key: Hashable, load: Callable[[], T]) -> T:
         """The value kept for `key` under this revision, else `load()` (then kept)."""
         if self._revision is None:
+            may_block()
             return load()
         found, value = self._cache._get(self._revision, key)
         if found:
             return value  # type: ignore[no-any-return]
+        may_block()
         value = load()
         self._cache._put(self._revision, key, value)
         return value

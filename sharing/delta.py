@@ -4,15 +4,18 @@ Returns our own small dataclasses so no DeltaTable object leaks into routes.
 """
 
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from catalog.blocking import may_block
 from catalog.publishing.storage import Storage
+
+MAX_SNAPSHOTS = 1024
 
 
 @dataclass(frozen=True)
@@ -68,14 +71,27 @@ def _stats(row: dict[str, Any]) -> str | None:
     )
 
 
+_SnapshotKey = tuple[str, int, tuple[tuple[str, str], ...]]
+_snapshots: dict[_SnapshotKey, Snapshot] = {}
+_snapshots_lock = threading.Lock()
+
+
 def snapshot(location: str, version: int, storage_options: dict[str, str] | None) -> Snapshot:
-    """The table at `version` (cached: a committed Delta version never changes)."""
-    return _snapshot(location, version, tuple(sorted((storage_options or {}).items())))
+    """The table at `version` (kept: a committed Delta version never changes)."""
+    key = (location, version, tuple(sorted((storage_options or {}).items())))
+    found = _snapshots.get(key)
+    if found is None:
+        may_block()
+        found = _read_snapshot(location, version, storage_options)
+        with _snapshots_lock:
+            if len(_snapshots) >= MAX_SNAPSHOTS:
+                del _snapshots[next(iter(_snapshots))]  # the oldest read
+            _snapshots[key] = found
+    return found
 
 
-@lru_cache(maxsize=1024)
-def _snapshot(location: str, version: int, options: tuple[tuple[str, str], ...]) -> Snapshot:
-    table = DeltaTable(location, version=version, storage_options=dict(options) or None)
+def _read_snapshot(location: str, version: int, options: dict[str, str] | None) -> Snapshot:
+    table = DeltaTable(location, version=version, storage_options=options or None)
     metadata = table.metadata()
     protocol = table.protocol()
     actions = pa.table(table.get_add_actions(flatten=False)).to_pylist()
@@ -143,6 +159,7 @@ def changes(
     A commit that wrote `_change_data` files is represented by those (`cdc`); otherwise by its
     data-changing `add` and `remove` actions, which a client reads as inserts and deletes.
     """
+    may_block()
     filesystem, base = Storage(root=location, options=dict(storage_options or {})).filesystem()
     out: list[Change] = []
     for version in versions:
@@ -164,5 +181,6 @@ def changes(
 
 def commit_times(location: str, storage_options: dict[str, str] | None) -> dict[int, int]:
     """Commit timestamp (epoch ms) of every version."""
+    may_block()
     table = DeltaTable(location, storage_options=storage_options or None)
     return {int(h["version"]): int(h["timestamp"]) for h in table.history()}

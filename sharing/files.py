@@ -8,7 +8,7 @@ server's `/delta-sharing/files/...`, signed with HMAC over path and expiry; the 
 
 import hmac
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +21,7 @@ from litestar.params import FromPath
 from litestar.response import Stream
 from sqlmodel import Session
 
+from catalog.blocking import may_block
 from catalog.clock import Clock
 from catalog.errors import Forbidden, MeshError
 from catalog.events import Actor, record_now
@@ -37,24 +38,32 @@ CHUNK_BYTES = 4 << 20  # per read and per send: bounds a download's memory, few 
 FILES = PREFIX + "/files"
 
 
-def file_url(
-    location: str, path: str, *, recipient: str, base: str, settings: Settings, now: datetime
-) -> str:
-    """An expiring URL for one data file of the table at `location`, issued to `recipient`.
+def file_urls(
+    location: str, *, recipient: str, base: str, settings: Settings, now: datetime
+) -> Callable[[str], str]:
+    """Expiring URLs for the data files of the table at `location`, issued to `recipient`:
+    a function from a file's path in the table to its URL.
 
     Local URLs name the recipient (inside the signature), so the file endpoint can apply its
-    network allow-list and audit the download against it.
+    network allow-list and audit the download against it. What every URL of one answer shares
+    (root, expiry, key) is worked out once: a query signs every file of the table.
     """
     signer = object_store_signer(settings.storage_root, settings.storage_options)
     if signer is not None:
-        return signer.sign(f"{location}/{path}", settings.url_lifetime_seconds)
-    relative = f"{_relative(location, settings)}/{path}"
+        may_block()  # a store may fetch or refresh its credentials while signing
+        lifetime = settings.url_lifetime_seconds
+        return lambda path: signer.sign(f"{location}/{path}", lifetime)
+    root = _relative(location, settings)
     expires = expiry(settings, now)
-    signature = mac(signing_key(settings), _signed_message(relative, expires, recipient))
-    return (
-        f"{base}{FILES}/{quote(relative)}?X-Mesh-Recipient={quote(recipient)}"
-        f"&X-Amz-Expires={expires}&X-Amz-Signature={signature}"
-    )
+    key = signing_key(settings)
+    query = f"X-Mesh-Recipient={quote(recipient)}&X-Amz-Expires={expires}"
+
+    def url(path: str) -> str:
+        relative = f"{root}/{path}"
+        signature = mac(key, _signed_message(relative, expires, recipient))
+        return f"{base}{FILES}/{quote(relative)}?{query}&X-Amz-Signature={signature}"
+
+    return url
 
 
 def _signed_message(relative: str, expires: int, recipient: str) -> str:

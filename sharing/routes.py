@@ -17,14 +17,15 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.audit.models import AuditEntry
+from catalog.blocking import WouldBlock, may_block, nonblocking
 from catalog.clock import Clock
-from catalog.errors import InvalidParameter, NotFound, Unauthenticated
+from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
 from catalog.events import Actor, new_entry, record_entry
 from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
 from policies.auth import bearer, client_address, failure_keys, record_auth_failure
 from sharing import delta, predicates, protocol, recipients, service
-from sharing.files import PREFIX, expiry, file_url
+from sharing.files import PREFIX, expiry, file_urls
 from sharing.protocol import HANDLERS, UnsupportedOperation
 from sharing.service import SharedTable
 
@@ -68,6 +69,7 @@ def _visible(request: Request[Any, Any, Any]) -> Visit:
         try:
             recipient = recipients.authenticate(session, credential, now=now, cache=cache)
         except Unauthenticated as refused:
+            may_block()  # recording the failure writes the audit trail
             record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
             raise
         address = client_address(request)
@@ -116,13 +118,20 @@ async def _audited(
     read: Callable[..., tuple[Response[bytes], AuditEntry]],
     *args: Any,
 ) -> Response[bytes]:
-    """Run a read in a handler thread, then answer once its audit entry is durable (else 503).
+    """Run a read, then answer once its audit entry is durable (else 503).
 
+    The read runs on the event loop when everything it needs is cached (`catalog.blocking`):
+    on SQLite that costs one local counter read, less than the hop to a handler thread. A read
+    that would block, and any refusal (whose audit entry is a write), runs again in a thread.
     Reads change nothing, so the entry is group-committed with other readers' entries instead
-    of riding a request transaction. The commit is awaited on the event loop, not in the
-    thread: a handler thread waiting for a commit would be one less for the requests behind.
+    of riding a request transaction, and the commit is awaited on the event loop: a handler
+    thread waiting for a commit would be one less for the requests behind.
     """
-    response, entry = await sync_to_thread(read, request, *args)
+    try:
+        with nonblocking():
+            response, entry = read(request, *args)
+    except (WouldBlock, MeshError):
+        response, entry = await sync_to_thread(read, request, *args)
     await record_entry(request.app.state.engine, entry)
     return response
 
@@ -333,9 +342,10 @@ def _query(
             chosen.append(f)
             rows += f.num_records or 0
     now = clock.now()
-    base = str(request.base_url).rstrip("/")
+    url = _urls(request, found, settings, now)
+    expires = expiry(settings, now) * 1000
     lines = _head(fmt, found, snap)
-    lines += [_file_line(fmt, found, f, base, settings, now) for f in chosen]
+    lines += [_file_line(fmt, found, f, url(f.path), expires) for f in chosen]
     entry = _read_entry(
         who, "sharing.query", found, version=snap.version,
         files=len(chosen), size=sum(f.size for f in chosen), now=now,
@@ -365,7 +375,8 @@ def _changes(
         raise InvalidParameter("change data feed is not enabled on this table")
     feed = delta.changes(found.location, versions, settings.storage_options)
     now = clock.now()
-    base = str(request.base_url).rstrip("/")
+    url = _urls(request, found, settings, now)
+    expires = expiry(settings, now) * 1000
     lines = _head(fmt, found, snap)
     if protocol.parse_bool(include_historical_metadata):
         schema = snap.schema_string
@@ -374,7 +385,7 @@ def _changes(
             if later.schema_string != schema:
                 lines.append(protocol.metadata_line(fmt, found.table_id, later))
                 schema = later.schema_string
-    lines += [_change_line(fmt, found, c, base, settings, now) for c in feed]
+    lines += [_change_line(fmt, found, c, url(c.path), expires) for c in feed]
     entry = _read_entry(
         who, "sharing.changes", found, version=versions[-1],
         files=len(feed), size=sum(c.size for c in feed), now=now,
@@ -493,14 +504,17 @@ def _change_versions(
     return versions
 
 
+def _urls(
+    request: Request[Any, Any, Any], table: SharedTable, settings: Settings, now: datetime
+) -> Callable[[str], str]:
+    base = str(request.base_url).rstrip("/")
+    return file_urls(table.location, recipient=table.share, base=base, settings=settings, now=now)
+
+
 def _file_line(
-    fmt: str, table: SharedTable, f: delta.DataFile, base: str, settings: Settings, now: datetime
+    fmt: str, table: SharedTable, f: delta.DataFile, url: str, expires: int
 ) -> dict[str, Any]:
-    url = file_url(
-        table.location, f.path, recipient=table.share, base=base, settings=settings, now=now
-    )
     file_id = service.stable_id(f"{table.table_id}/{f.path}")
-    expires = expiry(settings, now) * 1000
     if fmt == "delta":
         add: dict[str, Any] = {
             "path": url,
@@ -531,13 +545,9 @@ def _file_line(
 
 
 def _change_line(
-    fmt: str, table: SharedTable, change: delta.Change, base: str, settings: Settings, now: datetime
+    fmt: str, table: SharedTable, change: delta.Change, url: str, expires: int
 ) -> dict[str, Any]:
-    url = file_url(
-        table.location, change.path, recipient=table.share, base=base, settings=settings, now=now
-    )
     file_id = service.stable_id(f"{table.table_id}/{change.path}")
-    expires = expiry(settings, now) * 1000
     partitions = change.action.get("partitionValues") or {}
     if fmt == "delta":
         action = {**change.action, "path": url, "partitionValues": partitions}

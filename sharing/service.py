@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select as sa_select
@@ -34,8 +35,12 @@ SERVED = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
 NAMESPACE = uuid.UUID("8f1d2c3e-4b5a-4c6d-9e8f-0a1b2c3d4e5f")
 
 
+@lru_cache(maxsize=65_536)
 def stable_id(name: str) -> str:
-    """A UUID that stays the same for the same name (share, table and file ids)."""
+    """A UUID that stays the same for the same name (share, table and file ids).
+
+    Cached: every query names each file of the table again.
+    """
     return str(uuid.uuid5(NAMESPACE, name))
 
 

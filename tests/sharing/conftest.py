@@ -3,6 +3,8 @@
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
@@ -38,6 +40,19 @@ def estate(tmp_path_factory):
     )
     assert token.exit_code == 0, token.output
     settings = Settings(home=home, port=port, policy_refresh_seconds=0)
+    with serving(settings, port):
+        yield {
+            "env": env,
+            "home": home,
+            "profile": str(home / "profiles" / "sepsis-research.share"),
+            "port": port,
+            "settings": settings,
+        }
+
+
+@contextmanager
+def serving(settings: Settings, port: int) -> Iterator[None]:
+    """The app for `settings` under uvicorn on 127.0.0.1:port, in a thread of this process."""
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, engine=make_engine(settings.resolved_database_url)),
@@ -52,12 +67,8 @@ def estate(tmp_path_factory):
         if server.started:
             break
         time.sleep(0.05)
-    yield {
-        "env": env,
-        "home": home,
-        "profile": str(home / "profiles" / "sepsis-research.share"),
-        "port": port,
-        "settings": settings,
-    }
-    server.should_exit = True
-    thread.join(timeout=5)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)

@@ -1,0 +1,34 @@
+"""Running a request on the event loop only when it will not block.
+
+A sharing query whose rows are all cached needs no I/O but one local counter read, and handing it
+to a thread cost more than the work itself (the hop, and the GIL passed back and forth). So the
+hot routes first try the request inline under `nonblocking()`; anything that would read the
+database or storage calls `may_block()` first, which raises `WouldBlock` there, and the route
+runs the request again in a thread, where blocking is fine.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_nonblocking: ContextVar[bool] = ContextVar("mesh_nonblocking", default=False)
+
+
+class WouldBlock(Exception):
+    """Raised by `may_block()` inside `nonblocking()`: redo the work where blocking is fine."""
+
+
+@contextmanager
+def nonblocking() -> Iterator[None]:
+    """Within this block, `may_block()` raises `WouldBlock` instead of letting I/O happen."""
+    token = _nonblocking.set(True)
+    try:
+        yield
+    finally:
+        _nonblocking.reset(token)
+
+
+def may_block() -> None:
+    """Call before a database or storage read; raises `WouldBlock` inside `nonblocking()`."""
+    if _nonblocking.get():
+        raise WouldBlock

@@ -1,0 +1,142 @@
+"""A query whose rows are all cached runs on the event loop; anything that would block does not.
+
+`catalog.blocking` marks every database and storage read on the sharing path; inside
+`nonblocking()` such a read raises `WouldBlock` and the route runs the request again in a thread.
+The spy below counts those hand-offs on a server in this process.
+"""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import requests
+from deltalake import write_deltalake
+from sqlalchemy import text
+
+import sharing.routes
+from catalog.blocking import WouldBlock, may_block, nonblocking
+from catalog.db import make_engine
+from policies.enforcer import PolicyEngine
+from sharing import delta
+from sharing.cache import GovernanceCache
+from tests.factories import FixedClock
+from tests.sharing.conftest import free_port, serving
+
+QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
+
+
+def test_may_block_only_refuses_inside_nonblocking():
+    may_block()  # outside: nothing happens
+    with nonblocking(), pytest.raises(WouldBlock):
+        may_block()
+    with pytest.raises(RuntimeError), nonblocking():
+        raise RuntimeError("the flag is reset however the block ends")
+    may_block()
+
+
+@pytest.fixture
+def inline_server(estate, monkeypatch):
+    """A second server on the estate that checks the policy revision every minute (the estate's
+    own checks it on every request, which always blocks), and a count of thread hand-offs."""
+    handed_off: list[str] = []
+    original = sharing.routes.sync_to_thread
+
+    async def counting(fn, *args, **kwargs):
+        handed_off.append(fn.__name__)
+        return await original(fn, *args, **kwargs)
+
+    monkeypatch.setattr(sharing.routes, "sync_to_thread", counting)
+    port = free_port()
+    settings = estate["settings"].model_copy(update={"port": port, "policy_refresh_seconds": 60})
+    token = json.loads(Path(estate["profile"]).read_text())["bearerToken"]
+    engine = make_engine(settings.resolved_database_url)
+    with serving(settings, port):
+        yield f"http://127.0.0.1:{port}", token, handed_off, engine
+    engine.dispose()
+
+
+def _count(engine, action: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM audit_event WHERE action = :a"), {"a": action}
+            ).scalar_one()
+        )
+
+
+def test_a_warm_query_runs_inline_and_is_audited_all_the_same(inline_server):
+    base, token, handed_off, engine = inline_server
+    auth = {"Authorization": f"Bearer {token}"}
+    first = requests.post(base + QUERY, json={}, headers=auth, timeout=10)
+    assert first.status_code == 200
+    assert handed_off == ["_query"]  # nothing cached yet: read in a thread
+    queries = _count(engine, "sharing.query")
+    for _ in range(3):
+        again = requests.post(base + QUERY, json={}, headers=auth, timeout=10)
+        assert again.status_code == 200
+        assert again.text.splitlines()[:2] == first.text.splitlines()[:2]
+    assert handed_off == ["_query"]  # every later one on the event loop
+    assert _count(engine, "sharing.query") == queries + 3
+
+    # A governance change bumps the revision: the next query reads the rows again, in a thread.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE organization SET title = title WHERE name = 'sepsis-research'"))
+    assert requests.post(base + QUERY, json={}, headers=auth, timeout=10).status_code == 200
+    assert handed_off == ["_query", "_query"]
+
+
+def test_refusals_are_decided_and_audited_in_a_thread(inline_server):
+    base, token, handed_off, engine = inline_server
+    auth = {"Authorization": f"Bearer {token}"}
+    assert requests.post(base + QUERY, json={}, headers=auth, timeout=10).status_code == 200
+    handed_off.clear()
+    failures = _count(engine, "auth.failed")
+    wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")  # cached id, bad secret
+    refused = requests.post(
+        base + QUERY, json={}, headers={"Authorization": f"Bearer {wrong}"}, timeout=10
+    )
+    assert refused.status_code == 401
+    assert refused.json()["errorCode"]
+    assert handed_off == ["_query"]
+    assert _count(engine, "auth.failed") == failures + 1
+    missing = base + QUERY.replace("patients", "no_such_table")
+    assert requests.post(missing, json={}, headers=auth, timeout=10).status_code == 404
+    assert handed_off == ["_query", "_query"]
+
+
+def test_the_revision_read_blocks_unless_the_database_is_a_local_sqlite_file(engine, backend):
+    with engine.connect() as conn, nonblocking():
+        if backend == "sqlite":
+            GovernanceCache().view(conn)
+        else:
+            with pytest.raises(WouldBlock):
+                GovernanceCache().view(conn)
+
+
+def test_an_unread_delta_snapshot_blocks_a_read_one_does_not(tmp_path):
+    location = str(tmp_path / "table")
+    write_deltalake(location, pa.table({"id": [1, 2, 3]}))
+    with nonblocking(), pytest.raises(WouldBlock):
+        delta.snapshot(location, 0, None)
+    loaded = delta.snapshot(location, 0, None)
+    with nonblocking():
+        assert delta.snapshot(location, 0, None) is loaded
+        with pytest.raises(WouldBlock):
+            delta.commit_times(location, None)
+
+
+def test_a_stale_policy_blocks_until_it_is_refreshed(engine):
+    clock = FixedClock(datetime(2026, 1, 15, tzinfo=UTC))
+    policy = PolicyEngine(engine, clock, refresh_seconds=2)
+    rules = policy.rules()  # first load, outside
+    with nonblocking():
+        assert policy.rules() is rules
+    clock.advance(seconds=3)
+    with nonblocking(), pytest.raises(WouldBlock):
+        policy.rules()
+    policy.rules()
+    clock.advance(seconds=1)
+    with nonblocking():
+        assert policy.rules() is rules
