@@ -26,11 +26,12 @@ from sqlalchemy.exc import OperationalError
 
 from catalog.audit import chain, relay
 from catalog.audit.models import AuditEntry
+from catalog.audit.relay import RelayClient
 from catalog.db import make_engine
 from catalog.errors import Unavailable
 
 log = logging.getLogger("mesh.audit")
-RELAY_TIMEOUT_SECONDS = 30.0
+RELAY_TIMEOUT_SECONDS = relay.TIMEOUT_SECONDS
 IDLE_SECONDS = 30.0  # a writer thread with nothing to write for this long ends
 
 
@@ -54,6 +55,9 @@ class AuditWriter:
         self._engine = own.execution_options(**engine.get_execution_options())
         self._relay = relay  # hand batches to the relay process instead (catalog.audit.relay)
         self._relay_socket: socket.socket | None = None  # used by the writer thread only
+        self._relay_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RelayClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
         self._queue: list[_Ticket] = []
         self._pending = threading.Event()
@@ -65,13 +69,28 @@ class AuditWriter:
         _check(failed)
 
     async def write_async(self, entries: list[AuditEntry]) -> None:
-        """`write` for the event loop: waits for the commit without holding a thread."""
+        """`write` for the event loop: waits for the commit without holding a thread.
+
+        Through the relay, the loop sends the entries itself (`RelayClient`).
+        """
         loop = asyncio.get_running_loop()
+        if self._relay is not None:
+            client = self._relay_clients.get(loop)
+            if client is None:
+                client = self._relay_clients[loop] = RelayClient(self._relay)
+            _check(await client.write(entries))
+            return
         done = loop.create_future()
         ticket = _Ticket(entries, lambda: loop.call_soon_threadsafe(_resolve, done))
         self._enqueue(ticket)
         await done
         _check(ticket.failed)
+
+    def write_here(self, groups: list[list[AuditEntry]]) -> list[bool]:
+        """Write each group as its own ticket in this thread (the relay's); `failed` flags."""
+        tickets = [_Ticket(entries, _nothing) for entries in groups]
+        self._write_batch(tickets)
+        return [ticket.failed for ticket in tickets]
 
     def write_groups(self, groups: list[list[AuditEntry]]) -> list[bool]:
         """Write each group as its own ticket, in as few commits as possible; `failed` flags."""
@@ -146,6 +165,10 @@ class AuditWriter:
                 self._relay_socket = None
             return tickets, OperationalError("audit relay", {}, exc)
         return [t for t, failed in zip(tickets, flags, strict=True) if failed], None
+
+
+def _nothing() -> None:
+    pass
 
 
 def _resolve(future: "asyncio.Future[None]") -> None:

@@ -7,6 +7,7 @@ runs it as the process `mesh serve --workers 2` starts.
 import asyncio
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,15 +19,24 @@ from tests.audit.support import entries, verify
 from tests.audit.test_fail_closed import audit_writes_failing, read_entry
 
 
+@contextmanager
+def relay_running(path: Path, engine) -> Iterator[relay.RelayServer]:
+    server = relay.RelayServer(path, engine)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.close()
+
+
 @pytest.fixture
 def relay_path(engine, tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "relay.sock"
-    server = relay.relay_server(path, engine)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield path
-    server.shutdown()
-    server.server_close()
+    with relay_running(path, engine):
+        yield path
 
 
 def test_entries_sent_through_the_relay_are_chained_and_committed(engine, clock, relay_path):
@@ -53,14 +63,68 @@ def test_without_the_relay_reads_are_refused_then_resume(engine, clock, tmp_path
     worker = AuditWriter(engine, relay=path)
     with pytest.raises(Unavailable):  # fail closed: nothing is answered unaudited
         worker.write([read_entry(clock)])
-    server = relay.relay_server(path, engine)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with relay_running(path, engine):
         worker.write([read_entry(clock)])  # reconnects
-    finally:
-        server.shutdown()
-        server.server_close()
+    assert len(entries(engine)) == 1
+
+
+def test_an_event_loop_pipelines_its_entries_to_the_relay(engine, clock, relay_path):
+    """Many reads awaiting at once: every entry is chained once, in few frames, all durable."""
+    worker = AuditWriter(engine, relay=relay_path)
+
+    async def many() -> None:
+        await asyncio.gather(*(worker.write_async([read_entry(clock)]) for _ in range(200)))
+        await worker.write_async([read_entry(clock, "sharing.metadata")])
+
+    asyncio.run(many())
+    assert [e.action for e in entries(engine)] == ["sharing.query"] * 200 + ["sharing.metadata"]
+    assert verify(engine).ok
+
+
+def test_a_bad_entry_fails_alone_on_the_event_loop_path(engine, clock, relay_path):
+    worker = AuditWriter(engine, relay=relay_path)
+
+    async def mixed() -> list[object]:
+        return await asyncio.gather(
+            worker.write_async([read_entry(clock)]),
+            worker.write_async([read_entry(clock, "poison")]),
+            worker.write_async([read_entry(clock, "sharing.metadata")]),
+            return_exceptions=True,
+        )
+
+    with audit_writes_failing(engine, when="NEW.action = 'poison'"):
+        outcomes = asyncio.run(mixed())
+    assert [type(o).__name__ for o in outcomes] == ["NoneType", "Unavailable", "NoneType"]
+    assert [e.action for e in entries(engine)] == ["sharing.query", "sharing.metadata"]
+
+
+def test_the_event_loop_refuses_while_the_relay_is_down_then_reconnects(engine, clock, tmp_path):
+    path = tmp_path / "relay.sock"
+    worker = AuditWriter(engine, relay=path)
+
+    async def scenario() -> None:
+        with pytest.raises(Unavailable):  # nobody listening
+            await worker.write_async([read_entry(clock)])
+        with relay_running(path, engine):
+            await worker.write_async([read_entry(clock)])
+        # The relay went away with the connection open: refused, not hung.
+        with pytest.raises(Unavailable):
+            await worker.write_async([read_entry(clock, "sharing.metadata")])
+        with relay_running(path, engine):
+            await worker.write_async([read_entry(clock, "sharing.changes")])
+
+    asyncio.run(scenario())
+    assert [e.action for e in entries(engine)] == ["sharing.query", "sharing.changes"]
+
+
+def test_the_relay_drops_a_connection_that_sends_garbage(engine, clock, relay_path):
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as rogue:
+        rogue.connect(str(relay_path))
+        rogue.sendall(relay.frame(b'[[{"at": "not a time"}]]'))
+        assert rogue.recv(16) == b""  # closed, nothing answered
+    AuditWriter(engine, relay=relay_path).write([read_entry(clock)])  # others are unaffected
     assert len(entries(engine)) == 1
 
 

@@ -5,6 +5,7 @@
 The spy below counts those hand-offs on a server in this process.
 """
 
+import http.client
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,13 +15,16 @@ import pytest
 import requests
 from deltalake import write_deltalake
 from sqlalchemy import text
+from sqlmodel import Session
 
 import sharing.routes
 from catalog.blocking import WouldBlock, may_block, nonblocking
 from catalog.db import make_engine
 from policies.enforcer import PolicyEngine
+from policies.principals import get_organization
 from sharing import delta
 from sharing.cache import GovernanceCache
+from sharing.recipients import issue_token
 from tests.factories import FixedClock
 from tests.sharing.conftest import free_port, serving
 
@@ -87,22 +91,35 @@ def test_a_warm_query_runs_inline_and_is_audited_all_the_same(inline_server):
     assert handed_off == ["_query", "_query"]
 
 
+def _post_from(address: str, base: str, path: str, token: str) -> tuple[int, str]:
+    """POST from another loopback address, so the estate's own failure counts are not touched."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(address, 0))
+    try:
+        connection.request("POST", path, body=b"{}", headers={"Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
 def test_refusals_are_decided_and_audited_in_a_thread(inline_server):
-    base, token, handed_off, engine = inline_server
-    auth = {"Authorization": f"Bearer {token}"}
-    assert requests.post(base + QUERY, json={}, headers=auth, timeout=10).status_code == 200
+    base, _, handed_off, engine = inline_server
+    with Session(engine) as session:  # a token of its own: its failure counts are its own
+        organization = get_organization(session, "sepsis-research")
+        _, token = issue_token(session, organization, days=1, now=datetime.now(UTC))
+        session.commit()
+    assert _post_from("127.0.0.2", base, QUERY, token)[0] == 200  # cold: in a thread
+    assert _post_from("127.0.0.2", base, QUERY, token)[0] == 200  # warm: inline
     handed_off.clear()
     failures = _count(engine, "auth.failed")
     wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")  # cached id, bad secret
-    refused = requests.post(
-        base + QUERY, json={}, headers={"Authorization": f"Bearer {wrong}"}, timeout=10
-    )
-    assert refused.status_code == 401
-    assert refused.json()["errorCode"]
+    status, body = _post_from("127.0.0.2", base, QUERY, wrong)
+    assert (status, json.loads(body)["errorCode"]) == (401, "UNAUTHENTICATED")
     assert handed_off == ["_query"]
     assert _count(engine, "auth.failed") == failures + 1
-    missing = base + QUERY.replace("patients", "no_such_table")
-    assert requests.post(missing, json={}, headers=auth, timeout=10).status_code == 404
+    missing = QUERY.replace("patients", "no_such_table")
+    assert _post_from("127.0.0.2", base, missing, token)[0] == 404
     assert handed_off == ["_query", "_query"]
 
 
