@@ -94,7 +94,9 @@ def test_a_warm_query_runs_inline_and_is_audited_all_the_same(inline_server):
 def _post_from(address: str, base: str, path: str, token: str) -> tuple[int, str]:
     """POST from another loopback address, so the estate's own failure counts are not touched."""
     host, port = base.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(address, 0))
+    connection = http.client.HTTPConnection(
+        host, int(port), timeout=10, source_address=(address, 0)
+    )
     try:
         connection.request("POST", path, body=b"{}", headers={"Authorization": f"Bearer {token}"})
         response = connection.getresponse()
