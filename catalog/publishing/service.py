@@ -58,7 +58,12 @@ BATCH_ROWS = 10_000
 PUBLISH_LOCK_KEY = 0x6D657368  # "mesh": the advisory lock every publish holds
 # Row groups of 128Ki rows: the writer holds one row group per open file in memory, and the
 # default (1Mi rows) cost ~300 MiB more at 5M rows with no speed gain (bench/tier_derivation.py).
-WRITER_PROPERTIES = WriterProperties(max_row_group_size=131_072)
+# zstd level 1: random surrogate ids barely compress with snappy, and uncompressed tier files
+# (what passing WriterProperties without a codec gave) doubled storage, egress and every
+# consumer's download (bench/delta_sharing.py: 80 -> 41 MB for the 1M-row table).
+WRITER_PROPERTIES = WriterProperties(
+    max_row_group_size=131_072, compression="ZSTD", compression_level=1
+)
 QUARANTINE_FLUSH = 2_000
 
 
