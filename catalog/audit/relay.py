@@ -151,7 +151,7 @@ class RelayClient:
                 writer.write(frame(_encode([entries for entries, _ in batch])))
                 self._in_flight.append(waiting)
                 await asyncio.wait_for(writer.drain(), TIMEOUT_SECONDS)
-            except (OSError, TimeoutError) as exc:
+            except Exception as exc:  # whatever it was, every waiting read must get an answer
                 self._fail(exc, waiting)
 
     async def _read_answers(
@@ -173,7 +173,7 @@ class RelayClient:
                 for written, failed in zip(waiting, flags, strict=True):
                     if not written.done():  # its request may have been cancelled meanwhile
                         written.set_result(failed)
-        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except Exception as exc:  # a stale connection's reader leaves the new one alone
             if self._stream is not None and self._stream[1] is writer:
                 self._fail(exc, [])
 
@@ -183,7 +183,7 @@ class RelayClient:
         if self._stream is not None:
             self._stream[1].close()
             self._stream = None
-        for written in [*waiting, *(w for frame in self._in_flight for w in frame)]:
+        for written in [*waiting, *(w for sent in self._in_flight for w in sent)]:
             if not written.done():
                 written.set_result(True)
         self._in_flight.clear()

@@ -31,7 +31,6 @@ from catalog.db import make_engine
 from catalog.errors import Unavailable
 
 log = logging.getLogger("mesh.audit")
-RELAY_TIMEOUT_SECONDS = relay.TIMEOUT_SECONDS
 IDLE_SECONDS = 30.0  # a writer thread with nothing to write for this long ends
 
 
@@ -155,7 +154,7 @@ class AuditWriter:
         try:
             if self._relay_socket is None:
                 self._relay_socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._relay_socket.settimeout(RELAY_TIMEOUT_SECONDS)
+                self._relay_socket.settimeout(relay.TIMEOUT_SECONDS)
                 self._relay_socket.connect(str(path))
             flags = relay.ask(self._relay_socket, [t.entries for t in tickets])
         except (OSError, ValueError) as exc:  # unreachable or broken: refuse, reconnect next time
