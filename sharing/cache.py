@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.engine import Engine
 
 from catalog.blocking import may_block
 
@@ -33,12 +34,7 @@ class GovernanceCache:
         self._max_entries = max_entries
 
     def view(self, connection: Connection) -> "CacheView":
-        """This request's view: the revision the database is at now.
-
-        Reading a local SQLite file takes microseconds; a server round trip counts as blocking.
-        """
-        if connection.dialect.name != "sqlite":
-            may_block()
+        """This request's view: the revision the database is at now."""
         # The driver's own cursor: this runs on every sharing request, and SQLAlchemy's result
         # machinery cost more than the query.
         cursor = connection.connection.cursor()
@@ -63,6 +59,13 @@ class GovernanceCache:
             if self._revision != revision or len(self._entries) >= self._max_entries:
                 self._revision, self._entries = revision, {}
             self._entries[key] = value
+
+
+def before_revision_read(engine: Engine) -> None:
+    """Call before connecting for the revision: a local SQLite file answers in microseconds,
+    a database server takes a round trip (pool checkout and return included), which blocks."""
+    if engine.dialect.name != "sqlite":
+        may_block()
 
 
 class CacheView:

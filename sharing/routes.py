@@ -25,6 +25,7 @@ from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
 from policies.auth import bearer, client_address, failure_keys, record_auth_failure
 from sharing import delta, predicates, protocol, recipients, service
+from sharing.cache import before_revision_read
 from sharing.files import PREFIX, expiry, file_urls
 from sharing.protocol import HANDLERS, UnsupportedOperation
 from sharing.service import SharedTable
@@ -59,6 +60,7 @@ def _visible(request: Request[Any, Any, Any]) -> Visit:
     state = request.app.state
     settings, clock, policy = state.settings, state.clock, state.policy
     now = clock.now()
+    before_revision_read(state.engine)
     # The ORM session is only used when the cache misses; the revision read needs none.
     with state.engine.connect() as connection, Session(bind=connection) as session:
         credential = bearer(request)

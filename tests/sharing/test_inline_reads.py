@@ -23,7 +23,7 @@ from catalog.db import make_engine
 from policies.enforcer import PolicyEngine
 from policies.principals import get_organization
 from sharing import delta
-from sharing.cache import GovernanceCache
+from sharing.cache import GovernanceCache, before_revision_read
 from sharing.recipients import issue_token
 from tests.factories import FixedClock
 from tests.sharing.conftest import free_port, serving
@@ -126,12 +126,14 @@ def test_refusals_are_decided_and_audited_in_a_thread(inline_server):
 
 
 def test_the_revision_read_blocks_unless_the_database_is_a_local_sqlite_file(engine, backend):
-    with engine.connect() as conn, nonblocking():
+    with nonblocking():
         if backend == "sqlite":
-            GovernanceCache().view(conn)
+            before_revision_read(engine)
+            with engine.connect() as conn:
+                GovernanceCache().view(conn)
         else:
             with pytest.raises(WouldBlock):
-                GovernanceCache().view(conn)
+                before_revision_read(engine)
 
 
 def test_an_unread_delta_snapshot_blocks_a_read_one_does_not(tmp_path):
