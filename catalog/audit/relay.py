@@ -159,13 +159,11 @@ class RelayClient:
     ) -> None:
         try:
             while True:
-                if not self._in_flight:
-                    head = await reader.readexactly(_LENGTH.size)  # idle: no deadline
-                else:
-                    head = await asyncio.wait_for(reader.readexactly(_LENGTH.size), TIMEOUT_SECONDS)
+                deadline = TIMEOUT_SECONDS if self._in_flight else None  # idle: none
+                head = await asyncio.wait_for(reader.readexactly(_LENGTH.size), deadline)
                 (length,) = _LENGTH.unpack(head)
                 if length > MAX_FRAME or not self._in_flight:
-                    raise ValueError("the audit relay sent an answer nobody asked for")
+                    raise ValueError("the audit relay sent an answer too large or unasked for")
                 body = await asyncio.wait_for(reader.readexactly(length), TIMEOUT_SECONDS)
                 waiting = self._in_flight[0]
                 flags = _flags(body, len(waiting))
