@@ -12,21 +12,23 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import quote
 
 from litestar import Controller, MediaType, Request, Response, get, head
+from litestar.concurrency import sync_to_thread
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Stream
 from sqlmodel import Session
 
-from catalog.blocking import may_block
+from catalog.blocking import WouldBlock, may_block, nonblocking
 from catalog.clock import Clock
 from catalog.errors import Forbidden, MeshError
-from catalog.events import Actor, record_now
+from catalog.events import Actor, new_entry, record_entry
 from catalog.settings import Settings
 from policies.auth import client_address
+from sharing.cache import before_revision_read
 from sharing.presign import object_store_signer
 from sharing.protocol import HANDLERS
 from sharing.recipients import check_address, networks_of
@@ -92,29 +94,45 @@ class FileController(Controller):
     tags = ("delta-sharing",)
     exception_handlers = HANDLERS
 
-    @get("/{path:path}", sync_to_thread=True)
-    def download(
+    @get("/{path:path}")
+    async def download(
         self,
         request: Request[Any, Any, Any],
         path: FromPath[str],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
     ) -> Stream:
-        """The file, or the requested byte range (206), streamed from disk in bounded chunks.
+        """The file, or the requested byte range (206), streamed from disk in bounded chunks,
+        once the download's audit entry is durable.
 
         Ranges stream too: pyarrow coalesces a row group's column chunks into one range of tens
         of MiB, and holding each in memory would cost that much per concurrent reader and delay
-        the first byte until the whole range was read.
+        the first byte until the whole range was read. A client reads one file with a dozen
+        requests (probes, footer, ranges) one after another, so each is checked on the event
+        loop when the recipient's allow-list is cached, like the protocol's reads.
         """
-        file, size = signed_file(request, path, settings, clock)
-        asked = byte_range(request.headers.get("range"), size)
-        start, length, headers = 0, size, {"Accept-Ranges": "bytes"}
+        file = await _checked(request, path, settings, clock)
+        asked = byte_range(request.headers.get("range"), file.size)
+        start, length, headers = 0, file.size, {"Accept-Ranges": "bytes"}
         if asked:
             start, end = asked
             length = end - start + 1
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            headers["Content-Range"] = f"bytes {start}-{end}/{file.size}"
         headers["Content-Length"] = str(length)
-        handle = file.open("rb")  # opened here, so a vanished file fails before the answer starts
+        product, tier = _product_of(file.relative)
+        entry = new_entry(
+            at=clock.now(),
+            actor=Actor(f"recipient:{file.recipient}"),
+            action="sharing.file",
+            subject_type="file",
+            subject=file.relative[-300:],
+            organization=file.recipient,
+            product=product,
+            tier=tier,
+            details={"bytes": length, "range": (request.headers.get("range") or "")[:100]},
+        )
+        await record_entry(request.app.state.engine, entry)
+        handle = file.path.open("rb")  # here, so a vanished file fails before the answer starts
         return Stream(
             _chunks(handle, start, length),
             status_code=206 if asked else 200,
@@ -122,8 +140,8 @@ class FileController(Controller):
             media_type="application/octet-stream",
         )
 
-    @head("/{path:path}", sync_to_thread=True)
-    def describe(
+    @head("/{path:path}")
+    async def describe(
         self,
         request: Request[Any, Any, Any],
         path: FromPath[str],
@@ -131,7 +149,7 @@ class FileController(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[None]:
         """Size of the file, for clients that plan ranged reads."""
-        _, size = signed_file(request, path, settings, clock)
+        size = (await _checked(request, path, settings, clock)).size
         # A text media type is the one Litestar renders `None` for; the header says what it is.
         return Response(
             content=None,
@@ -144,13 +162,33 @@ class FileController(Controller):
         )
 
 
+class SignedFile(NamedTuple):
+    """A local file a valid URL names: where it is, its size, and to whom the URL was issued."""
+
+    path: Path
+    size: int
+    relative: str
+    recipient: str
+
+
+async def _checked(
+    request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
+) -> SignedFile:
+    """`signed_file` on the event loop when it needs no database read, else in a thread."""
+    try:
+        with nonblocking():
+            return signed_file(request, path, settings, clock)
+    except WouldBlock:
+        return await sync_to_thread(signed_file, request, path, settings, clock)
+
+
 def signed_file(
     request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
-) -> tuple[Path, int]:
+) -> SignedFile:
     """The local file a valid, unexpired URL points at; Forbidden for anything else.
 
     The recipient named in the URL must still exist and the caller's address must be inside its
-    allow-list; each download (HEAD excluded) is audited against it.
+    allow-list.
     """
     refused = Forbidden("invalid or expired file URL")
     relative = path.lstrip("/")
@@ -160,8 +198,7 @@ def signed_file(
     except ValueError:
         raise refused from None
     signature = request.query_params.get("X-Amz-Signature", "")
-    now = clock.now()
-    if expires < now.timestamp() or not hmac.compare_digest(
+    if expires < clock.now().timestamp() or not hmac.compare_digest(
         signature.encode(),
         mac(signing_key(settings), _signed_message(relative, expires, recipient)).encode(),
     ):
@@ -170,28 +207,15 @@ def signed_file(
     file = (root / relative).resolve()
     if root not in file.parents or not file.is_file():
         raise refused
-    with request.app.state.engine.connect() as connection, Session(bind=connection) as session:
+    engine = request.app.state.engine
+    before_revision_read(engine)
+    with engine.connect() as connection, Session(bind=connection) as session:
         cache = request.app.state.governance_cache.view(connection)
         allowed = cache.get(("networks", recipient), lambda: networks_of(session, recipient))
     if allowed is None:
         raise refused
     check_address(allowed, client_address(request))
-    size = file.stat().st_size
-    if request.method == "GET":
-        product, tier = _product_of(relative)
-        record_now(
-            request.app.state.engine,
-            at=now,
-            actor=Actor(f"recipient:{recipient}"),
-            action="sharing.file",
-            subject_type="file",
-            subject=relative[-300:],
-            organization=recipient,
-            product=product,
-            tier=tier,
-            details={"bytes": size, "range": (request.headers.get("range") or "")[:100]},
-        )
-    return file, size
+    return SignedFile(file, file.stat().st_size, relative, recipient)
 
 
 def _chunks(handle: BinaryIO, start: int, length: int) -> Iterator[bytes]:

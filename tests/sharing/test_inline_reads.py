@@ -17,6 +17,7 @@ from deltalake import write_deltalake
 from sqlalchemy import text
 from sqlmodel import Session
 
+import sharing.files
 import sharing.routes
 from catalog.blocking import WouldBlock, may_block, nonblocking
 from catalog.db import make_engine
@@ -52,6 +53,7 @@ def inline_server(estate, monkeypatch):
         return await original(fn, *args, **kwargs)
 
     monkeypatch.setattr(sharing.routes, "sync_to_thread", counting)
+    monkeypatch.setattr(sharing.files, "sync_to_thread", counting)
     port = free_port()
     settings = estate["settings"].model_copy(update={"port": port, "policy_refresh_seconds": 60})
     token = json.loads(Path(estate["profile"]).read_text())["bearerToken"]
@@ -89,6 +91,39 @@ def test_a_warm_query_runs_inline_and_is_audited_all_the_same(inline_server):
         conn.execute(text("UPDATE organization SET title = title WHERE name = 'sepsis-research'"))
     assert requests.post(base + QUERY, json={}, headers=auth, timeout=10).status_code == 200
     assert handed_off == ["_query", "_query"]
+
+
+def test_file_requests_run_inline_once_the_allow_list_is_cached_and_each_get_is_audited(
+    inline_server,
+):
+    base, token, handed_off, engine = inline_server
+    answer = requests.post(base + QUERY, json={}, headers={"Authorization": f"Bearer {token}"})
+    url = next(json.loads(line)["file"]["url"] for line in answer.text.splitlines()[2:])
+    handed_off.clear()
+    size = int(requests.head(url, timeout=10).headers["Content-Length"])
+    assert handed_off == ["signed_file"]  # the recipient's allow-list is read once, in a thread
+    downloads = _count(engine, "sharing.file")
+    ranged = requests.get(url, headers={"Range": "bytes=4-11"}, timeout=10)
+    whole = requests.get(url, timeout=10)
+    assert (ranged.status_code, ranged.content, whole.status_code) == (
+        206,
+        whole.content[4:12],
+        200,
+    )
+    assert len(whole.content) == size
+    assert handed_off == ["signed_file"]  # the rest on the event loop
+    with engine.connect() as conn:
+        delivered = conn.execute(
+            text(
+                "SELECT details FROM audit_event WHERE action = 'sharing.file' ORDER BY id DESC"
+                " LIMIT 2"
+            )
+        ).scalars()
+        assert [json.loads(d)["bytes"] for d in delivered] == [size, 8]  # what each GET sends
+    assert _count(engine, "sharing.file") == downloads + 2
+    tampered = url.replace("X-Amz-Expires=", "X-Amz-Expires=9")
+    assert requests.get(tampered, timeout=10).status_code == 403
+    assert handed_off == ["signed_file"]
 
 
 def _post_from(address: str, base: str, path: str, token: str) -> tuple[int, str]:

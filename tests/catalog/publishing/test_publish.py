@@ -322,7 +322,7 @@ def test_invalid_utf8_line_is_quarantined_with_its_line(
     folder = tmp_path / "sources" / "latin1"
     folder.mkdir(parents=True)
     good = [line(p).encode() for p in GOOD]
-    broken = line(GOOD[0]).replace(GOOD[0]["id"], "p-latin").encode()[:-2] + b"\xe9\xff\"}"
+    broken = line(GOOD[0]).replace(GOOD[0]["id"], "p-latin").encode()[:-2] + b'\xe9\xff"}'
     (folder / "Patient.ndjson").write_bytes(b"\n".join([*good[:1], broken, *good[1:]]) + b"\n")
     version = publish(session, patients_version, folder, publish_settings, clock)
     session.commit()
