@@ -7,9 +7,14 @@ database or storage calls `may_block()` first, which raises `WouldBlock` there, 
 runs the request again in a thread, where blocking is fine.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from litestar.concurrency import sync_to_thread
+
+T = TypeVar("T")
 
 _nonblocking: ContextVar[bool] = ContextVar("mesh_nonblocking", default=False)
 
@@ -32,3 +37,17 @@ def may_block() -> None:
     """Call before a database or storage read; raises `WouldBlock` inside `nonblocking()`."""
     if _nonblocking.get():
         raise WouldBlock
+
+
+async def inline_first(
+    work: Callable[..., T],
+    *args: Any,
+    redo: tuple[type[BaseException], ...] = (WouldBlock,),
+) -> T:
+    """`work(*args)` on the event loop under `nonblocking()`; if it raises one of `redo`
+    (at least `WouldBlock`), the whole of it again in a handler thread."""
+    try:
+        with nonblocking():
+            return work(*args)
+    except redo:
+        return await sync_to_thread(work, *args)

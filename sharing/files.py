@@ -16,13 +16,12 @@ from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import quote
 
 from litestar import Controller, MediaType, Request, Response, get, head
-from litestar.concurrency import sync_to_thread
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Stream
 from sqlmodel import Session
 
-from catalog.blocking import WouldBlock, may_block, nonblocking
+from catalog.blocking import inline_first, may_block
 from catalog.clock import Clock
 from catalog.errors import Forbidden, MeshError
 from catalog.events import Actor, new_entry, record_entry
@@ -111,7 +110,7 @@ class FileController(Controller):
         requests (probes, footer, ranges) one after another, so each is checked on the event
         loop when the recipient's allow-list is cached, like the protocol's reads.
         """
-        file = await _checked(request, path, settings, clock)
+        file = await inline_first(signed_file, request, path, settings, clock)
         asked = byte_range(request.headers.get("range"), file.size)
         start, length, headers = 0, file.size, {"Accept-Ranges": "bytes"}
         if asked:
@@ -149,7 +148,7 @@ class FileController(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[None]:
         """Size of the file, for clients that plan ranged reads."""
-        size = (await _checked(request, path, settings, clock)).size
+        size = (await inline_first(signed_file, request, path, settings, clock)).size
         # A text media type is the one Litestar renders `None` for; the header says what it is.
         return Response(
             content=None,
@@ -169,17 +168,6 @@ class SignedFile(NamedTuple):
     size: int
     relative: str
     recipient: str
-
-
-async def _checked(
-    request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
-) -> SignedFile:
-    """`signed_file` on the event loop when it needs no database read, else in a thread."""
-    try:
-        with nonblocking():
-            return signed_file(request, path, settings, clock)
-    except WouldBlock:
-        return await sync_to_thread(signed_file, request, path, settings, clock)
 
 
 def signed_file(

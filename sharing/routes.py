@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
 from litestar import Controller, Request, Response, get, post
-from litestar.concurrency import sync_to_thread
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.audit.models import AuditEntry
-from catalog.blocking import WouldBlock, may_block, nonblocking
+from catalog.blocking import WouldBlock, inline_first, may_block
 from catalog.clock import Clock
 from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
 from catalog.events import Actor, new_entry, record_entry
@@ -129,11 +128,7 @@ async def _audited(
     of riding a request transaction, and the commit is awaited on the event loop: a handler
     thread waiting for a commit would be one less for the requests behind.
     """
-    try:
-        with nonblocking():
-            response, entry = read(request, *args)
-    except (WouldBlock, MeshError):
-        response, entry = await sync_to_thread(read, request, *args)
+    response, entry = await inline_first(read, request, *args, redo=(WouldBlock, MeshError))
     await record_entry(request.app.state.engine, entry)
     return response
 

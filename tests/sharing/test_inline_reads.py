@@ -17,8 +17,7 @@ from deltalake import write_deltalake
 from sqlalchemy import text
 from sqlmodel import Session
 
-import sharing.files
-import sharing.routes
+import catalog.blocking
 from catalog.blocking import WouldBlock, may_block, nonblocking
 from catalog.db import make_engine
 from policies.enforcer import PolicyEngine
@@ -46,14 +45,13 @@ def inline_server(estate, monkeypatch):
     """A second server on the estate that checks the policy revision every minute (the estate's
     own checks it on every request, which always blocks), and a count of thread hand-offs."""
     handed_off: list[str] = []
-    original = sharing.routes.sync_to_thread
+    original = catalog.blocking.sync_to_thread
 
     async def counting(fn, *args, **kwargs):
         handed_off.append(fn.__name__)
         return await original(fn, *args, **kwargs)
 
-    monkeypatch.setattr(sharing.routes, "sync_to_thread", counting)
-    monkeypatch.setattr(sharing.files, "sync_to_thread", counting)
+    monkeypatch.setattr(catalog.blocking, "sync_to_thread", counting)
     port = free_port()
     settings = estate["settings"].model_copy(update={"port": port, "policy_refresh_seconds": 60})
     token = json.loads(Path(estate["profile"]).read_text())["bearerToken"]
