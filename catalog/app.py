@@ -35,7 +35,7 @@ from policies.access import notify_version_change
 from policies.auth import ENV_ADMIN, Authenticator, BearerAuthMiddleware
 from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, PolicyEngine, permission_guard
 from policies.routes import CONTROLLERS as GOVERNANCE
-from sharing.cache import GovernanceCache
+from sharing.cache import GovernanceCache, RevisionReader
 from sharing.files import FileController
 from sharing.recipient_routes import CONTROLLERS as RECIPIENTS
 from sharing.routes import SharingController
@@ -134,6 +134,7 @@ def create_app(
     app.state.authenticator = Authenticator(settings=settings, policy=policy, clock=the_clock)
     app.state.limiter = limiter
     app.state.governance_cache = GovernanceCache()
+    app.state.revisions = RevisionReader(the_engine)
     use_relay(settings.audit_relay)
     return app
 

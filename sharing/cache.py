@@ -9,16 +9,31 @@ evaluated on every request against the current time, so revocation and expiry st
 
 The revision is read before the rows, so cached rows are never older than their revision. A
 database without the counter row (not migrated by us) is never cached.
+
+The async routes read the counter without a handler thread (`RevisionReader`): SQLite inline,
+PostgreSQL on one asynchronous connection per worker whose reads concurrent requests share.
 """
 
+import asyncio
+import logging
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from litestar.concurrency import sync_to_thread
+from litestar.datastructures import State
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from catalog.blocking import may_block
+from catalog.errors import Unavailable
+
+if TYPE_CHECKING:  # imported when used: a SQLite deployment never loads the driver
+    import psycopg
+
+log = logging.getLogger("mesh.sharing")
+REVISION_SQL = "SELECT revision FROM governance_revision WHERE id = 1"
+READ_TIMEOUT_SECONDS = 10.0  # connecting and reading the revision, on PostgreSQL
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
@@ -35,16 +50,11 @@ class GovernanceCache:
 
     def view(self, connection: Connection) -> "CacheView":
         """This request's view: the revision the database is at now."""
-        # The driver's own cursor: this runs on every sharing request, and SQLAlchemy's result
-        # machinery cost more than the query.
-        cursor = connection.connection.cursor()
-        try:
-            cursor.execute("SELECT revision FROM governance_revision WHERE id = 1")
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        revision = None if row is None else row[0]
-        return CacheView(self, None if revision is None else int(revision))
+        return self.at(read_revision(connection))
+
+    def at(self, revision: int | None) -> "CacheView":
+        """A view at a revision just read (None: the database has no counter, cache nothing)."""
+        return CacheView(self, revision)
 
     def _get(self, revision: int, key: Hashable) -> tuple[bool, Any]:
         with self._lock:
@@ -61,11 +71,96 @@ class GovernanceCache:
             self._entries[key] = value
 
 
-def before_revision_read(engine: Engine) -> None:
-    """Call before connecting for the revision: a local SQLite file answers in microseconds,
-    a database server takes a round trip (pool checkout and return included), which blocks."""
-    if engine.dialect.name != "sqlite":
-        may_block()
+def read_revision(connection: Connection) -> int | None:
+    """The governance revision, through the driver's own cursor: this runs on every sharing
+    request, and SQLAlchemy's result machinery cost more than the query."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(REVISION_SQL)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else int(row[0])
+
+
+class RevisionReader:
+    """The governance revision for async routes, read after the caller asked, without a thread.
+
+    A local SQLite file is read inline. PostgreSQL (psycopg) is read on one autocommit
+    asynchronous connection of the worker's event loop, and callers share reads: one that
+    arrives while a read is in flight waits for the next read, which starts only once the
+    current one ends. Every caller thus gets a value read after it arrived, so a change
+    committed before a request came in is seen by that request (revocation stays immediate),
+    at one round trip per burst of requests instead of a thread, a pool checkout, a ping, the
+    read and a rollback per request. Other drivers read in a handler thread.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._async = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next: asyncio.Future[int | None] | None = None  # the read not yet started
+        self._reading: asyncio.Task[None] | None = None  # the task reading, while there is one
+
+    async def read(self) -> int | None:
+        """The revision now (None: no counter row); Unavailable when the database is not."""
+        if self._engine.dialect.name == "sqlite":
+            return self._read_sync()
+        if not self._async:
+            return await sync_to_thread(self._read_sync)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new loop (a test's second server): start afresh
+            self._loop, self._connection, self._next, self._reading = loop, None, None, None
+        if self._next is None:
+            self._next = loop.create_future()
+        joined = self._next
+        if self._reading is None:
+            self._reading = loop.create_task(self._read_in_turn())
+        return await asyncio.shield(joined)
+
+    def _read_sync(self) -> int | None:
+        with self._engine.connect() as connection:
+            return read_revision(connection)
+
+    async def _read_in_turn(self) -> None:
+        try:
+            while self._next is not None:
+                waiting, self._next = self._next, None
+                try:
+                    waiting.set_result(await self._fetch())
+                except Exception as exc:  # every waiter gets the failure
+                    waiting.set_exception(exc)
+                    waiting.exception()  # retrieved: a waiter that went away logs nothing
+        finally:
+            self._reading = None
+
+    async def _fetch(self) -> int | None:
+        """One read; a connection the server dropped (restart, idle timeout) is replaced once."""
+        import psycopg
+
+        reused = self._connection is not None
+        while True:
+            try:
+                async with asyncio.timeout(READ_TIMEOUT_SECONDS):
+                    if self._connection is None:
+                        self._connection = await psycopg.AsyncConnection.connect(
+                            self._conninfo, autocommit=True
+                        )
+                    cursor = await self._connection.execute(REVISION_SQL)
+                    row = await cursor.fetchone()
+                return None if row is None else int(row[0])
+            except (psycopg.Error, TimeoutError) as exc:
+                if self._connection is not None:
+                    await self._connection.close()
+                    self._connection = None
+                if not reused:
+                    log.warning("governance revision read failed: %r", exc)
+                    raise Unavailable("the catalog database is not reachable; retry later") from exc
+                reused = False
 
 
 class CacheView:
@@ -86,3 +181,10 @@ class CacheView:
         value = load()
         self._cache._put(self._revision, key, value)
         return value
+
+
+async def current_view(state: State) -> CacheView:
+    """The app's governance cache at a revision read for this request (`RevisionReader`)."""
+    cache: GovernanceCache = state.governance_cache
+    reader: RevisionReader = state.revisions
+    return cache.at(await reader.read())

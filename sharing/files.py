@@ -27,7 +27,7 @@ from catalog.errors import Forbidden, MeshError
 from catalog.events import Actor, new_entry, record_entry
 from catalog.settings import Settings
 from policies.auth import client_address
-from sharing.cache import before_revision_read
+from sharing.cache import CacheView, current_view
 from sharing.presign import object_store_signer
 from sharing.protocol import HANDLERS
 from sharing.recipients import check_address, networks_of
@@ -110,7 +110,8 @@ class FileController(Controller):
         requests (probes, footer, ranges) one after another, so each is checked on the event
         loop when the recipient's allow-list is cached, like the protocol's reads.
         """
-        file = await inline_first(signed_file, request, path, settings, clock)
+        view = await current_view(request.app.state)
+        file = await inline_first(signed_file, request, view, path, settings, clock)
         asked = byte_range(request.headers.get("range"), file.size)
         start, length, headers = 0, file.size, {"Accept-Ranges": "bytes"}
         if asked:
@@ -148,7 +149,8 @@ class FileController(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[None]:
         """Size of the file, for clients that plan ranged reads."""
-        size = (await inline_first(signed_file, request, path, settings, clock)).size
+        view = await current_view(request.app.state)
+        size = (await inline_first(signed_file, request, view, path, settings, clock)).size
         # A text media type is the one Litestar renders `None` for; the header says what it is.
         return Response(
             content=None,
@@ -171,7 +173,7 @@ class SignedFile(NamedTuple):
 
 
 def signed_file(
-    request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
+    request: Request[Any, Any, Any], view: CacheView, path: str, settings: Settings, clock: Clock
 ) -> SignedFile:
     """The local file a valid, unexpired URL points at; Forbidden for anything else.
 
@@ -195,11 +197,8 @@ def signed_file(
     file = (root / relative).resolve()
     if root not in file.parents or not file.is_file():
         raise refused
-    engine = request.app.state.engine
-    before_revision_read(engine)
-    with engine.connect() as connection, Session(bind=connection) as session:
-        cache = request.app.state.governance_cache.view(connection)
-        allowed = cache.get(("networks", recipient), lambda: networks_of(session, recipient))
+    with Session(bind=request.app.state.engine) as session:
+        allowed = view.get(("networks", recipient), lambda: networks_of(session, recipient))
     if allowed is None:
         raise refused
     check_address(allowed, client_address(request))

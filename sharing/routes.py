@@ -9,7 +9,7 @@ retries those for about 100 s).
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -24,7 +24,7 @@ from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
 from policies.auth import bearer, client_address, failure_keys, record_auth_failure
 from sharing import delta, predicates, protocol, recipients, service
-from sharing.cache import before_revision_read
+from sharing.cache import CacheView, current_view
 from sharing.files import PREFIX, expiry, file_urls
 from sharing.protocol import HANDLERS, UnsupportedOperation
 from sharing.service import SharedTable
@@ -32,7 +32,7 @@ from sharing.service import SharedTable
 TABLE = "/shares/{share:str}/schemas/{schema:str}/tables/{table:str}"
 MaxResults = Annotated[int | None, QueryParameter(name="maxResults")]
 PageToken = Annotated[str | None, QueryParameter(name="pageToken", max_length=500)]
-Timestamp = Annotated[str | None, QueryParameter(max_length=64)]
+T = TypeVar("T")
 
 
 class Visit(NamedTuple):
@@ -44,29 +44,27 @@ class Visit(NamedTuple):
     clock: Clock
 
 
-def _visible(request: Request[Any, Any, Any]) -> Visit:
+def _visible(request: Request[Any, Any, Any], cache: CacheView) -> Visit:
     """Token -> recipient -> network -> live grants: re-checked on every request.
 
     The rows behind those checks are reused while the governance revision holds
-    (`sharing.cache`); the checks themselves run every time.
+    (`sharing.cache`, at the revision read for this request); the checks themselves run every
+    time.
 
     Failed authentications are audited in their own transaction and counted per address and
-    token id; too many lock both out for a while (429). The session is opened and closed in the
-    handler's own thread: a connection is never held while waiting for another worker.
-    Settings, clock and policy come from the app state rather than dependency injection, whose
-    per-request cost showed on this, the busiest path.
+    token id; too many lock both out for a while (429). The session connects only when the
+    cache misses, and then in a handler thread: a connection is never held while waiting for
+    another worker. Settings, clock and policy come from the app state rather than dependency
+    injection, whose per-request cost showed on this, the busiest path.
     """
     state = request.app.state
     settings, clock, policy = state.settings, state.clock, state.policy
     now = clock.now()
-    before_revision_read(state.engine)
-    # The ORM session is only used when the cache misses; the revision read needs none.
-    with state.engine.connect() as connection, Session(bind=connection) as session:
+    with Session(bind=state.engine) as session:
         credential = bearer(request)
         keys = failure_keys(request, credential, recipients.TOKEN_PREFIX)
         limiter: FailureLimiter = state.limiter
         limiter.check(*keys)
-        cache = state.governance_cache.view(connection)
         try:
             recipient = recipients.authenticate(session, credential, now=now, cache=cache)
         except Unauthenticated as refused:
@@ -79,6 +77,18 @@ def _visible(request: Request[Any, Any, Any]) -> Visit:
             session, recipient.organization, settings=settings, policy=policy, now=now, cache=cache
         )
     return Visit(recipient, tables, settings, clock)
+
+
+async def _answer(request: Request[Any, Any, Any], work: Callable[[Visit], T]) -> T:
+    """`work` on what this recipient may read, on the event loop when everything it needs is
+    cached (`catalog.blocking`), else in a handler thread.
+
+    The governance revision is read first without a thread (`sharing.cache.RevisionReader`).
+    Work that would block, and any refusal (whose audit entry is a write), runs again in a
+    thread: the hop cost more than the work itself when all of it was cached.
+    """
+    view = await current_view(request.app.state)
+    return await inline_first(lambda: work(_visible(request, view)), redo=(WouldBlock, MeshError))
 
 
 def _read_entry(
@@ -115,20 +125,15 @@ def _read_entry(
 
 
 async def _audited(
-    request: Request[Any, Any, Any],
-    read: Callable[..., tuple[Response[bytes], AuditEntry]],
-    *args: Any,
+    request: Request[Any, Any, Any], read: Callable[[Visit], tuple[Response[bytes], AuditEntry]]
 ) -> Response[bytes]:
-    """Run a read, then answer once its audit entry is durable (else 503).
+    """Run a read (`_answer`), then answer once its audit entry is durable (else 503).
 
-    The read runs on the event loop when everything it needs is cached (`catalog.blocking`):
-    on SQLite that costs one local counter read, less than the hop to a handler thread. A read
-    that would block, and any refusal (whose audit entry is a write), runs again in a thread.
     Reads change nothing, so the entry is group-committed with other readers' entries instead
     of riding a request transaction, and the commit is awaited on the event loop: a handler
     thread waiting for a commit would be one less for the requests behind.
     """
-    response, entry = await inline_first(read, request, *args, redo=(WouldBlock, MeshError))
+    response, entry = await _answer(request, read)
     await record_entry(request.app.state.engine, entry)
     return response
 
@@ -158,34 +163,40 @@ class SharingController(Controller):
     tags = ("delta-sharing",)
     exception_handlers = HANDLERS
 
-    @get("/shares", sync_to_thread=True)
-    def list_shares(
+    @get("/shares")
+    async def list_shares(
         self,
         request: Request[Any, Any, Any],
         max_results: MaxResults = None,
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """The recipient's one share."""
-        who, _, settings, _ = _visible(request)
-        name = who.organization.name
-        items = [{"name": name, "id": service.stable_id(name)}]
-        return _page(items, settings, f"shares:{name}", max_results, page_token)
 
-    @get("/shares/{share:str}", sync_to_thread=True)
-    def get_share(
+        def answer(visit: Visit) -> Response[bytes]:
+            name = visit.who.organization.name
+            items = [{"name": name, "id": service.stable_id(name)}]
+            return _page(items, visit.settings, f"shares:{name}", max_results, page_token)
+
+        return await _answer(request, answer)
+
+    @get("/shares/{share:str}")
+    async def get_share(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
     ) -> Response[bytes]:
         """One share."""
-        who = _visible(request).who
-        service.check_share(who.organization, share)
-        name = who.organization.name
-        body = {"share": {"name": name, "id": service.stable_id(name)}}
-        return Response(content=protocol.dumps(body), media_type=protocol.JSON)
 
-    @get("/shares/{share:str}/schemas", sync_to_thread=True)
-    def list_schemas(
+        def answer(visit: Visit) -> Response[bytes]:
+            service.check_share(visit.who.organization, share)
+            name = visit.who.organization.name
+            body = {"share": {"name": name, "id": service.stable_id(name)}}
+            return Response(content=protocol.dumps(body), media_type=protocol.JSON)
+
+        return await _answer(request, answer)
+
+    @get("/shares/{share:str}/schemas")
+    async def list_schemas(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
@@ -193,14 +204,17 @@ class SharingController(Controller):
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Product domains with at least one readable table."""
-        who, tables, settings, _ = _visible(request)
-        service.check_share(who.organization, share)
-        name = who.organization.name
-        items = [{"name": n, "share": name} for n in sorted({t.schema for t in tables})]
-        return _page(items, settings, f"schemas:{name}", max_results, page_token)
 
-    @get("/shares/{share:str}/schemas/{schema:str}/tables", sync_to_thread=True)
-    def list_tables(
+        def answer(visit: Visit) -> Response[bytes]:
+            service.check_share(visit.who.organization, share)
+            name = visit.who.organization.name
+            items = [{"name": n, "share": name} for n in sorted({t.schema for t in visit.tables})]
+            return _page(items, visit.settings, f"schemas:{name}", max_results, page_token)
+
+        return await _answer(request, answer)
+
+    @get("/shares/{share:str}/schemas/{schema:str}/tables")
+    async def list_tables(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
@@ -209,16 +223,20 @@ class SharingController(Controller):
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Tables of one schema."""
-        who, tables, settings, _ = _visible(request)
-        service.check_share(who.organization, share)
-        mine = [t for t in tables if t.schema == schema.lower()]
-        if not mine:
-            raise NotFound(f"schema {share}.{schema} not found")
-        scope = f"tables:{who.organization.name}:{schema.lower()}"
-        return _page([_table_json(t) for t in mine], settings, scope, max_results, page_token)
 
-    @get("/shares/{share:str}/all-tables", sync_to_thread=True)
-    def list_all_tables(
+        def answer(visit: Visit) -> Response[bytes]:
+            service.check_share(visit.who.organization, share)
+            mine = [t for t in visit.tables if t.schema == schema.lower()]
+            if not mine:
+                raise NotFound(f"schema {share}.{schema} not found")
+            scope = f"tables:{visit.who.organization.name}:{schema.lower()}"
+            items = [_table_json(t) for t in mine]
+            return _page(items, visit.settings, scope, max_results, page_token)
+
+        return await _answer(request, answer)
+
+    @get("/shares/{share:str}/all-tables")
+    async def list_all_tables(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
@@ -226,13 +244,17 @@ class SharingController(Controller):
         page_token: PageToken = None,
     ) -> Response[bytes]:
         """Every table of the share."""
-        who, tables, settings, _ = _visible(request)
-        service.check_share(who.organization, share)
-        scope = f"all:{who.organization.name}"
-        return _page([_table_json(t) for t in tables], settings, scope, max_results, page_token)
 
-    @get(TABLE + "/version", sync_to_thread=True)
-    def table_version(
+        def answer(visit: Visit) -> Response[bytes]:
+            service.check_share(visit.who.organization, share)
+            scope = f"all:{visit.who.organization.name}"
+            items = [_table_json(t) for t in visit.tables]
+            return _page(items, visit.settings, scope, max_results, page_token)
+
+        return await _answer(request, answer)
+
+    @get(TABLE + "/version")
+    async def table_version(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
@@ -243,14 +265,19 @@ class SharingController(Controller):
         ] = None,
     ) -> Response[bytes]:
         """The current version, or the first version at or after `startingTimestamp`."""
-        _, tables, settings, _ = _visible(request)
-        found = service.find_table(tables, share, schema, table)
-        version = found.current_version
-        if starting_timestamp:
-            version = _first_at_or_after(found, starting_timestamp, settings)
-        return Response(
-            content=b"", headers={"Delta-Table-Version": str(version)}, media_type=protocol.JSON
-        )
+
+        def answer(visit: Visit) -> Response[bytes]:
+            found = service.find_table(visit.tables, share, schema, table)
+            version = found.current_version
+            if starting_timestamp:
+                version = _first_at_or_after(found, starting_timestamp, visit.settings)
+            return Response(
+                content=b"",
+                headers={"Delta-Table-Version": str(version)},
+                media_type=protocol.JSON,
+            )
+
+        return await _answer(request, answer)
 
     @get(TABLE + "/metadata")
     async def table_metadata(
@@ -261,7 +288,9 @@ class SharingController(Controller):
         table: FromPath[str],
     ) -> Response[bytes]:
         """Protocol and metaData lines of the current version."""
-        return await _audited(request, _metadata, share, schema, table)
+        return await _audited(
+            request, lambda visit: _metadata(request, visit, share, schema, table)
+        )
 
     @post(TABLE + "/query", status_code=200)
     async def query(
@@ -273,7 +302,10 @@ class SharingController(Controller):
         data: JSONBody[dict[str, Any] | None],
     ) -> Response[bytes]:
         """A snapshot (current, `version` or `timestamp`) as pre-signed file URLs."""
-        return await _audited(request, _query, share, schema, table, data or {})
+        body = data or {}
+        return await _audited(
+            request, lambda visit: _query(request, visit, share, schema, table, body)
+        )
 
     @get(TABLE + "/changes")
     async def changes(
@@ -300,15 +332,17 @@ class SharingController(Controller):
         with `includeHistoricalMetadata`, later versions whose schema differs follow.
         """
         return await _audited(
-            request, _changes, share, schema, table, starting_version, starting_timestamp,
-            ending_version, ending_timestamp, include_historical_metadata,
+            request, lambda visit: _changes(
+                request, visit, share, schema, table, starting_version, starting_timestamp,
+                ending_version, ending_timestamp, include_historical_metadata,
+            ),
         )  # fmt: skip
 
 
 def _metadata(
-    request: Request[Any, Any, Any], share: str, schema: str, table: str
+    request: Request[Any, Any, Any], visit: Visit, share: str, schema: str, table: str
 ) -> tuple[Response[bytes], AuditEntry]:
-    who, tables, settings, clock = _visible(request)
+    who, tables, settings, clock = visit
     found = service.find_table(tables, share, schema, table)
     snap = delta.snapshot(found.location, found.current_version, settings.storage_options)
     fmt = response_format(request.headers.get("delta-sharing-capabilities"), snap)
@@ -319,9 +353,14 @@ def _metadata(
 
 
 def _query(
-    request: Request[Any, Any, Any], share: str, schema: str, table: str, body: dict[str, Any]
+    request: Request[Any, Any, Any],
+    visit: Visit,
+    share: str,
+    schema: str,
+    table: str,
+    body: dict[str, Any],
 ) -> tuple[Response[bytes], AuditEntry]:
-    who, tables, settings, clock = _visible(request)
+    who, tables, settings, clock = visit
     found = service.find_table(tables, share, schema, table)
     version = _query_version(found, body, settings)
     snap = delta.snapshot(found.location, version, settings.storage_options)
@@ -352,6 +391,7 @@ def _query(
 
 def _changes(
     request: Request[Any, Any, Any],
+    visit: Visit,
     share: str,
     schema: str,
     table: str,
@@ -361,7 +401,7 @@ def _changes(
     ending_timestamp: str | None,
     include_historical_metadata: str | None,
 ) -> tuple[Response[bytes], AuditEntry]:
-    who, tables, settings, clock = _visible(request)
+    who, tables, settings, clock = visit
     found = service.find_table(tables, share, schema, table)
     versions = _change_versions(
         found, settings, starting_version, starting_timestamp, ending_version, ending_timestamp

