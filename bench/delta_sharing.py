@@ -10,7 +10,7 @@ summary as JSON, `--repeat N` times each read N times (medians), `--phases read`
 `--database-url postgresql+psycopg://postgres@127.0.0.1/postgres` runs the catalog on a fresh
 PostgreSQL database created (and dropped) next to that one, `--profile DIR` runs the server
 under py-spy (`.venv/bin/pip install py-spy`) and prints where it spends its time, and
-`--server-threads N` gives the server's sync handlers their own N-thread executor (a
+`--server-threads N` gives the server's handler threads their own N-thread executor (a
 deployment knob, see below; default: the server exactly as `mesh serve` runs it). `--keep`
 keeps the temporary home (and records the estate in `HOME/bench-estate.json`); `--reuse HOME`
 then skips the setup and runs the timed phases on that estate again.
@@ -55,14 +55,10 @@ Absolute times on a shared machine mean little; the read ratio and the latencies
 side in one run are the result. Targets: client read <= 1.3x the direct read; query p99 < 50 ms
 with 32 clients. The exit status is 1 when a target is missed (or a check fails).
 
-Known at the time of writing: as shipped, more concurrent sharing requests than the event
-loop's default executor has threads (min(32, CPUs + 4)) stall the server. Litestar runs the
-sync handlers and the cleanup of the sync `session` generator dependency (commit/close, which
-returns the pooled connection) in that same executor; once the 15 pooled connections (5 + 10
-overflow) belong to finished handlers whose cleanup is queued, every worker thread waits in
-`QueuePool` for a connection only a queued cleanup can return, until `pool_timeout` (30 s) ends
-the wait with a 500. `--server-threads 64` (more threads than clients) avoids it, to measure
-the latency behind it.
+`--server-threads` was the way around an early stall (more concurrent requests than the event
+loop's executor has threads, each waiting for a pooled connection a queued cleanup held); the
+protocol routes have since stopped holding connections and now run on the event loop when what
+they need is cached, so it is only a deployment knob (see bench/README.md).
 """
 
 from __future__ import annotations
