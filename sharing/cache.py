@@ -48,12 +48,9 @@ class GovernanceCache:
         self._entries: dict[Hashable, Any] = {}
         self._max_entries = max_entries
 
-    def view(self, connection: Connection) -> "CacheView":
-        """This request's view: the revision the database is at now."""
-        return self.at(read_revision(connection))
-
     def at(self, revision: int | None) -> "CacheView":
-        """A view at a revision just read (None: the database has no counter, cache nothing)."""
+        """A request's view at the revision just read for it (`RevisionReader`, `read_revision`;
+        None: the database has no counter, so nothing is cached)."""
         return CacheView(self, revision)
 
     def _get(self, revision: int, key: Hashable) -> tuple[bool, Any]:

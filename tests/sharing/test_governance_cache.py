@@ -23,7 +23,7 @@ from policies.enforcer import PolicyEngine
 from policies.models import Organization
 from policies.principals import get_organization
 from sharing import recipients, service
-from sharing.cache import GovernanceCache
+from sharing.cache import GovernanceCache, read_revision
 
 WATCHED = (
     "access_grant",
@@ -122,7 +122,7 @@ def test_cached_rows_are_still_judged_at_the_current_time(estate, estate_engine)
     settings = estate["settings"]
     policy = PolicyEngine(estate_engine, SystemClock(), refresh_seconds=0)
     with Session(estate_engine) as session:
-        view = cache.view(session.connection())
+        view = cache.at(read_revision(session.connection()))
         now = datetime.now(UTC)
         who = recipients.authenticate(session, credential, now=now, cache=view)
         tables = service.shared_tables(
