@@ -68,11 +68,13 @@ def test_every_read_sees_what_was_committed_before_it_without_a_thread(engine, t
     assert thread_hops == []  # SQLite inline, PostgreSQL on the loop's own connection
 
 
+POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+
+
+@POSTGRESQL_ONLY  # SQLite reads its local file inline: there are no reads to share
 def test_concurrent_callers_share_reads_but_none_gets_a_value_older_than_its_arrival(
-    engine, backend, monkeypatch
+    engine, monkeypatch
 ):
-    if backend != "postgresql":
-        pytest.skip("SQLite reads the local file inline: there is nothing to share")
     reader = RevisionReader(engine)
     fetches: list[int] = []
     original = reader._fetch
@@ -99,11 +101,8 @@ def test_concurrent_callers_share_reads_but_none_gets_a_value_older_than_its_arr
     assert len(fetches) == 3  # fifty callers, one read; then one each for the two that follow
 
 
-def test_a_dropped_connection_is_replaced_and_an_unreachable_database_is_unavailable(
-    engine, backend
-):
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL's own connection only")
+@POSTGRESQL_ONLY
+def test_a_dropped_connection_is_replaced_and_an_unreachable_database_is_unavailable(engine):
     reader = RevisionReader(engine)
 
     async def run() -> tuple[int | None, int | None]:
