@@ -197,8 +197,9 @@ def disclosures(
         print_json(report.model_dump(mode="json"))
         return
     table = Table(
-        "recipient", "dua", "purpose", "tier", "versions", "first", "last", "requests", "files"
-    )
+        "recipient", "dua", "purpose", "tier", "versions", "first", "last", "requests", "files",
+        "bytes", "downloads",
+    )  # fmt: skip
     _emit(
         list(report.disclosures),
         fmt,
@@ -213,5 +214,7 @@ def disclosures(
             d.last_access.astimezone(UTC).isoformat(),
             str(d.requests),
             str(d.files),
+            str(d.bytes),
+            str(d.downloads),
         ),
     )

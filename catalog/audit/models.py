@@ -141,7 +141,15 @@ class AuditPage(BaseModel):
 
 
 class Disclosure(BaseModel):
-    """What one recipient read of a product under one DUA, purpose and tier (HIPAA 164.528)."""
+    """What one recipient read of a product under one DUA, purpose and tier (HIPAA 164.528).
+
+    `requests`, `files` and `bytes` count the protocol's reads (query, changes, metadata) and
+    the data files their answers handed out URLs for: what was disclosed. `downloads` and
+    `downloaded_bytes` count GETs of those files through the server's own file endpoint (local
+    storage; object-store downloads go to the bucket, whose access log has them), with the
+    bytes each answer offered: a client that stops reading early (an existence probe) still
+    counts what it was offered, so they are an upper bound and are never added to `bytes`.
+    """
 
     organization: str
     dua: str | None
@@ -153,6 +161,8 @@ class Disclosure(BaseModel):
     requests: int
     files: int
     bytes: int
+    downloads: int
+    downloaded_bytes: int
 
 
 class DisclosureReport(BaseModel):

@@ -27,7 +27,8 @@ from catalog.errors import InvalidParameter
 from catalog.products.semver import SemVer
 
 # Actions the sharing server records for each read (catalog/events.py: record_event).
-SHARING_READS = ("sharing.query", "sharing.changes", "sharing.metadata", "sharing.file")
+FILE_DOWNLOAD = "sharing.file"
+SHARING_READS = ("sharing.query", "sharing.changes", "sharing.metadata", FILE_DOWNLOAD)
 PRODUCT_REF = "DOMAIN/NAME"
 
 
@@ -172,6 +173,8 @@ class _Tally:
     requests: int = 0
     files: int = 0
     bytes: int = 0
+    downloads: int = 0
+    downloaded_bytes: int = 0
 
 
 def _count(value: Any) -> int:
@@ -200,11 +203,13 @@ def list_disclosures(
     """Who read `product` over the period: per organisation, DUA, purpose and tier.
 
     Built from the successful sharing reads in the audit trail alone: the product versions
-    read, first and last access, and how many requests, files and bytes.
+    read, first and last access, how many requests, files and bytes their answers disclosed,
+    and how many file downloads and bytes the file endpoint served (`Disclosure`).
     """
     query = AuditQuery(product=product, since=since, until=until)
     statement = (
         sa_select(
+            col(AuditEvent.action),
             col(AuditEvent.organization),
             col(AuditEvent.tier),
             col(AuditEvent.product_version),
@@ -219,7 +224,7 @@ def list_disclosures(
         .order_by(col(AuditEvent.id))
     )
     tallies: dict[tuple[str, str | None, str | None, str | None], _Tally] = {}
-    for organization, tier, version, details, at in session.execute(
+    for action, organization, tier, version, details, at in session.execute(
         statement.execution_options(yield_per=1000)
     ):
         facts = details if isinstance(details, dict) else {}
@@ -228,9 +233,13 @@ def list_disclosures(
         if version:
             tally.versions.add(version)
         tally.first, tally.last = min(tally.first, at), max(tally.last, at)
-        tally.requests += 1
-        tally.files += _count(facts.get("files"))
-        tally.bytes += _count(facts.get("bytes"))
+        if action == FILE_DOWNLOAD:
+            tally.downloads += 1
+            tally.downloaded_bytes += _count(facts.get("bytes"))
+        else:
+            tally.requests += 1
+            tally.files += _count(facts.get("files"))
+            tally.bytes += _count(facts.get("bytes"))
     disclosures = [
         Disclosure(
             organization=organization,
@@ -243,6 +252,8 @@ def list_disclosures(
             requests=t.requests,
             files=t.files,
             bytes=t.bytes,
+            downloads=t.downloads,
+            downloaded_bytes=t.downloaded_bytes,
         )
         for (organization, dua, purpose, tier), t in sorted(
             tallies.items(), key=lambda item: (item[0][0], item[1].first)

@@ -37,7 +37,7 @@ def build_trail(engine, clock):
         read(
             session, clock, "sepsis-research", "1.0.0", "deidentified", RESEARCH, files=1, bytes=10
         )
-        read(
+        read(  # a download through the file endpoint: counted apart from what was disclosed
             session,
             clock,
             "sepsis-research",
@@ -45,7 +45,7 @@ def build_trail(engine, clock):
             "deidentified",
             RESEARCH,
             action="sharing.file",
-            files=1,
+            files=0,
             bytes=600,
         )
         clock.advance(days=1)
@@ -73,7 +73,8 @@ def test_disclosures_aggregate_per_recipient_dua_purpose_and_tier(engine, sessio
     )
     assert research.product_versions == ["1.0.0", "1.2.0", "1.10.0"]
     assert (research.first_access, research.last_access) == (start, start + timedelta(days=32))
-    assert (research.requests, research.files, research.bytes) == (5, 8, 3610)
+    assert (research.requests, research.files, research.bytes) == (4, 7, 3010)
+    assert (research.downloads, research.downloaded_bytes) == (1, 600)
     assert (quality.organization, quality.dua, quality.purpose, quality.tier) == (
         "quality-team",
         "31",
@@ -81,6 +82,7 @@ def test_disclosures_aggregate_per_recipient_dua_purpose_and_tier(engine, sessio
         "limited",
     )
     assert quality.product_versions == ["1.0.0"]
+    assert (quality.downloads, quality.downloaded_bytes) == (0, 0)
     assert quality.first_access == quality.last_access == start + timedelta(days=2)
 
 
@@ -92,9 +94,11 @@ def test_disclosures_over_a_period(engine, session, clock):
         since=start + timedelta(days=1),
         until=start + timedelta(days=3),
     )
-    assert [(d.organization, d.requests, d.product_versions) for d in report.disclosures] == [
-        ("quality-team", 1, ["1.0.0"]),
-        ("sepsis-research", 2, ["1.0.0"]),
+    assert [
+        (d.organization, d.requests, d.downloads, d.product_versions) for d in report.disclosures
+    ] == [
+        ("quality-team", 1, 0, ["1.0.0"]),
+        ("sepsis-research", 1, 1, ["1.0.0"]),
     ]
     assert report.since == start + timedelta(days=1)
 

@@ -433,6 +433,10 @@ def test_every_read_is_audited_and_accounted_for(estate):
     assert "sepsis-research" in text
     assert "deidentified" in text
     assert "1.1.0" in text  # the product version read
+    research = [d for d in report["disclosures"] if d["organization"] == "sepsis-research"]
+    # What the answers disclosed, and apart from it what the file endpoint served.
+    for key in ("files", "bytes", "downloads", "downloaded_bytes"):
+        assert sum(d[key] for d in research) > 0, key
     queries = runner.invoke(
         mesh,
         ["audit", "query", "--action", "sharing.query", "--format", "ndjson", "--limit", "500"],
