@@ -24,6 +24,7 @@ from catalog.db import engine_for, session_dependency
 from catalog.errors import Unauthenticated
 from catalog.events import Actor
 from catalog.health import healthz, readyz
+from catalog.openapi import StrictPydanticSchemaPlugin
 from catalog.problems import EXCEPTION_HANDLERS
 from catalog.products.models import ProductVersion
 from catalog.products.routes import DomainController, ProductController
@@ -122,6 +123,7 @@ def create_app(
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin(path="/openapi.json")],
         ),
+        plugins=[StrictPydanticSchemaPlugin()],
         request_max_body_size=settings.max_request_bytes,
         debug=False,
     )

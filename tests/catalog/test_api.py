@@ -1,5 +1,7 @@
 """The catalog REST API end to end through the real app (both databases)."""
 
+import re
+
 import pytest
 from sqlalchemy import create_engine
 
@@ -262,3 +264,15 @@ def test_readyz_reports_unreachable_database(settings, tmp_path):
         response = c.get("/readyz")
     assert_problem(response, 503, "unavailable")
     assert str(tmp_path) not in response.text
+
+
+def test_the_openapi_document_describes_request_bodies_as_the_server_checks_them(client):
+    """Patterns and closed bodies (`extra="forbid"`) are in the document, and hold."""
+    body = client.get("/schema/openapi.json").json()["components"]["schemas"]["DomainCreate"]
+    assert body["additionalProperties"] is False
+    name_pattern = body["properties"]["name"]["pattern"]
+    assert re.fullmatch(name_pattern, "st-marys") and not re.fullmatch(name_pattern, "St_Marys")
+    assert client.post("/api/v1/domains", json=domain_body("St_Marys")).status_code == 422
+    extra = domain_body("riverside") | {"owner": "someone"}
+    assert client.post("/api/v1/domains", json=extra).status_code == 422
+    assert client.post("/api/v1/domains", json=domain_body("riverside")).status_code == 201
