@@ -25,6 +25,7 @@ from catalog.blocking import inline_first, may_block
 from catalog.clock import Clock
 from catalog.errors import Forbidden, MeshError
 from catalog.events import Actor, new_entry, record_entry
+from catalog.publishing.storage import tier_table_of
 from catalog.settings import Settings
 from policies.auth import client_address
 from sharing.cache import CacheView, current_view
@@ -119,7 +120,7 @@ class FileController(Controller):
             length = end - start + 1
             headers["Content-Range"] = f"bytes {start}-{end}/{file.size}"
         headers["Content-Length"] = str(length)
-        product, tier = _product_of(file.relative)
+        product, tier = tier_table_of(file.relative) or (None, None)
         entry = new_entry(
             at=clock.now(),
             actor=Actor(f"recipient:{file.recipient}"),
@@ -215,14 +216,6 @@ def _chunks(handle: BinaryIO, start: int, length: int) -> Iterator[bytes]:
                 return
             length -= len(chunk)
             yield chunk
-
-
-def _product_of(relative: str) -> tuple[str | None, str | None]:
-    """Product and tier of a file under `products/<domain>/<product>/<tier>/`."""
-    parts = relative.split("/")
-    if len(parts) > 4 and parts[0] == "products":
-        return f"{parts[1]}/{parts[2]}", parts[3]
-    return None, None
 
 
 class RangeNotSatisfiable(MeshError):

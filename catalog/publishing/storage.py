@@ -23,6 +23,18 @@ from catalog.settings import Settings
 CHUNK = 1 << 20
 
 
+PRODUCTS = "products"  # <root>/products/<domain>/<product>/<tier>/: one Delta table per tier
+
+
+def tier_table_of(relative: str) -> tuple[str, str] | None:
+    """`("domain/product", tier)` of a file below the root (`Storage.table_uri`'s layout), or
+    None for a path outside the tier tables."""
+    parts = relative.split("/")
+    if len(parts) > 4 and parts[0] == PRODUCTS:
+        return f"{parts[1]}/{parts[2]}", parts[3]
+    return None
+
+
 @dataclass(frozen=True)
 class RawFile:
     """A landed source file: its original name, content hash and size."""
@@ -73,7 +85,7 @@ class Storage:
 
     def product_uri(self, domain: str, product: str) -> str:
         """The folder of a product's tier tables."""
-        return f"{self.root}/products/{domain}/{product}"
+        return f"{self.root}/{PRODUCTS}/{domain}/{product}"
 
     def raw_path(self, sha256: str) -> str:
         """Filesystem path of a landed raw payload."""
