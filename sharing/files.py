@@ -111,8 +111,7 @@ class FileController(Controller):
         requests (probes, footer, ranges) one after another, so each is checked on the event
         loop when the recipient's allow-list is cached, like the protocol's reads.
         """
-        view = await current_view(request.app.state)
-        file = await inline_first(signed_file, request, view, path, settings, clock)
+        file = await signed_file(request, path, settings, clock)
         asked = byte_range(request.headers.get("range"), file.size)
         start, length, headers = 0, file.size, {"Accept-Ranges": "bytes"}
         if asked:
@@ -150,8 +149,7 @@ class FileController(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[None]:
         """Size of the file, for clients that plan ranged reads."""
-        view = await current_view(request.app.state)
-        size = (await inline_first(signed_file, request, view, path, settings, clock)).size
+        size = (await signed_file(request, path, settings, clock)).size
         # A text media type is the one Litestar renders `None` for; the header says what it is.
         return Response(
             content=None,
@@ -164,6 +162,11 @@ class FileController(Controller):
         )
 
 
+def _refused() -> Forbidden:
+    """The one answer to a bad URL, whatever was wrong with it: it reveals nothing."""
+    return Forbidden("invalid or expired file URL")
+
+
 class SignedFile(NamedTuple):
     """A local file a valid URL names: where it is, its size, and to whom the URL was issued."""
 
@@ -173,37 +176,52 @@ class SignedFile(NamedTuple):
     recipient: str
 
 
-def signed_file(
-    request: Request[Any, Any, Any], view: CacheView, path: str, settings: Settings, clock: Clock
+async def signed_file(
+    request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
 ) -> SignedFile:
     """The local file a valid, unexpired URL points at; Forbidden for anything else.
 
-    The recipient named in the URL must still exist and the caller's address must be inside its
-    allow-list.
+    The URL is checked first, without I/O; then the recipient named in it must still exist and
+    the caller's address must be inside its allow-list, read at this request's revision.
     """
-    refused = Forbidden("invalid or expired file URL")
+    file = _verified(request, path, settings, clock)
+    view = await current_view(request.app.state)
+    await inline_first(check_recipient_network, request, view, file.recipient)
+    return file
+
+
+def _verified(
+    request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
+) -> SignedFile:
+    """The file of an unexpired URL whose signature holds, inside the storage root."""
     relative = path.lstrip("/")
     recipient = request.query_params.get("X-Mesh-Recipient", "")
     try:
         expires = int(request.query_params.get("X-Amz-Expires", ""))
     except ValueError:
-        raise refused from None
+        raise _refused() from None
     signature = request.query_params.get("X-Amz-Signature", "")
     if expires < clock.now().timestamp() or not hmac.compare_digest(
         signature.encode(),
         mac(signing_key(settings), _signed_message(relative, expires, recipient)).encode(),
     ):
-        raise refused
+        raise _refused()
     root = Path(settings.storage_root).resolve()
     file = (root / relative).resolve()
     if root not in file.parents or not file.is_file():
-        raise refused
+        raise _refused()
+    return SignedFile(file, file.stat().st_size, relative, recipient)
+
+
+def check_recipient_network(
+    request: Request[Any, Any, Any], view: CacheView, recipient: str
+) -> None:
+    """Forbidden unless `recipient` exists and the caller is inside its allow-list."""
     with Session(bind=request.app.state.engine) as session:
         allowed = view.get(("networks", recipient), lambda: networks_of(session, recipient))
     if allowed is None:
-        raise refused
+        raise _refused()
     check_address(allowed, client_address(request))
-    return SignedFile(file, file.stat().st_size, relative, recipient)
 
 
 def _chunks(handle: BinaryIO, start: int, length: int) -> Iterator[bytes]:
