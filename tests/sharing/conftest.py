@@ -1,25 +1,11 @@
 """The estate every sharing test reads: the demo on SQLite, served by uvicorn on loopback."""
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
-from catalog.app import create_app
 from catalog.cli import app as mesh
-from catalog.db import make_engine
 from catalog.settings import Settings
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.live import free_port, serving
 
 
 @pytest.fixture(scope="package")
@@ -48,27 +34,3 @@ def estate(tmp_path_factory):
             "port": port,
             "settings": settings,
         }
-
-
-@contextmanager
-def serving(settings: Settings, port: int) -> Iterator[None]:
-    """The app for `settings` under uvicorn on 127.0.0.1:port, in a thread of this process."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, engine=make_engine(settings.resolved_database_url)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)

@@ -25,7 +25,7 @@ from policies.principals import get_organization
 from sharing import delta
 from sharing.recipients import issue_token
 from tests.factories import FixedClock
-from tests.sharing.conftest import free_port, serving
+from tests.live import free_port, serving
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
 

@@ -27,7 +27,7 @@ from catalog.settings import Settings
 from policies.auth import split_secret
 from sharing import recipients
 from sharing.cache import RevisionReader
-from tests.sharing.conftest import free_port, serving
+from tests.live import free_port, serving
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
 

@@ -1,0 +1,1 @@
+"""Hostile, concurrent and faulty use: the probes an independent security review ran, kept."""
