@@ -256,19 +256,39 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
     As RFC 9110 and S3 do: a header that is not one well-formed byte range (another unit,
     several ranges, last before first) is ignored, and a range with no byte inside the file is
-    RangeNotSatisfiable.
+    RangeNotSatisfiable. Positions of any length are read (`_position`): a number past the
+    end of every file means "past the end", never an error of its own.
     """
     match = _BYTE_RANGE.fullmatch((header or "").strip())
     if match is None or match.group(1) == match.group(2) == "":
         return None
     first, last = match.groups()
     if first == "":  # a suffix: the last N bytes
-        if int(last) == 0 or size == 0:
+        suffix = _position(last)
+        if suffix == 0 or size == 0:
             raise RangeNotSatisfiable(header or "", size)
-        return max(size - int(last), 0), size - 1
-    start = int(first)
-    if last and int(last) < start:
+        return max(size - suffix, 0), size - 1
+    start = _position(first)
+    if last and _position(last) < start:
         return None
     if start >= size:
         raise RangeNotSatisfiable(header or "", size)
-    return start, min(int(last), size - 1) if last else size - 1
+    return start, min(_position(last), size - 1) if last else size - 1
+
+
+_BEYOND_ANY_FILE = 1 << 64  # stands for every position with more than _POSITION_DIGITS digits
+_POSITION_DIGITS = 19
+
+
+def _position(digits: str) -> int:
+    """A byte position from its decimal digits, at most `_BEYOND_ANY_FILE`.
+
+    `int()` refuses more than 4,300 digits (Python's int max-str-digits guard), and a header is
+    up to the server's header limit long; no file has a byte past 2**64, so longer numbers
+    (leading zeros aside) are all read as that bound. Two such numbers compare equal, which
+    only matters for `last < first`, where both are past the end anyway.
+    """
+    significant = digits.lstrip("0")
+    if len(significant) > _POSITION_DIGITS:
+        return _BEYOND_ANY_FILE
+    return int(significant or "0")
