@@ -19,6 +19,7 @@ import catalog
 from catalog.audit.context import RequestContextMiddleware, lean_log_records, logging_config
 from catalog.audit.routes import AuditController
 from catalog.audit.writer import use_relay
+from catalog.bodies import BoundedRequest
 from catalog.clock import Clock, SystemClock
 from catalog.db import engine_for, session_dependency
 from catalog.errors import Unauthenticated
@@ -125,6 +126,7 @@ def create_app(
         ),
         plugins=[StrictPydanticSchemaPlugin()],
         request_max_body_size=settings.max_request_bytes,
+        request_class=BoundedRequest,  # JSON bodies bounded in depth too (catalog.bodies)
         debug=False,
     )
     # Outside routing and every exception handler: each response carries X-Request-ID.

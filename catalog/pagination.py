@@ -20,8 +20,13 @@ class Page(Generic[T]):
 
 
 def page_size(limit: int | None, *, default: int, maximum: int) -> int:
-    """The requested page size, the default when none, refused above the maximum."""
-    size = limit or default
+    """The requested page size, the default when none, refused below 1 or above the maximum.
+
+    A page of 0 would return a cursor to where it started (a client following it loops).
+    """
+    if limit is not None and limit < 1:
+        raise InvalidParameter("limit must be at least 1")
+    size = default if limit is None else limit
     if size > maximum:
         raise InvalidParameter(f"limit must be at most {maximum}")
     return size

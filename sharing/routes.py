@@ -8,15 +8,19 @@ retries those for about 100 s).
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple, TypeVar
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import FromPath, QueryParameter
 from sqlmodel import Session
 
 from catalog.audit.models import AuditEntry
 from catalog.blocking import WouldBlock, inline_first, may_block
+from catalog.bodies import MalformedBody, check_body
 from catalog.clock import Clock
 from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
 from catalog.events import Actor, new_entry, record_entry
@@ -33,6 +37,7 @@ TABLE = "/shares/{share:str}/schemas/{schema:str}/tables/{table:str}"
 MaxResults = Annotated[int | None, QueryParameter(name="maxResults")]
 PageToken = Annotated[str | None, QueryParameter(name="pageToken", max_length=500)]
 T = TypeVar("T")
+MAX_PAGE = 500  # items per list page: the reference server's default
 
 
 class Visit(NamedTuple):
@@ -145,15 +150,53 @@ def _page(
     max_results: int | None,
     page_token: str | None,
 ) -> Response[bytes]:
-    if max_results is not None and max_results < 0:
-        raise InvalidParameter("maxResults must be non-negative")
+    """One page of `items`: at most `maxResults` (default and cap `MAX_PAGE`) from the token's
+    offset, and a token for the rest.
+
+    `maxResults=0` is refused: a page of nothing cannot advance, so its token would point back
+    at the same offset and a client following tokens would loop. Larger values than the cap get
+    a page of `MAX_PAGE`, as the protocol allows (fewer items than asked, with a token).
+    """
+    if max_results is not None and max_results < 1:
+        raise InvalidParameter("maxResults must be a positive integer")
     key = service.signing_key(settings)
     start = service.page_offset(key, scope, page_token)
-    size = 500 if max_results is None else max_results
+    size = MAX_PAGE if max_results is None else min(max_results, MAX_PAGE)
     body: dict[str, Any] = {"items": items[start : start + size]}
     if start + size < len(items):
         body["nextPageToken"] = service.page_token(key, scope, start + size)
     return Response(content=protocol.dumps(body), media_type=protocol.JSON)
+
+
+def query_body(raw: bytes) -> dict[str, Any]:
+    """The query request's JSON object (`{}` when empty or null); 400 for anything else.
+
+    Bounded in depth like every body (`catalog.bodies`); called after authentication.
+    """
+    if not raw.strip():
+        return {}
+    check_body(raw)
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:  # msgspec's messages name the position, nothing more
+        raise MalformedBody(f"the request body is not JSON this server reads: {exc}") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidParameter("the query request body must be a JSON object")
+    return body
+
+
+@dataclass
+class QueryOperation(Operation):
+    """The query route's OpenAPI operation: it reads its JSON object body itself."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT))},
+            description="version, timestamp, limitHint, jsonPredicateHints ({} when none)",
+            required=False,
+        )
 
 
 class SharingController(Controller):
@@ -292,19 +335,23 @@ class SharingController(Controller):
             request, lambda visit: _metadata(request, visit, share, schema, table)
         )
 
-    @post(TABLE + "/query", status_code=200)
+    @post(TABLE + "/query", status_code=200, operation_class=QueryOperation)
     async def query(
         self,
         request: Request[Any, Any, Any],
         share: FromPath[str],
         schema: FromPath[str],
         table: FromPath[str],
-        data: JSONBody[dict[str, Any] | None],
     ) -> Response[bytes]:
-        """A snapshot (current, `version` or `timestamp`) as pre-signed file URLs."""
-        body = data or {}
+        """A snapshot (current, `version` or `timestamp`) as pre-signed file URLs.
+
+        The body is read here but decoded only once the bearer token has been checked
+        (`_query`): nothing a caller without a valid token sends is parsed.
+        """
+        raw = await request.body()
         return await _audited(
-            request, lambda visit: _query(request, visit, share, schema, table, body)
+            request,
+            lambda visit: _query(request, visit, share, schema, table, query_body(raw)),
         )
 
     @get(TABLE + "/changes")
@@ -366,7 +413,7 @@ def _query(
     snap = delta.snapshot(found.location, version, settings.storage_options)
     fmt = response_format(request.headers.get("delta-sharing-capabilities"), snap)
     limit = body.get("limitHint")
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise InvalidParameter("limitHint must be a non-negative integer")
     hint = predicates.parse_hint(body.get("jsonPredicateHints"))
     chosen: list[delta.DataFile] = []
@@ -498,7 +545,10 @@ def _query_version(table: SharedTable, body: dict[str, Any], settings: Settings)
             raise InvalidParameter(f"version {version} is not a published version of this table")
         return int(version)
     if "timestamp" in given:
-        return _last_at_or_before(table, str(body["timestamp"]), settings)
+        timestamp = body["timestamp"]
+        if not isinstance(timestamp, str) or len(timestamp) > 64:
+            raise InvalidParameter("timestamp must be an ISO 8601 string")
+        return _last_at_or_before(table, timestamp, settings)
     return table.current_version
 
 
