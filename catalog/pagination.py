@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from catalog import bodies
 from catalog.errors import InvalidParameter
 
 T = TypeVar("T")
@@ -42,7 +43,7 @@ def decode_cursor(cursor: str, *, width: int) -> list[str]:
     """Decode a cursor made by `encode_cursor`, or raise InvalidParameter."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        key = bodies.loads(base64.urlsafe_b64decode(padded.encode()), limit=2)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         key = None
     if (
