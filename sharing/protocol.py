@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -149,7 +150,18 @@ def _mesh_error(_: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
 
 
 def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
-    return error(400, "INVALID_PARAMETER_VALUE", str(exc.detail or "invalid request"))
+    """The parameters at fault and why, never their values nor the URL (which may be long)."""
+    faults = [
+        f"{_wire_name(str(item.get('key') or 'request'))}: {item.get('message', 'invalid')}"
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    return error(400, "INVALID_PARAMETER_VALUE", "; ".join(faults)[:500] or "invalid request")
+
+
+def _wire_name(key: str) -> str:
+    """The protocol's camelCase name of a handler parameter (`max_results` -> `maxResults`)."""
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
