@@ -16,7 +16,12 @@ from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session
 
 import catalog
-from catalog.audit.context import RequestContextMiddleware, lean_log_records, logging_config
+from catalog.audit.context import (
+    RequestContextMiddleware,
+    install_redaction,
+    lean_log_records,
+    logging_config,
+)
 from catalog.audit.routes import AuditController
 from catalog.audit.writer import use_relay
 from catalog.bodies import BoundedRequest
@@ -56,7 +61,12 @@ def provide_actor(request: Request[Any, Any, Any]) -> Actor:
 def create_app(
     settings: Settings, *, clock: Clock | None = None, engine: Engine | None = None
 ) -> Litestar:
-    """Build the ASGI app for `settings`; tests pass their own clock and engine."""
+    """Build the ASGI app for `settings`; tests pass their own clock and engine.
+
+    Log redaction is installed for the whole process first (`install_redaction`): whatever
+    logging configuration serves the app, no line carries a secret.
+    """
+    install_redaction()
     the_engine = engine if engine is not None else engine_for(settings)
     the_clock: Clock = clock if clock is not None else SystemClock()
     limiter = FailureLimiter(

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from catalog import migrate
 from catalog.audit import commands as audit
-from catalog.audit.context import RequestContext, new_request_id, request_scope
+from catalog.audit.context import RequestContext, new_cli_request_id, request_scope
 from catalog.clock import SystemClock
 from catalog.commands import (
     AsJson,
@@ -50,7 +50,7 @@ app = typer.Typer(
 @app.callback()
 def _invocation(ctx: typer.Context) -> None:
     """Each command runs under its own request id (`cli-...`) so its audit entries group."""
-    context = RequestContext(request_id=f"cli-{new_request_id()}", user_agent="mesh-cli")
+    context = RequestContext(request_id=new_cli_request_id(), user_agent="mesh-cli")
     ctx.with_resource(request_scope(context))
 
 

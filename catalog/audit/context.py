@@ -26,6 +26,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _HEADER_KEY = REQUEST_ID_HEADER.lower().encode()
 _ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_USER_AGENT = 300
+CLI_REQUEST_PREFIX = "cli-"  # request ids of `mesh` commands; never accepted from a remote caller
 
 access_log = logging.getLogger("mesh.access")
 
@@ -63,10 +64,24 @@ def new_request_id() -> str:
 
 
 def accepted_request_id(incoming: str | None) -> str:
-    """The caller's `X-Request-ID` when sane (<= 64 of `[A-Za-z0-9._-]`), else a new id."""
-    if incoming is not None and _ACCEPTED_ID.match(incoming):
+    """The caller's `X-Request-ID` when sane (<= 64 of `[A-Za-z0-9._-]`), else a new id.
+
+    An id in the CLI's namespace (`cli-`, any case) is replaced too: the audit trail groups a
+    `mesh` command's entries by its `cli-` id, and a remote caller must not be able to add
+    entries to that group or pass its requests off as an operator's command.
+    """
+    if (
+        incoming is not None
+        and _ACCEPTED_ID.match(incoming)
+        and not incoming.lower().startswith(CLI_REQUEST_PREFIX)
+    ):
         return incoming
     return new_request_id()
+
+
+def new_cli_request_id() -> str:
+    """The request id of one `mesh` command run: `cli-` and 32 hex characters."""
+    return f"{CLI_REQUEST_PREFIX}{new_request_id()}"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -79,7 +94,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class RequestContextMiddleware:
     """Pure ASGI: assign the request id, expose the context, stamp every response, log access.
 
-    The access line has no query string: pre-signed file URLs carry their signature there.
+    The access line has no query string (pre-signed file URLs carry their signature there), and
+    its path is redacted (`redact`): an activation link's path is its secret.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -114,7 +130,7 @@ class RequestContextMiddleware:
                 access_log.info(
                     "%s %s %s",
                     scope.get("method", "-"),
-                    scope.get("path", "-"),
+                    redact(str(scope.get("path", "-"))),
                     status[0] if status else "-",
                     extra={
                         "status": status[0] if status else None,
@@ -122,6 +138,88 @@ class RequestContextMiddleware:
                         "client": context.client_address,
                     },
                 )
+
+
+# --- no secret reaches a log line ----------------------------------------------------------------
+
+REDACTED = "[redacted]"
+# Path segments that follow one of these are secrets (`/delta-sharing/activation/{secret}`).
+SECRET_PATH_SEGMENTS = ("activation",)
+_SECRET_TEXT = re.compile(
+    # `<prefix><16 hex id>_<secret>`: API (`mesh_`), recipient (`dsr_`) tokens and activation
+    # secrets (`dsa_`); the id stays, so lines can still be matched with the audit trail.
+    r"(?P<credential>\b[a-z]+_[0-9a-f]{16})_[A-Za-z0-9_-]+"
+    rf"|(?P<segment>/(?:{'|'.join(SECRET_PATH_SEGMENTS)})/)[^/?#:;,)\s\"']+"
+    # A query string after a path or URL: signed URLs carry their signature there.
+    r"|(?P<query>(?<=[\w/.%~-])\?)[^\s\"'#]+"
+    r"|(?P<scheme>\b(?i:bearer|basic)\s+)[^\s\"',;]+"
+    r"|(?P<jwt>\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
+    r"|(?P<param>\b(?i:[\w-]*(?:signature|sig|token|secret|password|credential|api_key))=)"
+    r"[^&\s\"']+"
+)
+
+
+def _redacted(match: re.Match[str]) -> str:
+    kept = next(value for value in match.groups() if value is not None)
+    if match.lastgroup == "credential":
+        return f"{kept}_{REDACTED}"
+    if match.lastgroup == "jwt":
+        return REDACTED
+    return f"{kept}{REDACTED}"
+
+
+def redact(text: str) -> str:
+    """`text` without credentials, activation secrets, query strings or bearer values."""
+    return _SECRET_TEXT.sub(_redacted, text)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(str(value))
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    """Redact a record's message, arguments and traceback in place (see `install_redaction`)."""
+    if isinstance(record.msg, str):
+        record.msg = redact(record.msg)
+    if isinstance(record.args, dict):
+        record.args = {k: _redact_value(v) for k, v in record.args.items()}
+    elif isinstance(record.args, tuple):
+        record.args = tuple(_redact_value(v) for v in record.args)
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a bad format string: logging reports it, without secrets
+        record.msg, record.args = redact(str(record.msg)), ()
+    else:
+        if redact(message) != message:  # a secret across the template and an argument
+            record.msg, record.args = redact(message), ()
+    if record.exc_info and not record.exc_text:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+def install_redaction() -> None:
+    """Every log record of this process, whichever logger makes it (ours, uvicorn's, Litestar's,
+    SQLAlchemy's) and whichever handler writes it, is redacted when it is made (`redact`).
+
+    A record factory rather than a handler filter, so no logging configuration (uvicorn's own,
+    a test's, an embedding application's) can bypass it. Idempotent.
+    """
+    current = logging.getLogRecordFactory()
+    if getattr(current, "mesh_redacts", False):
+        return
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        _redact_record(record)
+        return record
+
+    make.mesh_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make)
 
 
 # --- log lines -----------------------------------------------------------------------------------
@@ -156,9 +254,10 @@ class JsonLineFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
-        line |= {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        # Extras are set after the record factory ran (`install_redaction`): redacted here.
+        line |= {k: _redact_value(v) for k, v in vars(record).items() if k not in _STANDARD}
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = record.exc_text or redact(self.formatException(record.exc_info))
         return _encode_line(line).decode()
 
 
@@ -178,7 +277,9 @@ def lean_log_records() -> None:
 
 
 def logging_config(level: str = "info", *, json_lines: bool = True) -> dict[str, Any]:
-    """A `logging.config.dictConfig` (and uvicorn `log_config`): every line has the request id."""
+    """A `logging.config.dictConfig` (and uvicorn `log_config`): every line has the request id,
+    and no line a secret (`install_redaction`, done here for every process that logs)."""
+    install_redaction()
     formatter: dict[str, Any] = (
         {"()": JsonLineFormatter}
         if json_lines
