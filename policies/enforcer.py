@@ -17,6 +17,7 @@ from litestar.concurrency import sync_to_thread
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from catalog.audit.context import redact
 from catalog.audit.models import Outcome
 from catalog.blocking import may_block
 from catalog.clock import Clock
@@ -248,8 +249,9 @@ async def permission_guard(connection: Any, handler: Any) -> None:
 
 
 def route_subject(connection: Any) -> str:
-    """`METHOD /path`: the subject of an audit entry about a refused request."""
-    return f"{connection.scope.get('method', 'GET')} {connection.url.path}"[:300]
+    """`METHOD /path`: the subject of an audit entry about a refused request (a secret path
+    segment, such as an activation link's, redacted as in log lines)."""
+    return redact(f"{connection.scope.get('method', 'GET')} {connection.url.path}")[:300]
 
 
 def _record_denial(connection: Any, caller: Actor, permission: str, reason: str) -> None:

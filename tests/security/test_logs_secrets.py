@@ -22,12 +22,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import uvicorn
+from litestar.testing import RequestFactory
 from sqlalchemy.engine import Engine
 
 from catalog.app import create_app
 from catalog.audit.context import logging_config, redact
 from catalog.db import make_engine
 from catalog.settings import Settings
+from policies.enforcer import route_subject
 from tests.live import free_port
 from tests.security.served_demo import ADMIN_TOKEN, TABLE, build_demo, demo_settings
 
@@ -226,3 +228,8 @@ def test_records_of_any_logger_are_redacted_when_made() -> None:
         log.removeHandler(handler)
     text = " ".join(r.getMessage() + (r.exc_text or "") for r in seen)
     assert "_zz" not in text and "arbitrary-admin-token" not in text and "_yy" not in text
+
+
+def test_audit_subjects_of_refused_routes_carry_no_path_secret() -> None:
+    request = RequestFactory().post("/delta-sharing/activation/dsa_0123456789abcdef_s3cr3t-v4lue")
+    assert route_subject(request) == "POST /delta-sharing/activation/[redacted]"
