@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+from catalog import bodies
 from catalog.errors import InvalidParameter
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -169,12 +170,20 @@ def read_ndjson(stream: IO[bytes], *, resource_type: str) -> Iterator[InputRecor
         )
 
 
+# FHIR resources nest a few levels (a Questionnaire's items a few dozen): deeper is quarantined.
+MAX_RESOURCE_DEPTH = 128
+
+
 def _parse_line(number: int, text: bytes, resource_type: str) -> InputRecord:
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
         return InputRecord(
             number, text, rule="encoding", detail=f"invalid UTF-8 at byte {exc.start}"
+        )
+    if bodies.too_deep(text, MAX_RESOURCE_DEPTH):  # json.loads would recurse to a RecursionError
+        return InputRecord(
+            number, text, rule="json", detail=f"nests deeper than {MAX_RESOURCE_DEPTH} levels"
         )
     try:
         value = json.loads(decoded)

@@ -5,6 +5,7 @@ Every route of the app that takes a JSON body is found from the app itself, so a
 later is covered without naming it here.
 """
 
+import io
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from litestar.testing import TestClient
 
 from catalog.app import create_app
 from catalog.bodies import MAX_JSON_DEPTH, too_deep
+from catalog.publishing.sources import MAX_RESOURCE_DEPTH, read_ndjson
 from catalog.settings import Settings
 from tests.security.served_demo import TABLE, Demo, served_demo
 
@@ -146,3 +148,14 @@ def test_an_empty_or_null_query_body_is_an_empty_query(demo: Demo) -> None:
         for body in (b"", b"null", b"{}", b"  "):
             answer = client.post(url, content=body, headers=demo.recipient)
             assert answer.status_code == 200, answer.text
+
+
+def test_a_deeply_nested_ndjson_line_is_quarantined_not_a_crash() -> None:
+    lines = [
+        b'{"resourceType": "Patient", "id": "p1"}',
+        b'{"resourceType": "Patient", "id": "p2", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"resourceType": "Patient", "id": "p3"}',
+    ]
+    records = list(read_ndjson(io.BytesIO(b"\n".join(lines)), resource_type="Patient"))
+    assert [r.rule for r in records] == [None, "json", None]
+    assert records[1].detail == f"nests deeper than {MAX_RESOURCE_DEPTH} levels"
