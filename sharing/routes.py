@@ -410,7 +410,13 @@ def _changes(
     fmt = response_format(request.headers.get("delta-sharing-capabilities"), snap)
     if snap.configuration.get("delta.enableChangeDataFeed", "false").lower() != "true":
         raise InvalidParameter("change data feed is not enabled on this table")
-    feed = delta.changes(found.location, versions, settings.storage_options)
+    earlier = [v for v in found.versions if v < versions[0]]
+    feed = delta.changes(
+        found.location,
+        versions,
+        settings.storage_options,
+        previous=earlier[-1] if earlier else None,
+    )
     now = clock.now()
     url = _urls(request, found, settings, now)
     expires = expiry(settings, now) * 1000

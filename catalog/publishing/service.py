@@ -173,6 +173,10 @@ def publish_version(
     found = discover(source, resource_types=types)
     if found.kind == SourceKind.NDJSON and view is None:
         raise InvalidParameter(f"{key} has no view: publishing FHIR NDJSON needs one")
+    # Landing happens under the publish lock too, so the leftovers cleared here are never a
+    # concurrent publish's unfinished landing.
+    _serialize_publishes(session, version)
+    storage.clear_leftovers()
     raw_files = [
         storage.land(f.path, name=f.name, resource_type=f.resource_type)
         for f in _table_files(found.kind, found.files)
@@ -350,6 +354,7 @@ def _convert(
     extracted_at: datetime,
 ) -> ProductVersion:
     _serialize_publishes(session, version)
+    storage.clear_leftovers()
     schema = full_schema(spec.columns)
     filesystem, staging = storage.staging_path()
     stats = ContractStats([c.name for c in spec.columns], spec.sla.freshness_column)
