@@ -144,12 +144,46 @@ class _Run:
 # --- public operations ---------------------------------------------------------------------------
 
 
-def check_source_allowed(settings: Settings, source: str) -> Path:
-    """Resolve a server-side source path, refusing anything outside the allowed roots."""
+OUTSIDE_ROOTS = "the source is outside the folders this server may publish from"
+
+
+def check_source_allowed(settings: Settings, source: str, *, domain: str) -> Path:
+    """Resolve a server-side source path, refusing anything outside the domain's roots.
+
+    Every file the publish would read must resolve inside them too: a symbolic link in the
+    folder, or a Delta log naming data files by absolute path, cannot reach another domain's
+    export (or anything else on the server).
+    """
+    roots = settings.source_roots(domain)
     path = Path(source).expanduser().resolve()
-    if not any(path == root or root in path.parents for root in settings.source_roots):
-        raise Forbidden("the source is outside the folders this server may publish from")
+    if not _within(path, roots):
+        raise Forbidden(f"{OUTSIDE_ROOTS} for domain {domain}")
+    for file in _files_read(path):
+        if not _within(file, roots):
+            raise Forbidden(f"{OUTSIDE_ROOTS} for domain {domain}: {file.name} points outside them")
     return path
+
+
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _files_read(path: Path) -> Iterator[Path]:
+    """Every file a publish of `path` may open, resolved (links followed)."""
+    if not path.is_dir():
+        return
+    if (path / "_delta_log").is_dir():
+        try:
+            uris = DeltaTable(str(path)).file_uris()
+        except Exception as exc:  # refused rather than read unchecked
+            raise InvalidParameter(
+                f"source {path.name}: not a readable Delta table: {exc}"
+            ) from None
+        for uri in uris:
+            yield Path(uri.removeprefix("file://")).resolve()
+        return
+    for entry in path.iterdir():
+        yield entry.resolve()
 
 
 def publish_version(

@@ -116,9 +116,9 @@ def crashed_then_retried(request, tmp_path_factory, fresh_database_url):
 
 def _fresh_export(home: Path) -> Path:
     """The demo's St Mary's export with every male patient now female: other rows, same SLA."""
-    (first,) = (home / "sources").glob("export-*")
-    target = home / "sources" / "export-retry"
-    shutil.copytree(first / "st-marys", target)
+    (first,) = (home / "sources" / "st-marys").glob("export-*")
+    target = home / "sources" / "st-marys" / "export-retry"
+    shutil.copytree(first, target)
     for path in target.glob("Patient*.ndjson"):
         lines = []
         for text in path.read_text(encoding="utf-8").splitlines():
