@@ -181,6 +181,10 @@ def _files_read(path: Path) -> Iterator[Path]:
             ) from None
         for uri in uris:
             yield Path(uri.removeprefix("file://")).resolve()
+        log = path / "_delta_log"
+        yield log.resolve()
+        for entry in log.iterdir():
+            yield entry.resolve()
         return
     for entry in path.iterdir():
         yield entry.resolve()
