@@ -1,5 +1,6 @@
 """`mesh`: the command line. Every command calls the same services as the API."""
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,9 +50,19 @@ app = typer.Typer(
 )
 
 
+# Owner-only: every file and folder a command creates (the SQLite catalog, Delta tables written
+# by deltalake's Rust writer, raw payloads, staging files, surrogate mappings, profiles, the
+# demo's export) is 0600 / 0700 whatever the caller's umask; `mesh serve` workers inherit it.
+PRIVATE_UMASK = 0o077
+
+
 @app.callback()
 def _invocation(ctx: typer.Context) -> None:
-    """Each command runs under its own request id (`cli-...`) so its audit entries group."""
+    """Each command runs under its own request id (`cli-...`) so its audit entries group.
+
+    It also runs under an owner-only umask (`PRIVATE_UMASK`).
+    """
+    os.umask(PRIVATE_UMASK)
     context = RequestContext(request_id=f"cli-{new_request_id()}", user_agent="mesh-cli")
     ctx.with_resource(request_scope(context))
 

@@ -1,5 +1,6 @@
 """The one typed configuration object; built once by `mesh` or a test, never at import time."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -182,11 +183,20 @@ class Settings(BaseSettings):
         return problems
 
     def ensure_home(self) -> None:
-        """Create the home folder layout used by the embedded defaults."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.profiles_dir.mkdir(parents=True, exist_ok=True)
-        if self.storage_url is None:
-            Path(self.storage_root).mkdir(parents=True, exist_ok=True)
+        """Create the home folder layout used by the embedded defaults, owner-only (0700).
+
+        The home holds the catalog database, the full tier, raw payloads and the surrogate
+        mappings: an existing home that others could read is closed too.
+        """
+        for folder in (
+            self.home,
+            self.profiles_dir,
+            *([Path(self.storage_root)] if self.storage_url is None else []),
+        ):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            found = folder.stat()
+            if found.st_mode & 0o077 and found.st_uid == os.getuid():
+                folder.chmod(0o700)
 
 
 @lru_cache(maxsize=64)

@@ -77,7 +77,7 @@ class Storage:
         """The pyarrow filesystem of the root and the root's path on it."""
         if self.is_local:
             root = self.root.removeprefix("file://")
-            Path(root).mkdir(parents=True, exist_ok=True)
+            Path(root).mkdir(mode=0o700, parents=True, exist_ok=True)
             return pafs.LocalFileSystem(), str(Path(root).resolve())
         return remote_filesystem(self.root, tuple(sorted(self.options.items())))
 
@@ -111,7 +111,7 @@ class Storage:
         if filesystem.get_file_info(final).type == pafs.FileType.NotFound:
             filesystem.move(temp, final)
             if self.is_local:
-                Path(final).chmod(0o444)
+                Path(final).chmod(0o400)  # read-only, owner only
         else:
             filesystem.delete_file(temp)
         return RawFile(name=name, sha256=sha, bytes=size, resource_type=resource_type)
