@@ -7,7 +7,11 @@ the `excluded_by_view` count. The counts are stored with the version and always 
 Atomicity: rows are first streamed to a staging Parquet file; tier tables are written with one
 Delta commit each; the catalog transaction that marks the version published (and records its
 Delta versions) commits last. A crash before that commit leaves the catalog on the previous
-version, and readers only ever resolve tier tables through the catalog's recorded versions.
+version, and readers only ever resolve tier tables through the catalog's recorded versions; the
+change feed between two published versions is computed against the published versions, so an
+orphan Delta version a crash left never shapes what a consumer sees (`sharing.delta.changes`).
+What a killed publish leaves in storage (its staging file, an unfinished raw landing) is deleted
+by the next publish, under the publish lock.
 """
 
 import contextlib

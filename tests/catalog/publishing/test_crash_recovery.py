@@ -27,6 +27,7 @@ from catalog.db import make_engine, transaction
 from catalog.events import Actor
 from catalog.products import service as products
 from catalog.products.models import VersionSpec, VersionStatus
+from catalog.publishing import service as publishing
 from catalog.settings import Settings
 from sharing import delta
 from tests.live import free_port, serving
@@ -202,3 +203,30 @@ def test_a_first_version_after_an_orphan_is_all_inserts(tmp_path):
     feed = delta.changes(location, [1], None, previous=None)
     assert [c.kind for c in feed] == ["add"]
     assert DeltaTable(location, version=1).file_uris()[0].endswith(feed[0].path)
+
+
+def test_a_publish_clears_what_any_crashed_publish_left(
+    session, clock, patients_version, export_dir, publish_settings
+):
+    """A staging file (killed converting) and an unfinished landing (killed copying)."""
+    root = Path(publish_settings.storage_root)
+    (root / "staging").mkdir(parents=True)
+    (root / "raw").mkdir(parents=True)
+    staged = root / "staging" / "0123abcd.parquet"
+    staged.write_bytes(b"PAR1 the full rows of a publish that was killed")
+    landing = root / "raw" / ".incoming-0123abcd"
+    landing.write_bytes(b"half a copied export")
+    version = publishing.publish_version(
+        session,
+        patients_version,
+        export_dir,
+        settings=publish_settings,
+        clock=clock,
+        actor=Actor("test"),
+    )
+    assert version.status == VersionStatus.PUBLISHED
+    assert not staged.exists() and not landing.exists()
+    assert list((root / "staging").iterdir()) == []
+    assert [p.name for p in (root / "raw").iterdir()] == [
+        r["sha256"] for r in version.lineage["raw_files"]
+    ]  # the landed payload stays
