@@ -1,5 +1,7 @@
 """`mesh`: the command line. Every command calls the same services as the API."""
 
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,10 +35,11 @@ from catalog.manifest.apply import Action, Plan, apply_manifest
 from catalog.manifest.loader import ManifestError, load_manifest
 from catalog.manifest.models import Manifest
 from catalog.products import service
-from catalog.products.models import ProductStatus, Tier, VersionStatus
+from catalog.products.models import ProductStatus, ProductVersion, Tier, VersionStatus
 from catalog.publishing import commands as publishing
 from catalog.settings import Settings
 from policies import commands as governance
+from policies.access import notify_version_change
 from sharing import commands as sharing
 
 app = typer.Typer(
@@ -47,9 +50,19 @@ app = typer.Typer(
 )
 
 
+# Owner-only: every file and folder a command creates (the SQLite catalog, Delta tables written
+# by deltalake's Rust writer, raw payloads, staging files, surrogate mappings, profiles, the
+# demo's export) is 0600 / 0700 whatever the caller's umask; `mesh serve` workers inherit it.
+PRIVATE_UMASK = 0o077
+
+
 @app.callback()
 def _invocation(ctx: typer.Context) -> None:
-    """Each command runs under its own request id (`cli-...`) so its audit entries group."""
+    """Each command runs under its own request id (`cli-...`) so its audit entries group.
+
+    It also runs under an owner-only umask (`PRIVATE_UMASK`).
+    """
+    os.umask(PRIVATE_UMASK)
     context = RequestContext(request_id=new_cli_request_id(), user_agent="mesh-cli")
     ctx.with_resource(request_scope(context))
 
@@ -295,23 +308,63 @@ def versions_show(
 
 
 def _version_lifecycle(
-    product: str, version: str, target: VersionStatus, reason: str, home: Path | None
+    product: str,
+    version: str,
+    target: VersionStatus,
+    reason: str,
+    home: Path | None,
+    served_until: datetime | None = None,
 ) -> None:
     domain, name = split_product(product)
+    settings = load_settings(home)
+    clock = SystemClock()
+    if target == VersionStatus.DEPRECATED:
+        served_until = (
+            served_until.replace(tzinfo=served_until.tzinfo or UTC)
+            if served_until
+            else clock.now() + timedelta(days=settings.deprecation_notice_days)
+        )
+
+    def tell_grant_holders(
+        session: Session, found: ProductVersion, why: str, until: datetime
+    ) -> list[int]:
+        return notify_version_change(
+            session, found, reason=why, served_until=until, settings=settings, now=clock.now()
+        )
+
     with unit_of_work(home) as session:
         found = service.get_version(session, domain, name, version)
         service.change_version_status(
-            session, found, target, reason=reason, actor=cli_actor(), clock=SystemClock()
+            session,
+            found,
+            target,
+            reason=reason,
+            actor=cli_actor(),
+            clock=clock,
+            served_until=served_until,
+            listeners=[tell_grant_holders],
         )
-    out.print(f"{domain}/{name} {version} is now {target}")
+        until = found.served_until
+    served = f", served until {until.isoformat()}" if until else ""
+    out.print(f"{domain}/{name} {version} is now {target}{served}")
 
 
 @versions_app.command("deprecate")
 def versions_deprecate(
-    product: str, version: VersionOpt, reason: Reason, home: Home = None
+    product: str,
+    version: VersionOpt,
+    reason: Reason,
+    served_until: Annotated[
+        datetime | None,
+        typer.Option(
+            "--served-until",
+            help="Served until then, a future instant (naive: UTC); default: the notice period.",
+        ),
+    ] = None,
+    home: Home = None,
 ) -> None:
-    """Deprecate a published version."""
-    _version_lifecycle(product, version, VersionStatus.DEPRECATED, reason, home)
+    """Deprecate a published version: served until --served-until, then no longer."""
+    _version_lifecycle(product, version, VersionStatus.DEPRECATED, reason, home, served_until)
 
 
 @versions_app.command("retire")

@@ -1,5 +1,6 @@
 """The one typed configuration object; built once by `mesh` or a test, never at import time."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -59,9 +60,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="deltalake storage options for object storage (JSON in MESH_STORAGE_OPTIONS).",
     )
-    publish_source_roots: list[Path] = Field(
+    publish_source_roots: list[Path] | dict[str, list[Path]] = Field(
         default_factory=list,
-        description="Server-side folders the publish API may read from (default HOME/sources).",
+        description="Where the publish API may read a domain's sources: a list of folders, each "
+        "holding one folder per domain (`<root>/<domain>/`; default HOME/sources), or an object "
+        'naming each domain\'s folders (`{"st-marys": ["/exports/stm"]}`).',
     )
     restricted_zip3: list[str] = Field(
         default_factory=lambda: list(RESTRICTED_ZIP3),
@@ -146,10 +149,16 @@ class Settings(BaseSettings):
         """Where Delta Sharing profile files are written."""
         return self.home / "profiles"
 
-    @property
-    def source_roots(self) -> list[Path]:
-        """Folders a publish request may read from."""
-        return [p.resolve() for p in (self.publish_source_roots or [self.home / "sources"])]
+    def source_roots(self, domain: str) -> list[Path]:
+        """Folders a publish request for a product of `domain` may read from.
+
+        A list names parents of per-domain folders (`<root>/<domain>/`), an object each domain's
+        own folders; a domain it does not name may read nothing.
+        """
+        given = self.publish_source_roots
+        if isinstance(given, dict):
+            return [p.resolve() for p in given.get(domain, [])]
+        return [(p / domain).resolve() for p in (given or [self.home / "sources"])]
 
     def production_problems(self) -> list[str]:
         """Why these settings must not serve real data (empty when they may).
@@ -174,11 +183,20 @@ class Settings(BaseSettings):
         return problems
 
     def ensure_home(self) -> None:
-        """Create the home folder layout used by the embedded defaults."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.profiles_dir.mkdir(parents=True, exist_ok=True)
-        if self.storage_url is None:
-            Path(self.storage_root).mkdir(parents=True, exist_ok=True)
+        """Create the home folder layout used by the embedded defaults, owner-only (0700).
+
+        The home holds the catalog database, the full tier, raw payloads and the surrogate
+        mappings: an existing home that others could read is closed too.
+        """
+        for folder in (
+            self.home,
+            self.profiles_dir,
+            *([Path(self.storage_root)] if self.storage_url is None else []),
+        ):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            found = folder.stat()
+            if found.st_mode & 0o077 and found.st_uid == os.getuid():
+                folder.chmod(0o700)
 
 
 @lru_cache(maxsize=64)

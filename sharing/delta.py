@@ -155,31 +155,101 @@ class Change:
 
 
 def changes(
-    location: str, versions: list[int], storage_options: dict[str, str] | None
+    location: str,
+    versions: list[int],
+    storage_options: dict[str, str] | None,
+    *,
+    previous: int | None = None,
 ) -> list[Change]:
-    """The change feed of the given commits, read from the Delta log itself.
+    """The change feed of the given published versions, each against the published one before it.
 
-    A commit that wrote `_change_data` files is represented by those (`cdc`); otherwise by its
-    data-changing `add` and `remove` actions, which a client reads as inserts and deletes.
+    `versions` are the visible (published) Delta versions of the range, oldest first, and
+    `previous` the visible version before the first of them (None: there is none). A version
+    whose Delta predecessor is the previous published version is read from its commit in the
+    log: its `_change_data` files when it wrote them (`cdc`), else its data-changing `add` and
+    `remove` actions, which a client reads as inserts and deletes. Any other version (an orphan
+    commit of a crashed publish, or a version no longer served, lies between them) is computed
+    from the two published snapshots instead: deletes are the files of the previous published
+    version that it does not keep, inserts its files the previous one did not have. So nothing
+    a consumer sees is shaped by a commit no served product version references.
     """
     may_block()
     filesystem, base = Storage(root=location, options=dict(storage_options or {})).filesystem()
     out: list[Change] = []
+    before = previous
     for version in versions:
         with filesystem.open_input_stream(f"{base}/_delta_log/{version:020d}.json") as stream:
             actions = [json.loads(line) for line in stream.read().decode().splitlines() if line]
         timestamp = next(
             (int(a["commitInfo"]["timestamp"]) for a in actions if "commitInfo" in a), 0
         )
-        cdc = [a["cdc"] for a in actions if "cdc" in a]
-        if cdc:
-            out += [Change("cdc", version, timestamp, action) for action in cdc]
-            continue
-        for action in actions:
-            for kind in ("add", "remove"):
-                if kind in action and action[kind].get("dataChange", True):
-                    out.append(Change(kind, version, timestamp, action[kind]))
+        direct = version - 1 == before if before is not None else version == 0
+        if direct:
+            out += _logged_changes(actions, version, timestamp)
+        else:
+            out += _snapshot_changes(location, before, version, timestamp, storage_options)
+        before = version
     return out
+
+
+def _logged_changes(actions: list[dict[str, Any]], version: int, timestamp: int) -> list[Change]:
+    cdc = [a["cdc"] for a in actions if "cdc" in a]
+    if cdc:
+        return [Change("cdc", version, timestamp, action) for action in cdc]
+    return [
+        Change(kind, version, timestamp, action[kind])
+        for action in actions
+        for kind in ("add", "remove")
+        if kind in action and action[kind].get("dataChange", True)
+    ]
+
+
+def _snapshot_changes(
+    location: str,
+    before: int | None,
+    version: int,
+    timestamp: int,
+    storage_options: dict[str, str] | None,
+) -> list[Change]:
+    after = snapshot(location, version, storage_options).files
+    prior = [] if before is None else snapshot(location, before, storage_options).files
+    kept = {f.path for f in after}
+    had = {f.path for f in prior}
+    removes = [
+        Change(
+            "remove",
+            version,
+            timestamp,
+            {
+                "path": f.path,
+                "dataChange": True,
+                "deletionTimestamp": timestamp,
+                "extendedFileMetadata": True,
+                "partitionValues": f.partition_values,
+                "size": f.size,
+            },
+        )
+        for f in prior
+        if f.path not in kept
+    ]
+    adds = [
+        Change(
+            "add",
+            version,
+            timestamp,
+            {
+                "path": f.path,
+                "partitionValues": f.partition_values,
+                "size": f.size,
+                "modificationTime": f.modification_time,
+                "dataChange": True,
+                **({"stats": f.stats} if f.stats else {}),
+            },
+        )
+        for f in after
+        if f.path not in had
+    ]
+    return removes + adds
 
 
 def commit_times(location: str, storage_options: dict[str, str] | None) -> dict[int, int]:

@@ -41,22 +41,29 @@ FILES = PREFIX + "/files"
 
 
 def file_urls(
-    location: str, *, recipient: str, base: str, settings: Settings, now: datetime
+    location: str,
+    *,
+    recipient: str,
+    base: str,
+    settings: Settings,
+    now: datetime,
+    not_after: datetime | None = None,
 ) -> Callable[[str], str]:
     """Expiring URLs for the data files of the table at `location`, issued to `recipient`:
     a function from a file's path in the table to its URL.
 
     Local URLs name the recipient (inside the signature), so the file endpoint can apply its
     network allow-list and audit the download against it. What every URL of one answer shares
-    (root, expiry, key) is worked out once: a query signs every file of the table.
+    (root, expiry, key) is worked out once: a query signs every file of the table. With
+    `not_after` (the end of service of a deprecated version), no URL outlives it.
     """
     signer = object_store_signer(settings.storage_root, settings.storage_options)
     if signer is not None:
         may_block()  # a store may fetch or refresh its credentials while signing
-        lifetime = settings.url_lifetime_seconds
+        lifetime = expiry(settings, now, not_after) - int(now.timestamp())
         return lambda path: signer.sign(f"{location}/{path}", lifetime)
     root = _relative(location, settings)
-    expires = expiry(settings, now)
+    expires = expiry(settings, now, not_after)
     key = signing_key(settings)
     query = f"X-Mesh-Recipient={quote(recipient)}&X-Amz-Expires={expires}"
 
@@ -72,9 +79,10 @@ def _signed_message(relative: str, expires: int, recipient: str) -> str:
     return f"{relative}\n{expires}\n{recipient}"
 
 
-def expiry(settings: Settings, now: datetime) -> int:
-    """Epoch seconds at which URLs issued now expire."""
-    return int(now.timestamp()) + settings.url_lifetime_seconds
+def expiry(settings: Settings, now: datetime, not_after: datetime | None = None) -> int:
+    """Epoch seconds at which URLs issued now expire (never after `not_after`, if given)."""
+    expires = int(now.timestamp()) + settings.url_lifetime_seconds
+    return expires if not_after is None else max(0, min(expires, int(not_after.timestamp())))
 
 
 def _relative(location: str, settings: Settings) -> str:

@@ -425,8 +425,9 @@ def _query(
             chosen.append(f)
             rows += f.num_records or 0
     now = clock.now()
-    url = _urls(request, found, settings, now)
-    expires = expiry(settings, now) * 1000
+    until = found.not_after([snap.version])
+    url = _urls(request, found, settings, now, until)
+    expires = expiry(settings, now, until) * 1000
     lines = _head(fmt, found, snap)
     lines += [_file_line(fmt, found, f, url(f.path), expires) for f in chosen]
     entry = _read_entry(
@@ -457,10 +458,14 @@ def _changes(
     fmt = response_format(request.headers.get("delta-sharing-capabilities"), snap)
     if snap.configuration.get("delta.enableChangeDataFeed", "false").lower() != "true":
         raise InvalidParameter("change data feed is not enabled on this table")
-    feed = delta.changes(found.location, versions, settings.storage_options)
+    earlier = [v for v in found.versions if v < versions[0]]
+    previous = earlier[-1] if earlier else None
+    feed = delta.changes(found.location, versions, settings.storage_options, previous=previous)
     now = clock.now()
-    url = _urls(request, found, settings, now)
-    expires = expiry(settings, now) * 1000
+    # The deletes of the first version are the previous version's files.
+    until = found.not_after(versions + ([] if previous is None else [previous]))
+    url = _urls(request, found, settings, now, until)
+    expires = expiry(settings, now, until) * 1000
     lines = _head(fmt, found, snap)
     if protocol.parse_bool(include_historical_metadata):
         schema = snap.schema_string
@@ -592,10 +597,21 @@ def _change_versions(
 
 
 def _urls(
-    request: Request[Any, Any, Any], table: SharedTable, settings: Settings, now: datetime
+    request: Request[Any, Any, Any],
+    table: SharedTable,
+    settings: Settings,
+    now: datetime,
+    not_after: datetime | None,
 ) -> Callable[[str], str]:
     base = str(request.base_url).rstrip("/")
-    return file_urls(table.location, recipient=table.share, base=base, settings=settings, now=now)
+    return file_urls(
+        table.location,
+        recipient=table.share,
+        base=base,
+        settings=settings,
+        now=now,
+        not_after=not_after,
+    )
 
 
 def _file_line(

@@ -14,13 +14,13 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from catalog.db import saved_id
 from catalog.errors import InvalidParameter, NotFound
@@ -61,6 +61,17 @@ class SharedTable:
     grant_id: int
     dua_id: int
     purpose: str
+    # Visible Delta version -> the instant its deprecated product version stops being served.
+    served_until: dict[int, datetime] = field(default_factory=dict)
+
+    def not_after(self, versions: list[int]) -> datetime | None:
+        """The earliest end of service among `versions` (None: all served without end).
+
+        URLs to their files must not outlive it, or a deprecated version would stay readable
+        after `served_until` through the links handed out just before.
+        """
+        ends = [self.served_until[v] for v in versions if v in self.served_until]
+        return min(ends) if ends else None
 
     @property
     def versions(self) -> list[int]:
@@ -85,12 +96,12 @@ class GrantFacts:
     def __init__(
         self,
         grants: list[tuple[Grant, Dua, str, str, str]],
-        served: dict[int, list[tuple[str, dict[str, Any]]]],
+        served: dict[int, list[tuple[str, dict[str, Any], datetime | None]]],
         settings: Settings,
     ) -> None:
         # (grant, its DUA, the request's purpose, product name, domain name), oldest first
         self.grants = grants
-        # product id -> (semver, tier tables) of each served version
+        # product id -> (semver, tier tables, served until) of each served version
         self.served = served
         grace = timedelta(days=settings.grant_review_grace_days)
         self.instants = sorted(
@@ -105,6 +116,7 @@ class GrantFacts:
                     dua.expires_at,
                 )
             }
+            | {until for versions in served.values() for *_, until in versions if until}
         )
         self._derived: tuple[object, datetime, datetime | None, list[SharedTable]] | None = None
 
@@ -191,9 +203,9 @@ def _derive(
             continue
         tier = str(grant.tier)
         versions = sorted(
-            (tables_of[tier]["delta_version"], tables_of[tier]["location"], semver)
-            for semver, tables_of in facts.served.get(grant.product_id, [])
-            if tier in tables_of
+            (tables_of[tier]["delta_version"], tables_of[tier]["location"], semver, until)
+            for semver, tables_of, until in facts.served.get(grant.product_id, [])
+            if tier in tables_of and (until is None or now < until)
         )
         if not versions:
             continue
@@ -210,7 +222,8 @@ def _derive(
             tier=tier,
             location=versions[-1][1],
             product=f"{domain_name}/{product_name}",
-            product_versions={v: semver for v, _, semver in versions},
+            product_versions={v: semver for v, _, semver, _ in versions},
+            served_until={v: until for v, _, _, until in versions if until is not None},
             grant_id=saved_id(grant.id),
             dua_id=saved_id(dua.id),
             purpose=purpose,
@@ -220,18 +233,29 @@ def _derive(
 
 def _served_versions(
     session: Session, product_ids: set[int]
-) -> dict[int, list[tuple[str, dict[str, Any]]]]:
-    """(semver, tier tables) of the served versions of each product, in one query."""
+) -> dict[int, list[tuple[str, dict[str, Any], datetime | None]]]:
+    """(semver, tier tables, served until) of the served versions of each product, one query.
+
+    A deprecated version is served until its `served_until`; `_derive` judges that at the
+    request's time (and the derived tables are kept only until the next such instant).
+    """
     if not product_ids:
         return {}
-    out: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-    for product_id, semver, tier_tables in session.exec(
-        select(ProductVersion.product_id, ProductVersion.version, ProductVersion.tier_tables).where(
+    out: dict[int, list[tuple[str, dict[str, Any], datetime | None]]] = {}
+    for product_id, semver, tier_tables, status, until in session.execute(
+        sa_select(
+            col(ProductVersion.product_id),
+            col(ProductVersion.version),
+            col(ProductVersion.tier_tables),
+            col(ProductVersion.status),
+            col(ProductVersion.served_until),
+        ).where(
             col(ProductVersion.product_id).in_(product_ids), col(ProductVersion.status).in_(SERVED)
         )
     ).all():
         if tier_tables and product_id is not None:
-            out.setdefault(product_id, []).append((semver, dict(tier_tables)))
+            ends = until if status == VersionStatus.DEPRECATED else None
+            out.setdefault(product_id, []).append((semver, dict(tier_tables), ends))
     return out
 
 

@@ -453,6 +453,8 @@ class ProductVersion(Audited, table=True):
     status_reason: str | None = SQLField(default=None, max_length=4000)
     status_changed_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
     status_changed_by: str | None = SQLField(default=None, max_length=200)
+    # A deprecated version is served until then (the sharing read path hides it from that instant).
+    served_until: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
 
     product: DataProduct = Relationship(back_populates="versions")
     tier_rows: list[VersionTier] = Relationship(
@@ -494,7 +496,9 @@ class LifecycleChange(BaseModel):
 
     reason: str = Field(min_length=3, max_length=4000)
     served_until: UtcInstant | None = Field(
-        default=None, description="Deprecation only: served until then (default: notice period)."
+        default=None,
+        description="Deprecation only: served until then, a future instant (default: the notice "
+        "period); from then on the sharing protocol no longer serves the version.",
     )
 
 
@@ -519,6 +523,7 @@ class VersionRead(BaseModel):
     status_reason: str | None
     status_changed_at: datetime | None
     status_changed_by: str | None
+    served_until: datetime | None = None
     created_at: datetime
     created_by: str
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import tuple_
@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from sqlmodel import Session, col, select
 
 from catalog.clock import Clock
-from catalog.errors import Conflict, NotFound
+from catalog.errors import Conflict, FieldError, NotFound, ValidationFailed
 from catalog.events import Actor, record_event
 from catalog.pagination import Page, decode_cursor, encode_cursor
 from catalog.products.compatibility import check_bump
@@ -488,6 +488,7 @@ def version_read(version: ProductVersion) -> VersionRead:
         status_reason=version.status_reason,
         status_changed_at=version.status_changed_at,
         status_changed_by=version.status_changed_by,
+        served_until=version.served_until,
         created_at=version.created_at,
         created_by=version.created_by,
     )
@@ -556,6 +557,10 @@ def change_product_status(
     return product
 
 
+# Matches the default of `MESH_DEPRECATION_NOTICE_DAYS`; the API and the CLI pass the setting.
+DEFAULT_NOTICE_DAYS = 30
+
+
 # Told about a version that was deprecated or retired, with the date it stops being served;
 # returns the ids of what it notified (the governance layer: affected grants).
 VersionListener = Callable[[Session, ProductVersion, str, datetime], list[int]]
@@ -572,16 +577,31 @@ def change_version_status(
     served_until: datetime | None = None,
     listeners: Sequence[VersionListener] = (),
 ) -> list[int]:
-    """Deprecate (published only) or retire a version; returns what the listeners notified."""
+    """Deprecate (published only) or retire a version; returns what the listeners notified.
+
+    A deprecated version is served until `served_until` (default: the notice period from now),
+    which must lie in the future; a retired one stops being served at once.
+    """
     allowed_from = _VERSION_TRANSITIONS.get(target, set())
+    key = product_key(version.product.domain.name, version.product.name)
     if version.status not in allowed_from:
-        key = product_key(version.product.domain.name, version.product.name)
         raise Conflict(
             f"{key} version {version.version} is {version.status} and cannot become {target}"
         )
+    now = clock.now()
+    until = now
+    if target == VersionStatus.DEPRECATED:
+        until = served_until or now + timedelta(days=DEFAULT_NOTICE_DAYS)
+        if until <= now:
+            message = (
+                f"served_until {until.isoformat()} is not in the future (now {now.isoformat()}): "
+                f"a deprecated version is served until then, so {key} version {version.version} "
+                "would stop being served at once; retire it instead, or give a later date"
+            )
+            raise ValidationFailed(message, errors=[FieldError("served_until", message)])
+        version.served_until = until
     set_version_status(session, version, target, reason=reason, actor=actor, clock=clock)
     session.flush()
-    until = served_until or clock.now()
     return [n for listener in listeners for n in listener(session, version, reason, until)]
 
 

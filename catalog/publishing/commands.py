@@ -1,6 +1,7 @@
 """`mesh publish`, `mesh reconvert`, `mesh quarantine list`, `mesh synth`: the publishing CLI."""
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -208,16 +209,27 @@ def _drafts(session: Session) -> list[tuple[str, str, str]]:
 
 
 def publish_demo(settings: Settings, engine: Engine, *, patients: int, seed: int) -> None:
-    """Synthesize an export under HOME/sources and publish every draft version from it."""
+    """Synthesize an export under HOME/sources/<domain>/ and publish every draft version from it."""
     with transaction(engine) as session:
         drafts = _drafts(session)
     if not drafts:
         out.print("Every example version is already published or quarantined.")
         return
     when = datetime.now(UTC).replace(second=0, microsecond=0)
-    export = settings.home / "sources" / f"export-{when:%Y%m%dT%H%M}"
-    report = generate_export(export, patients=patients, seed=seed, as_of=when)
-    out.print(f"Synthetic export of {report.people} people written to {export}")
+    sources = settings.home / "sources"
+    folder = f"export-{when:%Y%m%dT%H%M}"
+    # Written whole into a scratch folder, then each facility's part moves into that domain's
+    # own publish root (HOME/sources/<domain>/), the only place its publishers may read from.
+    scratch = sources / f".{folder}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    report = generate_export(scratch, patients=patients, seed=seed, as_of=when)
+    for part in sorted(p for p in scratch.iterdir() if p.is_dir()):
+        target = sources / part.name / folder
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        part.rename(target)
+    shutil.rmtree(scratch)
+    out.print(f"Synthetic export of {report.people} people written to {sources}/<domain>/{folder}")
     actor, clock = Actor("demo"), SystemClock()
     for domain, name, version in drafts:
         with transaction(engine) as session:
@@ -225,7 +237,7 @@ def publish_demo(settings: Settings, engine: Engine, *, patients: int, seed: int
             result = service.publish_version(
                 session,
                 found,
-                (export / domain).resolve(),
+                (sources / domain / folder).resolve(),
                 settings=settings,
                 clock=clock,
                 actor=actor,

@@ -1,14 +1,16 @@
 """Publishing API: publish a version from a server-side source, reconvert, list quarantine."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
+from catalog.audit.models import Outcome
 from catalog.clock import Clock
-from catalog.events import Actor
+from catalog.errors import Forbidden
+from catalog.events import Actor, record_failure
 from catalog.pagination import page_size
 from catalog.problems import problem_responses
 from catalog.products import service as products
@@ -44,14 +46,33 @@ class PublishingController(Controller):
         name: FromPath[str],
         version: FromPath[str],
         data: JSONBody[PublishRequest],
+        request: Request[Any, Any, Any],
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
     ) -> VersionRead:
-        """Publish a draft version; it ends `published` or `quarantined` with its checks."""
+        """Publish a draft version; it ends `published` or `quarantined` with its checks.
+
+        The source must lie under the domain's publish roots (`MESH_PUBLISH_SOURCE_ROOTS`):
+        anything else is refused (403) and the refusal audited.
+        """
+        try:
+            source = service.check_source_allowed(settings, data.source, domain=domain)
+        except Forbidden as exc:
+            record_failure(
+                request.app.state.engine,
+                at=clock.now(),
+                actor=actor,
+                action="publish.refused",
+                subject_type="version",
+                subject=f"{domain}/{name}@{version}",
+                outcome=Outcome.DENIED,
+                reason=exc.detail,
+                details={"source": data.source[:1000]},
+            )
+            raise
         found = products.get_version(session, domain, name, version)
-        source = service.check_source_allowed(settings, data.source)
         published = service.publish_version(
             session,
             found,

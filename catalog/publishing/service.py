@@ -7,7 +7,11 @@ the `excluded_by_view` count. The counts are stored with the version and always 
 Atomicity: rows are first streamed to a staging Parquet file; tier tables are written with one
 Delta commit each; the catalog transaction that marks the version published (and records its
 Delta versions) commits last. A crash before that commit leaves the catalog on the previous
-version, and readers only ever resolve tier tables through the catalog's recorded versions.
+version, and readers only ever resolve tier tables through the catalog's recorded versions; the
+change feed between two published versions is computed against the published versions, so an
+orphan Delta version a crash left never shapes what a consumer sees (`sharing.delta.changes`).
+What a killed publish leaves in storage (its staging file, an unfinished raw landing) is deleted
+by the next publish, under the publish lock.
 """
 
 import contextlib
@@ -144,12 +148,50 @@ class _Run:
 # --- public operations ---------------------------------------------------------------------------
 
 
-def check_source_allowed(settings: Settings, source: str) -> Path:
-    """Resolve a server-side source path, refusing anything outside the allowed roots."""
+OUTSIDE_ROOTS = "the source is outside the folders this server may publish from"
+
+
+def check_source_allowed(settings: Settings, source: str, *, domain: str) -> Path:
+    """Resolve a server-side source path, refusing anything outside the domain's roots.
+
+    Every file the publish would read must resolve inside them too: a symbolic link in the
+    folder, or a Delta log naming data files by absolute path, cannot reach another domain's
+    export (or anything else on the server).
+    """
+    roots = settings.source_roots(domain)
     path = Path(source).expanduser().resolve()
-    if not any(path == root or root in path.parents for root in settings.source_roots):
-        raise Forbidden("the source is outside the folders this server may publish from")
+    if not _within(path, roots):
+        raise Forbidden(f"{OUTSIDE_ROOTS} for domain {domain}")
+    for file in _files_read(path):
+        if not _within(file, roots):
+            raise Forbidden(f"{OUTSIDE_ROOTS} for domain {domain}: {file.name} points outside them")
     return path
+
+
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _files_read(path: Path) -> Iterator[Path]:
+    """Every file a publish of `path` may open, resolved (links followed)."""
+    if not path.is_dir():
+        return
+    if (path / "_delta_log").is_dir():
+        try:
+            uris = DeltaTable(str(path)).file_uris()
+        except Exception as exc:  # refused rather than read unchecked
+            raise InvalidParameter(
+                f"source {path.name}: not a readable Delta table: {exc}"
+            ) from None
+        for uri in uris:
+            yield Path(uri.removeprefix("file://")).resolve()
+        log = path / "_delta_log"
+        yield log.resolve()
+        for entry in log.iterdir():
+            yield entry.resolve()
+        return
+    for entry in path.iterdir():
+        yield entry.resolve()
 
 
 def publish_version(
@@ -173,6 +215,10 @@ def publish_version(
     found = discover(source, resource_types=types)
     if found.kind == SourceKind.NDJSON and view is None:
         raise InvalidParameter(f"{key} has no view: publishing FHIR NDJSON needs one")
+    # Landing happens under the publish lock too, so the leftovers cleared here are never a
+    # concurrent publish's unfinished landing.
+    _serialize_publishes(session, version)
+    storage.clear_leftovers()
     raw_files = [
         storage.land(f.path, name=f.name, resource_type=f.resource_type)
         for f in _table_files(found.kind, found.files)
@@ -350,6 +396,7 @@ def _convert(
     extracted_at: datetime,
 ) -> ProductVersion:
     _serialize_publishes(session, version)
+    storage.clear_leftovers()
     schema = full_schema(spec.columns)
     filesystem, staging = storage.staging_path()
     stats = ContractStats([c.name for c in spec.columns], spec.sla.freshness_column)

@@ -24,6 +24,8 @@ CHUNK = 1 << 20
 
 
 PRODUCTS = "products"  # <root>/products/<domain>/<product>/<tier>/: one Delta table per tier
+STAGING = "staging"  # <root>/staging/: a running publish's full rows; never served
+INCOMING = ".incoming-"  # raw/.incoming-*: a payload being landed, renamed when complete
 
 
 def tier_table_of(relative: str) -> tuple[str, str] | None:
@@ -75,7 +77,7 @@ class Storage:
         """The pyarrow filesystem of the root and the root's path on it."""
         if self.is_local:
             root = self.root.removeprefix("file://")
-            Path(root).mkdir(parents=True, exist_ok=True)
+            Path(root).mkdir(mode=0o700, parents=True, exist_ok=True)
             return pafs.LocalFileSystem(), str(Path(root).resolve())
         return remote_filesystem(self.root, tuple(sorted(self.options.items())))
 
@@ -96,7 +98,7 @@ class Storage:
         """Copy `source` into `raw/<sha256>` unless already there; never overwrite."""
         filesystem, base = self.filesystem()
         filesystem.create_dir(f"{base}/raw", recursive=True)
-        temp = f"{base}/raw/.incoming-{uuid.uuid4().hex}"
+        temp = f"{base}/raw/{INCOMING}{uuid.uuid4().hex}"
         digest = hashlib.sha256()
         size = 0
         with source.open("rb") as reader, filesystem.open_output_stream(temp) as writer:
@@ -109,7 +111,7 @@ class Storage:
         if filesystem.get_file_info(final).type == pafs.FileType.NotFound:
             filesystem.move(temp, final)
             if self.is_local:
-                Path(final).chmod(0o444)
+                Path(final).chmod(0o400)  # read-only, owner only
         else:
             filesystem.delete_file(temp)
         return RawFile(name=name, sha256=sha, bytes=size, resource_type=resource_type)
@@ -133,11 +135,33 @@ class Storage:
         filesystem, base = self.filesystem()
         return bool(filesystem.get_file_info(f"{base}/raw/{sha256}").type != pafs.FileType.NotFound)
 
+    def clear_leftovers(self) -> list[str]:
+        """Delete what crashed publishes left behind: staging files and unfinished landings.
+
+        A publish deletes its own staging file when it ends, but a killed process cannot, and a
+        staging file holds the full tier (every source id). Only call this holding the publish
+        lock: every staging file and `raw/.incoming-*` then belongs to a publish that is gone.
+        Returns the paths deleted.
+        """
+        filesystem, base = self.filesystem()
+        gone: list[str] = []
+        for folder, keep in ((f"{base}/{STAGING}", None), (f"{base}/raw", INCOMING)):
+            selector = pafs.FileSelector(folder, allow_not_found=True, recursive=False)
+            for info in filesystem.get_file_info(selector):
+                if keep is not None and not info.base_name.startswith(keep):
+                    continue
+                if info.type == pafs.FileType.Directory:
+                    filesystem.delete_dir(info.path)
+                else:
+                    filesystem.delete_file(info.path)
+                gone.append(info.path)
+        return gone
+
     def staging_path(self) -> tuple[pafs.FileSystem, str]:
         """A fresh path for a publish's intermediate Parquet file."""
         filesystem, base = self.filesystem()
-        filesystem.create_dir(f"{base}/staging", recursive=True)
-        return filesystem, f"{base}/staging/{uuid.uuid4().hex}.parquet"
+        filesystem.create_dir(f"{base}/{STAGING}", recursive=True)
+        return filesystem, f"{base}/{STAGING}/{uuid.uuid4().hex}.parquet"
 
 
 # deltalake storage option spellings (lower-cased) for what pyarrow's filesystems can take.

@@ -148,7 +148,9 @@ def test_demo_is_safe_to_rerun(tmp_path):
     )
     assert "labs/lab-results 2.0.0: published" in first.stdout
     assert "northgate/conditions 1.0.0: quarantined" in first.stdout
-    assert len(list((home / "sources").iterdir())) == 1
+    domains = sorted(p.name for p in (home / "sources").iterdir())
+    assert domains == ["labs", "northgate", "riverside", "st-marys"]  # one publish root each
+    assert all(len(list((home / "sources" / d).iterdir())) == 1 for d in domains)
     second = runner.invoke(app, args, env=env)
     assert second.exit_code == 0
     assert "0 to create, 0 to update, 20 unchanged" in second.stdout

@@ -261,12 +261,13 @@ def test_crash_while_writing_leaves_prior_version_readable(
 
 def test_source_outside_allowed_roots_is_refused(publish_settings, tmp_path):
     with pytest.raises(Exception, match="outside the folders"):
-        service.check_source_allowed(publish_settings, "/etc")
-    inside = tmp_path / "sources" / "x"
-    assert service.check_source_allowed(publish_settings, str(inside)) == inside.resolve()
+        service.check_source_allowed(publish_settings, "/etc", domain="st-marys")
+    inside = tmp_path / "sources" / "st-marys" / "x"
+    allowed = service.check_source_allowed(publish_settings, str(inside), domain="st-marys")
+    assert allowed == inside.resolve()
     with pytest.raises(Exception, match="outside the folders"):
         service.check_source_allowed(
-            publish_settings, str(tmp_path / "sources" / ".." / "elsewhere")
+            publish_settings, str(tmp_path / "sources" / ".." / "elsewhere"), domain="st-marys"
         )
 
 

@@ -89,17 +89,19 @@ def test_publish_api_refuses_sources_outside_the_roots(api, tmp_path):
         "/api/v1/products/st-marys/patients/versions/1.0.0/publish", json={"source": "/etc"}
     )
     assert r.status_code == 403
-    assert r.json()["detail"] == "the source is outside the folders this server may publish from"
+    assert r.json()["detail"] == (
+        "the source is outside the folders this server may publish from for domain st-marys"
+    )
     missing = api.post(
         "/api/v1/products/st-marys/patients/versions/1.0.0/publish",
-        json={"source": str(tmp_path / "sources" / "nothing-here")},
+        json={"source": str(tmp_path / "sources" / "st-marys" / "nothing-here")},
     )
     assert missing.status_code == 400
     assert missing.json()["type"].endswith("/invalid-parameter")
     assert missing.json()["detail"].endswith("does not exist")
     not_found = api.post(
         "/api/v1/products/st-marys/patients/versions/9.0.0/publish",
-        json={"source": str(tmp_path / "sources")},
+        json={"source": str(tmp_path / "sources" / "st-marys")},
     )
     assert not_found.status_code == 404
 

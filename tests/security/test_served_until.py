@@ -1,0 +1,153 @@
+"""A deprecated version is served until its `served_until`, and not a moment longer.
+
+The demo estate behind a real server whose clock the test moves (no sleeps): listing, metadata,
+query, changes and file URLs all stop serving a deprecated version at its end of service, and a
+deprecation whose end of service is already past is refused by the API and the CLI.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import delta_sharing
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from catalog.cli import app as mesh
+from catalog.db import make_engine
+from catalog.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.factories import FixedClock
+from tests.live import free_port, serving
+
+TABLE = "sepsis-research.st-marys.patients"
+PROTOCOL = "/delta-sharing/shares/sepsis-research"
+PATIENTS = PROTOCOL + "/schemas/st-marys/tables/patients"
+VERSIONS = "/api/v1/products/st-marys/patients/versions"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def estate(request, tmp_path_factory, fresh_database_url):
+    url = fresh_database_url(request.param)
+    database = url if request.param == "postgresql" else ""
+    home = tmp_path_factory.mktemp("served-until")
+    env = {"MESH_DATABASE_URL": database, "MESH_HOME": str(home)}
+    port = free_port()
+    runner = CliRunner()
+    done = runner.invoke(
+        mesh, ["demo", "--no-serve", "--patients", "250", "--port", str(port)], env=env
+    )
+    assert done.exit_code == 0, done.output
+    endpoint = f"http://127.0.0.1:{port}"
+    token = runner.invoke(
+        mesh, ["recipients", "token", "sepsis-research", "--endpoint", endpoint], env=env
+    )
+    assert token.exit_code == 0, token.output
+    settings = Settings(
+        home=home, database_url=database or None, port=port, admin_token=ADMIN_TOKEN,
+        policy_refresh_seconds=0,
+    )  # fmt: skip
+    engine = make_engine(settings.resolved_database_url)
+    clock = FixedClock(datetime.now(UTC))
+    profile = home / "profiles" / "sepsis-research.share"
+    with serving(settings, port, engine=engine, clock=clock):
+        yield {
+            "env": env,
+            "base": endpoint,
+            "clock": clock,
+            "profile": f"{profile}#{TABLE}",
+            "auth": {"Authorization": f"Bearer {json.loads(Path(profile).read_text())['bearerToken']}"},
+            "admin": {"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        }  # fmt: skip
+    engine.dispose()
+
+
+def _deprecate(estate, version: str, until: datetime) -> requests.Response:
+    return requests.post(
+        f"{estate['base']}{VERSIONS}/{version}/deprecate",
+        json={"reason": "superseded by 2.0.0", "served_until": until.isoformat()},
+        headers=estate["admin"],
+        timeout=30,
+    )
+
+
+def _query(estate, body: dict[str, object]) -> requests.Response:
+    return requests.post(
+        f"{estate['base']}{PATIENTS}/query", json=body, headers=estate["auth"], timeout=30
+    )
+
+
+def _files(answer: requests.Response) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    return [line["file"] for line in lines if "file" in line]
+
+
+def test_a_deprecated_version_stops_being_served_at_served_until(estate):
+    clock: FixedClock = estate["clock"]
+    now = clock.now()
+    past = _deprecate(estate, "1.0.0", now - timedelta(minutes=1))
+    assert past.status_code == 422, past.text
+    assert past.headers["content-type"].startswith("application/problem+json")
+    assert "served_until" in past.json()["detail"] and "not in the future" in past.json()["detail"]
+    assert past.json()["errors"][0]["path"] == "served_until"
+
+    first_end, last_end = now + timedelta(minutes=30), now + timedelta(hours=2)
+    r = _deprecate(estate, "1.0.0", first_end)
+    assert r.status_code == 200, r.text
+    assert r.json()["version"]["served_until"] == first_end.isoformat().replace("+00:00", "Z")
+    assert _deprecate(estate, "1.1.0", last_end).status_code == 200
+
+    # Before its end of service 1.0.0 (Delta version 0) is served, with URLs that end with it.
+    old = _query(estate, {"version": 0})
+    assert old.status_code == 200, old.text
+    files = _files(old)
+    assert files and all(
+        int(str(f["expirationTimestamp"])) <= first_end.timestamp() * 1000 for f in files
+    )
+    url = str(files[0]["url"])
+    assert requests.get(url, timeout=30).status_code == 200
+    assert len(delta_sharing.load_as_pandas(estate["profile"], version=0)) > 0
+    feed = delta_sharing.load_table_changes_as_pandas(estate["profile"], starting_version=0)
+    assert set(feed["_commit_version"]) == {0, 1}
+
+    clock.advance(minutes=30)  # 1.0.0's served_until: no longer served
+    refused = _query(estate, {"version": 0})
+    assert refused.status_code == 400 and "not a published version" in refused.json()["message"]
+    assert requests.get(url, timeout=30).status_code == 403  # a URL handed out before
+    feed = delta_sharing.load_table_changes_as_pandas(estate["profile"], starting_version=0)
+    assert set(feed["_commit_version"]) == {1}
+    assert set(feed["_change_type"]) == {"insert"}  # no deletes carrying 1.0.0's rows
+    assert _query(estate, {}).status_code == 200  # 1.1.0 is still served
+
+    clock.advance(hours=1, minutes=30)  # 1.1.0's served_until: the table has nothing to serve
+    tables = requests.get(
+        f"{estate['base']}{PROTOCOL}/all-tables", headers=estate["auth"], timeout=30
+    ).json()["items"]
+    assert ("st-marys", "patients") not in {(t["schema"], t["name"]) for t in tables}
+    for answer in (
+        requests.get(f"{estate['base']}{PATIENTS}/metadata", headers=estate["auth"], timeout=30),
+        requests.get(f"{estate['base']}{PATIENTS}/version", headers=estate["auth"], timeout=30),
+        requests.get(
+            f"{estate['base']}{PATIENTS}/changes?startingVersion=0",
+            headers=estate["auth"],
+            timeout=30,
+        ),
+        _query(estate, {}),
+    ):
+        assert answer.status_code == 404, answer.text
+
+
+def test_the_cli_refuses_a_past_served_until_and_defaults_to_the_notice_period(estate):
+    runner = CliRunner()
+    args = ["versions", "deprecate", "st-marys/encounters", "--version", "1.0.0"]
+    past = runner.invoke(
+        mesh,
+        [*args, "--reason", "moved", "--served-until", "2020-01-01T00:00:00"],
+        env=estate["env"],
+    )
+    assert past.exit_code == 1
+    assert "not in the future" in past.output
+    done = runner.invoke(mesh, [*args, "--reason", "moved"], env=estate["env"])
+    assert done.exit_code == 0, done.output
+    assert "served until" in done.output
