@@ -2,7 +2,6 @@
 
 import gc
 import logging.config
-from collections.abc import Generator
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session
 
 import catalog
+from catalog import unit_of_work
 from catalog.audit.context import (
     RequestContextMiddleware,
     install_redaction,
@@ -26,7 +26,7 @@ from catalog.audit.routes import AuditController
 from catalog.audit.writer import use_relay
 from catalog.bodies import BoundedRequest
 from catalog.clock import Clock, SystemClock
-from catalog.db import engine_for, session_dependency
+from catalog.db import engine_for
 from catalog.errors import Unauthenticated
 from catalog.events import Actor
 from catalog.health import healthz, readyz
@@ -81,9 +81,6 @@ def create_app(
         extra_grouping=[(ENV_ADMIN, "platform-admin", "*")] if settings.admin_token else [],
     )
 
-    def provide_session() -> Generator[Session, None, None]:
-        yield from session_dependency(the_engine)
-
     def tell_grant_holders(
         session: Session, version: ProductVersion, reason: str, served_until: datetime
     ) -> list[int]:
@@ -117,7 +114,8 @@ def create_app(
             "policy": Provide(lambda: policy, use_cache=True, sync_to_thread=False),
             "limiter": Provide(lambda: limiter, use_cache=True, sync_to_thread=False),
             "version_listeners": Provide(lambda: listeners, use_cache=True, sync_to_thread=False),
-            "session": Provide(provide_session),
+            # A plain Session; unit_of_work.install commits it in the handler's own thread call.
+            "session": Provide(unit_of_work.session_provider(the_engine), sync_to_thread=False),
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         middleware=[
@@ -139,6 +137,7 @@ def create_app(
         request_class=BoundedRequest,  # JSON bodies bounded in depth too (catalog.bodies)
         debug=False,
     )
+    unit_of_work.install(app)
     # Outside routing and every exception handler: each response carries X-Request-ID.
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
     app.state.engine = the_engine

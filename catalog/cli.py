@@ -387,18 +387,24 @@ def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
 
     from catalog.app import create_app, tune_for_serving
     from catalog.audit.context import logging_config
-    from catalog.workers import serve_workers
+    from catalog.workers import BoundedServer, serve_workers
 
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"FHIR Mesh API on {base}  docs: {base}/schema  OpenAPI: {base}/schema/openapi.json")
     log_config = logging_config(json_lines=settings.log_format == "json")
     if workers > 1:  # each worker builds its app from the same environment
         os.environ["MESH_HOME"] = str(settings.home.resolve())
-        serve_workers(settings.host, settings.port, workers, log_config=log_config)
+        serve_workers(
+            settings.host,
+            settings.port,
+            workers,
+            log_config=log_config,
+            drain=settings.shutdown_drain_seconds,
+        )
         return
     app = create_app(settings, engine=engine)
     tune_for_serving()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -406,6 +412,11 @@ def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
         log_config=log_config,
         access_log=False,  # RequestContextMiddleware logs each request, without query strings
     )
+    # SIGTERM stops it within the drain time, even with requests stuck in the database.
+    server = BoundedServer(config, drain_seconds=settings.shutdown_drain_seconds)
+    server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, or the app failed to start
+        raise SystemExit(3)
 
 
 def _with_address(settings: Settings, host: str | None, port: int | None) -> Settings:

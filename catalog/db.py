@@ -1,16 +1,26 @@
-"""Database engine and sessions: one engine per process, one transaction per request or command."""
+"""Database engine and sessions: one engine per process, one transaction per request or command.
 
-from collections.abc import Generator, Iterator
+Every wait is bounded: a lock (PostgreSQL `lock_timeout`, SQLite `busy_timeout`), a session idle
+inside a transaction (PostgreSQL `idle_in_transaction_session_timeout`) and a pooled connection
+(`pool_timeout`). A lock wait that times out raises `Busy` (409, Retry-After) wherever it happens.
+"""
+
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Dialect, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
+from catalog.errors import Busy
 from catalog.settings import Settings
+
+LOCK_TIMEOUT_SECONDS = 5.0
+IDLE_IN_TRANSACTION_SECONDS = 300.0
+POOL_TIMEOUT_SECONDS = 10.0
 
 # Deterministic constraint names, so migrations can alter and drop them on every backend.
 SQLModel.metadata.naming_convention = {
@@ -42,22 +52,72 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # SQLite leaves foreign keys off by default; wait on locks instead of failing at once.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLite leaves foreign keys off by default; wait on locks, boundedly, not fail at once.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    return on_connect
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def _postgres_timeouts(lock_ms: int, idle_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Session-wide on every pooled connection, so no transaction waits on a lock unboundedly
+        # and none left idle holds its locks forever.
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET lock_timeout = {lock_ms}")
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
+        cursor.close()
+        dbapi_connection.commit()
+
+    return on_connect
+
+
+def is_lock_timeout(error: BaseException | None) -> bool:
+    """Whether a DBAPI error is a lock wait that timed out (PostgreSQL 55P03, SQLite busy)."""
+    if error is None:
+        return False
+    state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if state == "55P03":  # lock_not_available: lock_timeout, or NOWAIT
+        return True
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == 5  # SQLITE_BUSY: "database is locked"
+
+
+def _lock_timeout_is_busy(context: ExceptionContext) -> BaseException | None:
+    if is_lock_timeout(context.original_exception):
+        return Busy(
+            "another change holds a lock this request needs; nothing was changed, retry shortly"
+        )
+    return None
+
+
+def make_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    idle_in_transaction: float = IDLE_IN_TRANSACTION_SECONDS,
+    pool_timeout: float = POOL_TIMEOUT_SECONDS,
+) -> Engine:
     """Create an engine with the per-backend settings this service relies on."""
+    lock_ms = max(1, int(lock_timeout * 1000))
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+        in_memory = ":memory:" in url or url == "sqlite://"  # one connection: nothing to wait on
+        pooled = {} if in_memory else {"pool_timeout": pool_timeout}
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False}, **pooled)
+        event.listen(engine, "connect", _sqlite_pragmas(lock_ms))
+    else:
+        engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_timeout=pool_timeout)
+        if engine.dialect.name == "postgresql":
+            idle_ms = int(idle_in_transaction * 1000)
+            event.listen(engine, "connect", _postgres_timeouts(lock_ms, idle_ms))
+    event.listen(engine, "handle_error", _lock_timeout_is_busy)
+    return engine
 
 
 # Engine execution option read by the audit chain (catalog/audit/chain.py) when it seals entries.
@@ -66,7 +126,13 @@ AUDIT_CHECKPOINT_OPTION = "mesh_audit_checkpoint_every"
 
 def engine_for(settings: Settings) -> Engine:
     """The engine for the configured database."""
-    engine = make_engine(settings.resolved_database_url, echo=settings.log_sql)
+    engine = make_engine(
+        settings.resolved_database_url,
+        echo=settings.log_sql,
+        lock_timeout=settings.db_lock_timeout_seconds,
+        idle_in_transaction=settings.db_idle_in_transaction_seconds,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
     return engine.execution_options(**{AUDIT_CHECKPOINT_OPTION: settings.audit_checkpoint_every})
 
 
@@ -80,12 +146,6 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
-
-
-def session_dependency(engine: Engine) -> Generator[Session, None, None]:
-    """Litestar dependency body: one transaction per request."""
-    with transaction(engine) as session:
-        yield session
 
 
 def saved_id(value: int | None) -> int:

@@ -112,6 +112,20 @@ class Conflict(MeshError):
     slug, title, status, code = "conflict", "Conflict", 409, "ALREADY_EXISTS"
 
 
+class Busy(Conflict):
+    """A lock the change needs stayed taken past the lock timeout (`MESH_DB_LOCK_TIMEOUT_SECONDS`).
+
+    Nothing was changed; the same request may succeed once the other change is done, so the
+    answer carries Retry-After.
+    """
+
+    slug, title, status, code = "busy", "Resource busy", 409, "ABORTED"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class Unauthenticated(MeshError):
     """No valid credentials were presented."""
 
@@ -128,6 +142,12 @@ class Unavailable(MeshError):
     """A dependency (database, storage) is not reachable right now."""
 
     slug, title, status, code = "unavailable", "Service unavailable", 503, "TEMPORARILY_UNAVAILABLE"
+
+    def __init__(
+        self, detail: str, *, errors: list[FieldError] | None = None, retry_after: int = 5
+    ) -> None:
+        super().__init__(detail, errors=errors)
+        self.headers["Retry-After"] = str(retry_after)
 
 
 class TooManyRequests(MeshError):

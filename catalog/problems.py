@@ -10,6 +10,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from catalog.errors import (
     PROBLEM_TYPE_BASE,
@@ -134,8 +135,17 @@ def database_unavailable_handler(
 ) -> Response[Any]:
     """The database could not be reached or timed out."""
     log.error("database unavailable on %s: %s", request.url.path, type(exc.orig).__name__)
-    problem = Unavailable("the catalog database is not reachable; retry later")
-    return _problem_response(request, problem.problem(), problem.status)
+    return mesh_error_handler(
+        request, Unavailable("the catalog database is not reachable; retry later")
+    )
+
+
+def pool_timeout_handler(request: Request[Any, Any, Any], exc: PoolTimeout) -> Response[Any]:
+    """Every pooled connection stayed busy past MESH_DB_POOL_TIMEOUT_SECONDS."""
+    log.error("no database connection free on %s", request.url.path)
+    return mesh_error_handler(
+        request, Unavailable("the server is busy: no database connection is free; retry later")
+    )
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -151,5 +161,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: http_error_handler,
     IntegrityError: integrity_error_handler,
     OperationalError: database_unavailable_handler,
+    PoolTimeout: pool_timeout_handler,
     Exception: internal_error_handler,
 }

@@ -108,6 +108,31 @@ class Settings(BaseSettings):
     url_lifetime_seconds: int = Field(
         default=3600, ge=60, le=7 * 86400, description="Lifetime of pre-signed file URLs."
     )
+    db_lock_timeout_seconds: float = Field(
+        default=5,
+        gt=0,
+        le=600,
+        description="Longest wait for a database lock (a row, the publish or audit lock; SQLite: "
+        "the write lock); then the request answers 409 with Retry-After.",
+    )
+    db_idle_in_transaction_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="PostgreSQL ends a session idle inside a transaction this long, releasing "
+        "its locks (0: never).",
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="Longest wait for a pooled database connection; then 503 with Retry-After.",
+    )
+    shutdown_drain_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=600,
+        description="On SIGTERM, requests in flight get this long to finish; then the server "
+        "exits anyway.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     default_page_size: int = Field(default=50, ge=1)

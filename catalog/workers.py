@@ -6,6 +6,11 @@ accepts every pending connection: 32 clients connecting together landed 31 on on
 The parent only supervises: it restarts a worker (or the audit relay, `catalog.audit.relay`)
 that dies and stops them all on SIGINT/SIGTERM. Each worker builds its app from the `MESH_*`
 environment (`catalog.app:from_environment`), which names the relay's socket.
+
+Stopping is bounded (`MESH_SHUTDOWN_DRAIN_SECONDS`, default 10): requests in flight get the drain
+time to finish, then uvicorn cancels them; a process whose handler threads are still stuck (a
+thread blocked in the database cannot be cancelled) exits EXIT_GRACE_SECONDS later on its own
+(`BoundedServer`), and the supervisor kills whatever outlives that.
 """
 
 import logging
@@ -17,13 +22,45 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import uvicorn
+
 log = logging.getLogger("mesh.workers")
 APP = "catalog.app:from_environment"
+EXIT_GRACE_SECONDS = 5.0  # after the drain: cancelled tasks end, the executor is shut down
+
+
+class BoundedServer(uvicorn.Server):
+    """A uvicorn server that exits within `drain + EXIT_GRACE_SECONDS` of the first signal.
+
+    uvicorn waits `timeout_graceful_shutdown` for requests, cancels their tasks, and then
+    `asyncio.run` waits for the default executor's threads, however long a thread stays blocked.
+    A timer armed by the first SIGINT/SIGTERM ends the process when that wait overruns.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, drain_seconds: float) -> None:
+        config.timeout_graceful_shutdown = max(1, int(drain_seconds))
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self._deadline: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._deadline is None:
+            self._deadline = threading.Timer(self.drain_seconds + EXIT_GRACE_SECONDS, _exit_now)
+            self._deadline.daemon = True
+            self._deadline.start()
+        super().handle_exit(sig, frame)
+
+
+def _exit_now() -> None:
+    log.error("requests still stuck after the shutdown drain time; exiting without them")
+    logging.shutdown()
+    os._exit(1)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -37,9 +74,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_config: dict[str, Any]) -> None:
-    import uvicorn
-
+def _worker(host: str, port: int, log_config: dict[str, Any], drain: float) -> None:
     config = uvicorn.Config(
         APP,
         factory=True,
@@ -47,7 +82,19 @@ def _worker(host: str, port: int, log_config: dict[str, Any]) -> None:
         log_config=log_config,
         access_log=False,  # RequestContextMiddleware logs each request, without query strings
     )
-    uvicorn.Server(config).run(sockets=[listening_socket(host, port)])
+    BoundedServer(config, drain_seconds=drain).run(sockets=[listening_socket(host, port)])
+
+
+def _join_or_kill(processes: list[BaseProcess], seconds: float) -> None:
+    """Wait up to `seconds` in all for `processes` to exit; SIGKILL those that do not."""
+    deadline = time.monotonic() + seconds
+    for process in processes:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            log.error("process %s outlived the shutdown drain; killing it", process.pid)
+            process.kill()
+            process.join(timeout=EXIT_GRACE_SECONDS)
 
 
 def _relay(path: Path, log_config: dict[str, Any]) -> None:
@@ -59,8 +106,14 @@ def _relay(path: Path, log_config: dict[str, Any]) -> None:
     relay.serve(path, engine_for(Settings()))
 
 
-def serve_workers(host: str, port: int, workers: int, *, log_config: dict[str, Any]) -> None:
-    """Run `workers` server processes on host:port, and their audit relay, until signalled."""
+def serve_workers(
+    host: str, port: int, workers: int, *, log_config: dict[str, Any], drain: float = 10.0
+) -> None:
+    """Run `workers` server processes on host:port, and their audit relay, until signalled.
+
+    Once signalled, returns within about `drain + 2 * EXIT_GRACE_SECONDS` whatever the workers'
+    requests are doing.
+    """
     context = multiprocessing.get_context("spawn")
     # Bound here first, so a taken port fails at once, in the parent, with a clear error.
     listening_socket(host, port).close()
@@ -75,7 +128,9 @@ def serve_workers(host: str, port: int, workers: int, *, log_config: dict[str, A
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, log_config), daemon=False)
+        process = context.Process(
+            target=_worker, args=(host, port, log_config, drain), daemon=False
+        )
         process.start()
         return process
 
@@ -103,11 +158,10 @@ def serve_workers(host: str, port: int, workers: int, *, log_config: dict[str, A
                     processes[i] = start()
     finally:
         for process in processes:
-            process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
-        for process in processes:
-            process.join(timeout=30)
+            process.terminate()  # SIGTERM: uvicorn finishes the requests in flight, boundedly
+        _join_or_kill(processes, drain + 2 * EXIT_GRACE_SECONDS)
         relay.terminate()  # after the workers: their last entries are written
-        relay.join(timeout=30)
+        _join_or_kill([relay], EXIT_GRACE_SECONDS)
         shutil.rmtree(private, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -19,7 +19,7 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Mapped
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from catalog.audit.models import AUTH_FAILED, AuditEvent, Outcome
@@ -200,7 +200,11 @@ def bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    """Authenticates every request outside the public paths; the user is a Caller."""
+    """Authenticates every request outside the public paths; the user is a Caller.
+
+    The credential is judged first: a valid one is never refused by the failure limiter. A
+    failure is answered 401, or 429 once its address has too many (`record_auth_failure`).
+    """
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -208,8 +212,6 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         state = connection.app.state
         authenticator: Authenticator = state.authenticator
         credential = bearer(connection)
-        keys = failure_keys(connection, credential, TOKEN_PREFIX)
-        state.limiter.check(*keys)
 
         def resolve() -> Caller:
             with Session(state.engine) as session:
@@ -226,9 +228,14 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
 def failure_keys(
     connection: ASGIConnection[Any, Any, Any, Any], credential: str | None, prefix: str
 ) -> tuple[str, str | None]:
-    """What failed authentications are counted against: the client address and the token id."""
+    """What a failed authentication counts against: its address, and its token id from there.
+
+    The token id is the visible part of a token: counted across addresses, anyone who knew it
+    could lock its owner out. Counted per address, it only ever limits the failing address.
+    """
+    address = client_address(connection)
     token_id = token_id_of(credential, prefix)
-    return f"ip:{client_address(connection)}", f"token:{token_id}" if token_id else None
+    return f"ip:{address}", f"token:{token_id}@{address}" if token_id else None
 
 
 def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
@@ -245,10 +252,15 @@ def record_auth_failure(
     reason: str,
     prefix: str = TOKEN_PREFIX,
 ) -> None:
-    """Record `auth.failed` in its own transaction: the token id if any, never the secret.
+    """Count and record one failed authentication; raise TooManyRequests when over the limit.
 
-    Then count the failures of the same address and token id that every process recorded in
-    the window, so that the limit holds across workers and hosts, not per process.
+    Atomic in two steps. This process decides and counts under one lock
+    (`FailureLimiter.failed`): an address already at the limit gets 429, unrecorded. Otherwise
+    `auth.failed` is recorded in its own transaction (the token id if any, never the secret),
+    and the failures every process recorded for the same keys in the window are read back:
+    those recorded beyond the limit are answered 429 too. An entry is committed before it is
+    counted, so however many processes fail at once, at most `limit` failures per address in a
+    window get 401. The caller raises its 401 when this returns.
     """
     state = connection.app.state
     limiter: FailureLimiter = state.limiter
@@ -256,7 +268,7 @@ def record_auth_failure(
     limiter.failed(*keys)
     address, token_id = client_address(connection), token_id_of(credential, prefix)
     now = state.clock.now()
-    record_failure(
+    recorded = record_failure(
         state.engine,
         at=now,
         actor=ANONYMOUS,
@@ -268,37 +280,36 @@ def record_auth_failure(
         details={"presented": credential_kind(credential, prefix)},
         token_id=token_id,
     )
-    counted = [
-        (key, column, value)
-        for key, column, value in (
-            (keys[0], col(AuditEvent.client_address), address),
-            (keys[1], col(AuditEvent.token_id), token_id),
-        )
-        if key and value
-    ]
+    if recorded is None or address is None:
+        return  # not in the audit trail: the local count decides alone
+    address_is = col(AuditEvent.client_address) == address
+    counted = [(keys[0], [address_is])]
+    if keys[1] and token_id:
+        counted.append((keys[1], [address_is, col(AuditEvent.token_id) == token_id]))
     since = now - timedelta(seconds=limiter.window)
-    for key, times in _recorded_failures(state.engine, counted, since, limiter.limit).items():
+    for key, times in _recorded_failures(state.engine, counted, since, limiter.limit + 1).items():
         limiter.adopt(key, times)
+    limiter.refuse_if_over(*keys)
 
 
 def _recorded_failures(
     engine: Engine,
-    counted: list[tuple[str, Mapped[str | None], str]],
+    counted: list[tuple[str, list[ColumnElement[bool]]]],
     since: datetime,
     most: int,
 ) -> dict[str, list[datetime]]:
-    """When each limiter key last failed since `since` (`most` times at most), by its column.
+    """When each limiter key last failed since `since` (`most` times at most), by its filters.
 
-    One query per key, each answered by its partial index (models.AuditEvent); only the newest
-    `most` count, since a key is locked out at that many.
+    One query per key, each answered by a partial index (models.AuditEvent); only the newest
+    `most` count, since a key is over the limit at that many.
     """
     found: dict[str, list[datetime]] = {}
     try:
         with engine.connect() as connection:
-            for key, column, value in counted:
+            for key, conditions in counted:
                 statement = (
                     select(AuditEvent.at)
-                    .where(AUTH_FAILED, column == value, col(AuditEvent.at) >= since)
+                    .where(AUTH_FAILED, *conditions, col(AuditEvent.at) >= since)
                     .order_by(col(AuditEvent.at).desc())
                     .limit(most)
                 )

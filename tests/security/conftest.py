@@ -1,0 +1,6 @@
+"""Fixtures the security probes share with the suites they probe (imported, so pytest sees them)."""
+
+from tests.catalog.publishing.conftest import export_dir, patients_version
+from tests.policies.conftest import estate
+
+__all__ = ["estate", "export_dir", "patients_version"]
