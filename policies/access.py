@@ -707,6 +707,7 @@ def grant_read(session: Session, grant: Grant, *, settings: Settings, now: datet
         request_id=grant.request_id,
         approved_by=grant.approved_by,
         justification=grant.justification,
+        approval_reason=grant.approval_reason,
         created_at=grant.created_at,
         expires_at=grant.expires_at,
         review_due_at=grant.review_due_at,

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
+from catalog import wiring
 from catalog.clock import SystemClock
 from catalog.commands import (
     AsJson,
@@ -204,20 +205,23 @@ def admin_bootstrap(
 
 @policy_app.command("check")
 def policy_check(
-    subject: str,
+    principal: Annotated[str, typer.Argument(metavar="PRINCIPAL", help="A principal's name.")],
     obj: Annotated[str, typer.Argument(metavar="OBJECT")],
     action: str,
     domain: Annotated[str, typer.Option(help="Domain of the object (`*`: any).")] = "*",
     home: Home = None,
 ) -> None:
-    """Explain a decision: which policy line allowed it, or that none did."""
+    """Explain a decision for a principal: which policy line allowed it, or that none did."""
     settings = load_settings(home)
     engine = migrated_engine(settings)
-    policy = PolicyEngine(engine, SystemClock(), refresh_seconds=0)
-    allowed, rule = policy.explain(subject, domain, obj, action)
-    roles = ", ".join(f"{r}@{d}" for r, d in policy.roles_of(subject)) or "none"
-    out.print(f"{'ALLOW' if allowed else 'DENY'} {subject} {obj}:{action} in {domain}")
-    out.print(f"  roles of {subject}: {roles}")
+    try:
+        policy = wiring.build(settings, engine=engine).policy
+        allowed, rule = policy.explain(principal, domain, obj, action)
+        roles = ", ".join(f"{r}@{d}" for r, d in policy.roles_of(principal)) or "none"
+    finally:
+        engine.dispose()
+    out.print(f"{'ALLOW' if allowed else 'DENY'} {principal} {obj}:{action} in {domain}")
+    out.print(f"  roles of principal {principal}: {roles}")
     out.print(
         f"  matched: p, {', '.join(rule)}"
         if allowed

@@ -26,6 +26,23 @@ from policies.adapter import SessionAdapter, rule_values
 from policies.models import CasbinRule, PolicyRevision
 
 MODEL_PATH = Path(__file__).with_name("model.conf")
+# Subjects and roles live in separate namespaces of the Casbin policy: a principal is
+# `user:NAME`, a role is `role:NAME`, so no principal name can ever stand for a role (a principal
+# called `platform-admin` is `user:platform-admin`, which no `p` line names).
+USER_PREFIX = "user:"
+ROLE_PREFIX = "role:"
+
+
+def user_subject(name: str) -> str:
+    """The Casbin subject of principal `name`."""
+    return USER_PREFIX + name
+
+
+def role_subject(role: str) -> str:
+    """The Casbin subject of role `role`."""
+    return ROLE_PREFIX + role
+
+
 DEFAULT_POLICY = Path(__file__).with_name("policy.csv")
 
 
@@ -108,8 +125,10 @@ class PolicyEngine:
                 if self._enforcer is None or revision != self._revision:
                     enforcer = _new_enforcer()
                     SessionAdapter(session).load_policy(enforcer.get_model())
-                    for rule in self.extra_grouping:
-                        enforcer.get_model().add_policy("g", "g", list(rule))
+                    for name, role, domain in self.extra_grouping:
+                        enforcer.get_model().add_policy(
+                            "g", "g", [user_subject(name), role_subject(role), domain]
+                        )
                     enforcer.build_role_links()
                     with self._decide:
                         self._enforcer, self._revision = enforcer, revision
@@ -123,17 +142,18 @@ class PolicyEngine:
         """The rules in force, as an opaque value that changes whenever they are reloaded."""
         return self._current()
 
-    def allowed(self, subject: str, domain: str, obj: str, action: str) -> bool:
-        """The decision for one request (deny by default)."""
+    def allowed(self, principal: str, domain: str, obj: str, action: str) -> bool:
+        """The decision for one request of principal `principal` (deny by default)."""
         enforcer = self._current()
         with self._decide:
-            return bool(enforcer.enforce(subject, domain, obj, action))
+            return bool(enforcer.enforce(user_subject(principal), domain, obj, action))
 
-    def explain(self, subject: str, domain: str, obj: str, action: str) -> tuple[bool, list[str]]:
-        """The decision and the policy line that allowed it (empty when none did)."""
+    def explain(self, principal: str, domain: str, obj: str, action: str) -> tuple[bool, list[str]]:
+        """The decision for principal `principal` and the policy line that allowed it (empty
+        when none did)."""
         enforcer = self._current()
         with self._decide:
-            allowed, rule = enforcer.enforce_ex(subject, domain, obj, action)
+            allowed, rule = enforcer.enforce_ex(user_subject(principal), domain, obj, action)
         return bool(allowed), list(rule)
 
     def tier_allowed(self, tier: str, context: Any) -> bool:
@@ -148,10 +168,15 @@ class PolicyEngine:
                 return decision
             return self._tier_decisions[key]
 
-    def roles_of(self, subject: str) -> list[tuple[str, str]]:
-        """(role, domain) pairs held by a subject."""
+    def roles_of(self, principal: str) -> list[tuple[str, str]]:
+        """(role, domain) pairs held by principal `principal` (role names without namespace)."""
         model = self._current().get_model()
-        return [(r[1], r[2]) for r in model.get_policy("g", "g") if r[0] == subject]
+        subject = user_subject(principal)
+        return [
+            (r[1].removeprefix(ROLE_PREFIX), r[2])
+            for r in model.get_policy("g", "g")
+            if r[0] == subject
+        ]
 
 
 class Caller(Actor):

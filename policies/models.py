@@ -148,6 +148,8 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = SQLField(sa_type=UtcDateTime)
     expires_at: datetime = SQLField(sa_type=UtcDateTime)
     revoked_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
+    # Who issued it (four eyes: an admin may not decide requests of principals it issued for).
+    issued_by: str | None = SQLField(default=None, max_length=200)
 
 
 class Dua(SQLModel, table=True):
@@ -236,7 +238,9 @@ class Grant(SQLModel, table=True):
     dua_id: int = SQLField(foreign_key="dua.id", index=True)
     request_id: int = SQLField(foreign_key="access_request.id")
     approved_by: str = SQLField(max_length=100)
+    # The request's justification, which the tier rules read at approval and at every read.
     justification: str = SQLField(max_length=4000)
+    approval_reason: str | None = SQLField(default=None, max_length=4000)
     created_at: datetime = SQLField(sa_type=UtcDateTime)
     expires_at: datetime = SQLField(sa_type=UtcDateTime)
     review_due_at: datetime = SQLField(sa_type=UtcDateTime)
@@ -426,6 +430,7 @@ class GrantRead(BaseModel):
     request_id: int
     approved_by: str
     justification: str
+    approval_reason: str | None
     created_at: datetime
     expires_at: datetime
     review_due_at: datetime

@@ -264,10 +264,15 @@ def test_policy_change_reaches_a_second_process(settings, engine, clock, estate)
         # Through the first process, make pub-sm a publisher of riverside as well.
         from sqlmodel import Session
 
-        from policies.enforcer import add_rule
+        from policies.enforcer import add_rule, role_subject, user_subject
 
         with Session(engine) as s:
-            add_rule(s, "g", ["pub-sm", "publisher", "riverside"], now=clock.now())
+            add_rule(
+                s,
+                "g",
+                [user_subject("pub-sm"), role_subject("publisher"), "riverside"],
+                now=clock.now(),
+            )
             s.commit()
         assert (
             second.post(
