@@ -25,7 +25,7 @@ from catalog.errors import Unauthenticated
 from catalog.events import Actor
 from catalog.health import healthz, readyz
 from catalog.openapi import StrictPydanticSchemaPlugin
-from catalog.problems import EXCEPTION_HANDLERS
+from catalog.problems import EXCEPTION_HANDLERS, record_refusal
 from catalog.products.routes import DomainController, ProductController
 from catalog.products.service import VersionListener
 from catalog.publishing.routes import PublishingController
@@ -98,6 +98,7 @@ def create_app(
         ],
         guards=[permission_guard],
         exception_handlers=EXCEPTION_HANDLERS,
+        after_exception=[record_refusal],
         openapi_config=OpenAPIConfig(
             title="FHIR Mesh",
             version=VERSION,

@@ -26,10 +26,12 @@ from catalog.commands import (
     migrated_engine,
     out,
     print_json,
+    refused,
     unit_of_work,
 )
 from catalog.db import transaction
 from catalog.errors import MeshError
+from catalog.events import Actor
 from catalog.products.models import Tier
 from catalog.settings import Settings
 from policies import access, principals
@@ -75,14 +77,15 @@ def acting(
         raise fail("say who acts: --as PRINCIPAL (or MESH_PRINCIPAL)", code=2)
     settings = load_settings(home)
     engine = migrated_engine(settings)
-    policy = PolicyEngine(engine, SystemClock(), refresh_seconds=0)
+    wired = wiring.build(settings, engine=engine, refresh_seconds=0)
+    caller: Caller | None = None
     try:
         with transaction(engine) as session:
             principal = principals.get_principal(session, who)
-            caller = Authenticator(settings, policy, SystemClock()).caller_for(session, principal)
-            yield session, caller, policy, settings
+            caller = wired.authenticator.caller_for(session, principal)
+            yield session, caller, wired.policy, settings
     except MeshError as exc:
-        raise fail(exc.detail) from None
+        raise refused(engine, caller or Actor(who), exc) from None
     finally:
         engine.dispose()
 

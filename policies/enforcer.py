@@ -13,15 +13,13 @@ from typing import Any
 
 import casbin
 from casbin.util import key_match
-from litestar.concurrency import sync_to_thread
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from catalog.audit.models import Outcome
 from catalog.blocking import may_block
 from catalog.clock import Clock
 from catalog.errors import Forbidden, Unauthenticated
-from catalog.events import Actor, record_failure
+from catalog.events import Actor
 from policies.adapter import SessionAdapter, rule_values
 from policies.models import CasbinRule, PolicyRevision
 
@@ -252,7 +250,8 @@ async def permission_guard(connection: Any, handler: Any) -> None:
 
     The domain is the route's `{domain}` path parameter, else `*` (every domain).
     `authenticated` lets any principal through to a service that filters by permission.
-    A refusal is recorded in the audit log (`access.denied`, outcome `denied`).
+    A refusal is recorded in the audit log (`access.denied`, outcome `denied`) by the app's
+    refusal hook, like every refusal a service decides.
     """
     if connection.scope["path"].startswith(PUBLIC_PATHS + RECIPIENT_PATHS):  # not .url: cost
         return
@@ -268,25 +267,11 @@ async def permission_guard(connection: Any, handler: Any) -> None:
         obj, _, action = spec.partition(":")
         caller.require(connection.path_params.get("domain", "*"), obj, action)
     except Forbidden as exc:
-        await sync_to_thread(_record_denial, connection, caller, str(spec), exc.detail)
+        # Recorded once, with every other refusal, by `catalog.problems.record_refusal`.
+        exc.audit_details["permission"] = str(spec)
         raise
 
 
 def route_subject(connection: Any) -> str:
     """`METHOD /path`: the subject of an audit entry about a refused request."""
     return f"{connection.scope.get('method', 'GET')} {connection.url.path}"[:300]
-
-
-def _record_denial(connection: Any, caller: Actor, permission: str, reason: str) -> None:
-    state = connection.app.state
-    record_failure(
-        state.engine,
-        at=state.clock.now(),
-        actor=caller,
-        action="access.denied",
-        subject_type="route",
-        subject=route_subject(connection),
-        outcome=Outcome.DENIED,
-        reason=reason,
-        details={"permission": permission},
-    )
