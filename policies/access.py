@@ -203,6 +203,21 @@ class TierContext:
         return out
 
 
+def tier_context(
+    dua: Dua, *, product: str, tier: Tier, purpose: Purpose, justification: str, now: datetime
+) -> TierContext:
+    """The minimum-necessary context of `tier` of `product` under `dua`: the one builder, used
+    when a request is filed, when it is approved and at every read of the grant."""
+    return TierContext(
+        dua_active=dua_active(dua, now),
+        dua_covers_product=dua_covers(dua, product),
+        dua_permits_tier=str(tier) in dua.tiers,
+        purpose_matches_dua=purpose == dua.purpose,
+        purpose_allows_full=purpose in FULL_PURPOSES,
+        has_justification=len(justification.strip()) >= 10,
+    )
+
+
 def check_minimum_necessary(
     policy: PolicyEngine,
     dua: Dua,
@@ -214,17 +229,29 @@ def check_minimum_necessary(
     now: datetime,
 ) -> None:
     """Refuse, naming every unmet rule, unless the policy allows `tier` of `product`."""
-    context = TierContext(
-        dua_active=dua_active(dua, now),
-        dua_covers_product=dua_covers(dua, product),
-        dua_permits_tier=str(tier) in dua.tiers,
-        purpose_matches_dua=purpose == dua.purpose,
-        purpose_allows_full=purpose in FULL_PURPOSES,
-        has_justification=len(justification.strip()) >= 10,
+    context = tier_context(
+        dua, product=product, tier=tier, purpose=purpose, justification=justification, now=now
     )
     if not policy.tier_allowed(str(tier), context):
         reasons = context.reasons(tier) or ["no tier rule allows it"]
         raise PolicyRefusal(f"{tier} access to {product} refused: " + "; ".join(reasons))
+
+
+def check_grant(
+    policy: PolicyEngine, grant: Grant, dua: Dua, *, purpose: Purpose, product: str, now: datetime
+) -> None:
+    """The minimum-necessary rules over a grant's own fields (its tier and justification, its
+    DUA, its request's purpose): checked before an approval creates the grant and at every
+    read, so a grant that is created can be served."""
+    check_minimum_necessary(
+        policy,
+        dua,
+        product=product,
+        tier=grant.tier,
+        purpose=purpose,
+        justification=grant.justification,
+        now=now,
+    )
 
 
 # --- access requests -----------------------------------------------------------------------------
@@ -362,17 +389,6 @@ def approve_request(
         raise InvalidParameter("approving full-tier access needs a reason naming the justification")
     dua = get_dua(session, saved_id(request.dua_id))
     now = clock.now()
-    for ref in request.products:
-        check_minimum_necessary(
-            policy,
-            dua,
-            product=ref,
-            tier=request.tier,
-            purpose=request.purpose,
-            justification=request.justification,
-            now=now,
-        )
-    _decide(session, request, RequestStatus.APPROVED, actor=actor, reason=reason, now=now)
     expires = min(now + timedelta(days=request.requested_days), dua.expires_at)
     grants = []
     for ref in request.products:
@@ -385,13 +401,22 @@ def approve_request(
             dua_id=saved_id(dua.id),
             request_id=saved_id(request.id),
             approved_by=actor.name,
-            justification=reason or request.justification,
+            # The justification the rules read stays the request's; the approver's reason is
+            # kept beside it (it used to replace it, so a short reason made a grant unservable).
+            justification=request.justification,
+            approval_reason=reason,
             created_at=now,
             expires_at=expires,
             review_due_at=min(now + timedelta(days=settings.grant_review_days), expires),
         )
-        session.add(grant)
+        # The very checks every read makes (sharing), over the grant about to be created.
+        check_grant(policy, grant, dua, purpose=request.purpose, product=ref, now=now)
+        state = grant_state(grant, dua, now, settings)
+        if not readable(state):
+            raise Conflict(f"a grant of {ref} would be {state} from the start: not approved")
         grants.append(grant)
+    _decide(session, request, RequestStatus.APPROVED, actor=actor, reason=reason, now=now)
+    session.add_all(grants)
     session.flush()
     record_event(
         session,

@@ -53,7 +53,9 @@ def test_full_tier_approval_needs_a_reason(estate):
         json={"reason": "Sepsis bundle compliance audit, QI committee minute 12"},
     )
     assert ok.status_code == 200
-    assert ok.json()["items"][0]["justification"].startswith("Sepsis bundle")
+    grant = ok.json()["items"][0]
+    assert grant["approval_reason"].startswith("Sepsis bundle")
+    assert grant["justification"] == "Cohort study of sepsis outcomes across the network"
 
 
 def test_grant_expiry_review_and_suspension_follow_the_clock(estate, clock):
