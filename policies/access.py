@@ -167,8 +167,28 @@ def list_duas(
         actor.require("*", "own-dua", "read")
         stmt = stmt.where(Dua.organization_id == _own_org_id(session, actor))
     if organization:
-        stmt = stmt.where(Dua.organization_id == get_organization(session, organization).id)
+        stmt = stmt.where(Dua.organization_id == organization_filter(organization))
     return _page(session, stmt, Dua, limit, cursor)
+
+
+def organization_filter(name: str) -> Any:
+    """A `WHERE organization_id = ...` value for a filter naming an organisation.
+
+    An unknown name matches nothing (an empty page), exactly like a real organisation whose rows
+    the caller may not see: a filter never tells a caller which organisations exist.
+    """
+    return select(Organization.id).where(Organization.name == name).scalar_subquery()
+
+
+def product_filter(ref: str) -> Any:
+    """The id of product `domain/name` for a filter; an unknown product matches nothing."""
+    domain, _, name = ref.partition("/")
+    return (
+        select(DataProduct.id)
+        .join(Domain, col(Domain.id) == DataProduct.domain_id)
+        .where(Domain.name == domain, DataProduct.name == name)
+        .scalar_subquery()
+    )
 
 
 # --- minimum necessary ---------------------------------------------------------------------------
@@ -540,16 +560,12 @@ def list_requests(
     if status:
         stmt = stmt.where(AccessRequest.status == status)
     if organization:
-        stmt = stmt.where(
-            AccessRequest.organization_id == get_organization(session, organization).id
-        )
+        stmt = stmt.where(AccessRequest.organization_id == organization_filter(organization))
     if product:
-        domain, _, name = product.partition("/")
-        found = products.get_product(session, domain, name)
         stmt = stmt.where(
             col(AccessRequest.id).in_(
                 select(AccessRequestProduct.request_id).where(
-                    AccessRequestProduct.product_id == found.id
+                    AccessRequestProduct.product_id == product_filter(product)
                 )
             )
         )
@@ -696,10 +712,9 @@ def list_grants(
         actor.require("*", "own-grant", "read")
         stmt = stmt.where(Grant.organization_id == _own_org_id(session, actor))
     if organization:
-        stmt = stmt.where(Grant.organization_id == get_organization(session, organization).id)
+        stmt = stmt.where(Grant.organization_id == organization_filter(organization))
     if product:
-        domain, _, name = product.partition("/")
-        stmt = stmt.where(Grant.product_id == products.get_product(session, domain, name).id)
+        stmt = stmt.where(Grant.product_id == product_filter(product))
     if state is None:
         return _page(session, stmt, Grant, limit, cursor)
     now = clock.now()

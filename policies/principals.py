@@ -220,10 +220,14 @@ def revoke_token(session: Session, token_id: str, *, actor: Actor, clock: Clock)
     """Revoke a token at once (admins, or the token's own principal)."""
     token = session.get(ApiToken, token_id)
     owner = session.get(Principal, token.principal_id) if token else None
-    if token is None or owner is None:
+    # Another principal's token looks exactly like a missing one to a caller that may not
+    # revoke it (a 403 for real ids was an oracle for which token ids exist).
+    if (
+        token is None
+        or owner is None
+        or (actor.name != owner.name and not actor.can("*", "token", "revoke"))
+    ):
         raise NotFound(f"token {token_id!r} not found")
-    if actor.name != owner.name:
-        actor.require("*", "token", "revoke")
     if token.revoked_at is not None:
         raise Conflict(f"token {token_id!r} is already revoked")
     now: datetime = clock.now()
