@@ -5,7 +5,7 @@ the same context explains a refusal in words. A grant's state is computed from t
 its review date, so expiry needs no background job.
 """
 
-import fnmatch
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from catalog.products.models import DataProduct, Domain, ProductVersion, Tier, V
 from catalog.settings import Settings
 from policies.enforcer import Caller, PolicyEngine
 from policies.models import (
+    COVERAGE_PATTERN,
     AccessRequest,
     AccessRequestCreate,
     AccessRequestProduct,
@@ -62,9 +63,26 @@ def dua_active(dua: Dua, now: datetime) -> bool:
     return dua.revoked_at is None and dua.effective_from <= now < dua.expires_at
 
 
+def coverage_valid(pattern: str) -> bool:
+    """Whether a coverage pattern has one of the three shapes: `domain/name`, `domain/*`, `*/*`."""
+    return re.fullmatch(COVERAGE_PATTERN, pattern) is not None
+
+
+def covers(pattern: str, product: str) -> bool:
+    """Whether one coverage pattern covers product `domain/name` (no glob matching: `*` is a
+    whole segment, and only `*/*` may put it in the domain)."""
+    if not coverage_valid(pattern):
+        return False  # a stored pattern of another shape covers nothing (fail closed)
+    if pattern == "*/*":
+        return True
+    domain, _, name = pattern.partition("/")
+    product_domain, _, product_name = product.partition("/")
+    return domain == product_domain and name in ("*", product_name)
+
+
 def dua_covers(dua: Dua, product: str) -> bool:
     """Whether `domain/name` falls under the DUA's coverage patterns (`labs/*`, `*/*`)."""
-    return any(fnmatch.fnmatchcase(product, pattern) for pattern in dua.coverage)
+    return any(covers(pattern, product) for pattern in dua.coverage)
 
 
 def get_dua(session: Session, dua_id: int) -> Dua:
@@ -81,8 +99,7 @@ def create_dua(session: Session, spec: DuaCreate, *, actor: Actor, clock: Clock)
     if spec.expires_at <= spec.effective_from:
         raise InvalidParameter("expires_at must be after effective_from")
     for pattern in spec.coverage:
-        domain, sep, name = pattern.partition("/")
-        if not sep or not domain or not name:
+        if not coverage_valid(pattern):
             raise InvalidParameter(f"coverage {pattern!r} must be domain/name, domain/* or */*")
     org = get_organization(session, spec.organization)
     now = clock.now()

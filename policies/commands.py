@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 from sqlmodel import Session
 
@@ -268,21 +269,34 @@ def duas_create(
         digest = hashlib.sha256(document.read_bytes()).hexdigest()
     except OSError as exc:
         raise fail(f"{document}: {exc.strerror}") from None
-    spec = DuaCreate(
-        organization=organization,
-        title=title,
-        purpose=purpose,
-        tiers=tier,
-        coverage=cover,
-        approval_reference=approval_reference,
-        document_sha256=digest,
-        effective_from=_aware(effective or datetime.now(UTC)),
-        expires_at=_aware(expires),
-    )
+    try:
+        spec = DuaCreate(
+            organization=organization,
+            title=title,
+            purpose=purpose,
+            tiers=tier,
+            coverage=cover,
+            approval_reference=approval_reference,
+            document_sha256=digest,
+            effective_from=_aware(effective or datetime.now(UTC)),
+            expires_at=_aware(expires),
+        )
+    except ValidationError as exc:
+        raise fail(_invalid(exc), code=2) from None
     with unit_of_work(home) as session:
         dua = access.create_dua(session, spec, actor=cli_actor(), clock=SystemClock())
     out.print(
         f"DUA {dua.id} for {organization}: {purpose}, tiers {', '.join(t.value for t in tier)}"
+    )
+
+
+def _invalid(exc: ValidationError) -> str:
+    """A pydantic error in words, one part per field."""
+    return "; ".join(
+        str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "value_error"
+        else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in exc.errors()
     )
 
 

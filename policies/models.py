@@ -1,10 +1,11 @@
 """Governance entities: principals and tokens, consumer organisations, DUAs, requests, grants."""
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, BigInteger, Column, Index, String, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -14,6 +15,23 @@ from catalog.products.models import Email, Slug, Tier, UtcInstant
 
 PRINCIPAL_PATTERN = r"^[a-z0-9][a-z0-9._@-]{0,99}$"
 PRODUCT_PATTERN = r"^(\*|[a-z][a-z0-9-]*)/(\*|[a-z][a-z0-9-]*)$"
+_SLUG = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
+# DUA coverage: exactly `domain/name`, `domain/*` or `*/*` (no other glob).
+COVERAGE_PATTERN = rf"^(?:\*/\*|{_SLUG}/(?:\*|{_SLUG}))$"
+
+
+def _coverage_shape(pattern: str) -> str:
+    if re.fullmatch(COVERAGE_PATTERN, pattern) is None:
+        raise ValueError(f"coverage {pattern!r} must be domain/name, domain/* or */*")
+    return pattern
+
+
+# The pattern is published in the OpenAPI document; the validator says what is wrong in words.
+CoveragePattern = Annotated[
+    str,
+    Field(max_length=127, json_schema_extra={"pattern": COVERAGE_PATTERN}),
+    AfterValidator(_coverage_shape),
+]
 # Row ids are 32-bit integer columns (PostgreSQL `integer`): a larger id cannot exist, and
 # passing one to the driver fails with an overflow instead of "not found".
 MAX_ROW_ID = 2**31 - 1
@@ -327,8 +345,8 @@ class DuaCreate(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     purpose: Purpose
     tiers: list[Tier] = Field(min_length=1)
-    coverage: list[str] = Field(
-        min_length=1, description="Products covered: domain/name, domain/* or */*."
+    coverage: list[CoveragePattern] = Field(
+        min_length=1, max_length=1000, description="Products covered: domain/name, domain/* or */*."
     )
     approval_reference: str = Field(min_length=1, max_length=200, description="IRB or approval id")
     document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
