@@ -29,6 +29,7 @@ from policies.models import (
     AccessRequestCreate,
     AccessRequestProduct,
     AccessRequestRead,
+    ApiToken,
     CommentRead,
     Dua,
     DuaCreate,
@@ -39,6 +40,7 @@ from policies.models import (
     GrantState,
     NoticeRead,
     Organization,
+    Principal,
     Purpose,
     RequestComment,
     RequestStatus,
@@ -384,6 +386,34 @@ def _may_read_request(session: Session, actor: Actor, request: AccessRequest) ->
     return False
 
 
+def check_four_eyes(
+    session: Session, request: AccessRequest, *, actor: Actor, decision: str
+) -> None:
+    """Four eyes over people, not names: a request is never decided by its requester, by the
+    principal that created the requester, or by one that issued a token of the requester (it
+    held that secret, so it could have filed the request itself)."""
+    if request.requester == actor.name:
+        raise Forbidden(f"four-eyes rule: a request cannot be {decision} by its requester")
+    requester = session.exec(select(Principal).where(Principal.name == request.requester)).first()
+    if requester is None:
+        return
+    if requester.created_by == actor.name:
+        raise Forbidden(
+            f"four-eyes rule: a request cannot be {decision} by the principal that created its "
+            f"requester ({request.requester!r} was created by {actor.name!r})"
+        )
+    issued = session.exec(
+        select(ApiToken.id).where(
+            ApiToken.principal_id == requester.id, ApiToken.issued_by == actor.name
+        )
+    ).first()
+    if issued is not None:
+        raise Forbidden(
+            f"four-eyes rule: a request cannot be {decision} by a principal that issued a token "
+            f"of its requester ({actor.name!r} issued token {issued!r} of {request.requester!r})"
+        )
+
+
 def _decide(
     session: Session,
     request: AccessRequest,
@@ -420,8 +450,7 @@ def approve_request(
     """Approve a pending request (a platform admin other than the requester): grants follow."""
     actor.require("*", "request", "approve")
     request = get_request(session, request_id, actor=actor)
-    if request.requester == actor.name:
-        raise Forbidden("four-eyes rule: a request cannot be approved by its requester")
+    check_four_eyes(session, request, actor=actor, decision="approved")
     if request.tier == Tier.FULL and not (reason and reason.strip()):
         raise InvalidParameter("approving full-tier access needs a reason naming the justification")
     dua = get_dua(session, saved_id(request.dua_id))
@@ -476,6 +505,7 @@ def deny_request(
     if not (reason and reason.strip()):
         raise InvalidParameter("denying a request needs a reason")
     request = get_request(session, request_id, actor=actor)
+    check_four_eyes(session, request, actor=actor, decision="denied")
     now = clock.now()
     _decide(session, request, RequestStatus.DENIED, actor=actor, reason=reason, now=now)
     record_event(

@@ -203,7 +203,9 @@ def create_token(
     if principal.disabled_at is not None:
         raise Conflict(f"principal {name!r} is disabled")
     now = clock.now()
-    token, secret = issue_token(session, principal, days=days, description=description, now=now)
+    token, secret = issue_token(
+        session, principal, days=days, description=description, now=now, issued_by=actor.name
+    )
     record_event(
         session,
         at=now,
