@@ -2,7 +2,6 @@
 
 import gc
 import logging.config
-from datetime import datetime
 from typing import Any
 
 from litestar import Litestar, Request
@@ -12,10 +11,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import configure_mappers
-from sqlmodel import Session
 
 import catalog
-from catalog import unit_of_work
+from catalog import unit_of_work, wiring
 from catalog.audit.context import (
     RequestContextMiddleware,
     install_redaction,
@@ -31,16 +29,14 @@ from catalog.errors import Unauthenticated
 from catalog.events import Actor
 from catalog.health import healthz, readyz
 from catalog.openapi import StrictPydanticSchemaPlugin
-from catalog.problems import EXCEPTION_HANDLERS
-from catalog.products.models import ProductVersion
+from catalog.problems import EXCEPTION_HANDLERS, record_refusal
 from catalog.products.routes import DomainController, ProductController
 from catalog.products.service import VersionListener
 from catalog.publishing.routes import PublishingController
 from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
-from policies.access import notify_version_change
-from policies.auth import ENV_ADMIN, Authenticator, BearerAuthMiddleware
-from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, PolicyEngine, permission_guard
+from policies.auth import BearerAuthMiddleware
+from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, permission_guard
 from policies.routes import CONTROLLERS as GOVERNANCE
 from sharing.cache import GovernanceCache, RevisionReader
 from sharing.files import FileController
@@ -74,26 +70,10 @@ def create_app(
         window_seconds=settings.auth_failure_window_seconds,
         clock=the_clock,
     )
-    policy = PolicyEngine(
-        the_engine,
-        the_clock,
-        refresh_seconds=settings.policy_refresh_seconds,
-        extra_grouping=[(ENV_ADMIN, "platform-admin", "*")] if settings.admin_token else [],
-    )
+    wired = wiring.build(settings, engine=the_engine, clock=the_clock)
+    policy = wired.policy
 
-    def tell_grant_holders(
-        session: Session, version: ProductVersion, reason: str, served_until: datetime
-    ) -> list[int]:
-        return notify_version_change(
-            session,
-            version,
-            reason=reason,
-            served_until=served_until,
-            settings=settings,
-            now=the_clock.now(),
-        )
-
-    listeners: list[VersionListener] = [tell_grant_holders]
+    listeners: list[VersionListener] = wired.version_listeners
     app = Litestar(
         route_handlers=[
             healthz,
@@ -125,6 +105,7 @@ def create_app(
         ],
         guards=[permission_guard],
         exception_handlers=EXCEPTION_HANDLERS,
+        after_exception=[record_refusal],
         openapi_config=OpenAPIConfig(
             title="FHIR Mesh",
             version=VERSION,
@@ -144,7 +125,7 @@ def create_app(
     app.state.clock = the_clock
     app.state.settings = settings
     app.state.policy = policy
-    app.state.authenticator = Authenticator(settings=settings, policy=policy, clock=the_clock)
+    app.state.authenticator = wired.authenticator
     app.state.limiter = limiter
     app.state.governance_cache = GovernanceCache()
     app.state.revisions = RevisionReader(the_engine)

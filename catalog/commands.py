@@ -5,6 +5,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,11 +14,12 @@ from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
+from typer._click.globals import get_current_context
 
 from catalog import migrate
 from catalog.db import engine_for, transaction
-from catalog.errors import MeshError
-from catalog.events import Actor
+from catalog.errors import Forbidden, MeshError
+from catalog.events import Actor, record_refusal
 from catalog.settings import Settings
 
 out = Console(highlight=False, markup=False)
@@ -69,6 +71,29 @@ def migrated_engine(settings: Settings) -> Engine:
     return engine
 
 
+def command_subject() -> str:
+    """`mesh GROUP COMMAND`: the subject of an audit entry about a refused command."""
+    # Typer runs commands with its own copy of click, whose context stack this is.
+    context = get_current_context(silent=True)
+    words = context.command_path.split()[1:] if context else []
+    return " ".join(["mesh", *words])[:300]
+
+
+def refused(engine: Engine, actor: Actor, exc: MeshError) -> typer.Exit:
+    """A command's MeshError as a clean message and exit code 1; a refusal (`Forbidden`) is
+    recorded once as `access.denied` first, like the API's (its transaction rolled back)."""
+    if isinstance(exc, Forbidden):
+        record_refusal(
+            engine,
+            at=datetime.now(UTC),
+            actor=actor,
+            refusal=exc,
+            subject_type="command",
+            subject=command_subject(),
+        )
+    return fail(exc.detail)
+
+
 @contextmanager
 def unit_of_work(home: Path | None) -> Iterator[Session]:
     """One transaction for a command; MeshErrors become a clean message and exit code 1."""
@@ -78,7 +103,7 @@ def unit_of_work(home: Path | None) -> Iterator[Session]:
         with transaction(engine) as session:
             yield session
     except MeshError as exc:
-        raise fail(exc.detail) from None
+        raise refused(engine, cli_actor(), exc) from None
     finally:
         engine.dispose()
 

@@ -40,6 +40,11 @@ class MeshError(Exception):
         self.detail = detail
         self.errors = errors or []
         self.headers: dict[str, str] = {}  # HTTP headers the answer must carry (Retry-After)
+        # Refusals (Forbidden) are audited once, where the request or command ends
+        # (`catalog.problems.record_refusal`, the CLI's units of work): facts for the entry, and
+        # whether it was written.
+        self.audit_details: dict[str, Any] = {}
+        self.audited = False
 
     @property
     def type_uri(self) -> str:
@@ -133,7 +138,11 @@ class Unauthenticated(MeshError):
 
 
 class Forbidden(MeshError):
-    """The principal is known but lacks the permission."""
+    """The principal is known but lacks the permission, or a rule refuses the action.
+
+    Wherever it is raised, the refusal is recorded once as `access.denied` with its detail as
+    the reason (the API's exception hook, the CLI's unit of work), in a transaction of its own.
+    """
 
     slug, title, status, code = "forbidden", "Forbidden", 403, "PERMISSION_DENIED"
 

@@ -19,7 +19,7 @@ from catalog.audit import chain
 from catalog.audit.context import RequestContext, current_request
 from catalog.audit.models import AuditEntry, AuditEvent, Outcome
 from catalog.audit.writer import writer_for
-from catalog.errors import Forbidden, Unavailable
+from catalog.errors import Forbidden, MeshError, Unavailable
 
 log = logging.getLogger("mesh.audit")
 
@@ -252,3 +252,44 @@ def record_failure(
     except Unavailable:
         log.error("could not record %s (%s) in the audit log", action, outcome)
         return None
+
+
+def refusal_entry(
+    *, at: datetime, actor: Actor, refusal: MeshError, subject_type: str, subject: str
+) -> AuditEntry:
+    """The `access.denied` entry of a refusal (a `Forbidden` raised anywhere), with its reason."""
+    return new_entry(
+        at=at,
+        actor=actor,
+        action="access.denied",
+        subject_type=subject_type,
+        subject=subject,
+        outcome=Outcome.DENIED,
+        reason=refusal.detail,
+        details={"problem": refusal.slug, **refusal.audit_details},
+    )
+
+
+def record_refusal(
+    engine: Engine,
+    *,
+    at: datetime,
+    actor: Actor,
+    refusal: MeshError,
+    subject_type: str,
+    subject: str,
+) -> None:
+    """Record a refusal once, outside its rolled-back transaction (blocking; see `record_failure`).
+
+    A refusal already recorded (`refusal.audited`) is not recorded again.
+    """
+    if refusal.audited:
+        return
+    refusal.audited = True
+    entry = refusal_entry(
+        at=at, actor=actor, refusal=refusal, subject_type=subject_type, subject=subject
+    )
+    try:
+        writer_for(engine).write([entry])
+    except Unavailable:
+        log.error("could not record access.denied in the audit log")

@@ -7,19 +7,22 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandlersMap, Scope
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from catalog.audit.writer import writer_for
 from catalog.errors import (
     PROBLEM_TYPE_BASE,
     Conflict,
     FieldError,
+    Forbidden,
     MeshError,
     Unavailable,
     ValidationFailed,
 )
+from catalog.events import Actor, refusal_entry
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("mesh.errors")
@@ -153,6 +156,33 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     body = MeshError("internal error; the incident was logged").problem()
     return _problem_response(request, body, 500)
+
+
+ANONYMOUS = "anonymous"
+
+
+async def record_refusal(exc: Exception, scope: Scope) -> None:
+    """Every refusal of a request (a `Forbidden`, wherever it was decided: the route guard, a
+    service's four-eyes or minimum-necessary rule), recorded once as `access.denied`.
+
+    An `after_exception` hook: it runs once per failed request, after the request's own
+    transaction has rolled back and before the problem is answered, and writes the entry in its
+    own (group-committed) transaction. A write that fails is logged; the answer stays 403.
+    """
+    if not isinstance(exc, Forbidden) or exc.audited:
+        return
+    exc.audited = True
+    state = scope["litestar_app"].state
+    user = scope.get("user")
+    actor = user if isinstance(user, Actor) else Actor(ANONYMOUS)
+    subject = f"{scope.get('method', 'GET')} {scope.get('path', '')}"[:300]
+    entry = refusal_entry(
+        at=state.clock.now(), actor=actor, refusal=exc, subject_type="route", subject=subject
+    )
+    try:
+        await writer_for(state.engine).write_async([entry])
+    except Unavailable:
+        log.error("could not record access.denied (%s) in the audit log", subject)
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

@@ -5,7 +5,7 @@ the same context explains a refusal in words. A grant's state is computed from t
 its review date, so expiry needs no background job.
 """
 
-import fnmatch
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -24,10 +24,12 @@ from catalog.products.models import DataProduct, Domain, ProductVersion, Tier, V
 from catalog.settings import Settings
 from policies.enforcer import Caller, PolicyEngine
 from policies.models import (
+    COVERAGE_PATTERN,
     AccessRequest,
     AccessRequestCreate,
     AccessRequestProduct,
     AccessRequestRead,
+    ApiToken,
     CommentRead,
     Dua,
     DuaCreate,
@@ -38,6 +40,7 @@ from policies.models import (
     GrantState,
     NoticeRead,
     Organization,
+    Principal,
     Purpose,
     RequestComment,
     RequestStatus,
@@ -62,9 +65,26 @@ def dua_active(dua: Dua, now: datetime) -> bool:
     return dua.revoked_at is None and dua.effective_from <= now < dua.expires_at
 
 
+def coverage_valid(pattern: str) -> bool:
+    """Whether a coverage pattern has one of the three shapes: `domain/name`, `domain/*`, `*/*`."""
+    return re.fullmatch(COVERAGE_PATTERN, pattern) is not None
+
+
+def covers(pattern: str, product: str) -> bool:
+    """Whether one coverage pattern covers product `domain/name` (no glob matching: `*` is a
+    whole segment, and only `*/*` may put it in the domain)."""
+    if not coverage_valid(pattern):
+        return False  # a stored pattern of another shape covers nothing (fail closed)
+    if pattern == "*/*":
+        return True
+    domain, _, name = pattern.partition("/")
+    product_domain, _, product_name = product.partition("/")
+    return domain == product_domain and name in ("*", product_name)
+
+
 def dua_covers(dua: Dua, product: str) -> bool:
     """Whether `domain/name` falls under the DUA's coverage patterns (`labs/*`, `*/*`)."""
-    return any(fnmatch.fnmatchcase(product, pattern) for pattern in dua.coverage)
+    return any(covers(pattern, product) for pattern in dua.coverage)
 
 
 def get_dua(session: Session, dua_id: int) -> Dua:
@@ -81,8 +101,7 @@ def create_dua(session: Session, spec: DuaCreate, *, actor: Actor, clock: Clock)
     if spec.expires_at <= spec.effective_from:
         raise InvalidParameter("expires_at must be after effective_from")
     for pattern in spec.coverage:
-        domain, sep, name = pattern.partition("/")
-        if not sep or not domain or not name:
+        if not coverage_valid(pattern):
             raise InvalidParameter(f"coverage {pattern!r} must be domain/name, domain/* or */*")
     org = get_organization(session, spec.organization)
     now = clock.now()
@@ -167,8 +186,28 @@ def list_duas(
         actor.require("*", "own-dua", "read")
         stmt = stmt.where(Dua.organization_id == _own_org_id(session, actor))
     if organization:
-        stmt = stmt.where(Dua.organization_id == get_organization(session, organization).id)
+        stmt = stmt.where(Dua.organization_id == organization_filter(organization))
     return _page(session, stmt, Dua, limit, cursor)
+
+
+def organization_filter(name: str) -> Any:
+    """A `WHERE organization_id = ...` value for a filter naming an organisation.
+
+    An unknown name matches nothing (an empty page), exactly like a real organisation whose rows
+    the caller may not see: a filter never tells a caller which organisations exist.
+    """
+    return select(Organization.id).where(Organization.name == name).scalar_subquery()
+
+
+def product_filter(ref: str) -> Any:
+    """The id of product `domain/name` for a filter; an unknown product matches nothing."""
+    domain, _, name = ref.partition("/")
+    return (
+        select(DataProduct.id)
+        .join(Domain, col(Domain.id) == DataProduct.domain_id)
+        .where(Domain.name == domain, DataProduct.name == name)
+        .scalar_subquery()
+    )
 
 
 # --- minimum necessary ---------------------------------------------------------------------------
@@ -203,6 +242,21 @@ class TierContext:
         return out
 
 
+def tier_context(
+    dua: Dua, *, product: str, tier: Tier, purpose: Purpose, justification: str, now: datetime
+) -> TierContext:
+    """The minimum-necessary context of `tier` of `product` under `dua`: the one builder, used
+    when a request is filed, when it is approved and at every read of the grant."""
+    return TierContext(
+        dua_active=dua_active(dua, now),
+        dua_covers_product=dua_covers(dua, product),
+        dua_permits_tier=str(tier) in dua.tiers,
+        purpose_matches_dua=purpose == dua.purpose,
+        purpose_allows_full=purpose in FULL_PURPOSES,
+        has_justification=len(justification.strip()) >= 10,
+    )
+
+
 def check_minimum_necessary(
     policy: PolicyEngine,
     dua: Dua,
@@ -214,17 +268,29 @@ def check_minimum_necessary(
     now: datetime,
 ) -> None:
     """Refuse, naming every unmet rule, unless the policy allows `tier` of `product`."""
-    context = TierContext(
-        dua_active=dua_active(dua, now),
-        dua_covers_product=dua_covers(dua, product),
-        dua_permits_tier=str(tier) in dua.tiers,
-        purpose_matches_dua=purpose == dua.purpose,
-        purpose_allows_full=purpose in FULL_PURPOSES,
-        has_justification=len(justification.strip()) >= 10,
+    context = tier_context(
+        dua, product=product, tier=tier, purpose=purpose, justification=justification, now=now
     )
     if not policy.tier_allowed(str(tier), context):
         reasons = context.reasons(tier) or ["no tier rule allows it"]
         raise PolicyRefusal(f"{tier} access to {product} refused: " + "; ".join(reasons))
+
+
+def check_grant(
+    policy: PolicyEngine, grant: Grant, dua: Dua, *, purpose: Purpose, product: str, now: datetime
+) -> None:
+    """The minimum-necessary rules over a grant's own fields (its tier and justification, its
+    DUA, its request's purpose): checked before an approval creates the grant and at every
+    read, so a grant that is created can be served."""
+    check_minimum_necessary(
+        policy,
+        dua,
+        product=product,
+        tier=grant.tier,
+        purpose=purpose,
+        justification=grant.justification,
+        now=now,
+    )
 
 
 # --- access requests -----------------------------------------------------------------------------
@@ -320,6 +386,34 @@ def _may_read_request(session: Session, actor: Actor, request: AccessRequest) ->
     return False
 
 
+def check_four_eyes(
+    session: Session, request: AccessRequest, *, actor: Actor, decision: str
+) -> None:
+    """Four eyes over people, not names: a request is never decided by its requester, by the
+    principal that created the requester, or by one that issued a token of the requester (it
+    held that secret, so it could have filed the request itself)."""
+    if request.requester == actor.name:
+        raise Forbidden(f"four-eyes rule: a request cannot be {decision} by its requester")
+    requester = session.exec(select(Principal).where(Principal.name == request.requester)).first()
+    if requester is None:
+        return
+    if requester.created_by == actor.name:
+        raise Forbidden(
+            f"four-eyes rule: a request cannot be {decision} by the principal that created its "
+            f"requester ({request.requester!r} was created by {actor.name!r})"
+        )
+    issued = session.exec(
+        select(ApiToken.id).where(
+            ApiToken.principal_id == requester.id, ApiToken.issued_by == actor.name
+        )
+    ).first()
+    if issued is not None:
+        raise Forbidden(
+            f"four-eyes rule: a request cannot be {decision} by a principal that issued a token "
+            f"of its requester ({actor.name!r} issued token {issued!r} of {request.requester!r})"
+        )
+
+
 def _decide(
     session: Session,
     request: AccessRequest,
@@ -356,23 +450,11 @@ def approve_request(
     """Approve a pending request (a platform admin other than the requester): grants follow."""
     actor.require("*", "request", "approve")
     request = get_request(session, request_id, actor=actor)
-    if request.requester == actor.name:
-        raise Forbidden("four-eyes rule: a request cannot be approved by its requester")
+    check_four_eyes(session, request, actor=actor, decision="approved")
     if request.tier == Tier.FULL and not (reason and reason.strip()):
         raise InvalidParameter("approving full-tier access needs a reason naming the justification")
     dua = get_dua(session, saved_id(request.dua_id))
     now = clock.now()
-    for ref in request.products:
-        check_minimum_necessary(
-            policy,
-            dua,
-            product=ref,
-            tier=request.tier,
-            purpose=request.purpose,
-            justification=request.justification,
-            now=now,
-        )
-    _decide(session, request, RequestStatus.APPROVED, actor=actor, reason=reason, now=now)
     expires = min(now + timedelta(days=request.requested_days), dua.expires_at)
     grants = []
     for ref in request.products:
@@ -385,13 +467,22 @@ def approve_request(
             dua_id=saved_id(dua.id),
             request_id=saved_id(request.id),
             approved_by=actor.name,
-            justification=reason or request.justification,
+            # The justification the rules read stays the request's; the approver's reason is
+            # kept beside it (it used to replace it, so a short reason made a grant unservable).
+            justification=request.justification,
+            approval_reason=reason,
             created_at=now,
             expires_at=expires,
             review_due_at=min(now + timedelta(days=settings.grant_review_days), expires),
         )
-        session.add(grant)
+        # The very checks every read makes (sharing), over the grant about to be created.
+        check_grant(policy, grant, dua, purpose=request.purpose, product=ref, now=now)
+        state = grant_state(grant, dua, now, settings)
+        if not readable(state):
+            raise Conflict(f"a grant of {ref} would be {state} from the start: not approved")
         grants.append(grant)
+    _decide(session, request, RequestStatus.APPROVED, actor=actor, reason=reason, now=now)
+    session.add_all(grants)
     session.flush()
     record_event(
         session,
@@ -414,6 +505,7 @@ def deny_request(
     if not (reason and reason.strip()):
         raise InvalidParameter("denying a request needs a reason")
     request = get_request(session, request_id, actor=actor)
+    check_four_eyes(session, request, actor=actor, decision="denied")
     now = clock.now()
     _decide(session, request, RequestStatus.DENIED, actor=actor, reason=reason, now=now)
     record_event(
@@ -515,16 +607,12 @@ def list_requests(
     if status:
         stmt = stmt.where(AccessRequest.status == status)
     if organization:
-        stmt = stmt.where(
-            AccessRequest.organization_id == get_organization(session, organization).id
-        )
+        stmt = stmt.where(AccessRequest.organization_id == organization_filter(organization))
     if product:
-        domain, _, name = product.partition("/")
-        found = products.get_product(session, domain, name)
         stmt = stmt.where(
             col(AccessRequest.id).in_(
                 select(AccessRequestProduct.request_id).where(
-                    AccessRequestProduct.product_id == found.id
+                    AccessRequestProduct.product_id == product_filter(product)
                 )
             )
         )
@@ -671,10 +759,9 @@ def list_grants(
         actor.require("*", "own-grant", "read")
         stmt = stmt.where(Grant.organization_id == _own_org_id(session, actor))
     if organization:
-        stmt = stmt.where(Grant.organization_id == get_organization(session, organization).id)
+        stmt = stmt.where(Grant.organization_id == organization_filter(organization))
     if product:
-        domain, _, name = product.partition("/")
-        stmt = stmt.where(Grant.product_id == products.get_product(session, domain, name).id)
+        stmt = stmt.where(Grant.product_id == product_filter(product))
     if state is None:
         return _page(session, stmt, Grant, limit, cursor)
     now = clock.now()
@@ -707,6 +794,7 @@ def grant_read(session: Session, grant: Grant, *, settings: Settings, now: datet
         request_id=grant.request_id,
         approved_by=grant.approved_by,
         justification=grant.justification,
+        approval_reason=grant.approval_reason,
         created_at=grant.created_at,
         expires_at=grant.expires_at,
         review_due_at=grant.review_due_at,

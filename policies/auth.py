@@ -83,9 +83,18 @@ def _digest(secret: str) -> str:
 
 
 def issue_token(
-    session: Session, principal: Principal, *, days: int, description: str, now: datetime
+    session: Session,
+    principal: Principal,
+    *,
+    days: int,
+    description: str,
+    now: datetime,
+    issued_by: str | None = None,
 ) -> tuple[ApiToken, str]:
-    """A new token for `principal`; the returned string is the only copy of the secret."""
+    """A new token for `principal`; the returned string is the only copy of the secret.
+
+    `issued_by` (who receives that copy) is kept: the four-eyes rule refuses that principal
+    decisions on the token holder's requests."""
     token_id, digest, credential = new_secret(TOKEN_PREFIX)
     token = ApiToken(
         id=token_id,
@@ -94,6 +103,7 @@ def issue_token(
         description=description,
         created_at=now,
         expires_at=now + timedelta(days=days),
+        issued_by=issued_by,
     )
     session.add(token)
     session.flush()

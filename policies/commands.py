@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 from sqlmodel import Session
 
+from catalog import wiring
 from catalog.clock import SystemClock
 from catalog.commands import (
     AsJson,
@@ -25,10 +27,12 @@ from catalog.commands import (
     migrated_engine,
     out,
     print_json,
+    refused,
     unit_of_work,
 )
 from catalog.db import transaction
 from catalog.errors import MeshError
+from catalog.events import Actor
 from catalog.products.models import Tier
 from catalog.settings import Settings
 from policies import access, principals
@@ -74,14 +78,15 @@ def acting(
         raise fail("say who acts: --as PRINCIPAL (or MESH_PRINCIPAL)", code=2)
     settings = load_settings(home)
     engine = migrated_engine(settings)
-    policy = PolicyEngine(engine, SystemClock(), refresh_seconds=0)
+    wired = wiring.build(settings, engine=engine, refresh_seconds=0)
+    caller: Caller | None = None
     try:
         with transaction(engine) as session:
             principal = principals.get_principal(session, who)
-            caller = Authenticator(settings, policy, SystemClock()).caller_for(session, principal)
-            yield session, caller, policy, settings
+            caller = wired.authenticator.caller_for(session, principal)
+            yield session, caller, wired.policy, settings
     except MeshError as exc:
-        raise fail(exc.detail) from None
+        raise refused(engine, caller or Actor(who), exc) from None
     finally:
         engine.dispose()
 
@@ -204,20 +209,23 @@ def admin_bootstrap(
 
 @policy_app.command("check")
 def policy_check(
-    subject: str,
+    principal: Annotated[str, typer.Argument(metavar="PRINCIPAL", help="A principal's name.")],
     obj: Annotated[str, typer.Argument(metavar="OBJECT")],
     action: str,
     domain: Annotated[str, typer.Option(help="Domain of the object (`*`: any).")] = "*",
     home: Home = None,
 ) -> None:
-    """Explain a decision: which policy line allowed it, or that none did."""
+    """Explain a decision for a principal: which policy line allowed it, or that none did."""
     settings = load_settings(home)
     engine = migrated_engine(settings)
-    policy = PolicyEngine(engine, SystemClock(), refresh_seconds=0)
-    allowed, rule = policy.explain(subject, domain, obj, action)
-    roles = ", ".join(f"{r}@{d}" for r, d in policy.roles_of(subject)) or "none"
-    out.print(f"{'ALLOW' if allowed else 'DENY'} {subject} {obj}:{action} in {domain}")
-    out.print(f"  roles of {subject}: {roles}")
+    try:
+        policy = wiring.build(settings, engine=engine).policy
+        allowed, rule = policy.explain(principal, domain, obj, action)
+        roles = ", ".join(f"{r}@{d}" for r, d in policy.roles_of(principal)) or "none"
+    finally:
+        engine.dispose()
+    out.print(f"{'ALLOW' if allowed else 'DENY'} {principal} {obj}:{action} in {domain}")
+    out.print(f"  roles of principal {principal}: {roles}")
     out.print(
         f"  matched: p, {', '.join(rule)}"
         if allowed
@@ -261,21 +269,34 @@ def duas_create(
         digest = hashlib.sha256(document.read_bytes()).hexdigest()
     except OSError as exc:
         raise fail(f"{document}: {exc.strerror}") from None
-    spec = DuaCreate(
-        organization=organization,
-        title=title,
-        purpose=purpose,
-        tiers=tier,
-        coverage=cover,
-        approval_reference=approval_reference,
-        document_sha256=digest,
-        effective_from=_aware(effective or datetime.now(UTC)),
-        expires_at=_aware(expires),
-    )
+    try:
+        spec = DuaCreate(
+            organization=organization,
+            title=title,
+            purpose=purpose,
+            tiers=tier,
+            coverage=cover,
+            approval_reference=approval_reference,
+            document_sha256=digest,
+            effective_from=_aware(effective or datetime.now(UTC)),
+            expires_at=_aware(expires),
+        )
+    except ValidationError as exc:
+        raise fail(_invalid(exc), code=2) from None
     with unit_of_work(home) as session:
         dua = access.create_dua(session, spec, actor=cli_actor(), clock=SystemClock())
     out.print(
         f"DUA {dua.id} for {organization}: {purpose}, tiers {', '.join(t.value for t in tier)}"
+    )
+
+
+def _invalid(exc: ValidationError) -> str:
+    """A pydantic error in words, one part per field."""
+    return "; ".join(
+        str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "value_error"
+        else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in exc.errors()
     )
 
 

@@ -13,20 +13,35 @@ from typing import Any
 
 import casbin
 from casbin.util import key_match
-from litestar.concurrency import sync_to_thread
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from catalog.audit.context import redact
-from catalog.audit.models import Outcome
 from catalog.blocking import may_block
 from catalog.clock import Clock
 from catalog.errors import Forbidden, Unauthenticated
-from catalog.events import Actor, record_failure
+from catalog.events import Actor
 from policies.adapter import SessionAdapter, rule_values
 from policies.models import CasbinRule, PolicyRevision
 
 MODEL_PATH = Path(__file__).with_name("model.conf")
+# Subjects and roles live in separate namespaces of the Casbin policy: a principal is
+# `user:NAME`, a role is `role:NAME`, so no principal name can ever stand for a role (a principal
+# called `platform-admin` is `user:platform-admin`, which no `p` line names).
+USER_PREFIX = "user:"
+ROLE_PREFIX = "role:"
+
+
+def user_subject(name: str) -> str:
+    """The Casbin subject of principal `name`."""
+    return USER_PREFIX + name
+
+
+def role_subject(role: str) -> str:
+    """The Casbin subject of role `role`."""
+    return ROLE_PREFIX + role
+
+
 DEFAULT_POLICY = Path(__file__).with_name("policy.csv")
 
 
@@ -109,8 +124,10 @@ class PolicyEngine:
                 if self._enforcer is None or revision != self._revision:
                     enforcer = _new_enforcer()
                     SessionAdapter(session).load_policy(enforcer.get_model())
-                    for rule in self.extra_grouping:
-                        enforcer.get_model().add_policy("g", "g", list(rule))
+                    for name, role, domain in self.extra_grouping:
+                        enforcer.get_model().add_policy(
+                            "g", "g", [user_subject(name), role_subject(role), domain]
+                        )
                     enforcer.build_role_links()
                     with self._decide:
                         self._enforcer, self._revision = enforcer, revision
@@ -124,17 +141,18 @@ class PolicyEngine:
         """The rules in force, as an opaque value that changes whenever they are reloaded."""
         return self._current()
 
-    def allowed(self, subject: str, domain: str, obj: str, action: str) -> bool:
-        """The decision for one request (deny by default)."""
+    def allowed(self, principal: str, domain: str, obj: str, action: str) -> bool:
+        """The decision for one request of principal `principal` (deny by default)."""
         enforcer = self._current()
         with self._decide:
-            return bool(enforcer.enforce(subject, domain, obj, action))
+            return bool(enforcer.enforce(user_subject(principal), domain, obj, action))
 
-    def explain(self, subject: str, domain: str, obj: str, action: str) -> tuple[bool, list[str]]:
-        """The decision and the policy line that allowed it (empty when none did)."""
+    def explain(self, principal: str, domain: str, obj: str, action: str) -> tuple[bool, list[str]]:
+        """The decision for principal `principal` and the policy line that allowed it (empty
+        when none did)."""
         enforcer = self._current()
         with self._decide:
-            allowed, rule = enforcer.enforce_ex(subject, domain, obj, action)
+            allowed, rule = enforcer.enforce_ex(user_subject(principal), domain, obj, action)
         return bool(allowed), list(rule)
 
     def tier_allowed(self, tier: str, context: Any) -> bool:
@@ -149,10 +167,15 @@ class PolicyEngine:
                 return decision
             return self._tier_decisions[key]
 
-    def roles_of(self, subject: str) -> list[tuple[str, str]]:
-        """(role, domain) pairs held by a subject."""
+    def roles_of(self, principal: str) -> list[tuple[str, str]]:
+        """(role, domain) pairs held by principal `principal` (role names without namespace)."""
         model = self._current().get_model()
-        return [(r[1], r[2]) for r in model.get_policy("g", "g") if r[0] == subject]
+        subject = user_subject(principal)
+        return [
+            (r[1].removeprefix(ROLE_PREFIX), r[2])
+            for r in model.get_policy("g", "g")
+            if r[0] == subject
+        ]
 
 
 class Caller(Actor):
@@ -228,7 +251,8 @@ async def permission_guard(connection: Any, handler: Any) -> None:
 
     The domain is the route's `{domain}` path parameter, else `*` (every domain).
     `authenticated` lets any principal through to a service that filters by permission.
-    A refusal is recorded in the audit log (`access.denied`, outcome `denied`).
+    A refusal is recorded in the audit log (`access.denied`, outcome `denied`) by the app's
+    refusal hook, like every refusal a service decides.
     """
     if connection.scope["path"].startswith(PUBLIC_PATHS + RECIPIENT_PATHS):  # not .url: cost
         return
@@ -244,7 +268,8 @@ async def permission_guard(connection: Any, handler: Any) -> None:
         obj, _, action = spec.partition(":")
         caller.require(connection.path_params.get("domain", "*"), obj, action)
     except Forbidden as exc:
-        await sync_to_thread(_record_denial, connection, caller, str(spec), exc.detail)
+        # Recorded once, with every other refusal, by `catalog.problems.record_refusal`.
+        exc.audit_details["permission"] = str(spec)
         raise
 
 
@@ -252,18 +277,3 @@ def route_subject(connection: Any) -> str:
     """`METHOD /path`: the subject of an audit entry about a refused request (a secret path
     segment, such as an activation link's, redacted as in log lines)."""
     return redact(f"{connection.scope.get('method', 'GET')} {connection.url.path}")[:300]
-
-
-def _record_denial(connection: Any, caller: Actor, permission: str, reason: str) -> None:
-    state = connection.app.state
-    record_failure(
-        state.engine,
-        at=state.clock.now(),
-        actor=caller,
-        action="access.denied",
-        subject_type="route",
-        subject=route_subject(connection),
-        outcome=Outcome.DENIED,
-        reason=reason,
-        details={"permission": permission},
-    )

@@ -1,10 +1,11 @@
 """Governance entities: principals and tokens, consumer organisations, DUAs, requests, grants."""
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, BigInteger, Column, Index, String, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -14,6 +15,23 @@ from catalog.products.models import Email, Slug, Tier, UtcInstant
 
 PRINCIPAL_PATTERN = r"^[a-z0-9][a-z0-9._@-]{0,99}$"
 PRODUCT_PATTERN = r"^(\*|[a-z][a-z0-9-]*)/(\*|[a-z][a-z0-9-]*)$"
+_SLUG = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
+# DUA coverage: exactly `domain/name`, `domain/*` or `*/*` (no other glob).
+COVERAGE_PATTERN = rf"^(?:\*/\*|{_SLUG}/(?:\*|{_SLUG}))$"
+
+
+def _coverage_shape(pattern: str) -> str:
+    if re.fullmatch(COVERAGE_PATTERN, pattern) is None:
+        raise ValueError(f"coverage {pattern!r} must be domain/name, domain/* or */*")
+    return pattern
+
+
+# The pattern is published in the OpenAPI document; the validator says what is wrong in words.
+CoveragePattern = Annotated[
+    str,
+    Field(max_length=127, json_schema_extra={"pattern": COVERAGE_PATTERN}),
+    AfterValidator(_coverage_shape),
+]
 # Row ids are 32-bit integer columns (PostgreSQL `integer`): a larger id cannot exist, and
 # passing one to the driver fails with an overflow instead of "not found".
 MAX_ROW_ID = 2**31 - 1
@@ -148,6 +166,8 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = SQLField(sa_type=UtcDateTime)
     expires_at: datetime = SQLField(sa_type=UtcDateTime)
     revoked_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
+    # Who issued it (four eyes: an admin may not decide requests of principals it issued for).
+    issued_by: str | None = SQLField(default=None, max_length=200)
 
 
 class Dua(SQLModel, table=True):
@@ -236,7 +256,9 @@ class Grant(SQLModel, table=True):
     dua_id: int = SQLField(foreign_key="dua.id", index=True)
     request_id: int = SQLField(foreign_key="access_request.id")
     approved_by: str = SQLField(max_length=100)
+    # The request's justification, which the tier rules read at approval and at every read.
     justification: str = SQLField(max_length=4000)
+    approval_reason: str | None = SQLField(default=None, max_length=4000)
     created_at: datetime = SQLField(sa_type=UtcDateTime)
     expires_at: datetime = SQLField(sa_type=UtcDateTime)
     review_due_at: datetime = SQLField(sa_type=UtcDateTime)
@@ -323,8 +345,8 @@ class DuaCreate(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     purpose: Purpose
     tiers: list[Tier] = Field(min_length=1)
-    coverage: list[str] = Field(
-        min_length=1, description="Products covered: domain/name, domain/* or */*."
+    coverage: list[CoveragePattern] = Field(
+        min_length=1, max_length=1000, description="Products covered: domain/name, domain/* or */*."
     )
     approval_reference: str = Field(min_length=1, max_length=200, description="IRB or approval id")
     document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -426,6 +448,7 @@ class GrantRead(BaseModel):
     request_id: int
     approved_by: str
     justification: str
+    approval_reason: str | None
     created_at: datetime
     expires_at: datetime
     review_due_at: datetime

@@ -9,7 +9,14 @@ from catalog.errors import Conflict, InvalidParameter, NotFound
 from catalog.events import Actor, record_event
 from catalog.products.models import Domain
 from policies.auth import issue_token
-from policies.enforcer import add_rule, remove_rules
+from policies.enforcer import (
+    ROLE_PREFIX,
+    USER_PREFIX,
+    add_rule,
+    remove_rules,
+    role_subject,
+    user_subject,
+)
 from policies.models import (
     ApiToken,
     CasbinRule,
@@ -23,6 +30,17 @@ from policies.models import (
 )
 
 MEMBER = "member"
+# Names a principal may never have: the roles (Casbin namespaces keep them apart anyway, but a
+# principal called `auditor` would mislead every reader of the audit trail and `mesh policy`).
+RESERVED_NAMES = frozenset({MEMBER, *(role.value for role in Role)})
+
+
+def check_principal_name(name: str) -> None:
+    """Refuse a name equal to a role or carrying a policy namespace (`user:`, `role:`, `env:`)."""
+    if name in RESERVED_NAMES:
+        raise InvalidParameter(f"principal name {name!r} is reserved: it names a role")
+    if ":" in name or name.startswith((USER_PREFIX, ROLE_PREFIX)):
+        raise InvalidParameter(f"principal name {name!r} may not carry a namespace prefix (':')")
 
 
 def get_organization(session: Session, name: str) -> Organization:
@@ -74,6 +92,7 @@ def create_principal(
 ) -> Principal:
     """Create a person or service account with its roles."""
     actor.require("*", "principal", "create")
+    check_principal_name(spec.name)
     if session.exec(select(Principal.id).where(Principal.name == spec.name)).first():
         raise Conflict(f"principal {spec.name!r} already exists")
     if Role.PUBLISHER in spec.roles and not spec.domains:
@@ -96,10 +115,11 @@ def create_principal(
         created_by=actor.name,
     )
     session.add(principal)
-    add_rule(session, "g", [spec.name, MEMBER, "*"], now=now)
+    subject = user_subject(spec.name)
+    add_rule(session, "g", [subject, role_subject(MEMBER), "*"], now=now)
     for role in spec.roles:
         for domain in spec.domains if role == Role.PUBLISHER else ["*"]:
-            add_rule(session, "g", [spec.name, role.value, domain], now=now)
+            add_rule(session, "g", [subject, role_subject(role.value), domain], now=now)
     record_event(
         session,
         at=now,
@@ -120,10 +140,13 @@ def create_principal(
 def principal_read(session: Session, principal: Principal) -> PrincipalRead:
     """API shape with roles read from the policy table."""
     lines = session.exec(
-        select(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v0 == principal.name)
+        select(CasbinRule).where(
+            CasbinRule.ptype == "g", CasbinRule.v0 == user_subject(principal.name)
+        )
     ).all()
-    roles = sorted({r.v1 or "" for r in lines} - {MEMBER})
-    domains = sorted({r.v2 or "" for r in lines if r.v1 == Role.PUBLISHER.value})
+    held = [((r.v1 or "").removeprefix(ROLE_PREFIX), r.v2 or "") for r in lines]
+    roles = sorted({role for role, _ in held} - {MEMBER})
+    domains = sorted({domain for role, domain in held if role == Role.PUBLISHER.value})
     org = (
         session.get(Organization, principal.organization_id) if principal.organization_id else None
     )
@@ -156,7 +179,7 @@ def disable_principal(
         raise Conflict(f"principal {name!r} is already disabled")
     now = clock.now()
     principal.disabled_at = now
-    remove_rules(session, "g", name, now=now)
+    remove_rules(session, "g", user_subject(name), now=now)
     record_event(
         session,
         at=now,
@@ -180,7 +203,9 @@ def create_token(
     if principal.disabled_at is not None:
         raise Conflict(f"principal {name!r} is disabled")
     now = clock.now()
-    token, secret = issue_token(session, principal, days=days, description=description, now=now)
+    token, secret = issue_token(
+        session, principal, days=days, description=description, now=now, issued_by=actor.name
+    )
     record_event(
         session,
         at=now,
@@ -197,10 +222,14 @@ def revoke_token(session: Session, token_id: str, *, actor: Actor, clock: Clock)
     """Revoke a token at once (admins, or the token's own principal)."""
     token = session.get(ApiToken, token_id)
     owner = session.get(Principal, token.principal_id) if token else None
-    if token is None or owner is None:
+    # Another principal's token looks exactly like a missing one to a caller that may not
+    # revoke it (a 403 for real ids was an oracle for which token ids exist).
+    if (
+        token is None
+        or owner is None
+        or (actor.name != owner.name and not actor.can("*", "token", "revoke"))
+    ):
         raise NotFound(f"token {token_id!r} not found")
-    if actor.name != owner.name:
-        actor.require("*", "token", "revoke")
     if token.revoked_at is not None:
         raise Conflict(f"token {token_id!r} is already revoked")
     now: datetime = clock.now()

@@ -26,7 +26,7 @@ from catalog.db import saved_id
 from catalog.errors import InvalidParameter, NotFound
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
 from catalog.settings import Settings
-from policies.access import PolicyRefusal, check_minimum_necessary, grant_state, readable
+from policies.access import PolicyRefusal, check_grant, grant_state, readable
 from policies.enforcer import PolicyEngine
 from policies.models import AccessRequest, Dua, Grant, Organization, Purpose
 from sharing.cache import CacheView
@@ -190,13 +190,12 @@ def _derive(
         if not readable(grant_state(grant, dua, now, settings)):
             continue
         try:
-            check_minimum_necessary(
+            check_grant(
                 policy,
+                grant,
                 dua,
-                product=f"{domain_name}/{product_name}",
-                tier=grant.tier,
                 purpose=Purpose(purpose),
-                justification=grant.justification,
+                product=f"{domain_name}/{product_name}",
                 now=now,
             )
         except PolicyRefusal:

@@ -268,8 +268,18 @@ def seed_default_policy() -> None:
         sa.column("ptype", sa.String),
         *(sa.column(f"v{i}", sa.String) for i in range(6)),
     )
+    # The policy of this revision named roles without the `role:` namespace (revision
+    # b1c0ffee0001 introduced it and rewrites these lines).
     rows = [
-        {"ptype": ptype, **{f"v{i}": values[i] if i < len(values) else None for i in range(6)}}
+        {
+            "ptype": ptype,
+            **{
+                f"v{i}": (values[i].removeprefix("role:") if i == 0 else values[i])
+                if i < len(values)
+                else None
+                for i in range(6)
+            },
+        }
         for ptype, *values in default_policy_lines()
     ]
     op.bulk_insert(rules, rows)

@@ -143,7 +143,7 @@ def test_only_auditors_and_platform_admins_read_the_audit_log(client):
         for path in reversed(("/api/v1/audit", "/api/v1/audit/verify", "/api/v1/audit/export"))
     ]
     assert denied[0]["organization"] == "sepsis-research"
-    assert denied[0]["details"] == {"permission": "audit:read"}
+    assert denied[0]["details"] == {"problem": "forbidden", "permission": "audit:read"}
     assert re.match(r"^[0-9a-f]{16}$", denied[0]["token_id"])
 
 

@@ -47,7 +47,7 @@ def test_governance_from_the_command_line(mesh, tmp_path, settings, engine, cloc
 
     allow = mesh("policy", "check", "carol", "own-request", "create")
     assert allow.stdout.startswith("ALLOW carol own-request:create in *")
-    assert "matched: p, consumer, *, own-request, create" in allow.stdout
+    assert "matched: p, role:consumer, *, own-request, create" in allow.stdout
     deny = mesh("policy", "check", "carol", "request", "approve", expect=1)
     assert "no policy line matched (deny by default)" in deny.stdout
 

@@ -53,7 +53,9 @@ def test_full_tier_approval_needs_a_reason(estate):
         json={"reason": "Sepsis bundle compliance audit, QI committee minute 12"},
     )
     assert ok.status_code == 200
-    assert ok.json()["items"][0]["justification"].startswith("Sepsis bundle")
+    grant = ok.json()["items"][0]
+    assert grant["approval_reason"].startswith("Sepsis bundle")
+    assert grant["justification"] == "Cohort study of sepsis outcomes across the network"
 
 
 def test_grant_expiry_review_and_suspension_follow_the_clock(estate, clock):
@@ -264,10 +266,15 @@ def test_policy_change_reaches_a_second_process(settings, engine, clock, estate)
         # Through the first process, make pub-sm a publisher of riverside as well.
         from sqlmodel import Session
 
-        from policies.enforcer import add_rule
+        from policies.enforcer import add_rule, role_subject, user_subject
 
         with Session(engine) as s:
-            add_rule(s, "g", ["pub-sm", "publisher", "riverside"], now=clock.now())
+            add_rule(
+                s,
+                "g",
+                [user_subject("pub-sm"), role_subject("publisher"), "riverside"],
+                now=clock.now(),
+            )
             s.commit()
         assert (
             second.post(
