@@ -1,7 +1,7 @@
 """product_version.served_until
 
 Revision ID: e1a7c3d5b2f0
-Revises: 5a1f0c2d9e7b
+Revises: b1c0ffee0001
 Create Date: 2026-12-04 19:00:00.000000
 
 A deprecated version used to carry its end of service only in the grant notices, so it stayed
@@ -17,7 +17,7 @@ from alembic import op
 import catalog.db
 
 revision: str = "e1a7c3d5b2f0"
-down_revision: str | None = "5a1f0c2d9e7b"
+down_revision: str | None = "b1c0ffee0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
