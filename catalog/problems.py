@@ -11,6 +11,7 @@ from litestar.types import ExceptionHandlersMap
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from catalog.audit.context import redact
 from catalog.errors import (
     PROBLEM_TYPE_BASE,
     Conflict,
@@ -75,7 +76,7 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 def _problem_response(
     request: Request[Any, Any, Any], body: dict[str, Any], status: int
 ) -> Response[Any]:
-    body.setdefault("instance", request.url.path)
+    body.setdefault("instance", redact(request.url.path))  # an activation path is its secret
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON)
 
 
