@@ -1,5 +1,6 @@
 """`mesh`: the command line. Every command calls the same services as the API."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from catalog.commands import (
     print_json,
     split_product,
     unit_of_work,
+    wired_unit_of_work,
 )
 from catalog.db import engine_for, transaction
 from catalog.events import Actor
@@ -245,10 +247,16 @@ def products_show(product: str, home: Home = None, as_json: AsJson = False) -> N
 
 def _product_lifecycle(product: str, target: ProductStatus, reason: str, home: Path | None) -> None:
     domain, name = split_product(product)
-    with unit_of_work(home) as session:
+    with wired_unit_of_work(home) as (session, wired):
         found = service.get_product(session, domain, name)
         service.change_product_status(
-            session, found, target, reason=reason, actor=cli_actor(), clock=SystemClock()
+            session,
+            found,
+            target,
+            reason=reason,
+            actor=cli_actor(),
+            clock=wired.clock,
+            listeners=wired.version_listeners,
         )
     out.print(f"{domain}/{name} is now {target}")
 
@@ -295,28 +303,58 @@ def versions_show(
 
 
 def _version_lifecycle(
-    product: str, version: str, target: VersionStatus, reason: str, home: Path | None
+    product: str,
+    version: str,
+    target: VersionStatus,
+    reason: str,
+    home: Path | None,
+    served_until: datetime | None = None,
 ) -> None:
+    """As the API does it: the same listeners (notices on the affected grants), the same
+    notice period."""
     domain, name = split_product(product)
-    with unit_of_work(home) as session:
+    with wired_unit_of_work(home) as (session, wired):
         found = service.get_version(session, domain, name, version)
-        service.change_version_status(
-            session, found, target, reason=reason, actor=cli_actor(), clock=SystemClock()
+        changed = service.change_version_status(
+            session,
+            found,
+            target,
+            reason=reason,
+            actor=cli_actor(),
+            clock=wired.clock,
+            served_until=served_until,
+            notice_days=wired.settings.deprecation_notice_days,
+            listeners=wired.version_listeners,
         )
-    out.print(f"{domain}/{name} {version} is now {target}")
+    out.print(
+        f"{domain}/{name} {version} is now {target}, served until "
+        f"{changed.served_until.date().isoformat()}; grants notified: "
+        + (", ".join(map(str, changed.notified)) or "none"),
+        soft_wrap=True,
+    )
 
 
 @versions_app.command("deprecate")
 def versions_deprecate(
-    product: str, version: VersionOpt, reason: Reason, home: Home = None
+    product: str,
+    version: VersionOpt,
+    reason: Reason,
+    served_until: Annotated[
+        datetime | None,
+        typer.Option(help="Served until then (default: MESH_DEPRECATION_NOTICE_DAYS from now)."),
+    ] = None,
+    home: Home = None,
 ) -> None:
-    """Deprecate a published version."""
-    _version_lifecycle(product, version, VersionStatus.DEPRECATED, reason, home)
+    """Deprecate a published version; its grants get a notice."""
+    until = None
+    if served_until is not None:
+        until = served_until if served_until.tzinfo else served_until.replace(tzinfo=UTC)
+    _version_lifecycle(product, version, VersionStatus.DEPRECATED, reason, home, until)
 
 
 @versions_app.command("retire")
 def versions_retire(product: str, version: VersionOpt, reason: Reason, home: Home = None) -> None:
-    """Retire a version; it is no longer served."""
+    """Retire a version; it is no longer served and its grants get a notice."""
     _version_lifecycle(product, version, VersionStatus.RETIRED, reason, home)
 
 

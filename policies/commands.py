@@ -36,7 +36,6 @@ from catalog.events import Actor
 from catalog.products.models import Tier
 from catalog.settings import Settings
 from policies import access, principals
-from policies.auth import Authenticator
 from policies.enforcer import Caller, PolicyEngine
 from policies.models import (
     AccessRequestCreate,
@@ -554,8 +553,8 @@ def governance_demo(settings: Settings) -> None:
             actor=operator,
             clock=clock,
         )
-    policy = PolicyEngine(engine, clock, refresh_seconds=0)
-    auth = Authenticator(settings, policy, clock)
+    wired = wiring.build(settings, engine=engine, clock=clock, refresh_seconds=0)
+    policy, auth = wired.policy, wired.authenticator
     with transaction(engine) as session:
         consumer = auth.caller_for(session, principals.get_principal(session, DEMO_CONSUMER))
         request = access.create_request(

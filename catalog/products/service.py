@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import tuple_
@@ -561,6 +561,14 @@ def change_product_status(
 VersionListener = Callable[[Session, ProductVersion, str, datetime], list[int]]
 
 
+@dataclass(frozen=True)
+class StatusChanged:
+    """A version after deprecate / retire: served until when, and what the listeners notified."""
+
+    served_until: datetime
+    notified: list[int]
+
+
 def change_version_status(
     session: Session,
     version: ProductVersion,
@@ -570,19 +578,29 @@ def change_version_status(
     actor: Actor,
     clock: Clock,
     served_until: datetime | None = None,
+    notice_days: int = 0,
     listeners: Sequence[VersionListener] = (),
-) -> list[int]:
-    """Deprecate (published only) or retire a version; returns what the listeners notified."""
+) -> StatusChanged:
+    """Deprecate (published only) or retire a version and tell the listeners.
+
+    A deprecated version is served until `served_until`, by default `notice_days` from now
+    (the API and the CLI pass `MESH_DEPRECATION_NOTICE_DAYS`); a retired one until now.
+    """
     allowed_from = _VERSION_TRANSITIONS.get(target, set())
     if version.status not in allowed_from:
         key = product_key(version.product.domain.name, version.product.name)
         raise Conflict(
             f"{key} version {version.version} is {version.status} and cannot become {target}"
         )
+    now = clock.now()
+    if target == VersionStatus.DEPRECATED:
+        until = served_until or now + timedelta(days=notice_days)
+    else:
+        until = now
     set_version_status(session, version, target, reason=reason, actor=actor, clock=clock)
     session.flush()
-    until = served_until or clock.now()
-    return [n for listener in listeners for n in listener(session, version, reason, until)]
+    notified = [n for listener in listeners for n in listener(session, version, reason, until)]
+    return StatusChanged(served_until=until, notified=notified)
 
 
 def set_version_status(
