@@ -104,14 +104,17 @@ def principals_create(
     home: Home = None,
 ) -> None:
     """Create a principal with its roles."""
-    spec = PrincipalCreate(
-        name=name,
-        display_name=display_name or name,
-        roles=role,
-        domains=domain or [],
-        organization=organization,
-        kind=PrincipalKind.SERVICE if service else PrincipalKind.PERSON,
-    )
+    try:
+        spec = PrincipalCreate(
+            name=name,
+            display_name=display_name or name,
+            roles=role,
+            domains=domain or [],
+            organization=organization,
+            kind=PrincipalKind.SERVICE if service else PrincipalKind.PERSON,
+        )
+    except ValidationError as exc:
+        raise fail(_invalid(exc), code=2) from None
     with unit_of_work(home) as session:
         created = principals.create_principal(session, spec, actor=cli_actor(), clock=SystemClock())
         read = principals.principal_read(session, created)
