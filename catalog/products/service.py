@@ -566,6 +566,14 @@ DEFAULT_NOTICE_DAYS = 30
 VersionListener = Callable[[Session, ProductVersion, str, datetime], list[int]]
 
 
+@dataclass(frozen=True)
+class StatusChanged:
+    """A version after deprecate / retire: served until when, and what the listeners notified."""
+
+    served_until: datetime
+    notified: list[int]
+
+
 def change_version_status(
     session: Session,
     version: ProductVersion,
@@ -575,12 +583,14 @@ def change_version_status(
     actor: Actor,
     clock: Clock,
     served_until: datetime | None = None,
+    notice_days: int = DEFAULT_NOTICE_DAYS,
     listeners: Sequence[VersionListener] = (),
-) -> list[int]:
-    """Deprecate (published only) or retire a version; returns what the listeners notified.
+) -> StatusChanged:
+    """Deprecate (published only) or retire a version and tell the listeners.
 
-    A deprecated version is served until `served_until` (default: the notice period from now),
-    which must lie in the future; a retired one stops being served at once.
+    A deprecated version is served until `served_until`, by default `notice_days` from now
+    (the API and the CLI pass `MESH_DEPRECATION_NOTICE_DAYS`), which must lie in the future;
+    a retired one stops being served at once.
     """
     allowed_from = _VERSION_TRANSITIONS.get(target, set())
     key = product_key(version.product.domain.name, version.product.name)
@@ -591,7 +601,7 @@ def change_version_status(
     now = clock.now()
     until = now
     if target == VersionStatus.DEPRECATED:
-        until = served_until or now + timedelta(days=DEFAULT_NOTICE_DAYS)
+        until = served_until or now + timedelta(days=notice_days)
         if until <= now:
             message = (
                 f"served_until {until.isoformat()} is not in the future (now {now.isoformat()}): "
@@ -602,7 +612,8 @@ def change_version_status(
         version.served_until = until
     set_version_status(session, version, target, reason=reason, actor=actor, clock=clock)
     session.flush()
-    return [n for listener in listeners for n in listener(session, version, reason, until)]
+    notified = [n for listener in listeners for n in listener(session, version, reason, until)]
+    return StatusChanged(served_until=until, notified=notified)
 
 
 def set_version_status(
