@@ -3,6 +3,7 @@
 import hmac
 import math
 import os
+import re
 import string
 from functools import lru_cache
 from pathlib import Path
@@ -257,6 +258,8 @@ class Settings(BaseSettings):
         A list names parents of per-domain folders (`<root>/<domain>/`), an object each domain's
         own folders; a domain it does not name may read nothing.
         """
+        if not _DOMAIN.fullmatch(domain):  # a path segment such as `..` names no folder
+            return []
         given = self.publish_source_roots
         if isinstance(given, dict):
             return [p.resolve() for p in given.get(domain, [])]
@@ -299,6 +302,10 @@ class Settings(BaseSettings):
             found = folder.stat()
             if found.st_mode & 0o077 and found.st_uid == os.getuid():
                 folder.chmod(0o700)
+
+
+# A domain name (catalog.products.models.SLUG_PATTERN, not imported: settings import nothing).
+_DOMAIN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
 
 @lru_cache(maxsize=64)
