@@ -34,6 +34,27 @@ class QuarantineRecord(SQLModel, table=True):
     detail: str = SQLField(max_length=2000)
 
 
+class FindingRecord(SQLModel, table=True):
+    """One value that did not conform to its column's FHIR type: the cell was made null, the
+    row kept. Points into raw storage like a quarantine record."""
+
+    __tablename__ = "finding_record"
+    __table_args__ = (Index("ix_finding_record_version_rule", "version_id", "rule"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    version_id: int | None = SQLField(
+        default=None, foreign_key="product_version.id", nullable=False, ondelete="CASCADE"
+    )
+    source_file: str = SQLField(max_length=500)
+    source_sha256: str = SQLField(max_length=64)
+    line: int = SQLField(description="1-based line (NDJSON) or row (Parquet) number")
+    resource_type: str | None = SQLField(default=None, max_length=64)
+    resource_id: str | None = SQLField(default=None, max_length=200)
+    rule: str = SQLField(max_length=64)
+    field: str | None = SQLField(default=None, max_length=200)
+    detail: str = SQLField(max_length=2000)
+
+
 class PublishRequest(BaseModel):
     """Body of `POST .../versions/{version}/publish`."""
 
