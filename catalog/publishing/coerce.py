@@ -163,9 +163,13 @@ def parse_fhir_temporal(
     *,
     legacy: frozenset[LegacyDateFormat] = frozenset(),
     legacy_zone: tzinfo | None = None,
+    rule: str | None = None,
 ) -> Temporal:
-    """A FHIR date / dateTime / instant, or a declared legacy shape; CoercionError otherwise."""
-    rule = kind.value
+    """A FHIR date / dateTime / instant, or a declared legacy shape; CoercionError otherwise.
+
+    `rule` names the finding of a value that is not one (default: the FHIR type's name).
+    """
+    rule = rule or kind.value
     m = _FHIR_DATETIME.fullmatch(text)
     if m is not None:
         year = int(m["y"])
@@ -195,7 +199,7 @@ def parse_fhir_temporal(
                 f"{text!r} is in the legacy format {fmt.value}, not a FHIR {kind.value}"
                 + _legacy_hint(fmt, text),
             )
-        return _legacy_temporal(lm, fmt, text, kind, legacy_zone)
+        return _legacy_temporal(lm, fmt, text, kind, legacy_zone, rule)
     raise CoercionError(rule, _diagnose(text, kind))
 
 
@@ -222,6 +226,7 @@ def _legacy_temporal(
     text: str,
     kind: FhirType,
     zone: tzinfo | None,
+    rule: str,
 ) -> Temporal:
     groups = m.groupdict()
     year = int(m["y"])
@@ -233,11 +238,11 @@ def _legacy_temporal(
     _calendar_check(year, month, day, text, "legacy-date")
     if groups.get("h") is None:
         if kind == FhirType.INSTANT:
-            raise CoercionError(kind.value, f"{text!r} has no time: an instant needs one")
+            raise CoercionError(rule, f"{text!r} has no time: an instant needs one")
         fhir = date(year, month, day).isoformat()
         return Temporal(year, month, day, None, None, "day", fhir, legacy=fmt)
     if kind == FhirType.DATE:
-        raise CoercionError(kind.value, f"{text!r} has a time of day: a FHIR date has none")
+        raise CoercionError(rule, f"{text!r} has a time of day: a FHIR date has none")
     if not 0 <= int(m["h"]) <= 23 or not 0 <= int(m["mi"]) <= 59 or int(m["s"] or 0) > 60:
         raise CoercionError("legacy-date", f"{text!r} is not a time of day")
     clock, leap, precision = _clock(m)
@@ -363,7 +368,7 @@ _INT_BOUNDS: dict[FhirType, tuple[int, int]] = {
     FhirType.POSITIVE_INT: (1, 2**31 - 1),
     FhirType.UNSIGNED_INT: (0, 2**31 - 1),
 }
-_UNIT_PRECISION = {"s": "second", "ms": "millisecond", "us": "microsecond", "ns": "microsecond"}
+UNIT_PRECISION = {"s": "second", "ms": "millisecond", "us": "microsecond", "ns": "microsecond"}
 
 
 class Dated(NamedTuple):
@@ -499,7 +504,9 @@ def _temporal_converter(
     """Converter of a date, timestamp or FHIR-string date column: cell, precision, provenance."""
     is_date = pa.types.is_date(dtype)
     is_string = pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
-    unit_precision = _UNIT_PRECISION.get(getattr(dtype, "unit", ""), "microsecond")
+    unit_precision = UNIT_PRECISION.get(getattr(dtype, "unit", ""), "microsecond")
+    # Findings are named after what the column holds: a date column's bad values are `date`.
+    rule = "date" if is_date and kind == FhirType.DATETIME else kind.value
 
     def convert(value: Any) -> Dated:
         if isinstance(value, datetime):  # typed sources (Parquet, Delta)
@@ -513,7 +520,9 @@ def _temporal_converter(
             return Dated(datetime.combine(value, time(), tzinfo=UTC), "day", None, False)
         if not isinstance(value, str):
             raise CoercionError("type", f"expected a FHIR {kind.value} string, got {value!r}")
-        found = parse_fhir_temporal(value, kind, legacy=legacy.formats, legacy_zone=legacy.zone)
+        found = parse_fhir_temporal(
+            value, kind, legacy=legacy.formats, legacy_zone=legacy.zone, rule=rule
+        )
         if is_string:
             return Dated(found.text, None, found.legacy, found.leap_second)
         if is_date:
@@ -666,6 +675,7 @@ class RowCoercer:
                     raise _field_error(name, CoercionError("required", f"{name} is required"))
                 out[name] = None
                 continue
+            cell: Any
             try:
                 if column.is_list:
                     cell = self._list(column, value, findings, conversions)

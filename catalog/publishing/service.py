@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from pydantic import ValidationError
@@ -35,6 +36,8 @@ from catalog.pagination import decode_cursor, encode_cursor
 from catalog.products import service as products
 from catalog.products.arrow_types import parse_arrow_type
 from catalog.products.models import (
+    PRECISION_SUFFIX,
+    Classification,
     ColumnSpec,
     DataProduct,
     ProductVersion,
@@ -42,9 +45,20 @@ from catalog.products.models import (
     VersionSpec,
     VersionStatus,
 )
-from catalog.publishing.coerce import FieldCoercionError, RowCoercer
+from catalog.publishing.coerce import (
+    UNIT_PRECISION,
+    Coerced,
+    FieldCoercionError,
+    RowCoercer,
+    stored_columns,
+)
 from catalog.publishing.contract import Check, ContractStats, evaluate
-from catalog.publishing.models import QuarantineItem, QuarantinePage, QuarantineRecord
+from catalog.publishing.models import (
+    FindingRecord,
+    QuarantineItem,
+    QuarantinePage,
+    QuarantineRecord,
+)
 from catalog.publishing.sources import SourceKind, discover, read_ndjson
 from catalog.publishing.storage import RawFile, Storage
 from catalog.publishing.surrogates import SurrogateStore, surrogate_columns
@@ -68,8 +82,10 @@ QUARANTINE_FLUSH = 2_000
 
 
 def full_schema(columns: list[ColumnSpec]) -> pa.Schema:
-    """Arrow schema of the full tier, exactly as declared."""
-    return pa.schema([pa.field(c.name, parse_arrow_type(c.type), c.nullable) for c in columns])
+    """Arrow schema of the full tier: the declared columns and their precision columns."""
+    return pa.schema(
+        [pa.field(c.name, parse_arrow_type(c.type), c.nullable) for c in stored_columns(columns)]
+    )
 
 
 @dataclass
@@ -82,10 +98,42 @@ class _Run:
     schema: pa.Schema
     writer: pq.ParquetWriter
     stats: ContractStats
+    coercer: RowCoercer
     counts: Counter[str] = field(default_factory=Counter)
     by_rule: Counter[str] = field(default_factory=Counter)
+    findings_by_rule: Counter[str] = field(default_factory=Counter)
+    conversions: Counter[str] = field(default_factory=Counter)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    pending: list[QuarantineRecord] = field(default_factory=list)
+    pending: list[QuarantineRecord | FindingRecord] = field(default_factory=list)
+
+    def keep(
+        self, raw: RawFile, line: int, coerced: list[Coerced], resource_id: str | None = None
+    ) -> None:
+        """Rows of one input record, with the findings and conversions typing them needed."""
+        self.add_rows([c.row for c in coerced])
+        found = False
+        for c in coerced:
+            self.conversions.update(c.conversions)
+            for f in c.findings:
+                found = True
+                self.findings_by_rule[f.rule] += 1
+                self.pending.append(
+                    FindingRecord(
+                        version_id=self.version.id,
+                        source_file=raw.name,
+                        source_sha256=raw.sha256,
+                        line=line,
+                        resource_type=raw.resource_type,
+                        resource_id=resource_id[:200] if resource_id else None,
+                        rule=f.rule,
+                        field=f.field,
+                        detail=f.detail[:2000],
+                    )
+                )
+        if found:
+            self.counts["records_with_findings"] += 1
+            if len(self.pending) >= QUARANTINE_FLUSH:
+                self.flush_quarantine()
 
     def quarantine(
         self,
@@ -352,11 +400,16 @@ def _convert(
     _serialize_publishes(session, version)
     schema = full_schema(spec.columns)
     filesystem, staging = storage.staging_path()
-    stats = ContractStats([c.name for c in spec.columns], spec.sla.freshness_column)
+    stats = ContractStats(schema.names, spec.sla.freshness_column)
     checks: list[Check] = []
+    coercer = RowCoercer(
+        spec.columns,
+        legacy_formats=spec.legacy_date_formats,
+        legacy_time_zone=spec.legacy_time_zone,
+    )
     try:
         with pq.ParquetWriter(staging, schema, filesystem=filesystem) as writer:
-            run = _Run(session, version, spec, schema, writer, stats)
+            run = _Run(session, version, spec, schema, writer, stats, coercer)
             if kind == SourceKind.NDJSON:
                 view = compile_view(spec.view or {})
                 seen: dict[str, tuple[str, int, str]] = {}
@@ -369,7 +422,15 @@ def _convert(
             run.flush_quarantine()
         inputs = run.counts["input_records"]
         checks += evaluate(
-            spec, stats, inputs=inputs, quarantined=run.counts["quarantined"], now=clock.now()
+            spec,
+            stats,
+            inputs=inputs,
+            quarantined=run.counts["quarantined"],
+            duplicates=run.by_rule["duplicate"],
+            records_with_findings=run.counts["records_with_findings"],
+            findings_by_rule=run.findings_by_rule,
+            conversions=run.conversions,
+            now=clock.now(),
         )
         counts = {
             "input_records": inputs,
@@ -378,6 +439,11 @@ def _convert(
             "quarantined": run.counts["quarantined"],
             "rows": run.counts["rows"],
             "quarantined_by_rule": dict(sorted(run.by_rule.items())),
+            "duplicates": run.by_rule["duplicate"],
+            "records_with_findings": run.counts["records_with_findings"],
+            "findings": sum(run.findings_by_rule.values()),
+            "findings_by_rule": dict(sorted(run.findings_by_rule.items())),
+            "legacy_conversions": dict(sorted(run.conversions.items())),
         }
         passed = all(c.passed for c in checks)
         if passed:
@@ -413,7 +479,7 @@ def _convert(
         actor=actor,
         clock=clock,
         details={
-            "counts": {k: v for k, v in counts.items() if k != "quarantined_by_rule"},
+            "counts": {k: v for k, v in counts.items() if not isinstance(v, dict)},
             "raw_files": [r.sha256 for r in raw_files],
         },
     )
@@ -452,7 +518,7 @@ def _convert_ndjson(
     view: CompiledView,
     seen: dict[str, tuple[str, int, str]],
 ) -> None:
-    coercer = RowCoercer(run.spec.columns)
+    coercer = run.coercer
     with storage.open_raw(raw.sha256) as stream:
         for record in read_ndjson(stream, resource_type=raw.resource_type or view.resource):
             run.counts["input_records"] += 1
@@ -501,7 +567,7 @@ def _convert_ndjson(
                     raw, record.line, exc.rule, exc.detail, field_name=exc.field, resource_id=rid
                 )
                 continue
-            run.add_rows(typed)
+            run.keep(raw, record.line, typed, rid)
 
 
 def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
@@ -509,7 +575,7 @@ def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
     with storage.open_raw_file(raw.sha256) as handle:
         parquet = pq.ParquetFile(handle)
         names = parquet.schema_arrow.names
-        declared = run.schema.names
+        declared = [c.name for c in run.spec.columns]
         missing = [n for n in declared if n not in names]
         extra = [n for n in names if n not in declared]
         if missing or extra:
@@ -520,20 +586,25 @@ def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
             run.counts["quarantined"] += parquet.metadata.num_rows
             run.by_rule["schema"] += parquet.metadata.num_rows
             return [Check("schema", False, names, declared, "columns " + "; ".join(parts))]
-        coercer = RowCoercer(run.spec.columns)
+        coercer = run.coercer
         needs_row_checks = any(
-            c.code_system or c.allowed_values or not c.nullable for c in run.spec.columns
+            c.code_system
+            or c.allowed_values
+            or not c.nullable
+            or c.fhir_type is not None
+            or (c.classification == Classification.DATE and c.type.endswith("string"))
+            for c in run.spec.columns
         )
         offset = 0
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=declared):
             run.counts["input_records"] += batch.num_rows
-            fast = None if needs_row_checks else _cast(batch, run.schema)
+            fast = None if needs_row_checks else _cast(batch, run.schema, run.spec.columns)
             if fast is not None:
                 run.add_batch(fast)
             else:
                 for i, row in enumerate(batch.to_pylist()):
                     try:
-                        run.add_rows([coercer.coerce(row)])
+                        run.keep(raw, offset + i + 1, [coercer.coerce(row)])
                     except FieldCoercionError as exc:
                         run.quarantine(
                             raw, offset + i + 1, exc.rule, exc.detail, field_name=exc.field
@@ -543,11 +614,28 @@ def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
     return [Check("schema", True, names, declared, "columns match the declared schema")]
 
 
-def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch | None:
+def _cast(
+    batch: pa.RecordBatch, schema: pa.Schema, columns: list[ColumnSpec]
+) -> pa.RecordBatch | None:
+    """A clean typed batch cast to the schema; precision columns follow from the Arrow types."""
     try:
-        return batch.select(schema.names).cast(schema, safe=True)
+        arrays: list[pa.Array] = []
+        for column in stored_columns(columns):
+            target = schema.field(column.name).type
+            source = column.name.removesuffix(PRECISION_SUFFIX)
+            if column.name not in batch.schema.names and source in batch.schema.names:
+                arrays.append(_table_precision(batch.column(source), schema.field(source).type))
+            else:
+                arrays.append(batch.column(column.name).cast(target, safe=True))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         return None
+
+
+def _table_precision(values: pa.Array, dtype: pa.DataType) -> pa.Array:
+    """Precision of a typed source's date or timestamp column: what its Arrow type carries."""
+    precision = "day" if pa.types.is_date(dtype) else UNIT_PRECISION[dtype.unit]
+    return pc.if_else(pc.is_valid(values), precision, pa.scalar(None, pa.string()))
 
 
 def _write_tiers(
@@ -569,7 +657,7 @@ def _write_tiers(
             delta_version, columns = derive_tier_table(
                 uri,
                 pq.ParquetFile(handle),
-                spec.columns,
+                stored_columns(spec.columns),
                 tier,
                 storage=storage,
                 reference_date=extracted_at.date(),

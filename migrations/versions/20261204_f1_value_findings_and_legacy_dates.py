@@ -44,7 +44,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_finding_record")),
     )
     with op.batch_alter_table("finding_record", schema=None) as batch_op:
-        batch_op.create_index("ix_finding_record_version_rule", ["version_id", "rule"], unique=False)
+        batch_op.create_index(
+            "ix_finding_record_version_rule", ["version_id", "rule"], unique=False
+        )
     with op.batch_alter_table("product_version", schema=None) as batch_op:
         batch_op.add_column(sa.Column("legacy_dates", sa.JSON(), nullable=True))
 
