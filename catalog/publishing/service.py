@@ -54,10 +54,12 @@ from catalog.publishing.coerce import (
 )
 from catalog.publishing.contract import Check, ContractStats, evaluate
 from catalog.publishing.models import (
+    FindingPage,
     FindingRecord,
     QuarantineItem,
     QuarantinePage,
     QuarantineRecord,
+    RecordPointer,
 )
 from catalog.publishing.sources import SourceKind, discover, read_ndjson
 from catalog.publishing.storage import RawFile, Storage
@@ -312,29 +314,70 @@ def list_quarantine(
     cursor: str | None = None,
 ) -> QuarantinePage:
     """Quarantined records of a product (optionally one version or rule), with counts by rule."""
+    return QuarantinePage.model_validate(
+        _list_records(
+            session,
+            QuarantineRecord,
+            product,
+            version=version,
+            rule=rule,
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+
+
+def list_findings(
+    session: Session,
+    product: DataProduct,
+    *,
+    version: str | None = None,
+    rule: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> FindingPage:
+    """Findings (values made null, rows kept) of a product, with counts by rule."""
+    return FindingPage.model_validate(
+        _list_records(
+            session, FindingRecord, product, version=version, rule=rule, limit=limit, cursor=cursor
+        )
+    )
+
+
+def _list_records(
+    session: Session,
+    model: type[RecordPointer],
+    product: DataProduct,
+    *,
+    version: str | None,
+    rule: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """One page of quarantine or finding records, oldest first, with counts by rule."""
     scope = (
-        select(QuarantineRecord, ProductVersion.version)
+        select(model, ProductVersion.version)
         .join(ProductVersion)
         .where(ProductVersion.product_id == product.id)
     )
     counting = (
-        select(QuarantineRecord.rule, func.count())
+        select(model.rule, func.count())
         .join(ProductVersion)
         .where(ProductVersion.product_id == product.id)
-        .group_by(QuarantineRecord.rule)
+        .group_by(model.rule)
     )
     if version is not None:
         scope = scope.where(ProductVersion.version == version)
         counting = counting.where(ProductVersion.version == version)
     counts = {r: int(n) for r, n in session.exec(counting).all()}
     if rule is not None:
-        scope = scope.where(QuarantineRecord.rule == rule)
+        scope = scope.where(model.rule == rule)
     if cursor:
         (last,) = decode_cursor(cursor, width=1)
         if not last.isdigit():
             raise InvalidParameter("invalid cursor: pass back the next_cursor of a previous page")
-        scope = scope.where(col(QuarantineRecord.id) > int(last))
-    found = session.exec(scope.order_by(col(QuarantineRecord.id)).limit(limit + 1)).all()
+        scope = scope.where(col(model.id) > int(last))
+    found = session.exec(scope.order_by(col(model.id)).limit(limit + 1)).all()
     page = found[:limit]
     items = [
         QuarantineItem(
@@ -352,7 +395,7 @@ def list_quarantine(
     ]
     next_cursor = encode_cursor([str(page[-1][0].id)]) if len(found) > limit else None
     total = sum(counts.values()) if rule is None else counts.get(rule, 0)
-    return QuarantinePage(counts=counts, total=total, items=items, next_cursor=next_cursor)
+    return {"counts": counts, "total": total, "items": items, "next_cursor": next_cursor}
 
 
 # --- conversion ----------------------------------------------------------------------------------
