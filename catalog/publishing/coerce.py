@@ -132,14 +132,15 @@ class Temporal(NamedTuple):
 
 
 def _clock(m: re.Match[str]) -> tuple[time, bool, str]:
-    """Time of day of a match with h, mi, s and f groups; a leap second keeps its instant."""
-    second = int(m["s"] or 0)
-    fraction = m["f"] or ""
+    """Time of day of a match with h, mi and optional s and f groups (a leap second is kept)."""
+    groups = m.groupdict()
+    second = int(groups.get("s") or 0)
+    fraction = groups.get("f") or ""
     micro = int((fraction + "000000")[:6]) if fraction else 0
     leap = second == 60
     if leap:  # 23:59:60 is not representable: the last microsecond before the next minute
         second, micro = 59, 999_999
-    precision = "second" if m["s"] is not None else "minute"
+    precision = "second" if groups.get("s") is not None else "minute"
     for digits, name in _FRACTION_PRECISION:
         if fraction and len(fraction) <= digits:
             precision = name
