@@ -12,6 +12,7 @@ caller records the finding). A finding on a non-nullable column, a missing requi
 invalid code or a value outside the value set make the whole record fail (quarantine).
 """
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -456,12 +457,16 @@ def _to_int(value: Any, dtype: pa.DataType, kind: FhirType | None) -> int:
 def _to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise CoercionError("type", "expected a number, got a boolean")
-    if isinstance(value, str):
-        return float(_number_text(value, _FHIR_DECIMAL, "a decimal number"))
     try:
-        return float(value)
+        if isinstance(value, str):
+            number = float(_number_text(value, _FHIR_DECIMAL, "a decimal number"))
+        else:
+            number = float(value)
     except (TypeError, ValueError):
         raise CoercionError("type", f"expected a number, got {value!r}") from None
+    if not math.isfinite(number):  # NaN/Infinity (Python's JSON reader accepts them) or 1e400
+        raise CoercionError("range", f"{value!r} is not a finite FHIR decimal")
+    return number
 
 
 def _to_bool(value: Any) -> bool:

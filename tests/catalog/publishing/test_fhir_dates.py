@@ -228,6 +228,11 @@ def test_other_fhir_primitives():
         ("b", "type"),
     }
     assert all(v is None for v in bad.row.values())
+    floats = RowCoercer([ColumnSpec(name="f", type="float64", classification="clinical")])
+    for value in (float("nan"), float("inf"), "1e400", "NaN", " 1.5"):
+        (finding,) = floats.coerce({"f": value}).findings
+        assert finding.rule in ("range", "type"), (value, finding)
+    assert floats.coerce({"f": "-1.5e3"}).row["f"] == -1500.0
 
 
 def test_a_finding_on_a_required_column_fails_the_record():
