@@ -570,11 +570,19 @@ def test_parquet_sources_get_precision_from_their_types(session, clock, tmp_path
         {"name": "stay", "type": "string", "classification": "none"},
         {"name": "on", "type": "date32", "classification": "date"},
         {"name": "at", "type": "timestamp[ms, tz=UTC]", "classification": "date"},
+        {"name": "noted", "type": "string", "classification": "date"},
     ]
     version = products.register_version(
         session,
         owner,
-        VersionSpec.model_validate({"version": "1.0.0", "columns": columns, "tiers": ["full"]}),
+        VersionSpec.model_validate(
+            {
+                "version": "1.0.0",
+                "columns": columns,
+                "tiers": ["full"],
+                "sla": {"max_findings_percent": 50},
+            }
+        ),
         actor=ACTOR,
         clock=clock,
     )
@@ -586,6 +594,7 @@ def test_parquet_sources_get_precision_from_their_types(session, clock, tmp_path
                 "stay": ["s1", "s2"],
                 "on": pa.array([date(2026, 1, 2), None], pa.date32()),
                 "at": pa.array([datetime(2026, 1, 2, 3, 4, 5), None], pa.timestamp("ms", "UTC")),
+                "noted": ["2026-01", "2026-01-02 03:04"],  # FHIR partial; not FHIR
             }
         ),
         source,
@@ -600,6 +609,10 @@ def test_parquet_sources_get_precision_from_their_types(session, clock, tmp_path
         ("day", "millisecond"),
         (None, None),
     ]
+    assert [r["noted"] for r in rows] == ["2026-01", None]
+    (finding,) = session.exec(select(FindingRecord)).all()
+    assert (finding.line, finding.field, finding.rule) == (2, "noted", "dateTime")
+    assert version.counts["findings_by_rule"] == {"dateTime": 1}
 
 
 def test_findings_over_the_api_and_the_cli(session, clock, product, settings, tmp_path, engine):
