@@ -208,6 +208,12 @@ class ColumnSpec(BaseModel):
     def _consistent(self) -> "ColumnSpec":
         if self.surrogate and self.classification != Classification.DIRECT_IDENTIFIER:
             raise ValueError("surrogate is only meaningful on direct_identifier columns")
+        if (
+            self.classification == Classification.DATE
+            and self.fhir_type is not None
+            and self.fhir_type not in (FhirType.DATE, FhirType.DATETIME, FhirType.INSTANT)
+        ):
+            raise ValueError("a date column's fhir_type must be date, dateTime or instant")
         if self.fhir_type is not None:
             family = self.type.removeprefix("list<item: ").removesuffix(">")
             allowed = _FHIR_TYPE_FAMILIES[self.fhir_type]

@@ -272,6 +272,8 @@ def test_version_spec_validation_of_the_new_fields():
         VersionSpec.model_validate(base | {"columns": clash})
     with pytest.raises(ValidationError, match="fhir_type instant needs a column of type"):
         ColumnSpec(name="x", type="date32", classification="date", fhir_type="instant")
+    with pytest.raises(ValidationError, match="fhir_type must be date, dateTime or instant"):
+        ColumnSpec(name="x", type="string", classification="date", fhir_type="code")
     text = ColumnSpec(name="x", type="string", classification="date")  # a FHIR string date
     assert text.type == "string"
 
