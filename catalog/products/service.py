@@ -32,6 +32,7 @@ from catalog.products.models import (
     VersionStatus,
     VersionSummary,
     VersionTier,
+    legacy_column,
 )
 from catalog.products.semver import SemVer
 
@@ -401,6 +402,7 @@ def register_version(
         sla=spec.sla.model_dump(mode="json"),
         changelog=spec.changelog,
         view=spec.view,
+        legacy_dates=legacy_column(spec),
         tier_rows=[VersionTier(tier=t) for t in spec.tiers],
         created_at=now,
         created_by=actor.name,
@@ -425,7 +427,15 @@ def version_changes(version: ProductVersion, spec: VersionSpec) -> list[str]:
     current = version.spec()
     return [
         f
-        for f in ("columns", "tiers", "sla", "changelog", "view")
+        for f in (
+            "columns",
+            "tiers",
+            "sla",
+            "changelog",
+            "view",
+            "legacy_date_formats",
+            "legacy_time_zone",
+        )
         if getattr(current, f) != getattr(spec, f)
     ]
 
@@ -451,6 +461,7 @@ def update_draft_version(
     version.sla = spec.sla.model_dump(mode="json")
     version.changelog = spec.changelog
     version.view = spec.view
+    version.legacy_dates = legacy_column(spec)
     version.tier_rows = [VersionTier(tier=t) for t in spec.tiers]
     version.updated_at, version.updated_by = now, actor.name
     record_event(
@@ -479,6 +490,8 @@ def version_read(version: ProductVersion) -> VersionRead:
         sla=spec.sla,
         changelog=version.changelog,
         view=version.view,
+        legacy_date_formats=spec.legacy_date_formats,
+        legacy_time_zone=spec.legacy_time_zone,
         delta_location=version.delta_location,
         tier_tables=version.tier_tables,
         extracted_at=version.extracted_at,
