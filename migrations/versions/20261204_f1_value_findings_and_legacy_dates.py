@@ -1,7 +1,7 @@
 """value findings and legacy date opt-in
 
 Revision ID: f1a7c3d2b9e4
-Revises: 5a1f0c2d9e7b
+Revises: e1a7c3d5b2f0
 Create Date: 2026-12-04 19:00:00.000000
 
 A value that does not conform to its FHIR primitive type no longer quarantines its record: the
@@ -17,7 +17,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "f1a7c3d2b9e4"
-down_revision: str | None = "5a1f0c2d9e7b"
+down_revision: str | None = "e1a7c3d5b2f0"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -47,13 +47,12 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_finding_record_version_rule", ["version_id", "rule"], unique=False
         )
-    with op.batch_alter_table("product_version", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("legacy_dates", sa.JSON(), nullable=True))
+    # Plain ALTER TABLE: a batch rebuild on SQLite would drop product_version's triggers.
+    op.add_column("product_version", sa.Column("legacy_dates", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("product_version", schema=None) as batch_op:
-        batch_op.drop_column("legacy_dates")
+    op.execute("ALTER TABLE product_version DROP COLUMN legacy_dates")
     with op.batch_alter_table("finding_record", schema=None) as batch_op:
         batch_op.drop_index("ix_finding_record_version_rule")
     op.drop_table("finding_record")
