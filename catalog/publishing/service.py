@@ -586,6 +586,9 @@ def _serialize_publishes(session: Session, version: ProductVersion) -> None:
     single write lock for the rest of the transaction.
     """
     if session.get_bind().dialect.name == "postgresql":
+        # A publish converts for as long as its export takes without a statement in between:
+        # the server-wide idle-in-transaction bound must not end it half way.
+        session.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK_KEY})
         session.exec(
             select(ProductVersion).where(ProductVersion.id == version.id).with_for_update()
