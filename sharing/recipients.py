@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from catalog.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
@@ -64,6 +65,7 @@ def rotate_token(
     """A new token; every other live token of the recipient now ends within `grace`."""
     if grace < timedelta(0):
         raise InvalidParameter("the grace period cannot be negative")
+    lock_recipient(session, organization)
     cutoff = now + grace
     shortened = []
     for old in _live_tokens(session, organization, now):
@@ -93,6 +95,7 @@ def revoke_tokens(
     now: datetime,
 ) -> list[str]:
     """Revoke one token (or all live ones); effective on the next request."""
+    lock_recipient(session, organization)
     live = _live_tokens(session, organization, now)
     chosen = [t for t in live if token_id is None or t.id == token_id]
     if token_id is not None and not chosen:
@@ -110,6 +113,28 @@ def revoke_tokens(
         details={"tokens": [t.id for t in chosen]},
     )
     return [t.id for t in chosen]
+
+
+def lock_recipient(session: Session, organization: Organization) -> None:
+    """Serialise changes to one recipient's credentials until this transaction ends.
+
+    Rotation, revocation and activation read the live tokens and then write: without the lock
+    a rotation concurrent with a "revoke all" (or an activation) left a token neither saw.
+    PostgreSQL locks the organisation's row; SQLite takes its database write lock now (a write
+    that changes nothing), rather than at the first real write, after the reads.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Organization)
+            .where(col(Organization.id) == organization.id)
+            .values(id=Organization.id)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        session.execute(
+            select(Organization.id).where(col(Organization.id) == organization.id).with_for_update()
+        )
+    session.expire_all()  # what was read before the lock may be stale: read it again after
 
 
 def list_tokens(session: Session, organization: Organization) -> list[RecipientToken]:
@@ -215,7 +240,13 @@ def create_activation(
 def redeem_activation(
     session: Session, secret: str, *, client: str | None, now: datetime
 ) -> tuple[Organization, RecipientToken, str]:
-    """Mint the recipient's token from an activation link, once; a second use is refused."""
+    """Mint the recipient's token from an activation link, once; a second use is refused.
+
+    The link is claimed by one conditional update (`used_at IS NULL` and unexpired, checked by
+    its row count) before anything is minted: of any number of concurrent downloads exactly
+    one claims it; the others get 409 (PostgreSQL re-checks the condition once the winner's
+    row lock is released; SQLite runs the update under its write lock).
+    """
     activation = find_activation(session, secret)
     organization = session.get(Organization, activation.organization_id)
     if organization is None:
@@ -225,10 +256,26 @@ def redeem_activation(
         raise Conflict("this activation link was already used; ask for a new one")
     if activation.expires_at <= now:
         raise Forbidden("this activation link has expired; ask for a new one")
+    claimed = session.execute(
+        update(RecipientActivation)
+        .where(
+            col(RecipientActivation.id) == activation.id,
+            col(RecipientActivation.used_at).is_(None),
+            col(RecipientActivation.expires_at) > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("this activation link was already used; ask for a new one")
+    lock_recipient(session, organization)
     token, credential = issue_token(session, organization, days=activation.token_days, now=now)
-    activation.used_at = now
-    activation.token_id = token.id
-    session.add(activation)
+    session.execute(
+        update(RecipientActivation)
+        .where(col(RecipientActivation.id) == activation.id)
+        .values(token_id=token.id)
+        .execution_options(synchronize_session=False)
+    )
     record_event(
         session,
         at=now,
