@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from catalog.errors import MeshError
+from sharing import refusals
 
 log = logging.getLogger("mesh.sharing")
 
@@ -142,21 +143,26 @@ def error(status: int, code: str, message: str) -> Response[bytes]:
     )
 
 
-def _mesh_error(_: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
+def _mesh_error(request: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
     response = error(exc.status, exc.code, exc.detail)
     response.headers.update(exc.headers)
+    response.background = refusals.audited(request, exc, exc.status, exc.code)
     return response
 
 
-def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
-    return error(400, "INVALID_PARAMETER_VALUE", str(exc.detail or "invalid request"))
+def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    response = error(400, "INVALID_PARAMETER_VALUE", str(exc.detail or "invalid request"))
+    response.background = refusals.audited(request, exc, 400, "INVALID_PARAMETER_VALUE")
+    return response
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     if exc.status_code >= 500:  # the framework's own 5xx (a response it could not render) is a bug
         return _internal(request, exc)
     code = "RESOURCE_DOES_NOT_EXIST" if exc.status_code == 404 else "MALFORMED_REQUEST"
-    return error(exc.status_code, code, exc.detail)
+    response = error(exc.status_code, code, exc.detail)
+    response.background = refusals.audited(request, exc, exc.status_code, code)
+    return response
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

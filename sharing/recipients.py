@@ -360,6 +360,16 @@ def networks_of(session: Session, name: str) -> tuple[str, ...] | None:
     return None if row is None else tuple(row[1] or ())
 
 
+def recipient_of(session: Session, name: str) -> tuple[Organization, tuple[str, ...]] | None:
+    """The recipient called `name` and its allow-list; None when there is no such recipient."""
+    row = session.execute(
+        select(Organization, RecipientNetwork.cidrs)
+        .outerjoin(RecipientNetwork, col(RecipientNetwork.organization_id) == Organization.id)
+        .where(Organization.name == name)
+    ).first()
+    return None if row is None else (row[0], tuple(row[1] or ()))
+
+
 def check_network(session: Session, organization: Organization, client: str | None) -> None:
     """Forbidden unless the client address is inside the recipient's allow-list (if any)."""
     check_address(networks(session, organization), client)

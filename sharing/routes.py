@@ -23,7 +23,7 @@ from catalog.events import Actor, new_entry, record_entry
 from catalog.ratelimit import FailureLimiter
 from catalog.settings import Settings
 from policies.auth import bearer, client_address, failure_keys, record_auth_failure
-from sharing import delta, predicates, protocol, recipients, service
+from sharing import delta, predicates, protocol, recipients, refusals, service
 from sharing.cache import CacheView, current_view
 from sharing.files import PREFIX, expiry, file_urls
 from sharing.protocol import HANDLERS, UnsupportedOperation
@@ -71,6 +71,8 @@ def _visible(request: Request[Any, Any, Any], cache: CacheView) -> Visit:
             may_block()  # recording the failure writes the audit trail
             record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
             raise
+        request.state[refusals.RECIPIENT] = recipient.organization.name  # for a refusal's entry
+        request.state[refusals.TOKEN] = recipient.token_id
         address = client_address(request)
         recipients.check_address(recipient.cidrs, address)
         tables = service.shared_tables(
