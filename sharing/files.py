@@ -204,8 +204,6 @@ async def signed_file(
     product's or tier's table, and a revoked grant stops its URLs at once.
     """
     file = _verified(request, path, settings, clock)
-    request.state[refusals.RECIPIENT] = file.recipient  # signed: the URL was issued to it
-    request.state[refusals.TABLE] = tier_table_of(file.relative)
     view = await current_view(request.app.state)
     table = await inline_first(check_recipient_access, request, view, file)
     return file._replace(table=table)
@@ -227,6 +225,8 @@ def _verified(
         mac(signing_key(settings), _signed_message(relative, expires, recipient)).encode(),
     ):
         raise _refused("bad signature")
+    request.state[refusals.RECIPIENT] = recipient  # signed: the URL was issued to it
+    request.state[refusals.TABLE] = tier_table_of(relative)
     if expires < clock.now().timestamp():
         raise _refused("expired")
     root = Path(settings.storage_root).resolve()
