@@ -32,7 +32,7 @@ from sharing import refusals
 from sharing.cache import CacheView, current_view
 from sharing.presign import object_store_signer
 from sharing.protocol import HANDLERS
-from sharing.recipients import check_address, recipient_of
+from sharing.recipients import check_address, recipient_of, token_row
 from sharing.service import SharedTable, mac, shared_tables, signing_key
 
 PREFIX = "/delta-sharing"
@@ -42,7 +42,13 @@ FILES = PREFIX + "/files"
 
 
 def file_urls(
-    location: str, *, recipient: str, base: str, settings: Settings, now: datetime
+    location: str,
+    *,
+    recipient: str,
+    base: str,
+    settings: Settings,
+    now: datetime,
+    token_id: str = "",
 ) -> Callable[[str], str]:
     """Expiring URLs for the data files of the table at `location`, issued to `recipient`:
     a function from a file's path in the table to its URL.
@@ -59,18 +65,21 @@ def file_urls(
     root = _relative(location, settings)
     expires = expiry(settings, now)
     key = signing_key(settings)
-    query = f"X-Mesh-Recipient={quote(recipient)}&X-Amz-Expires={expires}"
+    query = (
+        f"X-Mesh-Recipient={quote(recipient)}&X-Mesh-Token={quote(token_id)}"
+        f"&X-Amz-Expires={expires}"
+    )
 
     def url(path: str) -> str:
         relative = f"{root}/{path}"
-        signature = mac(key, _signed_message(relative, expires, recipient))
+        signature = mac(key, _signed_message(relative, expires, recipient, token_id))
         return f"{base}{FILES}/{quote(relative)}?{query}&X-Amz-Signature={signature}"
 
     return url
 
 
-def _signed_message(relative: str, expires: int, recipient: str) -> str:
-    return f"{relative}\n{expires}\n{recipient}"
+def _signed_message(relative: str, expires: int, recipient: str, token_id: str) -> str:
+    return f"{relative}\n{expires}\n{recipient}\n{token_id}"
 
 
 def expiry(settings: Settings, now: datetime) -> int:
@@ -128,6 +137,7 @@ class FileController(Controller):
             subject_type="file",
             subject=file.relative[-300:],
             organization=file.recipient,
+            token_id=file.token_id,
             product=table.product if table else None,
             tier=table.tier if table else None,
             details={
@@ -189,6 +199,7 @@ class SignedFile(NamedTuple):
     size: int
     relative: str
     recipient: str
+    token_id: str  # the token of the query that issued the URL
     table: SharedTable | None = None  # the recipient's table the file belongs to, once checked
 
 
@@ -215,6 +226,7 @@ def _verified(
     """The file of an unexpired URL whose signature holds: a data file of a tier table."""
     relative = path.lstrip("/")
     recipient = request.query_params.get("X-Mesh-Recipient", "")
+    token_id = request.query_params.get("X-Mesh-Token", "")
     try:
         expires = int(request.query_params.get("X-Amz-Expires", ""))
     except ValueError:
@@ -222,10 +234,13 @@ def _verified(
     signature = request.query_params.get("X-Amz-Signature", "")
     if not hmac.compare_digest(
         signature.encode(),
-        mac(signing_key(settings), _signed_message(relative, expires, recipient)).encode(),
+        mac(
+            signing_key(settings), _signed_message(relative, expires, recipient, token_id)
+        ).encode(),
     ):
         raise _refused("bad signature")
     request.state[refusals.RECIPIENT] = recipient  # signed: the URL was issued to it
+    request.state[refusals.TOKEN] = token_id or None
     request.state[refusals.TABLE] = tier_table_of(relative)
     if expires < clock.now().timestamp():
         raise _refused("expired")
@@ -239,7 +254,7 @@ def _verified(
         raise _refused("not a data file of a tier table")
     if not file.is_file():
         raise _refused("no such file")
-    return SignedFile(file, file.stat().st_size, relative, recipient)
+    return SignedFile(file, file.stat().st_size, relative, recipient, token_id)
 
 
 def is_data_file(relative: str) -> bool:
@@ -267,12 +282,24 @@ def check_recipient_access(
             raise _refused("unknown recipient")
         organization, allowed = found
         check_address(allowed, client_address(request))
+        # The URL lives only as long as the token it was issued to (revoked, expired, rotated
+        # out): a revoked token stops its URLs, like its queries.
+        token_id = file.token_id
+        issued = view.get(("token", token_id), lambda: token_row(session, token_id))
+        now = state.clock.now()
+        if (
+            issued is None
+            or issued[1].id != organization.id
+            or issued[0].revoked_at is not None
+            or issued[0].expires_at <= now
+        ):
+            raise _refused("the token the URL was issued to is revoked, expired or not its own")
         tables = shared_tables(
             session,
             organization,
             settings=state.settings,
             policy=state.policy,
-            now=state.clock.now(),
+            now=now,
             cache=view,
         )
     for table in tables:

@@ -168,9 +168,9 @@ def authenticate(
         raise refused
     token_id = parts[0]
     found = (
-        cache.get(("token", token_id), lambda: _token_row(session, token_id))
+        cache.get(("token", token_id), lambda: token_row(session, token_id))
         if cache is not None
-        else _token_row(session, token_id)
+        else token_row(session, token_id)
     )
     if found is None:
         raise refused
@@ -184,7 +184,7 @@ def authenticate(
     return Recipient(organization=organization, token_id=token.id, cidrs=cidrs)
 
 
-def _token_row(
+def token_row(
     session: Session, token_id: str
 ) -> tuple[RecipientToken, Organization, tuple[str, ...]] | None:
     """A token with its organisation and allow-list, in one round trip."""

@@ -380,7 +380,7 @@ def _query(
             chosen.append(f)
             rows += f.num_records or 0
     now = clock.now()
-    url = _urls(request, found, settings, now)
+    url = _urls(request, visit, found, now)
     expires = expiry(settings, now) * 1000
     lines = _head(fmt, found, snap)
     lines += [_file_line(fmt, found, f, url(f.path), expires) for f in chosen]
@@ -414,7 +414,7 @@ def _changes(
         raise InvalidParameter("change data feed is not enabled on this table")
     feed = delta.changes(found.location, versions, settings.storage_options)
     now = clock.now()
-    url = _urls(request, found, settings, now)
+    url = _urls(request, visit, found, now)
     expires = expiry(settings, now) * 1000
     lines = _head(fmt, found, snap)
     if protocol.parse_bool(include_historical_metadata):
@@ -544,10 +544,20 @@ def _change_versions(
 
 
 def _urls(
-    request: Request[Any, Any, Any], table: SharedTable, settings: Settings, now: datetime
+    request: Request[Any, Any, Any],
+    visit: Visit,
+    table: SharedTable,
+    now: datetime,
 ) -> Callable[[str], str]:
     base = str(request.base_url).rstrip("/")
-    return file_urls(table.location, recipient=table.share, base=base, settings=settings, now=now)
+    return file_urls(
+        table.location,
+        recipient=table.share,
+        base=base,
+        settings=visit.settings,
+        now=now,
+        token_id=visit.who.token_id,
+    )
 
 
 def _file_line(

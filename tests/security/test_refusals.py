@@ -34,13 +34,16 @@ QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/
 WAIT = 20.0  # seconds an entry may take to become durable (written after the answer)
 
 
-def _sign(estate, relative: str, recipient: str = SHARE, lifetime: int = 600) -> str:
+def _sign(
+    estate, relative: str, recipient: str = SHARE, lifetime: int = 600, token_id: str = ""
+) -> str:
     expires = int(time.time()) + lifetime
+    token_id = token_id or _token_id(estate)
     key = signing_key(estate["settings"])
-    signature = mac(key, _signed_message(relative, expires, recipient))
+    signature = mac(key, _signed_message(relative, expires, recipient, token_id))
     return (
         f"{estate['base']}{FILES}/{quote(relative)}?X-Mesh-Recipient={quote(recipient)}"
-        f"&X-Amz-Expires={expires}&X-Amz-Signature={signature}"
+        f"&X-Mesh-Token={token_id}&X-Amz-Expires={expires}&X-Amz-Signature={signature}"
     )
 
 
@@ -110,6 +113,14 @@ def test_signed_urls_reach_only_data_files_of_tables_the_recipient_may_read(own_
             assert "X-Amz-Signature=[redacted]" in entry["subject"], name
             assert entry["reason"], name
             assert "PAR1" not in answer.text and str(root) not in answer.text
+    # The download's entry names the token the URL was issued to.
+    answer, rid = _probe("GET", _sign(estate, granted))
+    assert answer.status_code == 200
+    with estate["engine"].connect() as conn:
+        (token_id,) = conn.execute(
+            text("SELECT token_id FROM audit_event WHERE request_id = :rid"), {"rid": rid}
+        ).one()
+    assert token_id == _token_id(estate)
     # Signed for another recipient (which holds nothing here), the granted file is refused too.
     answer, rid = _probe("GET", _sign(estate, granted, recipient="quality-team"))
     assert answer.status_code == 403
@@ -243,3 +254,27 @@ def test_a_flood_of_probes_is_audited_without_failing_or_holding_up_reads(own_es
     assert reads and all(status == 200 for status, _ in reads)
     assert max(seconds for _, seconds in reads) < 10
     assert _wait_count(estate, before + probes) == before + probes
+
+
+def test_a_revoked_token_stops_the_file_urls_it_was_given(own_estate):
+    """Revoked mid-read: the next range request of a URL issued to the token is refused."""
+    estate = own_estate
+    with Session(estate["engine"], expire_on_commit=False) as session:
+        org = get_organization(session, SHARE)
+        token, credential = recipients.issue_token(session, org, days=1, now=datetime.now(UTC))
+        session.commit()
+    auth = {"Authorization": f"Bearer {credential}"}
+    query = requests.post(estate["base"] + QUERY, json={}, headers=auth, timeout=10)
+    url = json.loads(query.text.splitlines()[2])["file"]["url"]
+    first = requests.get(url, headers={"Range": "bytes=0-3"}, timeout=10)
+    assert (first.status_code, first.content) == (206, b"PAR1")
+    with Session(estate["engine"]) as session:
+        recipients.revoke_tokens(
+            session, get_organization(session, SHARE), token_id=token.id,
+            actor=Actor("cli:test"), now=datetime.now(UTC),
+        )  # fmt: skip
+        session.commit()
+    answer, rid = _probe("GET", url, headers={"Range": "bytes=4-11"})
+    assert answer.status_code == 403
+    (entry,) = _denied(estate, rid)
+    assert entry["token_id"] == token.id and "revoked" in entry["reason"]
