@@ -303,7 +303,10 @@ def check_recipient_access(
             cache=view,
         )
     for table in tables:
-        root = _relative(table.location, state.settings)
+        try:
+            root = _relative(table.location, state.settings)
+        except ValueError:  # a table outside the local root is never served from here
+            continue
         if file.relative.startswith(root + "/"):
             return table
     raise _refused("no live grant of the recipient covers this table")
