@@ -208,7 +208,6 @@ class ColumnSpec(BaseModel):
     references: str | None = Field(
         default=None,
         max_length=200,
-        pattern=REFERENCE_PATTERN,
         description="`product.column` of another product of the same domain whose values this "
         "column's non-null values must match (observations.patient_id -> patients.patient_id). "
         "Each publish measures the orphan rate against the referenced product's latest "
@@ -244,6 +243,16 @@ class ColumnSpec(BaseModel):
         if self.references and self.type.startswith(("list", "struct", "map")):
             raise ValueError("references applies to scalar columns, not " + self.type)
         return self
+
+    @field_validator("references")
+    @classmethod
+    def _reference_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(REFERENCE_PATTERN, value):
+            raise ValueError(
+                f"expected product.column (a column of another product of the same domain, "
+                f"e.g. patients.patient_id), got {value!r}"
+            )
+        return value
 
     @field_validator("type")
     @classmethod
