@@ -65,6 +65,7 @@ from catalog.publishing.models import (
     QuarantineRecord,
     RecordPointer,
 )
+from catalog.publishing.references import referential_checks
 from catalog.publishing.sources import SourceKind, discover, read_ndjson
 from catalog.publishing.storage import RawFile, Storage
 from catalog.publishing.surrogates import SurrogateStore, surrogate_columns
@@ -510,6 +511,9 @@ def _convert(
                     checks += _convert_table(run, storage, raw)
             run.flush_rows()
             run.flush_quarantine()
+        checks += referential_checks(
+            session, version, spec, storage=storage, filesystem=filesystem, staging=staging
+        )
         inputs = run.counts["input_records"]
         checks += evaluate(
             spec,
