@@ -4,11 +4,12 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from sqlalchemy.engine import Engine
@@ -19,6 +20,8 @@ from catalog.cli import app as mesh
 from catalog.clock import Clock
 from catalog.db import make_engine
 from catalog.settings import Settings
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -100,3 +103,25 @@ def demo_estate(
     profile_path = home / "profiles" / "sepsis-research.share"
     profile: dict[str, Any] = json.loads(profile_path.read_text(encoding="utf-8"))
     return DemoEstate(home, port, env, profile_path, profile)
+
+
+def together(
+    call: Callable[[int], T], count: int, *, timeout: float, barrier_timeout: float = 60
+) -> list[T]:
+    """`call(i)` for i in range(count), from `count` threads released at once by a barrier;
+    their results in order. A burst unanswered after `timeout` seconds fails (a hang fails the
+    test instead of stalling the suite); the threads left are not waited for."""
+    barrier = threading.Barrier(count, timeout=barrier_timeout)
+
+    def one(i: int) -> T:
+        barrier.wait()
+        return call(i)
+
+    pool = ThreadPoolExecutor(count)
+    try:
+        futures = [pool.submit(one, i) for i in range(count)]
+        _, pending = wait(futures, timeout=timeout)
+        assert not pending, f"{len(pending)} of {count} calls still unanswered: hung"
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -6,8 +6,6 @@ the link; exactly one download succeeds, the rest get 409 in the protocol's erro
 Rotation and "revoke all" serialise on the recipient, so neither misses a token the other made.
 """
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +20,7 @@ from policies.auth import split_secret
 from policies.models import Organization
 from sharing import recipients
 from sharing.models import RecipientToken
-from tests.live import free_port, serving
+from tests.live import free_port, serving, together
 
 THREADS = 16
 TIMEOUT = 60  # seconds: a hang fails instead of stalling the suite
@@ -43,14 +41,7 @@ def _organization(session: Session, name: str) -> Organization:
 
 def _together(count: int, call):  # type: ignore[no-untyped-def]
     """`call()` in `count` threads released at once by a barrier; their results."""
-    barrier = threading.Barrier(count, timeout=TIMEOUT)
-
-    def one(_: int):  # type: ignore[no-untyped-def]
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count), timeout=TIMEOUT))
+    return together(lambda _: call(), count, timeout=TIMEOUT, barrier_timeout=TIMEOUT)
 
 
 @pytest.fixture
