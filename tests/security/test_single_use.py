@@ -19,18 +19,10 @@ def _audited(engine, action: str) -> int:
         return len(check.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
 
 
-def _approved_grant(estate) -> int:
-    dua = estate.dua()
-    rid = estate.request(dua_id=dua["id"]).json()["id"]
-    approved = estate.call("admin1", "POST", f"/api/v1/access-requests/{rid}/approve", json={})
-    assert approved.status_code == 200, approved.text
-    return int(approved.json()["items"][0]["id"])
-
-
 def test_concurrent_revocations_of_one_grant_revoke_it_once(
     backend, engine, estate, settings, clock
 ):
-    grant_id = _approved_grant(estate)
+    grant_id = int(estate.approved_grant()[1]["id"])
     root = estate.as_("root")
     port = free_port()
     with serving(settings, port, engine=engine, clock=clock):
