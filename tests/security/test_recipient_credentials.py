@@ -20,6 +20,7 @@ from policies.auth import split_secret
 from policies.models import Organization
 from sharing import recipients
 from sharing.models import RecipientToken
+from tests.factories import activation_link, organization
 from tests.live import free_port, serving, together
 
 THREADS = 16
@@ -27,13 +28,7 @@ TIMEOUT = 60  # seconds: a hang fails instead of stalling the suite
 
 
 def _organization(session: Session, name: str) -> Organization:
-    org = Organization(
-        name=name,
-        title=name,
-        contact_email=f"{name}@example.org",
-        created_at=datetime.now(UTC),
-        created_by="test",
-    )
+    org = organization(name)
     session.add(org)
     session.commit()
     return org
@@ -55,14 +50,7 @@ def server(engine: Engine, settings: Settings):  # type: ignore[no-untyped-def]
 def test_an_activation_link_is_redeemed_once_under_concurrency(engine, server):
     with Session(engine, expire_on_commit=False) as session:
         org = _organization(session, "race-lab")
-        _, link = recipients.create_activation(
-            session,
-            org,
-            token_days=7,
-            valid_for=timedelta(hours=1),
-            actor=Actor("cli:test"),
-            now=datetime.now(UTC),
-        )
+        link = activation_link(session, org)
         session.commit()
     url = f"{server}/delta-sharing/activation/{link}"
     answers = _together(THREADS, lambda: requests.post(url, timeout=TIMEOUT))
