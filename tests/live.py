@@ -62,6 +62,16 @@ def serving(
         thread.join(timeout=10)
 
 
+@contextmanager
+def served(
+    settings: Settings, *, engine: Engine | None = None, clock: Clock | None = None
+) -> Iterator[str]:
+    """`serving` on a free loopback port; yields its base URL."""
+    port = free_port()
+    with serving(settings, port, engine=engine, clock=clock):
+        yield f"http://127.0.0.1:{port}"
+
+
 @dataclass(frozen=True)
 class DemoEstate:
     """A demo estate built by the real CLI, and the profile of its research recipient."""

@@ -32,7 +32,7 @@ from catalog.products import service as products
 from catalog.products.models import VersionStatus
 from policies.models import AccessRequest, Grant, RequestStatus
 from tests.conftest import ADMIN_TOKEN
-from tests.live import free_port, serving, together
+from tests.live import free_port, served, together
 
 pytestmark = pytest.mark.slow
 
@@ -83,9 +83,7 @@ def assert_one_winner(responses: list[requests.Response]) -> None:
 @contextmanager
 def probed_server(settings, engine, clock) -> Iterator[tuple[str, list[object]]]:  # type: ignore[no-untyped-def]
     """The app on a free loopback port with /readyz probed throughout: (base URL, probes)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with serving(settings, port, engine=engine, clock=clock), readiness_probed(base) as probes:
+    with served(settings, engine=engine, clock=clock) as base, readiness_probed(base) as probes:
         yield base, probes
 
 
@@ -191,10 +189,8 @@ def test_a_lock_held_elsewhere_answers_409_busy_with_retry_after(
     dua = estate.dua()
     rid = estate.request(dua_id=dua["id"]).json()["id"]
     bounded = make_engine(engine.url.render_as_string(hide_password=False), lock_timeout=1)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     try:
-        with serving(settings, port, engine=bounded, clock=clock), engine.connect() as holder:
+        with served(settings, engine=bounded, clock=clock) as base, engine.connect() as holder:
             holder.execute(
                 text("SELECT id FROM access_request WHERE id = :id FOR UPDATE"), {"id": rid}
             )

@@ -10,7 +10,7 @@ import requests
 from sqlmodel import Session, select
 
 from catalog.audit.models import AuditEvent
-from tests.live import free_port, serving
+from tests.live import served
 from tests.security.test_contention import CALL_TIMEOUT, assert_one_winner, burst
 
 
@@ -24,11 +24,10 @@ def test_concurrent_revocations_of_one_grant_revoke_it_once(
 ):
     grant_id = int(estate.approved_grant()[1]["id"])
     root = estate.as_("root")
-    port = free_port()
-    with serving(settings, port, engine=engine, clock=clock):
+    with served(settings, engine=engine, clock=clock) as base:
         answers = burst(
             lambda i: requests.post(
-                f"http://127.0.0.1:{port}/api/v1/grants/{grant_id}/revoke",
+                f"{base}/api/v1/grants/{grant_id}/revoke",
                 json={"reason": f"revocation {i}"},
                 headers=root,
                 timeout=CALL_TIMEOUT,
@@ -44,9 +43,7 @@ def test_concurrent_revocations_of_one_dua_and_one_token_happen_once(
     dua = estate.dua()
     token_id = estate.tokens["quality"].split("_")[1]
     root = estate.as_("root")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with serving(settings, port, engine=engine, clock=clock):
+    with served(settings, engine=engine, clock=clock) as base:
         duas = burst(
             lambda i: requests.post(
                 f"{base}/api/v1/duas/{dua['id']}/revoke",
