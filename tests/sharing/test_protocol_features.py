@@ -274,14 +274,7 @@ def test_network_allow_list_guards_protocol_files_and_activation(estate, session
         timeout=10,
     )
     file_url = json.loads(q.text.splitlines()[2])["file"]["url"]
-    _, link = recipients.create_activation(
-        session,
-        org,
-        token_days=7,
-        valid_for=timedelta(hours=1),
-        actor=Actor("cli:test"),
-        now=datetime.now(UTC),
-    )
+    link = activation_link(session, org)
     with pytest.raises(Exception, match="CIDR"):
         recipients.set_networks(
             session, org, ["not-a-network"], actor=Actor("cli:test"), now=datetime.now(UTC)
