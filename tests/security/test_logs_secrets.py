@@ -244,5 +244,7 @@ def test_error_bodies_carry_no_path_secret(client: Any) -> None:
         # whatever shape answers, the secret is nowhere in it.
         refusal = answer.json()
         assert refusal["errorCode"] == "RESOURCE_DOES_NOT_EXIST", refusal
-        assert refusal.get("instance", "/delta-sharing/activation/[redacted]").endswith("[redacted]")
+        assert refusal.get("instance", "/delta-sharing/activation/[redacted]").endswith(
+            "[redacted]"
+        )
         assert "guessed-secret-value" not in answer.text
