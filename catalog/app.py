@@ -16,6 +16,7 @@ from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session
 
 import catalog
+from catalog import console
 from catalog.audit.context import (
     RequestContextMiddleware,
     install_redaction,
@@ -109,6 +110,7 @@ def create_app(
             SharingController,
             *RECIPIENTS,
             FileController,
+            console.console_router(settings),  # the web console (catalog/console/)
         ],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
@@ -122,7 +124,9 @@ def create_app(
         },
         middleware=[
             DefineMiddleware(
-                BearerAuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS + RECIPIENT_PATHS]
+                BearerAuthMiddleware, exclude=[
+                    f"^{p}" for p in (*PUBLIC_PATHS, *RECIPIENT_PATHS, console.CONSOLE_PATH)
+                ],
             )
         ],
         guards=[permission_guard],
@@ -149,6 +153,7 @@ def create_app(
     app.state.limiter = limiter
     app.state.governance_cache = GovernanceCache()
     app.state.revisions = RevisionReader(the_engine)
+    console.install(app, settings)
     use_relay(settings.audit_relay)
     return app
 

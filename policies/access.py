@@ -352,8 +352,13 @@ def approve_request(
     policy: PolicyEngine,
     settings: Settings,
     clock: Clock,
+    expires_at: datetime | None = None,
 ) -> list[Grant]:
-    """Approve a pending request (a platform admin other than the requester): grants follow."""
+    """Approve a pending request (a platform admin other than the requester): grants follow.
+
+    The grants end at the requested duration, the DUA's expiry, or `expires_at` (a reviewer's
+    earlier end date), whichever comes first.
+    """
     actor.require("*", "request", "approve")
     request = get_request(session, request_id, actor=actor)
     if request.requester == actor.name:
@@ -372,8 +377,12 @@ def approve_request(
             justification=request.justification,
             now=now,
         )
+    if expires_at is not None and expires_at <= now:
+        raise InvalidParameter("the end date of the grants must be in the future")
     _decide(session, request, RequestStatus.APPROVED, actor=actor, reason=reason, now=now)
     expires = min(now + timedelta(days=request.requested_days), dua.expires_at)
+    if expires_at is not None:
+        expires = min(expires, expires_at)
     grants = []
     for ref in request.products:
         domain, _, name = ref.partition("/")
