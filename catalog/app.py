@@ -124,9 +124,8 @@ def create_app(
         },
         middleware=[
             DefineMiddleware(
-                BearerAuthMiddleware, exclude=[
-                    f"^{p}" for p in (*PUBLIC_PATHS, *RECIPIENT_PATHS, console.CONSOLE_PATH)
-                ],
+                BearerAuthMiddleware,
+                exclude=[f"^{p}" for p in (*PUBLIC_PATHS, *RECIPIENT_PATHS, console.CONSOLE_PATH)],
             )
         ],
         guards=[permission_guard],

@@ -15,7 +15,14 @@ from litestar.concurrency import sync_to_thread
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware import AbstractMiddleware
-from litestar.types import Message, Receive, Scope, Send
+from litestar.types import (
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 from sqlmodel import Session
 
 from catalog.console.session import (
@@ -78,7 +85,7 @@ def is_public(path: str) -> bool:
 class ConsoleMiddleware(AbstractMiddleware):
     """Opens the session cookie, resolves the Caller, sends the (rolled) cookie back."""
 
-    scopes = {ScopeType.HTTP}
+    scopes = {ScopeType.HTTP}  # noqa: RUF012  (the base class declares it so)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app_state = scope["litestar_app"].state
@@ -110,14 +117,17 @@ class ConsoleMiddleware(AbstractMiddleware):
                 if state.clear or state.outgoing is None:
                     headers.add("set-cookie", cookie_header("", secure=secure, max_age=0))
                 else:
-                    headers.add("set-cookie", cookie_header(sealer.seal(state.outgoing), secure=secure))
+                    headers.add(
+                        "set-cookie", cookie_header(sealer.seal(state.outgoing), secure=secure)
+                    )
                 headers["cache-control"] = "no-store"
                 headers["x-frame-options"] = "DENY"
                 headers["referrer-policy"] = "same-origin"
                 headers["x-content-type-options"] = "nosniff"
                 headers["content-security-policy"] = (
-                    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+                    "default-src 'self'; script-src 'self'; style-src 'self'; "
+                    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; "
+                    "base-uri 'none'"
                 )
             await send(message)
 
@@ -147,8 +157,14 @@ async def _redirect(scope: Scope, send: Send, target: str) -> None:
     headers = [(b"location", target.encode()), (b"content-length", b"0")]
     if htmx:  # htmx follows a redirect in the page, not in the fragment
         headers.append((b"hx-redirect", target.encode()))
-    await send({"type": "http.response.start", "status": 303, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 303,
+        "headers": headers,
+    }
+    await send(start)
+    body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": b"", "more_body": False}
+    await send(body)
 
 
 async def check_csrf(request: Request[Any, Any, Any]) -> None:

@@ -58,6 +58,7 @@ RECIPIENT = {"permission": "recipient:manage"}
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 Req = Request[Any, Any, Any]
+FRESHNESS = "^(fresh|stale|overdue|unknown)$"
 NOTICES = {
     "approved": "Approved: the grants below were created.",
     "denied": "Denied; the requester sees your reason.",
@@ -173,7 +174,9 @@ class CatalogController(Controller):
         tag: Text = None,
         tier: Annotated[Tier | None, QueryParameter()] = None,
         status: Annotated[ProductStatus | None, QueryParameter()] = None,
-        fresh: Annotated[str | None, QueryParameter(pattern="^(fresh|stale|overdue|unknown)$")] = None,
+        fresh: Annotated[
+            str | None, QueryParameter(pattern="^(fresh|stale|overdue|unknown)$")
+        ] = None,
         cursor: Text = None,
     ) -> Response[str]:
         """Products matching every filter, a page at a time; facets from the whole catalog."""
@@ -261,7 +264,7 @@ def _verdicts(
     now: datetime,
 ) -> list[tuple[str, str | None]]:
     """Per product: None when the minimum-necessary rules allow the tier, else why not."""
-    out = []
+    out: list[tuple[str, str | None]] = []
     for ref in refs:
         try:
             access.check_minimum_necessary(
@@ -322,7 +325,9 @@ class ConsumerController(Controller):
         if chosen is not None:
             purpose = Purpose(chosen.purpose)
             catalog = products.search_products(
-                session, products.ProductQuery(status=ProductStatus.ACTIVE), limit=settings.max_page_size
+                session,
+                products.ProductQuery(status=ProductStatus.ACTIVE),
+                limit=settings.max_page_size,
             ).items
             refs = [products.product_key(p.domain.name, p.name) for p in catalog]
             covered = [r for r in refs if access.dua_covers(chosen, r)]
@@ -340,7 +345,9 @@ class ConsumerController(Controller):
                     if not product:
                         raise InvalidParameter("choose at least one product")
                     if len((justification or "").strip()) < 10:
-                        raise InvalidParameter("a justification of at least 10 characters is needed")
+                        raise InvalidParameter(
+                            "a justification of at least 10 characters is needed"
+                        )
                     context["verdicts"] = _verdicts(
                         policy, chosen, product, tier, purpose, justification or "", now
                     )
@@ -715,8 +722,14 @@ class AuditController(Controller):
         query = _audit_query(**filters, since=since, until=until)
         page = audit.list_events(session, query, limit=_size(settings), cursor=cursor)
         export = {
-            k: v for k, v in {"actor": who, "recipient": recipient, "product": product,
-                              "action": action}.items() if v
+            k: v
+            for k, v in {
+                "actor": who,
+                "recipient": recipient,
+                "product": product,
+                "action": action,
+            }.items()
+            if v
         }
         return render(
             request,

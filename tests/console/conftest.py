@@ -1,6 +1,7 @@
 """A governed estate through the real API, and people using the console with their own cookies."""
 
 import re
+
 import pytest
 from litestar.testing import TestClient
 

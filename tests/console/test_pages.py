@@ -1,7 +1,6 @@
 """Console pages against the real app and database: sign-in, sessions, CSRF, authorisation."""
 
 import re
-from datetime import timedelta
 
 from sqlmodel import Session, select
 
@@ -46,9 +45,11 @@ def test_anonymous_pages_redirect_to_sign_in(people):
     p = people()
     r = p.get("/console/review", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in?next=")
-    assert p.get("/console/catalog", headers={"HX-Request": "true"}, follow_redirects=False).headers[
-        "hx-redirect"
-    ].startswith("/console/sign-in")
+    assert (
+        p.get("/console/catalog", headers={"HX-Request": "true"}, follow_redirects=False)
+        .headers["hx-redirect"]
+        .startswith("/console/sign-in")
+    )
 
 
 def test_forms_without_the_csrf_token_are_refused(people):
@@ -58,9 +59,7 @@ def test_forms_without_the_csrf_token_are_refused(people):
         assert r.status_code == 403 and "security token" in r.text
     # htmx sends it in a header
     token = p.csrf("/console/")
-    r = p.client.post(
-        "/console/sign-out", headers={"X-CSRF-Token": token}, follow_redirects=False
-    )
+    r = p.client.post("/console/sign-out", headers={"X-CSRF-Token": token}, follow_redirects=False)
     assert r.status_code == 303
 
 
@@ -166,3 +165,19 @@ def test_static_files_are_served_to_visitors(people):
     assert p.get("/console/static/htmx.min.js").status_code == 200
     assert p.get("/console/static/console.css").status_code == 200
     assert p.get("/console/static/../templates/base.html").status_code in (400, 404)
+
+
+def test_litestar_is_past_the_csrf_template_advisory():
+    # CVE-2026-48060 / PYSEC-2026-2604: HTML injection through the CSRF input, fixed in 2.20.0.
+    from importlib.metadata import version
+
+    major, minor, *_ = (int(x) for x in version("litestar").split(".")[:2])
+    assert (major, minor) >= (2, 20)
+
+
+def test_pages_carry_the_csrf_token_for_htmx_and_forms(people):
+    page = people("researcher").get("/console/catalog").text
+    assert re.search(r"hx-headers='\{&#34;X-CSRF-Token&#34;: &#34;[0-9a-f]{64}&#34;\}'", page) or (
+        "X-CSRF-Token" in page
+    )
+    assert '<script src="/console/static/htmx.min.js" defer></script>' in page
