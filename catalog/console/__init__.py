@@ -96,7 +96,7 @@ def console_router(settings: Settings) -> Router:
     return Router(
         path="/",
         route_handlers=[*CONTROLLERS, static],
-        middleware=[ConsoleMiddleware],
+        middleware=[ConsoleMiddleware()],
         before_request=check_csrf,
         request_class=HTMXRequest,
         exception_handlers={

@@ -14,8 +14,9 @@ from litestar import Request
 from litestar.concurrency import sync_to_thread
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.middleware import AbstractMiddleware
+from litestar.middleware import ASGIMiddleware
 from litestar.types import (
+    ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
     Message,
@@ -82,12 +83,12 @@ def is_public(path: str) -> bool:
     return path.startswith(PUBLIC_PREFIXES)
 
 
-class ConsoleMiddleware(AbstractMiddleware):
+class ConsoleMiddleware(ASGIMiddleware):
     """Opens the session cookie, resolves the Caller, sends the (rolled) cookie back."""
 
-    scopes = {ScopeType.HTTP}  # noqa: RUF012  (the base class declares it so)
+    scopes = (ScopeType.HTTP,)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         app_state = scope["litestar_app"].state
         sealer: Sealer = app_state.console_sealer
         now = app_state.clock.now()
@@ -136,7 +137,7 @@ class ConsoleMiddleware(AbstractMiddleware):
             target = f"{ROOT}/sign-in?next={quote(path)}" + ("&expired=1" if expired else "")
             await _redirect(scope, send_with_cookie, target)
             return
-        await self.app(scope, receive, send_with_cookie)
+        await next_app(scope, receive, send_with_cookie)
 
 
 async def _resolve(app_state: Any, credential: str) -> Caller | None:

@@ -59,7 +59,7 @@ def render(
 def navigation(user: Any) -> list[tuple[str, str]]:
     """The sections a person's rights open, asked of the policy engine."""
     links = [("/console/catalog", "Catalog")]
-    if user.can("*", "own-request", "create"):
+    if user.organization and user.can("*", "own-request", "create"):
         links += [
             ("/console/requests/new", "Request access"),
             ("/console/my/requests", "My requests"),
