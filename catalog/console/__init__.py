@@ -20,7 +20,7 @@ from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
 from catalog.console.views import STATIC, render
-from catalog.errors import MeshError, Unauthenticated
+from catalog.errors import Forbidden, MeshError, Unauthenticated
 from catalog.settings import Settings
 
 log = logging.getLogger("mesh.console")
@@ -38,6 +38,8 @@ _HTTP_TITLES = {
 def _mesh_error(request: Request[Any, Any, Any], exc: MeshError) -> Response[Any]:
     if isinstance(exc, Unauthenticated):
         return Redirect(f"{ROOT}/sign-in", status_code=303)
+    if isinstance(exc, Forbidden):
+        _as_the_api_would(request, exc)
     return render(
         request,
         "error.html",
@@ -47,6 +49,20 @@ def _mesh_error(request: Request[Any, Any, Any], exc: MeshError) -> Response[Any
         detail=exc.detail,
         errors=[e.as_dict() for e in exc.errors],
     )
+
+
+def _as_the_api_would(request: Request[Any, Any, Any], exc: Exception) -> None:
+    """Run the app's own handler for a refusal too, and drop its problem+json answer.
+
+    Whatever the API does with a refusal beyond answering it (recording it, counting it) then
+    happens for the console's refusals as well; the person gets the HTML page instead.
+    """
+    handlers = request.app.exception_handlers
+    for kind in type(exc).__mro__:
+        handler = handlers.get(kind)
+        if handler is not None:
+            handler(request, exc)
+            return
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
