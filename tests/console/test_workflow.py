@@ -197,3 +197,28 @@ def test_activation_page_downloads_the_profile_once(people, estate):
     assert got.status_code == 200 and "bearerToken" in got.text
     assert "already used" in visitor.get(f"/console/activate/{secret}").text
     assert visitor.get("/console/activate/dsa_nope_nope").status_code == 404
+
+
+def test_publisher_sees_the_catalog_only(people):
+    pub = people("pub-sm")
+    nav = re.findall(r'<li><a href="([^"]+)"', pub.get("/console/").text)
+    assert set(nav) == {"/console/catalog"}
+    assert pub.get("/console/catalog/st-marys/patients").status_code == 200
+    for path in ("/console/review", "/console/requests/new", "/console/audit", "/console/grants"):
+        assert pub.get(path).status_code == 403, path
+
+
+def test_an_end_date_in_the_past_is_refused_at_approval(people, estate, clock):
+    dua = _dua(estate)
+    r = estate.request(dua_id=dua)
+    assert r.status_code == 201, r.text
+    request_id = r.json()["id"]
+    admin = people("admin1")
+    past = (clock.now().date()).replace(year=clock.now().year - 1).isoformat()
+    refused = admin.post(
+        f"/console/review/{request_id}/approve",
+        {"reason": "ok", "end": past},
+        csrf_from=f"/console/review/{request_id}",
+    )
+    assert refused.status_code == 400 and "must be in the future" in refused.text
+    assert "pending" in admin.get(f"/console/review/{request_id}").text
