@@ -8,7 +8,8 @@ CSRF check (`check_csrf`, a before-request hook of the console router).
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
@@ -86,6 +87,40 @@ def _size(settings: Settings, limit: int | None = None) -> int:
     )
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+def _choice(kind: type[E], value: str | None, name: str) -> E | None:
+    """An enum value from a form field; empty is None."""
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(kind)
+        raise InvalidParameter(f"{name} must be one of {allowed}, got {value!r}") from None
+
+
+def _number(value: str | None, name: str) -> int | None:
+    """A positive row number from a form field; empty is None."""
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidParameter(f"{name} must be a positive number, got {value!r}")
+    return int(value)
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    """An ISO time from a form field (naive: UTC); empty is None."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidParameter(f"{name} must be an ISO date or time, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _end_of(day: str) -> datetime:
     try:
         parsed = date.fromisoformat(day)
@@ -106,7 +141,11 @@ class HomeController(Controller):
 
     @get("/sign-in", opt=OPEN, sync_to_thread=False)
     def sign_in_page(
-        self, request: Req, expired: Text = None, notice: Text = None, next_page: Text = None
+        self,
+        request: Req,
+        expired: Text = None,
+        notice: Text = None,
+        next_page: Annotated[str | None, QueryParameter(name="next", max_length=200)] = None,
     ) -> Response[str]:
         """The sign-in form."""
         message = "Your session ended; sign in again." if expired else NOTICES.get(notice or "")
@@ -172,16 +211,23 @@ class CatalogController(Controller):
         q: Text = None,
         domain: Text = None,
         tag: Text = None,
-        tier: Annotated[Tier | None, QueryParameter()] = None,
-        status: Annotated[ProductStatus | None, QueryParameter()] = None,
+        tier: Text = None,
+        status: Text = None,
         fresh: Annotated[
-            str | None, QueryParameter(pattern="^(fresh|stale|overdue|unknown)$")
+            str | None, QueryParameter(pattern="^(fresh|stale|overdue|unknown)?$")
         ] = None,
         cursor: Text = None,
     ) -> Response[str]:
-        """Products matching every filter, a page at a time; facets from the whole catalog."""
+        """Products matching every filter, a page at a time; facets from the whole catalog.
+
+        Empty fields (a form submitted without JavaScript sends every field) are no filter.
+        """
         query = products.ProductQuery(
-            q=q or None, domain=domain or None, tag=tag or None, tier=tier, status=status
+            q=q or None,
+            domain=domain or None,
+            tag=tag or None,
+            tier=_choice(Tier, tier, "tier"),
+            status=_choice(ProductStatus, status, "status"),
         )
         page = products.search_products(session, query, limit=_size(settings), cursor=cursor)
         now = clock.now()
@@ -295,14 +341,15 @@ class ConsumerController(Controller):
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
         policy: NamedDependency[PolicyEngine],
-        dua: Annotated[int | None, QueryParameter(ge=1)] = None,
-        tier: Annotated[Tier | None, QueryParameter()] = None,
+        dua_field: Annotated[str | None, QueryParameter(name="dua", max_length=12)] = None,
+        tier_field: Annotated[str | None, QueryParameter(name="tier", max_length=20)] = None,
         product: Annotated[list[str] | None, QueryParameter(max_items=100)] = None,
         justification: Annotated[str | None, QueryParameter(max_length=4000)] = None,
         end: Annotated[str | None, QueryParameter(max_length=10)] = None,
         step: Text = None,
     ) -> Response[str]:
         """Pick a DUA, a tier it permits, products, justification and end date; review."""
+        dua, tier = _number(dua_field, "dua"), _choice(Tier, tier_field, "tier")
         me = viewer(request)
         now = clock.now()
         duas = _own_duas(session, me, settings)
@@ -465,13 +512,14 @@ class ReviewController(Controller):
         request: Req,
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
-        show: Annotated[str | None, QueryParameter(pattern="^(mine|pending|all)$")] = None,
+        show: Annotated[str | None, QueryParameter(pattern="^(mine|pending|all)?$")] = None,
         product: Text = None,
-        tier: Annotated[Tier | None, QueryParameter()] = None,
-        dua: Annotated[int | None, QueryParameter(ge=1)] = None,
+        tier_field: Annotated[str | None, QueryParameter(name="tier", max_length=20)] = None,
+        dua_field: Annotated[str | None, QueryParameter(name="dua", max_length=12)] = None,
         cursor: Text = None,
     ) -> Response[str]:
         """Pending requests; by default those that need this admin's decision (not their own)."""
+        tier, dua = _choice(Tier, tier_field, "tier"), _number(dua_field, "dua")
         me = viewer(request)
         view = show or "mine"
         items, nxt = access.list_requests(
@@ -631,11 +679,12 @@ class GrantsController(Controller):
         clock: NamedDependency[Clock],
         consumer: Text = None,
         product: Text = None,
-        grant_state: Annotated[GrantState | None, QueryParameter(name="state")] = None,
+        state_field: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
         notice: Text = None,
         cursor: Text = None,
     ) -> Response[str]:
         """Grants with state and expiry."""
+        grant_state = _choice(GrantState, state_field, "state")
         me = viewer(request)
         items, nxt = access.list_grants(
             session,
@@ -705,11 +754,12 @@ class AuditController(Controller):
         action: Text = None,
         outcome: Text = None,
         request_id: Text = None,
-        since: Annotated[datetime | None, QueryParameter()] = None,
-        until: Annotated[datetime | None, QueryParameter()] = None,
+        since_field: Annotated[str | None, QueryParameter(name="since", max_length=40)] = None,
+        until_field: Annotated[str | None, QueryParameter(name="until", max_length=40)] = None,
         cursor: Text = None,
     ) -> Response[str]:
         """Entries matching the API's filters, newest first, with the chain's verification."""
+        since, until = _moment(since_field, "since"), _moment(until_field, "until")
         filters = {
             "actor": who,
             "recipient": recipient,

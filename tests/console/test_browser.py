@@ -197,3 +197,21 @@ def test_request_approve_read_revoke_audit(demo, browser, tmp_path):
     assert len(found) == 6
     export = auditor.request.get("/console/audit/export?action=grant.revoke")
     assert export.ok and '"action":"grant.revoke"' in export.text()
+
+
+def test_reading_and_signing_in_work_without_javascript(demo, browser):
+    context = browser.new_context(base_url=demo["base"], java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/console/catalog")  # redirected to sign in
+    page.get_by_label("API token").fill(demo["tokens"]["publisher"][1])
+    page.keyboard.press("Enter")  # keyboard only
+    expect(page.get_by_role("heading", level=1)).to_have_text("Catalog")
+    page.get_by_label("Domain or facility").select_option("labs")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#results")).to_contain_text("labs/lab-results")
+    expect(page.locator("#results")).not_to_contain_text("st-marys/patients")
+    page.locator('a[href="/console/catalog/labs/lab-results"]').click()
+    expect(page.get_by_role("heading", name="Versions")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_contain_text("You are signed out")
+    context.close()

@@ -222,3 +222,27 @@ def test_an_end_date_in_the_past_is_refused_at_approval(people, estate, clock):
     )
     assert refused.status_code == 400 and "must be in the future" in refused.text
     assert "pending" in admin.get(f"/console/review/{request_id}").text
+
+
+def test_catalog_pages_with_a_cursor(people, settings):
+    settings.default_page_size = 2
+    p = people("researcher")
+    first = p.get("/console/catalog")
+    assert first.text.count("<h3>") == 2
+    nxt = re.search(r'href="(/console/catalog\?[^"]*cursor=[^"]+)"', first.text)
+    assert nxt, first.text
+    second = p.get(nxt.group(1).replace("&amp;", "&"))
+    assert second.text.count("<h3>") == 1
+    assert "st-marys/patients" in second.text
+
+
+def test_forms_submitted_with_empty_fields_filter_nothing(people, estate):
+    p = people("researcher")
+    r = p.get("/console/catalog?q=&domain=&tag=&tier=&status=&fresh=")
+    assert r.status_code == 200 and "st-marys/patients" in r.text
+    admin = people("admin1")
+    assert admin.get("/console/review?show=&product=&tier=&dua=").status_code == 200
+    assert admin.get("/console/grants?consumer=&product=&state=").status_code == 200
+    assert admin.get("/console/audit?who=&since=&until=&outcome=").status_code == 200
+    bad = admin.get("/console/grants?state=forever")
+    assert bad.status_code == 400 and "state must be one of" in bad.text
