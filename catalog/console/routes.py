@@ -25,7 +25,7 @@ from catalog.audit import service as audit
 from catalog.clock import Clock
 from catalog.console.auth import ROOT, console_state, viewer
 from catalog.console.session import new_session
-from catalog.console.views import TIER_EFFECT, countdown, freshness, render
+from catalog.console.views import countdown, freshness, render, tier_effect
 from catalog.db import transaction
 from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
 from catalog.products import service as products
@@ -288,7 +288,7 @@ class CatalogController(Controller):
             domain=products.get_domain(session, domain),
             version=read,
             freshness=freshness(chosen, clock.now()),
-            tier_effect=TIER_EFFECT,
+            tier_effect=tier_effect,
             tiers=list(Tier),
         )
 

@@ -10,7 +10,13 @@ from litestar import Request, Response
 from litestar.enums import MediaType
 
 from catalog.console.auth import console_state, is_visitor
-from catalog.products.models import Classification, ProductVersion, Tier, duration_seconds
+from catalog.products.models import (
+    Classification,
+    ColumnSpec,
+    ProductVersion,
+    Tier,
+    duration_seconds,
+)
 
 TEMPLATES = files("catalog.console") / "templates"
 STATIC = files("catalog.console") / "static"
@@ -106,6 +112,13 @@ TIER_EFFECT: dict[Classification, dict[Tier, str]] = {
     Classification.CLINICAL: {t: "kept" for t in Tier},
     Classification.NONE: {t: "kept" for t in Tier},
 }
+
+
+def tier_effect(column: ColumnSpec, tier: Tier) -> str:
+    """What `tier` does to `column`; record keys (`surrogate:`) say which way they go."""
+    if column.classification == Classification.DIRECT_IDENTIFIER and tier != Tier.FULL:
+        return "random surrogate (this tier's own)" if column.surrogate else "removed"
+    return TIER_EFFECT[column.classification][tier]
 
 
 @dataclass(frozen=True)

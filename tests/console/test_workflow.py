@@ -39,6 +39,7 @@ def test_product_page_shows_schema_classifications_and_tier_effects(people, esta
     assert "direct_identifier" in page and "patient_id" in page
     assert "year only; empty when it shows an age of 90+" in page  # date, deidentified
     assert "draft" in page
+    assert "removed" in page  # patient_id declares no surrogate here
     assert "No checks yet" in page
 
 
