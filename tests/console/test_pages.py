@@ -181,3 +181,21 @@ def test_pages_carry_the_csrf_token_for_htmx_and_forms(people):
         "X-CSRF-Token" in page
     )
     assert '<script src="/console/static/htmx.min.js" defer></script>' in page
+
+
+def test_visitors_cannot_post_anything(people):
+    p = people()
+    csrf = p.csrf()  # a visitor's own token does not make it a principal
+    r = p.client.post("/console/requests", data={"_csrf": csrf, "dua": "1"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")
+
+
+def test_htmx_posts_need_the_header_token(people):
+    p = people("admin1")
+    r = p.client.post(
+        "/console/grants/1/revoke",
+        data={"reason": "x"},
+        headers={"HX-Request": "true"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403 and "security token" in r.text
