@@ -449,8 +449,13 @@ def approve_request(
     policy: PolicyEngine,
     settings: Settings,
     clock: Clock,
+    expires_at: datetime | None = None,
 ) -> list[Grant]:
-    """Approve a pending request (a platform admin other than the requester): grants follow."""
+    """Approve a pending request (a platform admin other than the requester): grants follow.
+
+    The grants end at the requested duration, the DUA's expiry, or `expires_at` (a reviewer's
+    earlier end date), whichever comes first.
+    """
     actor.require("*", "request", "approve")
     request = get_request(session, request_id, actor=actor)
     check_four_eyes(session, request, actor=actor, decision="approved")
@@ -458,7 +463,11 @@ def approve_request(
         raise InvalidParameter("approving full-tier access needs a reason naming the justification")
     dua = get_dua(session, saved_id(request.dua_id))
     now = clock.now()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidParameter("the end date of the grants must be in the future")
     expires = min(now + timedelta(days=request.requested_days), dua.expires_at)
+    if expires_at is not None:
+        expires = min(expires, expires_at)
     grants = []
     for ref in request.products:
         domain, _, name = ref.partition("/")
