@@ -9,7 +9,7 @@ from policies import principals
 from policies.commands import DEMO_CONSUMER, DEMO_REVIEWER
 from policies.models import PrincipalCreate, PrincipalKind, Role
 
-DEMO_AUDITOR = "auditor"
+DEMO_AUDITOR = "compliance-auditor"
 DEMO_PUBLISHER = "stmarys-publisher"
 ROLES = (
     ("platform admin", DEMO_REVIEWER),
