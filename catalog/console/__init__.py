@@ -16,11 +16,12 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar_htmx import HTMXRequest
 
+from catalog.bodies import BoundedRequest
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
 from catalog.console.views import STATIC, render
-from catalog.errors import Forbidden, MeshError, Unauthenticated
+from catalog.errors import MeshError, Unauthenticated
 from catalog.settings import Settings
 
 log = logging.getLogger("mesh.console")
@@ -35,12 +36,17 @@ _HTTP_TITLES = {
 }
 
 
+class ConsoleRequest(HTMXRequest, BoundedRequest):
+    """htmx's request details on the app's own request class (JSON bodies bounded in depth):
+    a router's request class replaces the app's, so the console must not lose that bound."""
+
+
 def _mesh_error(request: Request[Any, Any, Any], exc: MeshError) -> Response[Any]:
     if isinstance(exc, Unauthenticated):
         return Redirect(f"{ROOT}/sign-in", status_code=303)
-    if isinstance(exc, Forbidden):
-        _as_the_api_would(request, exc)
-    return render(
+    # A refusal (Forbidden) is recorded once as access.denied by the app's after_exception
+    # hook (catalog.problems.record_refusal), before this page is rendered, as for the API.
+    page = render(
         request,
         "error.html",
         status=exc.status,
@@ -49,20 +55,8 @@ def _mesh_error(request: Request[Any, Any, Any], exc: MeshError) -> Response[Any
         detail=exc.detail,
         errors=[e.as_dict() for e in exc.errors],
     )
-
-
-def _as_the_api_would(request: Request[Any, Any, Any], exc: Exception) -> None:
-    """Run the app's own handler for a refusal too, and drop its problem+json answer.
-
-    Whatever the API does with a refusal beyond answering it (recording it, counting it) then
-    happens for the console's refusals as well; the person gets the HTML page instead.
-    """
-    handlers = request.app.exception_handlers
-    for kind in type(exc).__mro__:
-        handler = handlers.get(kind)
-        if handler is not None:
-            handler(request, exc)
-            return
+    page.headers.update(exc.headers)  # Retry-After of a 429, as the API sends it
+    return page
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -114,7 +108,7 @@ def console_router(settings: Settings) -> Router:
         route_handlers=[*CONTROLLERS, static],
         middleware=[ConsoleMiddleware()],
         before_request=check_csrf,
-        request_class=HTMXRequest,
+        request_class=ConsoleRequest,
         exception_handlers={
             MeshError: _mesh_error,
             HTTPException: _http_error,

@@ -159,7 +159,9 @@ class HomeController(Controller):
         token = _field(data, "token")
         state = request.app.state
         authenticator: Authenticator = state.authenticator
-        state.limiter.check(f"ip:{request.client.host if request.client else None}", None)
+        # The API's bearer mechanism (policies.auth.BearerAuthMiddleware): the credential is
+        # judged first, so a valid token is never refused by the failure limiter; only a
+        # failure is counted and limited (record_auth_failure raises TooManyRequests, 429).
         try:
             with Session(state.engine) as session:
                 authenticator.caller(session, token or None)

@@ -41,6 +41,26 @@ def test_a_wrong_token_is_refused_and_audited(people, engine):
     assert failed and failed[-1].token_id == "0123456789abcdef"
 
 
+def test_failed_sign_ins_are_limited_like_api_failures_but_a_valid_token_signs_in(
+    people, estate, settings, engine
+):
+    """The console judges the token as the API's bearer middleware does: failures only."""
+    p = people()
+    for i in range(settings.auth_failure_limit):
+        assert p.sign_in(f"wrong-token-number-{i}").status_code == 401
+    over = p.sign_in("wrong-token-once-more")
+    assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+    api = p.client.get("/api/v1/products", headers={"Authorization": "Bearer still-wrong"})
+    assert api.status_code == 429  # one count for the address, whichever door failed
+    with Session(engine) as s:
+        failed = s.exec(select(AuditEvent).where(AuditEvent.action == "auth.failed")).all()
+    assert len(failed) == settings.auth_failure_limit
+    assert all(e.subject == "POST /console/sign-in" for e in failed), [e.subject for e in failed]
+    r = p.sign_in(estate.tokens["researcher"])  # from the same address: never refused
+    assert r.status_code == 303 and r.headers["location"] == "/console/"
+    assert "Signed in as <strong>researcher</strong>" in p.get("/console/").text
+
+
 def test_anonymous_pages_redirect_to_sign_in(people):
     p = people()
     r = p.get("/console/review", follow_redirects=False)
@@ -112,7 +132,7 @@ def test_consumer_cannot_open_the_review_queue_by_url_and_it_is_audited(people, 
                 AuditEvent.action == "access.denied", AuditEvent.actor == "researcher"
             )
         ).all()
-    assert denied and denied[-1].subject == "GET /console/review"
+    assert [e.subject for e in denied] == ["GET /console/review"]  # recorded once, not twice
     assert p.get("/console/audit").status_code == 403
     assert p.get("/console/grants").status_code == 403
 
