@@ -520,7 +520,7 @@ class ReviewController(Controller):
         dua_field: Annotated[str | None, QueryParameter(name="dua", max_length=12)] = None,
         cursor: Text = None,
     ) -> Response[str]:
-        """Pending requests; by default those that need this admin's decision (not their own)."""
+        """Pending requests; by default those this admin may decide (the four-eyes rule)."""
         tier, dua = _choice(Tier, tier_field, "tier"), _number(dua_field, "dua")
         me = viewer(request)
         view = show or "mine"
@@ -538,7 +538,7 @@ class ReviewController(Controller):
             for r in items
             if (tier is None or r.tier == tier)
             and (dua is None or r.dua_id == dua)
-            and (view != "mine" or r.requester != me.name)
+            and (view != "mine" or access.four_eyes_refusal(session, r, actor=me) is None)
         ]
         return render(
             request,
@@ -592,6 +592,8 @@ class ReviewController(Controller):
             verdicts=verdicts,
             tiers=list(Tier),
             own=read.requester == me.name,
+            # The service's own rule (requester, its creator, an issuer of its token).
+            four_eyes=access.four_eyes_refusal(session, found, actor=me),
             grants=grants,
             created=[g for g in grants if g.request_id == read.id],
             requested_end=(read.created_at + timedelta(days=read.requested_days)).date(),

@@ -247,3 +247,25 @@ def test_forms_submitted_with_empty_fields_filter_nothing(people, estate):
     assert admin.get("/console/audit?who=&since=&until=&outcome=").status_code == 200
     bad = admin.get("/console/grants?state=forever")
     assert bad.status_code == 400 and "state must be one of" in bad.text
+
+
+def test_four_eyes_notice_gives_the_services_reason_to_a_token_issuer(people, estate):
+    """An admin who issued a token of the requester is refused like the requester (the service's
+    rule, policies.access.four_eyes_refusal): told why, and not offered the request to decide."""
+    t = estate.call("admin2", "POST", "/api/v1/principals/researcher/tokens", json={"days": 1})
+    assert t.status_code == 201, t.text
+    rid = estate.request(dua_id=estate.dua()["id"]).json()["id"]
+    issuer = people("admin2")
+    assert f"Request {rid}" not in issuer.get("/console/review").text
+    assert f"Request {rid}" in issuer.get("/console/review?show=pending").text
+    one = issuer.get(f"/console/review/{rid}")
+    assert "A second platform admin must decide this request" in one.text
+    assert "issued a token of its requester" in one.text
+    assert 'action="/console/review/' + str(rid) + '/approve"' not in one.text
+    refused = issuer.post(
+        f"/console/review/{rid}/approve", {"reason": "mine"}, csrf_from=f"/console/review/{rid}"
+    )
+    assert refused.status_code == 403 and "issued a token of its requester" in refused.text
+    other = people("admin1")
+    assert f"Request {rid}" in other.get("/console/review").text
+    assert f'action="/console/review/{rid}/approve"' in other.get(f"/console/review/{rid}").text
