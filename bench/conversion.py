@@ -51,8 +51,8 @@ def setup(out: Path, resources: int) -> Path:
     if marker.is_file():
         return export
     from catalog import migrate
-    from catalog.clock import SystemClock
     from catalog.cli import example_products_file, read_manifest
+    from catalog.clock import SystemClock
     from catalog.db import engine_for, transaction
     from catalog.events import Actor
     from catalog.manifest.apply import apply_manifest
@@ -194,8 +194,8 @@ def phase_convert(export: Path, home: Path, workers: int, general: bool) -> dict
     raw = storage.land(source, name=source.name, resource_type="Observation")
     assert isinstance(raw, RawFile)
     schema = service.full_schema(columns)
-    from catalog.publishing.contract import ContractStats
     from catalog.products.models import VersionSpec
+    from catalog.publishing.contract import ContractStats
 
     class _NoSession:
         def add_all(self, items: list[Any]) -> None:
@@ -330,7 +330,8 @@ def main() -> None:
         rate = args.resources / r["seconds"]
         print(
             f"{phase:>8}: {r['seconds']:8.2f} s  {rate:>10,.0f} resources/s  "
-            f"peak RSS {r['rss_mib']:7.1f} MiB  {json.dumps({k: v for k, v in r.items() if k not in ('seconds', 'rss_mib')})}",
+            f"peak RSS {r['rss_mib']:7.1f} MiB  "
+            + json.dumps({k: v for k, v in r.items() if k not in ("seconds", "rss_mib")}),
             flush=True,
         )
     floor = results.get("floor")
@@ -351,7 +352,9 @@ def main() -> None:
         rate = args.resources / r["seconds"]
         ok_rate, ok_rss = rate >= 50_000, r["rss_mib"] < 1024
         failed |= not (ok_rate and ok_rss)
-        print(f"target publish >= 50,000 resources/s: {'PASS' if ok_rate else 'FAIL'} ({rate:,.0f})")
+        print(
+            f"target publish >= 50,000 resources/s: {'PASS' if ok_rate else 'FAIL'} ({rate:,.0f})"
+        )
         print(f"target publish peak RSS < 1024 MiB: {'PASS' if ok_rss else 'FAIL'}")
     raise SystemExit(1 if failed else 0)
 
