@@ -55,6 +55,7 @@ from catalog.publishing.surrogates import SurrogateStore, surrogate_columns
 from catalog.publishing.tiers import TierColumn, TierContext, derive, tier_columns
 from catalog.publishing.views import CompiledView, ResourceEvaluationError, compile_view
 from catalog.settings import Settings
+from catalog.sqlonfhir.engine import fast_rows
 
 # Batches of 10k rows: deltalake's writer buffers several batches in flight, and 50k-row
 # batches cost ~300 MiB more at the same speed (bench/tier_derivation.py).
@@ -500,6 +501,7 @@ def _convert_ndjson(
     seen: dict[str, tuple[str, int, str]],
 ) -> None:
     coercer = RowCoercer(run.spec.columns)
+    rows_of = fast_rows(view, run.spec.view)  # exactly view.rows, compiled (catalog/sqlonfhir)
     with storage.open_raw(raw.sha256) as stream:
         for record in read_ndjson(stream, resource_type=raw.resource_type or view.resource):
             run.counts["input_records"] += 1
@@ -532,7 +534,7 @@ def _convert_ndjson(
                 continue
             seen[rid] = (raw.name, record.line, digest)
             try:
-                rows = view.rows(resource)
+                rows = rows_of(resource)
             except ResourceEvaluationError as exc:
                 run.quarantine(
                     raw, record.line, "view", exc.detail, field_name=exc.path, resource_id=rid
