@@ -13,6 +13,8 @@ Phases (see bench/README.md, "Conversion"):
             Parquet) with the fast engine, `--workers` processes.
 - general:  the same stage through the general evaluator only (fhirpathpy fallback, 1 process):
             the "before" figure. Skipped with --no-general (it is slow at 1M).
+- before:   the conversion stage of the code at `--before` (default: main), checked out with
+            `git archive` and run from it (PYTHONPATH), on the same subset as `general`.
 - publish:  `service.publish_version` end to end (landing, conversion, findings and quarantine,
             staging, three tiers) in a migrated SQLite home.
 """
@@ -285,8 +287,8 @@ def run_phase(args: argparse.Namespace) -> None:
         result = phase_duckdb(export)
     elif args.phase == "convert":
         result = phase_convert(export, home, args.workers, general=False)
-    elif args.phase == "general":
-        result = phase_convert(export.with_name(export.name + "-general"), home, 1, general=True)
+    elif args.phase == "before" or args.phase == "general":
+        result = phase_convert(export.with_name(export.name + "-general"), home, 0, general=True)
     else:
         result = phase_publish(export, home, args.workers)
     if profile:
@@ -301,7 +303,10 @@ def _spawn(phase: str, export: Path, home: Path, args: argparse.Namespace) -> di
     cmd += ["--home", str(home), "--workers", str(args.workers)]
     if args.profile:
         cmd.append("--profile")
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+    env = dict(os.environ)
+    if phase == "before":
+        env["PYTHONPATH"] = str(args.out / "before")
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT, env=env)
     if args.profile:
         sys.stderr.write(done.stderr)
     if done.returncode != 0:
@@ -316,13 +321,14 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("/tmp/mesh-bench-conversion"))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--phases", default="floor,duckdb,general,convert,publish")
+    parser.add_argument("--phases", default="floor,duckdb,before,general,convert,publish")
     parser.add_argument(
         "--general-resources",
         type=int,
         default=50_000,
         help="resources the general-evaluator phase converts (its rate is what is compared)",
     )
+    parser.add_argument("--before", default="main", help="git ref of the 'before' phase")
     parser.add_argument("--profile", action="store_true", help="cProfile each phase to stderr")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--export", help=argparse.SUPPRESS)
@@ -334,6 +340,16 @@ def main() -> None:
     export = setup(args.out, args.resources)
     home = args.out / "home"
     general_n = general_subset(export, min(args.general_resources, args.resources))
+    if "before" in args.phases.split(","):
+        before = args.out / "before"
+        shutil.rmtree(before, ignore_errors=True)
+        before.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", args.before, "catalog", "sharing", "policies"],
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
     results: dict[str, dict[str, Any]] = {}
     for phase in args.phases.split(","):
         if phase == "duckdb":
@@ -344,7 +360,7 @@ def main() -> None:
                 continue
         results[phase] = _spawn(phase, export, home, args)
         r = results[phase]
-        r["n"] = general_n if phase == "general" else args.resources
+        r["n"] = general_n if phase in {"general", "before"} else args.resources
         rate = r["n"] / r["seconds"]
         print(
             f"{phase:>8}: {r['seconds']:8.2f} s  {rate:>10,.0f} resources/s  "
@@ -356,7 +372,7 @@ def main() -> None:
     print()
     failed = False
     if floor:
-        for phase in ("duckdb", "general", "convert", "publish"):
+        for phase in ("duckdb", "before", "general", "convert", "publish"):
             if phase in results:
                 per = results[phase]["seconds"] / results[phase]["n"]
                 ratio = per / (floor["seconds"] / floor["n"])
