@@ -171,7 +171,7 @@ def phase_duckdb(export: Path) -> dict[str, Any]:
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     start = time.perf_counter()
-    table = con.execute(
+    result = con.execute(
         "SELECT id, subject.reference AS patient, encounter.reference AS enc, "
         "code.coding[1].code AS code, code.coding[1].display AS display, "
         "TRY_CAST(valueQuantity.value AS DOUBLE) AS value, valueQuantity.code AS unit, "
@@ -182,7 +182,9 @@ def phase_duckdb(export: Path) -> dict[str, Any]:
         "'valueQuantity': 'STRUCT(value VARCHAR, code VARCHAR)', "
         "'effectiveDateTime': 'VARCHAR'})",
         [str(export / "Observation.ndjson")],
-    ).arrow()
+    )
+    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+    table = fetch()
     elapsed = time.perf_counter() - start
     return {"seconds": elapsed, "rows": table.num_rows}
 

@@ -511,6 +511,7 @@ def _convert_ndjson(
             rows_of=rows_of,
             names=view.column_names,
             workers=workers_for(raw.bytes),
+            counts=run.counts,  # progress of `mesh publish`
         ):
             run.counts["input_records"] += 1
             resource = record.resource

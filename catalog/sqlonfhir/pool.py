@@ -29,6 +29,7 @@ from catalog.publishing.sources import (
     read_ndjson,
 )
 from catalog.publishing.views import ResourceEvaluationError, compile_view
+from catalog.sqlonfhir import progress
 from catalog.sqlonfhir.engine import fast_rows
 
 __all__ = ["CHUNK_LINES", "WORKERS_ENV", "evaluate_ndjson", "workers_for"]
@@ -119,10 +120,15 @@ def _numbered_lines(stream: IO[bytes]) -> Iterator[list[tuple[int, bytes]] | Inp
         yield batch
 
 
-def _serial(stream: IO[bytes], resource_type: str, rows_of: RowsOf) -> Iterator[Any]:
-    for record in read_ndjson(stream, resource_type=resource_type):
+def _serial(
+    stream: IO[bytes], resource_type: str, rows_of: RowsOf, counts: Mapping[str, int]
+) -> Iterator[Any]:
+    for n, record in enumerate(read_ndjson(stream, resource_type=resource_type), 1):
         resource = record.resource
         yield record, (lambda r=resource: rows_of(r))
+        if n % CHUNK_LINES == 0:
+            progress.update(counts)
+    progress.update(counts)
 
 
 def _replay(outcome: _Outcome, names: tuple[str, ...]) -> Evaluate:
@@ -149,10 +155,16 @@ def evaluate_ndjson(
     rows_of: RowsOf,
     names: tuple[str, ...],
     workers: int,
+    counts: Mapping[str, int] | None = None,
 ) -> Iterator[tuple[InputRecord, Evaluate]]:
-    """(record, evaluate) for every record of the stream, in order; see the module docstring."""
+    """(record, evaluate) for every record of the stream, in order; see the module docstring.
+
+    `counts`, the caller's running counts, go to :func:`catalog.sqlonfhir.progress.update`
+    after every chunk.
+    """
+    counts = {} if counts is None else counts
     if workers <= 0 or view_json is None:
-        yield from _serial(stream, resource_type, rows_of)
+        yield from _serial(stream, resource_type, rows_of, counts)
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process holding DB sessions
     with ProcessPoolExecutor(
@@ -168,10 +180,13 @@ def evaluate_ndjson(
             pending.append((item, pool.submit(_evaluate_chunk, item, resource_type)))
             if len(pending) >= window:
                 yield from _drain(pending.popleft(), resource_type, names)
+                progress.update(counts)
         while pending:
             yield from _drain(pending.popleft(), resource_type, names)
+            progress.update(counts)
         for record in tail:
             yield record, (lambda: [])
+        progress.update(counts)
 
 
 def _drain(
