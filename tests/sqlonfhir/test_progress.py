@@ -23,7 +23,7 @@ def test_one_summary_line_off_a_terminal() -> None:
 
 def test_bar_on_a_terminal_then_the_summary() -> None:
     buffer = StringIO()
-    console = Console(file=buffer, force_terminal=True, width=120)
+    console = Console(file=buffer, force_terminal=True, width=120, highlight=False)
     with progress.conversion_progress(console):
         progress.update({"input_records": 5_000, "quarantined": 0})
     assert "converted 5,000 resources" in buffer.getvalue()
