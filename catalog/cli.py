@@ -1,7 +1,7 @@
 """`mesh`: the command line. Every command calls the same services as the API."""
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +28,7 @@ from catalog.commands import (
     print_json,
     split_product,
     unit_of_work,
+    wired_unit_of_work,
 )
 from catalog.db import engine_for, transaction
 from catalog.events import Actor
@@ -35,11 +36,10 @@ from catalog.manifest.apply import Action, Plan, apply_manifest
 from catalog.manifest.loader import ManifestError, load_manifest
 from catalog.manifest.models import Manifest
 from catalog.products import service
-from catalog.products.models import ProductStatus, ProductVersion, Tier, VersionStatus
+from catalog.products.models import ProductStatus, Tier, VersionStatus
 from catalog.publishing import commands as publishing
 from catalog.settings import Settings
 from policies import commands as governance
-from policies.access import notify_version_change
 from sharing import commands as sharing
 
 app = typer.Typer(
@@ -76,6 +76,7 @@ app.add_typer(domains_app, name="domains")
 app.add_typer(products_app, name="products")
 app.add_typer(versions_app, name="versions")
 app.add_typer(publishing.quarantine_app, name="quarantine")
+app.add_typer(publishing.findings_app, name="findings")
 app.command("publish")(publishing.publish)
 app.command("reconvert")(publishing.reconvert)
 app.command("synth")(publishing.synth)
@@ -258,10 +259,16 @@ def products_show(product: str, home: Home = None, as_json: AsJson = False) -> N
 
 def _product_lifecycle(product: str, target: ProductStatus, reason: str, home: Path | None) -> None:
     domain, name = split_product(product)
-    with unit_of_work(home) as session:
+    with wired_unit_of_work(home) as (session, wired):
         found = service.get_product(session, domain, name)
         service.change_product_status(
-            session, found, target, reason=reason, actor=cli_actor(), clock=SystemClock()
+            session,
+            found,
+            target,
+            reason=reason,
+            actor=cli_actor(),
+            clock=wired.clock,
+            listeners=wired.version_listeners,
         )
     out.print(f"{domain}/{name} is now {target}")
 
@@ -315,38 +322,28 @@ def _version_lifecycle(
     home: Path | None,
     served_until: datetime | None = None,
 ) -> None:
+    """As the API does it: the same listeners (notices on the affected grants), the same
+    notice period."""
     domain, name = split_product(product)
-    settings = load_settings(home)
-    clock = SystemClock()
-    if target == VersionStatus.DEPRECATED:
-        served_until = (
-            served_until.replace(tzinfo=served_until.tzinfo or UTC)
-            if served_until
-            else clock.now() + timedelta(days=settings.deprecation_notice_days)
-        )
-
-    def tell_grant_holders(
-        session: Session, found: ProductVersion, why: str, until: datetime
-    ) -> list[int]:
-        return notify_version_change(
-            session, found, reason=why, served_until=until, settings=settings, now=clock.now()
-        )
-
-    with unit_of_work(home) as session:
+    with wired_unit_of_work(home) as (session, wired):
         found = service.get_version(session, domain, name, version)
-        service.change_version_status(
+        changed = service.change_version_status(
             session,
             found,
             target,
             reason=reason,
             actor=cli_actor(),
-            clock=clock,
+            clock=wired.clock,
             served_until=served_until,
-            listeners=[tell_grant_holders],
+            notice_days=wired.settings.deprecation_notice_days,
+            listeners=wired.version_listeners,
         )
-        until = found.served_until
-    served = f", served until {until.isoformat()}" if until else ""
-    out.print(f"{domain}/{name} {version} is now {target}{served}")
+    out.print(
+        f"{domain}/{name} {version} is now {target}, served until "
+        f"{changed.served_until.date().isoformat()}; grants notified: "
+        + (", ".join(map(str, changed.notified)) or "none"),
+        soft_wrap=True,
+    )
 
 
 @versions_app.command("deprecate")
@@ -356,20 +353,20 @@ def versions_deprecate(
     reason: Reason,
     served_until: Annotated[
         datetime | None,
-        typer.Option(
-            "--served-until",
-            help="Served until then, a future instant (naive: UTC); default: the notice period.",
-        ),
+        typer.Option(help="Served until then (default: MESH_DEPRECATION_NOTICE_DAYS from now)."),
     ] = None,
     home: Home = None,
 ) -> None:
-    """Deprecate a published version: served until --served-until, then no longer."""
-    _version_lifecycle(product, version, VersionStatus.DEPRECATED, reason, home, served_until)
+    """Deprecate a published version; its grants get a notice."""
+    until = None
+    if served_until is not None:
+        until = served_until if served_until.tzinfo else served_until.replace(tzinfo=UTC)
+    _version_lifecycle(product, version, VersionStatus.DEPRECATED, reason, home, until)
 
 
 @versions_app.command("retire")
 def versions_retire(product: str, version: VersionOpt, reason: Reason, home: Home = None) -> None:
-    """Retire a version; it is no longer served."""
+    """Retire a version; it is no longer served and its grants get a notice."""
     _version_lifecycle(product, version, VersionStatus.RETIRED, reason, home)
 
 

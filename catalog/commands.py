@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from catalog.db import engine_for, transaction
 from catalog.errors import Forbidden, MeshError
 from catalog.events import Actor, record_refusal
 from catalog.settings import Settings
+
+if TYPE_CHECKING:
+    from catalog.wiring import Wiring
 
 out = Console(highlight=False, markup=False)
 err = Console(stderr=True, highlight=False, markup=False)
@@ -95,17 +98,28 @@ def refused(engine: Engine, actor: Actor, exc: MeshError) -> typer.Exit:
 
 
 @contextmanager
-def unit_of_work(home: Path | None) -> Iterator[Session]:
-    """One transaction for a command; MeshErrors become a clean message and exit code 1."""
+def wired_unit_of_work(home: Path | None) -> Iterator[tuple[Session, "Wiring"]]:
+    """One transaction for a command with the services the API uses (`catalog.wiring`: policy
+    engine, authenticator, version listeners); MeshErrors become a clean message and exit 1."""
+    from catalog.wiring import build  # the wiring imports the governance layer, which uses this
+
     settings = load_settings(home)
     engine = migrated_engine(settings)
+    wired = build(settings, engine=engine, refresh_seconds=0)
     try:
         with transaction(engine) as session:
-            yield session
+            yield session, wired
     except MeshError as exc:
         raise refused(engine, cli_actor(), exc) from None
     finally:
         engine.dispose()
+
+
+@contextmanager
+def unit_of_work(home: Path | None) -> Iterator[Session]:
+    """One transaction for a command; MeshErrors become a clean message and exit code 1."""
+    with wired_unit_of_work(home) as (session, _):
+        yield session
 
 
 def split_product(ref: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Dialect, event
+from sqlalchemy import Dialect, event, inspect, update
 from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
@@ -146,6 +146,29 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def claim(session: Session, row: SQLModel, unset: str, **values: Any) -> bool:
+    """Set `values` on `row` only while its column `unset` is still NULL; True if this did.
+
+    One conditional UPDATE, so of concurrent single-use transitions of one row (revoke a grant,
+    a DUA or a token, disable a principal, redeem an activation link) exactly one wins; the
+    others wait for its row lock (bounded), then find the column set. A check of the loaded
+    row before writing it let two concurrent requests both pass. `row` is refreshed either way.
+    """
+    model = type(row)
+    mapper = inspect(model)
+    keys = mapper.primary_key_from_instance(row)
+    where = [column == key for column, key in zip(mapper.primary_key, keys, strict=True)]
+    statement = (
+        update(model)
+        .where(*where, getattr(model, unset).is_(None))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    claimed: bool = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    session.refresh(row)
+    return claimed
 
 
 def saved_id(value: int | None) -> int:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from catalog.audit.context import redact
 from catalog.audit.writer import writer_for
 from catalog.errors import (
     PROBLEM_TYPE_BASE,
@@ -79,7 +80,7 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 def _problem_response(
     request: Request[Any, Any, Any], body: dict[str, Any], status: int
 ) -> Response[Any]:
-    body.setdefault("instance", request.url.path)
+    body.setdefault("instance", redact(request.url.path))  # an activation path is its secret
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON)
 
 

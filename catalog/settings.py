@@ -1,6 +1,10 @@
 """The one typed configuration object; built once by `mesh` or a test, never at import time."""
 
+import hmac
+import math
 import os
+import re
+import string
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -33,7 +37,81 @@ RESTRICTED_ZIP3 = (
 
 
 MIN_SECRET_CHARS = 32
+MIN_SECRET_BITS = 128
 WEAK_SECRETS = frozenset({"changeme", "secret", "password", "demo", "test", "default"})
+# Words and keyboard runs that guessers try first; each counts as one guess of ~2**10.
+COMMON_PARTS = (
+    "password",
+    "passwort",
+    "changeme",
+    "letmein",
+    "welcome",
+    "secret",
+    "admin",
+    "token",
+    "default",
+    "qwerty",
+    "qwertz",
+    "azerty",
+    "asdf",
+    "zxcv",
+    "test",
+    "demo",
+    "mesh",
+    "pass",
+    "key",
+)
+_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits, string.punctuation)
+GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def estimated_bits(secret: str) -> float:
+    """A conservative estimate of a secret's entropy, in bits.
+
+    A repeated block counts once (`password1234password1234...` is `password1234`); each
+    character costs log2 of the alphabet its character classes span, except one that extends
+    a run of repeated or consecutive characters (`aaa`, `1234`, `fedc`: 1 bit from the
+    third on) and the common
+    words and keyboard runs of COMMON_PARTS (10 bits each). Random keys of 32+ URL-safe or hex
+    characters estimate well above 128 bits; human patterns far below.
+    """
+    core = _shortest_period(secret)
+    pool = sum(len(chars) for chars in _CLASSES if any(c in chars for c in core))
+    pool += 100 if any(ord(c) > 127 for c in core) else 0
+    per_char = math.log2(max(pool, 2))
+    lowered = core.lower()
+    bits, i, run = 0.0, 0, None
+    while i < len(core):
+        word = next((w for w in COMMON_PARTS if lowered.startswith(w, i)), None)
+        if word is not None:
+            bits, i, run = bits + 10, i + len(word), None
+            continue
+        step = ord(core[i]) - ord(core[i - 1]) if i else None
+        continues = step is not None and step == run and abs(step) <= 1
+        bits += 1 if continues else per_char
+        i, run = i + 1, step
+    return bits
+
+
+def _shortest_period(text: str) -> str:
+    """The shortest block whose repetition (the last copy possibly cut short) is `text`."""
+    for size in range(1, len(text)):
+        if all(text[i] == text[i - size] for i in range(size, len(text))):
+            return text[:size]
+    return text
+
+
+def secret_problem(value: str) -> str | None:
+    """Why `value` must not be a secret setting (to follow the setting's name), or None."""
+    if len(value) < MIN_SECRET_CHARS or value.lower() in WEAK_SECRETS:
+        return f"must be set to a random secret of at least {MIN_SECRET_CHARS} characters"
+    bits = estimated_bits(value)
+    if bits < MIN_SECRET_BITS:
+        return (
+            f"is guessable: its repetitions, runs or common words leave about {int(bits)} "
+            f"estimated bits of the {MIN_SECRET_BITS} needed"
+        )
+    return None
 
 
 class Settings(BaseSettings):
@@ -180,6 +258,8 @@ class Settings(BaseSettings):
         A list names parents of per-domain folders (`<root>/<domain>/`), an object each domain's
         own folders; a domain it does not name may read nothing.
         """
+        if not _DOMAIN.fullmatch(domain):  # a path segment such as `..` names no folder
+            return []
         given = self.publish_source_roots
         if isinstance(given, dict):
             return [p.resolve() for p in given.get(domain, [])]
@@ -194,17 +274,17 @@ class Settings(BaseSettings):
         """
         problems = []
         key = self.signing_key.get_secret_value() if self.signing_key else ""
-        if len(key) < MIN_SECRET_CHARS or key.lower() in WEAK_SECRETS:
-            problems.append(
-                f"MESH_SIGNING_KEY must be set to a random secret of at least {MIN_SECRET_CHARS} "
-                "characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-            )
+        if (problem := secret_problem(key)) is not None:
+            problems.append(f"MESH_SIGNING_KEY {problem} (e.g. `{GENERATE}`)")
         admin = self.admin_token.get_secret_value() if self.admin_token else None
-        if admin is not None and (len(admin) < MIN_SECRET_CHARS or admin.lower() in WEAK_SECRETS):
-            problems.append(
-                f"MESH_ADMIN_TOKEN, when set, must be a random secret of at least "
-                f"{MIN_SECRET_CHARS} characters"
-            )
+        if admin is not None:
+            if (problem := secret_problem(admin)) is not None:
+                problems.append(f"MESH_ADMIN_TOKEN, when set, {problem}")
+            elif hmac.compare_digest(admin.encode(), key.encode()):
+                problems.append(
+                    "MESH_ADMIN_TOKEN must differ from MESH_SIGNING_KEY: whoever holds the "
+                    "admin token could forge file URLs, and a leaked URL key would be the admin"
+                )
         return problems
 
     def ensure_home(self) -> None:
@@ -222,6 +302,10 @@ class Settings(BaseSettings):
             found = folder.stat()
             if found.st_mode & 0o077 and found.st_uid == os.getuid():
                 folder.chmod(0o700)
+
+
+# A domain name (catalog.products.models.SLUG_PATTERN, not imported: settings import nothing).
+_DOMAIN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
 
 @lru_cache(maxsize=64)

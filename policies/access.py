@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from catalog.clock import Clock
-from catalog.db import saved_id
+from catalog.db import claim, saved_id
 from catalog.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from catalog.events import Actor, record_event
 from catalog.pagination import decode_cursor, encode_cursor
@@ -139,7 +139,10 @@ def revoke_dua(session: Session, dua_id: int, *, reason: str, actor: Actor, cloc
     if dua.revoked_at is not None:
         raise Conflict(f"DUA {dua_id} is already revoked")
     now = clock.now()
-    dua.revoked_at, dua.revoked_by, dua.revocation_reason = now, actor.name, reason
+    if not claim(
+        session, dua, "revoked_at", revoked_at=now, revoked_by=actor.name, revocation_reason=reason
+    ):
+        raise Conflict(f"DUA {dua_id} is already revoked")
     ended = session.exec(
         select(Grant).where(Grant.dua_id == dua_id, col(Grant.revoked_at).is_(None))
     ).all()
@@ -698,7 +701,15 @@ def revoke_grant(
     if grant.revoked_at is not None:
         raise Conflict(f"grant {grant_id} is already revoked")
     now = clock.now()
-    grant.revoked_at, grant.revoked_by, grant.revocation_reason = now, actor.name, reason
+    if not claim(
+        session,
+        grant,
+        "revoked_at",
+        revoked_at=now,
+        revoked_by=actor.name,
+        revocation_reason=reason,
+    ):
+        raise Conflict(f"grant {grant_id} is already revoked")
     record_event(
         session,
         at=now,

@@ -36,7 +36,6 @@ from catalog.events import Actor
 from catalog.products.models import Tier
 from catalog.settings import Settings
 from policies import access, principals
-from policies.auth import Authenticator
 from policies.enforcer import Caller, PolicyEngine
 from policies.models import (
     AccessRequestCreate,
@@ -105,14 +104,17 @@ def principals_create(
     home: Home = None,
 ) -> None:
     """Create a principal with its roles."""
-    spec = PrincipalCreate(
-        name=name,
-        display_name=display_name or name,
-        roles=role,
-        domains=domain or [],
-        organization=organization,
-        kind=PrincipalKind.SERVICE if service else PrincipalKind.PERSON,
-    )
+    try:
+        spec = PrincipalCreate(
+            name=name,
+            display_name=display_name or name,
+            roles=role,
+            domains=domain or [],
+            organization=organization,
+            kind=PrincipalKind.SERVICE if service else PrincipalKind.PERSON,
+        )
+    except ValidationError as exc:
+        raise fail(_invalid(exc), code=2) from None
     with unit_of_work(home) as session:
         created = principals.create_principal(session, spec, actor=cli_actor(), clock=SystemClock())
         read = principals.principal_read(session, created)
@@ -554,8 +556,8 @@ def governance_demo(settings: Settings) -> None:
             actor=operator,
             clock=clock,
         )
-    policy = PolicyEngine(engine, clock, refresh_seconds=0)
-    auth = Authenticator(settings, policy, clock)
+    wired = wiring.build(settings, engine=engine, clock=clock, refresh_seconds=0)
+    policy, auth = wired.policy, wired.authenticator
     with transaction(engine) as session:
         consumer = auth.caller_for(session, principals.get_principal(session, DEMO_CONSUMER))
         request = access.create_request(

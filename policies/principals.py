@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from catalog.clock import Clock
+from catalog.db import claim
 from catalog.errors import Conflict, InvalidParameter, NotFound
 from catalog.events import Actor, record_event
 from catalog.products.models import Domain
@@ -178,7 +179,8 @@ def disable_principal(
     if principal.disabled_at is not None:
         raise Conflict(f"principal {name!r} is already disabled")
     now = clock.now()
-    principal.disabled_at = now
+    if not claim(session, principal, "disabled_at", disabled_at=now):
+        raise Conflict(f"principal {name!r} is already disabled")
     remove_rules(session, "g", user_subject(name), now=now)
     record_event(
         session,
@@ -233,7 +235,8 @@ def revoke_token(session: Session, token_id: str, *, actor: Actor, clock: Clock)
     if token.revoked_at is not None:
         raise Conflict(f"token {token_id!r} is already revoked")
     now: datetime = clock.now()
-    token.revoked_at = now
+    if not claim(session, token, "revoked_at", revoked_at=now):
+        raise Conflict(f"token {token_id!r} is already revoked")
     record_event(
         session,
         at=now,

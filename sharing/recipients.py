@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from catalog.db import claim
 from catalog.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
 from catalog.events import Actor, record_event
 from catalog.settings import Settings
@@ -226,9 +227,9 @@ def redeem_activation(
     if activation.expires_at <= now:
         raise Forbidden("this activation link has expired; ask for a new one")
     token, credential = issue_token(session, organization, days=activation.token_days, now=now)
-    activation.used_at = now
-    activation.token_id = token.id
-    session.add(activation)
+    # Single use under concurrency too: of two redemptions at once, one mints the token.
+    if not claim(session, activation, "used_at", used_at=now, token_id=token.id):
+        raise Conflict("this activation link was already used; ask for a new one")
     record_event(
         session,
         at=now,

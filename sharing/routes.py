@@ -346,9 +346,15 @@ class SharingController(Controller):
         (`_query`): nothing a caller without a valid token sends is parsed.
         """
         raw = await request.body()
+        decoded: list[dict[str, Any]] = []  # once, though the read may run again in a thread
+
+        def body() -> dict[str, Any]:
+            if not decoded:
+                decoded.append(query_body(raw))
+            return decoded[0]
+
         return await _audited(
-            request,
-            lambda visit: _query(request, visit, share, schema, table, query_body(raw)),
+            request, lambda visit: _query(request, visit, share, schema, table, body())
         )
 
     @get(TABLE + "/changes")

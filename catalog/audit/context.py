@@ -190,6 +190,10 @@ def _redact_value(value: Any) -> Any:
         return redact(value)
     if value is None or isinstance(value, bool | int | float):
         return value
+    if isinstance(value, dict):
+        return {str(k): _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
     return redact(str(value))
 
 

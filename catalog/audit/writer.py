@@ -28,7 +28,7 @@ from catalog.audit import chain, relay
 from catalog.audit.models import AuditEntry
 from catalog.audit.relay import RelayClient
 from catalog.db import make_engine
-from catalog.errors import Unavailable
+from catalog.errors import Busy, Unavailable
 
 log = logging.getLogger("mesh.audit")
 IDLE_SECONDS = 30.0  # a writer thread with nothing to write for this long ends
@@ -127,9 +127,10 @@ class AuditWriter:
         failed = batch  # until written
         try:
             failed, why = self._commit(batch)
-            if failed and len(batch) > 1 and not isinstance(why, OperationalError):
+            if failed and len(batch) > 1 and not isinstance(why, OperationalError | Busy):
                 # A bad entry must not refuse everyone else's request: retry them one by one
-                # (not when the database is unreachable: that would only wait longer).
+                # (not when the database is unreachable or the chain lock timed out: each retry
+                # would only wait as long again).
                 failed = [t for t in batch if self._commit([t])[0]]
         finally:
             for ticket in batch:

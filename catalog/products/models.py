@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
@@ -111,10 +112,66 @@ class Classification(StrEnum):
 
 # Tier derivation transforms these classifications, so their values must have these types.
 _CLASSIFICATION_TYPES: dict[Classification, tuple[tuple[str, ...], str]] = {
-    Classification.DATE: (("date", "timestamp"), "a date or timestamp"),
+    Classification.DATE: (("date", "timestamp", "string"), "a date, timestamp or string"),
     Classification.ZIP: (("string", "large_string"), "a string"),
     Classification.AGE: (("int", "uint"), "an integer"),
 }
+
+
+class FhirType(StrEnum):
+    """FHIR primitive types a column's values can be checked against (FHIR R4 definitions)."""
+
+    DATE = "date"
+    DATETIME = "dateTime"
+    INSTANT = "instant"
+    TIME = "time"
+    DECIMAL = "decimal"
+    INTEGER = "integer"
+    POSITIVE_INT = "positiveInt"
+    UNSIGNED_INT = "unsignedInt"
+    BOOLEAN = "boolean"
+    CODE = "code"
+    ID = "id"
+    STRING = "string"
+    URI = "uri"
+
+
+_TEMPORAL = ("date", "timestamp", "string")
+_FHIR_TYPE_FAMILIES: dict[FhirType, tuple[str, ...]] = {
+    FhirType.DATE: _TEMPORAL,
+    FhirType.DATETIME: _TEMPORAL,
+    FhirType.INSTANT: ("timestamp", "string"),
+    FhirType.TIME: ("time", "string"),
+    FhirType.DECIMAL: ("decimal", "double", "float", "string"),
+    FhirType.INTEGER: ("int", "uint", "string"),
+    FhirType.POSITIVE_INT: ("int", "uint", "string"),
+    FhirType.UNSIGNED_INT: ("int", "uint", "string"),
+    FhirType.BOOLEAN: ("bool", "string"),
+    FhirType.CODE: ("string", "large_string"),
+    FhirType.ID: ("string", "large_string"),
+    FhirType.STRING: ("string", "large_string"),
+    FhirType.URI: ("string", "large_string"),
+}
+
+
+class LegacyDateFormat(StrEnum):
+    """Non-FHIR date shapes an HL7-era source may declare (`legacy_date_formats`)."""
+
+    COMPACT = "YYYYMMDD"
+    SLASH_ISO = "YYYY/MM/DD"
+    US = "MM/DD/YYYY"
+    DAY_MONTH_NAME = "DD-Mon-YYYY"
+    MONTH_NAME = "Month D, YYYY"
+    HL7_DTM = "YYYYMMDDHHMMSS"
+    US_DATETIME = "MM/DD/YYYY HH:MM"
+    NAIVE_DATETIME = "YYYY-MM-DD HH:MM:SS"
+
+
+# Legacy shapes with a time of day: their clock time is read in the declared legacy_time_zone.
+LEGACY_WITH_TIME = frozenset(
+    {LegacyDateFormat.HL7_DTM, LegacyDateFormat.US_DATETIME, LegacyDateFormat.NAIVE_DATETIME}
+)
+PRECISION_SUFFIX = "_precision"
 
 
 class ColumnSpec(BaseModel):
@@ -140,11 +197,31 @@ class ColumnSpec(BaseModel):
     allowed_values: list[str] | None = Field(
         default=None, max_length=10000, description="Value set; other values are quarantined."
     )
+    fhir_type: FhirType | None = Field(
+        default=None,
+        description="FHIR primitive type the values must conform to. Default: date for date "
+        "columns (a dateTime gives its calendar date), dateTime for timestamp columns, time for "
+        "time columns, dateTime for string columns classified date (the FHIR string is kept).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "ColumnSpec":
         if self.surrogate and self.classification != Classification.DIRECT_IDENTIFIER:
             raise ValueError("surrogate is only meaningful on direct_identifier columns")
+        if (
+            self.classification == Classification.DATE
+            and self.fhir_type is not None
+            and self.fhir_type not in (FhirType.DATE, FhirType.DATETIME, FhirType.INSTANT)
+        ):
+            raise ValueError("a date column's fhir_type must be date, dateTime or instant")
+        if self.fhir_type is not None:
+            family = self.type.removeprefix("list<item: ").removesuffix(">")
+            allowed = _FHIR_TYPE_FAMILIES[self.fhir_type]
+            if not family.startswith(allowed):
+                raise ValueError(
+                    f"fhir_type {self.fhir_type} needs a column of type "
+                    f"{' or '.join(allowed)}, not {self.type}"
+                )
         expected = _CLASSIFICATION_TYPES.get(self.classification)
         if expected is not None and not self.type.startswith(expected[0]):
             raise ValueError(
@@ -216,7 +293,22 @@ class Sla(BaseModel):
         default=5.0,
         ge=0,
         le=100,
-        description="A version whose quarantined input records exceed this share is quarantined.",
+        description="A version whose quarantined input records exceed this share is quarantined "
+        "(exact duplicate lines are not counted: nothing was lost).",
+    )
+    max_findings_percent: float = Field(
+        default=5.0,
+        ge=0,
+        le=100,
+        description="A version whose input records with findings (non-conforming values made "
+        "null, the row kept) exceed this share is quarantined.",
+    )
+    max_duplicate_percent: float = Field(
+        default=100.0,
+        ge=0,
+        le=100,
+        description="A version whose exact duplicate lines exceed this share of the input "
+        "records is quarantined.",
     )
 
     @field_validator("freshness")
@@ -255,6 +347,18 @@ class VersionSpec(BaseModel):
         description="SQL-on-FHIR v2 ViewDefinition turning FHIR resources into the columns; "
         "needed to publish from FHIR NDJSON.",
     )
+    legacy_date_formats: list[LegacyDateFormat] = Field(
+        default_factory=list,
+        max_length=len(LegacyDateFormat),
+        description="Non-FHIR date shapes this source really writes (HL7-era feeds). Values in "
+        "these shapes are converted and counted by format; without the opt-in they are findings.",
+    )
+    legacy_time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA time zone in which the source writes legacy date-times without an "
+        "offset; required by the formats with a time of day.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "VersionSpec":
@@ -262,6 +366,17 @@ class VersionSpec(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate column names: {', '.join(duplicates)}")
+        clashes = [
+            c.name + PRECISION_SUFFIX
+            for c in self.columns
+            if c.type.startswith(("date", "timestamp")) and c.name + PRECISION_SUFFIX in names
+        ]
+        if clashes:
+            raise ValueError(
+                f"{', '.join(clashes)}: the publisher adds these precision columns itself; "
+                "rename the declared columns"
+            )
+        self._check_legacy()
         if len(set(self.tiers)) != len(self.tiers):
             raise ValueError("tiers must not repeat")
         unknown = [r.column for r in self.sla.completeness if r.column not in names]
@@ -275,6 +390,24 @@ class VersionSpec(BaseModel):
         if self.view is not None:
             self._check_view(names)
         return self
+
+    def _check_legacy(self) -> None:
+        if len(set(self.legacy_date_formats)) != len(self.legacy_date_formats):
+            raise ValueError("legacy_date_formats must not repeat")
+        timed = sorted(f.value for f in self.legacy_date_formats if f in LEGACY_WITH_TIME)
+        if self.legacy_time_zone is None:
+            if timed:
+                raise ValueError(
+                    f"legacy_date_formats {', '.join(timed)} carry a time of day: state the "
+                    "source's legacy_time_zone (e.g. America/Chicago), it is never guessed"
+                )
+            return
+        if not self.legacy_date_formats:
+            raise ValueError("legacy_time_zone is only meaningful with legacy_date_formats")
+        try:
+            ZoneInfo(self.legacy_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.legacy_time_zone!r}") from None
 
     def _check_view(self, names: list[str]) -> None:
         try:
@@ -291,6 +424,23 @@ class VersionSpec(BaseModel):
             if extra:
                 parts.append(f"produces undeclared {', '.join(extra)}")
             raise ValueError(f"view {' and '.join(parts)}")
+
+
+def legacy_column(spec: VersionSpec) -> dict[str, Any] | None:
+    """How a version's legacy date opt-in is stored (None when it has none)."""
+    if not spec.legacy_date_formats:
+        return None
+    return {
+        "formats": [f.value for f in spec.legacy_date_formats],
+        "time_zone": spec.legacy_time_zone,
+    }
+
+
+def legacy_fields(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The VersionSpec fields of a stored legacy date opt-in."""
+    if not stored:
+        return {}
+    return {"legacy_date_formats": stored["formats"], "legacy_time_zone": stored.get("time_zone")}
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -441,6 +591,10 @@ class ProductVersion(Audited, table=True):
     sla: dict[str, Any] = SQLField(sa_column=Column(JSON, nullable=False))
     changelog: str = SQLField(default="", max_length=20000)
     view: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
+    # {"formats": [...], "time_zone": ...}: the legacy date shapes the source declared, if any.
+    legacy_dates: dict[str, Any] | None = SQLField(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
     delta_location: str | None = SQLField(default=None, max_length=2000)
     # {tier: {"location", "delta_version", "columns"}} once published.
     tier_tables: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
@@ -482,6 +636,7 @@ class ProductVersion(Audited, table=True):
                 "sla": self.sla,
                 "changelog": self.changelog,
                 "view": self.view,
+                **legacy_fields(self.legacy_dates),
             }
         )
 
@@ -514,6 +669,8 @@ class VersionRead(BaseModel):
     sla: Sla
     changelog: str
     view: dict[str, Any] | None
+    legacy_date_formats: list[LegacyDateFormat] = Field(default_factory=list)
+    legacy_time_zone: str | None = None
     delta_location: str | None
     tier_tables: dict[str, Any] | None
     extracted_at: datetime | None

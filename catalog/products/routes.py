@@ -1,6 +1,5 @@
 """Catalog REST API: domains, products, versions and their lifecycle under /api/v1."""
 
-from datetime import timedelta
 from typing import Annotated
 
 from litestar import Controller, get, post
@@ -227,19 +226,21 @@ class ProductController(Controller):
     ) -> LifecycleOutcome:
         """Deprecate a published version; its consumers are told until when it is served."""
         found = service.get_version(session, domain, name, version)
-        until = data.served_until or clock.now() + timedelta(days=settings.deprecation_notice_days)
-        notified = service.change_version_status(
+        changed = service.change_version_status(
             session,
             found,
             VersionStatus.DEPRECATED,
             reason=data.reason,
             actor=actor,
             clock=clock,
-            served_until=until,
+            served_until=data.served_until,
+            notice_days=settings.deprecation_notice_days,
             listeners=version_listeners,
         )
         return LifecycleOutcome(
-            version=service.version_read(found), served_until=until, affected_grants=notified
+            version=service.version_read(found),
+            served_until=changed.served_until,
+            affected_grants=changed.notified,
         )
 
     @post(
@@ -258,17 +259,17 @@ class ProductController(Controller):
     ) -> LifecycleOutcome:
         """Retire a version; it is no longer served and its consumers are told."""
         found = service.get_version(session, domain, name, version)
-        until = clock.now()
-        notified = service.change_version_status(
+        changed = service.change_version_status(
             session,
             found,
             VersionStatus.RETIRED,
             reason=data.reason,
             actor=actor,
             clock=clock,
-            served_until=until,
             listeners=version_listeners,
         )
         return LifecycleOutcome(
-            version=service.version_read(found), served_until=until, affected_grants=notified
+            version=service.version_read(found),
+            served_until=changed.served_until,
+            affected_grants=changed.notified,
         )

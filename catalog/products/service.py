@@ -32,6 +32,7 @@ from catalog.products.models import (
     VersionStatus,
     VersionSummary,
     VersionTier,
+    legacy_column,
 )
 from catalog.products.semver import SemVer
 
@@ -401,6 +402,7 @@ def register_version(
         sla=spec.sla.model_dump(mode="json"),
         changelog=spec.changelog,
         view=spec.view,
+        legacy_dates=legacy_column(spec),
         tier_rows=[VersionTier(tier=t) for t in spec.tiers],
         created_at=now,
         created_by=actor.name,
@@ -425,7 +427,15 @@ def version_changes(version: ProductVersion, spec: VersionSpec) -> list[str]:
     current = version.spec()
     return [
         f
-        for f in ("columns", "tiers", "sla", "changelog", "view")
+        for f in (
+            "columns",
+            "tiers",
+            "sla",
+            "changelog",
+            "view",
+            "legacy_date_formats",
+            "legacy_time_zone",
+        )
         if getattr(current, f) != getattr(spec, f)
     ]
 
@@ -451,6 +461,7 @@ def update_draft_version(
     version.sla = spec.sla.model_dump(mode="json")
     version.changelog = spec.changelog
     version.view = spec.view
+    version.legacy_dates = legacy_column(spec)
     version.tier_rows = [VersionTier(tier=t) for t in spec.tiers]
     version.updated_at, version.updated_by = now, actor.name
     record_event(
@@ -479,6 +490,8 @@ def version_read(version: ProductVersion) -> VersionRead:
         sla=spec.sla,
         changelog=version.changelog,
         view=version.view,
+        legacy_date_formats=spec.legacy_date_formats,
+        legacy_time_zone=spec.legacy_time_zone,
         delta_location=version.delta_location,
         tier_tables=version.tier_tables,
         extracted_at=version.extracted_at,
@@ -566,6 +579,14 @@ DEFAULT_NOTICE_DAYS = 30
 VersionListener = Callable[[Session, ProductVersion, str, datetime], list[int]]
 
 
+@dataclass(frozen=True)
+class StatusChanged:
+    """A version after deprecate / retire: served until when, and what the listeners notified."""
+
+    served_until: datetime
+    notified: list[int]
+
+
 def change_version_status(
     session: Session,
     version: ProductVersion,
@@ -575,12 +596,14 @@ def change_version_status(
     actor: Actor,
     clock: Clock,
     served_until: datetime | None = None,
+    notice_days: int = DEFAULT_NOTICE_DAYS,
     listeners: Sequence[VersionListener] = (),
-) -> list[int]:
-    """Deprecate (published only) or retire a version; returns what the listeners notified.
+) -> StatusChanged:
+    """Deprecate (published only) or retire a version and tell the listeners.
 
-    A deprecated version is served until `served_until` (default: the notice period from now),
-    which must lie in the future; a retired one stops being served at once.
+    A deprecated version is served until `served_until`, by default `notice_days` from now
+    (the API and the CLI pass `MESH_DEPRECATION_NOTICE_DAYS`), which must lie in the future;
+    a retired one stops being served at once.
     """
     allowed_from = _VERSION_TRANSITIONS.get(target, set())
     key = product_key(version.product.domain.name, version.product.name)
@@ -591,7 +614,7 @@ def change_version_status(
     now = clock.now()
     until = now
     if target == VersionStatus.DEPRECATED:
-        until = served_until or now + timedelta(days=DEFAULT_NOTICE_DAYS)
+        until = served_until or now + timedelta(days=notice_days)
         if until <= now:
             message = (
                 f"served_until {until.isoformat()} is not in the future (now {now.isoformat()}): "
@@ -602,7 +625,8 @@ def change_version_status(
         version.served_until = until
     set_version_status(session, version, target, reason=reason, actor=actor, clock=clock)
     session.flush()
-    return [n for listener in listeners for n in listener(session, version, reason, until)]
+    notified = [n for listener in listeners for n in listener(session, version, reason, until)]
+    return StatusChanged(served_until=until, notified=notified)
 
 
 def set_version_status(

@@ -1,20 +1,37 @@
-"""Turn the loose values of real FHIR exports into typed cells, or say precisely why not.
+"""Turn the values of real FHIR exports into typed cells, checked by their FHIR definitions.
 
-Dates arrive in many shapes (ISO, basic, US, named months, partial); each accepted shape is
-listed here and anything else is refused rather than guessed. Naive times are read as UTC.
-Slash dates are read month-first (MM/DD/YYYY), the US convention of the network's EHRs.
+Dates and times are read by the FHIR R4 primitive definitions (date, dateTime, instant, time):
+partial dates (`1980`, `1980-03`) are valid and keep their precision; a time needs seconds and a
+time zone; a leap second (`:60`) is valid. Anything else is refused with a reason, never guessed.
+Legacy shapes (`YYYYMMDD`, `MM/DD/YYYY`, HL7 v2 `YYYYMMDDHHMMSS`...) are read only when the
+version declares them in `legacy_date_formats` (their clock times in `legacy_time_zone`), and
+each conversion is counted by format.
+
+A value that does not conform is a *finding*: the cell becomes null and the row is kept (the
+caller records the finding). A finding on a non-nullable column, a missing required value, an
+invalid code or a value outside the value set make the whole record fail (quarantine).
 """
 
+import math
 import re
-from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
 from catalog.products.arrow_types import parse_arrow_type
-from catalog.products.models import CodeSystem, ColumnSpec
+from catalog.products.models import (
+    PRECISION_SUFFIX,
+    Classification,
+    CodeSystem,
+    ColumnSpec,
+    FhirType,
+    LegacyDateFormat,
+)
 
 
 class CoercionError(ValueError):
@@ -47,22 +64,40 @@ _MONTHS = {
     )
     for name in names
 }
-_DATE_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[int, int, int]]]] = [
-    (re.compile(r"^(\d{4})(\d{2})(\d{2})$"), lambda m: (int(m[1]), int(m[2]), int(m[3]))),
-    (re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"), lambda m: (int(m[1]), int(m[2]), int(m[3]))),
-    (re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$"), lambda m: (int(m[3]), int(m[1]), int(m[2]))),
-    (
-        re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3,9})[- ](\d{4})$"),
-        lambda m: (int(m[3]), _month(m[2]), int(m[1])),
+_YEAR = r"(?:[0-9](?:[0-9](?:[0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_TIME = r"(?P<h>[01][0-9]|2[0-3]):(?P<mi>[0-5][0-9]):(?P<s>[0-5][0-9]|60)(?:\.(?P<f>[0-9]+))?"
+# The FHIR R4 dateTime regex (date and instant are its restrictions), with named parts.
+_FHIR_DATETIME = re.compile(
+    rf"(?P<y>{_YEAR})(?:-(?P<mo>0[1-9]|1[0-2])(?:-(?P<d>0[1-9]|[12][0-9]|3[01])"
+    rf"(?:T{_TIME}(?P<z>Z|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
+)
+_FHIR_TIME = re.compile(_TIME)
+_FRACTION_PRECISION = ((3, "millisecond"), (6, "microsecond"))
+PRECISIONS = ("year", "month", "day", "minute", "second", "millisecond", "microsecond")
+
+_D = r"(?P<d>\d{1,2})"
+_M = r"(?P<mo>\d{1,2})"
+_Y = r"(?P<y>\d{4})"
+# Legacy shapes, read only where the version declares them. The order matters only for
+# diagnosis: every pattern is anchored, so at most one matches a value.
+_LEGACY: dict[LegacyDateFormat, re.Pattern[str]] = {
+    LegacyDateFormat.COMPACT: re.compile(r"(?P<y>\d{4})(?P<mo>\d{2})(?P<d>\d{2})"),
+    LegacyDateFormat.SLASH_ISO: re.compile(rf"{_Y}/{_M}/{_D}"),
+    LegacyDateFormat.US: re.compile(rf"{_M}/{_D}/{_Y}"),
+    LegacyDateFormat.DAY_MONTH_NAME: re.compile(rf"{_D}[- ](?P<name>[A-Za-z]{{3,9}})[- ]{_Y}"),
+    LegacyDateFormat.MONTH_NAME: re.compile(rf"(?P<name>[A-Za-z]{{3,9}})\.? {_D},? {_Y}"),
+    LegacyDateFormat.HL7_DTM: re.compile(
+        r"(?P<y>\d{4})(?P<mo>\d{2})(?P<d>\d{2})(?P<h>\d{2})(?P<mi>\d{2})(?P<s>\d{2})?"
+        r"(?:\.(?P<f>\d{1,4}))?(?P<z>[+-]\d{4})?"
     ),
-    (
-        re.compile(r"^([A-Za-z]{3,9})\.? (\d{1,2}),? (\d{4})$"),
-        lambda m: (int(m[3]), _month(m[1]), int(m[2])),
+    LegacyDateFormat.US_DATETIME: re.compile(
+        rf"{_M}/{_D}/{_Y}[ T](?P<h>\d{{1,2}}):(?P<mi>\d{{2}})(?::(?P<s>\d{{2}}))?"
     ),
-]
-_PARTIAL = re.compile(r"^\d{4}(-\d{2})?$")
-_BASIC_DATETIME = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?$")
-_US_DATETIME = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?$")
+    LegacyDateFormat.NAIVE_DATETIME: re.compile(
+        r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[ T](?P<h>\d{2}):(?P<mi>\d{2})"
+        r"(?::(?P<s>\d{2})(?:\.(?P<f>\d+))?)?"
+    ),
+}
 
 
 def _month(name: str) -> int:
@@ -72,75 +107,194 @@ def _month(name: str) -> int:
     return number
 
 
-def _calendar_date(value: str) -> date | None:
-    """A date written without a time, in any accepted shape."""
+class Temporal(NamedTuple):
+    """A date or date-time as written: its parts down to its precision, and how it was read."""
+
+    year: int
+    month: int | None
+    day: int | None
+    clock: time | None  # time of day; None below second/minute precision
+    zone: tzinfo | None  # the written (or declared legacy) zone of a time of day
+    precision: str
+    text: str  # the FHIR form (the input itself unless a legacy shape was converted)
+    legacy: LegacyDateFormat | None = None
+    leap_second: bool = False
+
+    def lower_date(self) -> date:
+        """The first calendar day the value covers."""
+        return date(self.year, self.month or 1, self.day or 1)
+
+    def lower_instant(self) -> datetime:
+        """The first instant the value covers, in UTC (a bare date starts at 00:00 UTC)."""
+        day = self.lower_date()
+        if self.clock is None:
+            return datetime.combine(day, time(), tzinfo=UTC)
+        return datetime.combine(day, self.clock, tzinfo=self.zone or UTC).astimezone(UTC)
+
+
+def _clock(m: re.Match[str]) -> tuple[time, bool, str]:
+    """Time of day of a match with h, mi and optional s and f groups (a leap second is kept)."""
+    groups = m.groupdict()
+    second = int(groups.get("s") or 0)
+    fraction = groups.get("f") or ""
+    micro = int((fraction + "000000")[:6]) if fraction else 0
+    leap = second == 60
+    if leap:  # 23:59:60 is not representable: the last microsecond before the next minute
+        second, micro = 59, 999_999
+    precision = "second" if groups.get("s") is not None else "minute"
+    for digits, name in _FRACTION_PRECISION:
+        if fraction and len(fraction) <= digits:
+            precision = name
+            break
+    else:
+        if fraction:
+            precision = "microsecond"  # finer fractions are cut to the microsecond
+    return time(int(m["h"]), int(m["mi"]), second, micro), leap, precision
+
+
+def _calendar_check(year: int, month: int, day: int, value: str, rule: str) -> None:
     try:
-        return date.fromisoformat(value)
+        date(year, month, day)
     except ValueError:
-        pass
-    for pattern, parts in _DATE_PATTERNS:
-        m = pattern.match(value)
-        if m:
-            try:
-                return date(*parts(m))
-            except ValueError:
-                return None
-    return None
+        raise CoercionError(rule, f"{value!r} is not a calendar date") from None
 
 
-def _instant(value: str) -> datetime | None:
-    """A date-time in any accepted shape (ISO with T or space, basic, US)."""
-    if len(value) > 10 and value[:4].isdigit():
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass
-    if m := _BASIC_DATETIME.match(value):
-        return _safe_datetime(m, (1, 2, 3, 4, 5, 6))
-    if m := _US_DATETIME.match(value):
-        return _safe_datetime(m, (3, 1, 2, 4, 5, 6))
-    return None
+def parse_fhir_temporal(
+    text: str,
+    kind: FhirType,
+    *,
+    legacy: frozenset[LegacyDateFormat] = frozenset(),
+    legacy_zone: tzinfo | None = None,
+    rule: str | None = None,
+) -> Temporal:
+    """A FHIR date / dateTime / instant, or a declared legacy shape; CoercionError otherwise.
 
-
-def parse_date(text: str) -> date:
-    """A calendar date from any accepted shape (a date-time gives its own calendar date)."""
-    value = text.strip()
-    found = _calendar_date(value)
-    if found is not None:
-        return found
-    instant = _instant(value)
-    if instant is not None:
-        return instant.date()
-    if _PARTIAL.match(value):
-        raise CoercionError("partial-date", f"partial date {value!r} cannot fill a full date")
-    raise CoercionError("date", f"unrecognised date {value!r}")
-
-
-def parse_datetime(text: str) -> datetime:
-    """An aware UTC instant from any accepted shape; naive values are taken as UTC."""
-    value = text.strip()
-    parsed = _instant(value)
-    if parsed is None:
-        day = _calendar_date(value)
-        if day is None:
-            if _PARTIAL.match(value):
+    `rule` names the finding of a value that is not one (default: the FHIR type's name).
+    """
+    rule = rule or kind.value
+    m = _FHIR_DATETIME.fullmatch(text)
+    if m is not None:
+        year = int(m["y"])
+        month = int(m["mo"]) if m["mo"] else None
+        day = int(m["d"]) if m["d"] else None
+        if day is not None and month is not None:
+            _calendar_check(year, month, day, text, rule)
+        if m["h"] is None:
+            if kind == FhirType.INSTANT:
                 raise CoercionError(
-                    "partial-date", f"partial date {value!r} cannot fill a timestamp"
+                    rule, f"{text!r} has no time: a FHIR instant is full to the second, with a zone"
                 )
-            raise CoercionError("date", f"unrecognised date-time {value!r}")
-        parsed = datetime.combine(day, time())
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+            precision = "year" if month is None else "month" if day is None else "day"
+            return Temporal(year, month, day, None, None, precision, text)
+        if kind == FhirType.DATE:
+            raise CoercionError(rule, f"{text!r} has a time of day: a FHIR date has none")
+        clock, leap, precision = _clock(m)
+        zone = UTC if m["z"] == "Z" else _offset(m["z"])
+        return Temporal(year, month, day, clock, zone, precision, text, leap_second=leap)
+    for fmt, pattern in _LEGACY.items():
+        lm = pattern.fullmatch(text)
+        if lm is None:
+            continue
+        if fmt not in legacy:
+            raise CoercionError(
+                rule if fmt == LegacyDateFormat.NAIVE_DATETIME else "legacy-date",
+                f"{text!r} is in the legacy format {fmt.value}, not a FHIR {kind.value}"
+                + _legacy_hint(fmt, text),
+            )
+        return _legacy_temporal(lm, fmt, text, kind, legacy_zone, rule)
+    raise CoercionError(rule, _diagnose(text, kind))
 
 
-def _safe_datetime(m: re.Match[str], order: tuple[int, ...]) -> datetime | None:
-    parts = [int(m[i]) if m[i] else 0 for i in order]
+def _offset(text: str) -> tzinfo:
+    sign = -1 if text[0] == "-" else 1
+    hours, minutes = int(text[1:3]), int(text[-2:])
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def _legacy_hint(fmt: LegacyDateFormat, text: str) -> str:
+    if fmt == LegacyDateFormat.NAIVE_DATETIME:
+        why = "a space instead of T" if " " in text else "no time zone"
+        return (
+            f" ({why}: FHIR requires T and a zone when a time is given); an HL7-era source that "
+            f"writes local times may declare legacy_date_formats: ['{fmt.value}'] with its "
+            "legacy_time_zone"
+        )
+    return f"; an HL7-era source that writes it may declare legacy_date_formats: ['{fmt.value}']"
+
+
+def _legacy_temporal(
+    m: re.Match[str],
+    fmt: LegacyDateFormat,
+    text: str,
+    kind: FhirType,
+    zone: tzinfo | None,
+    rule: str,
+) -> Temporal:
+    groups = m.groupdict()
+    year = int(m["y"])
     try:
-        year, month, day, hour, minute, second = parts
-        return datetime(year, month, day, hour, minute, second)  # made aware by the caller
+        month = _month(m["name"]) if groups.get("name") else int(m["mo"])
     except ValueError:
-        return None
+        raise CoercionError("legacy-date", f"{text!r}: unknown month name") from None
+    day = int(m["d"])
+    _calendar_check(year, month, day, text, "legacy-date")
+    if groups.get("h") is None:
+        if kind == FhirType.INSTANT:
+            raise CoercionError(rule, f"{text!r} has no time: an instant needs one")
+        fhir = date(year, month, day).isoformat()
+        return Temporal(year, month, day, None, None, "day", fhir, legacy=fmt)
+    if kind == FhirType.DATE:
+        raise CoercionError(rule, f"{text!r} has a time of day: a FHIR date has none")
+    if not 0 <= int(m["h"]) <= 23 or not 0 <= int(m["mi"]) <= 59 or int(m["s"] or 0) > 60:
+        raise CoercionError("legacy-date", f"{text!r} is not a time of day")
+    clock, leap, precision = _clock(m)
+    written = groups.get("z")
+    if written:
+        zone = _offset(written)
+    if zone is None:  # the spec validation requires legacy_time_zone for these formats
+        raise CoercionError("legacy-date", f"{text!r}: no legacy_time_zone declared")
+    local = datetime.combine(date(year, month, day), clock, tzinfo=zone)
+    fhir = local.isoformat(timespec="microseconds" if clock.microsecond else "seconds")
+    return Temporal(year, month, day, clock, zone, precision, fhir, legacy=fmt, leap_second=leap)
+
+
+_WEEK_DATE = re.compile(r"\d{4}-?W\d{2}(?:-?\d)?")
+_ORDINAL_DATE = re.compile(r"\d{4}-\d{3}")
+_DATE_AND_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})([T ])(.*)")
+_ZONE = re.compile(r"(.*?)(Z|[+-]\d{2}:?\d{2}|[+-]\d{2})?")
+
+
+def _diagnose(text: str, kind: FhirType) -> str:
+    """Why a value is not a FHIR date / dateTime / instant, as precisely as can be said."""
+    what = f"{text!r} is not a FHIR {kind.value}"
+    if _WEEK_DATE.fullmatch(text):
+        return f"{what}: ISO week dates are not FHIR"
+    if _ORDINAL_DATE.fullmatch(text):
+        return f"{what}: ISO ordinal dates are not FHIR"
+    m = _DATE_AND_TIME.fullmatch(text)
+    if m is not None:
+        if m[2] == " ":
+            return f"{what}: a space separates date and time (FHIR needs T)"
+        clock_part, zone = _ZONE.fullmatch(m[3]).groups()  # type: ignore[union-attr]
+        if zone is None:
+            return f"{what}: a time without a time zone (FHIR requires one when a time is given)"
+        if zone != "Z" and ":" not in zone:
+            return f"{what}: offset {zone} needs the form ±hh:mm"
+        if clock_part.count(":") < 2:
+            return f"{what}: a time needs hours, minutes and seconds"
+        return f"{what}: invalid time of day {clock_part!r} or offset {zone!r}"
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) or re.fullmatch(r"\d{4}-\d{2}", text):
+        return f"{what}: month or day out of range"
+    return what
+
+
+def parse_fhir_time(text: str) -> tuple[time, bool]:
+    """A FHIR time (hh:mm:ss[.fff], no zone) and whether it was a leap second."""
+    m = _FHIR_TIME.fullmatch(text)
+    if m is None:
+        raise CoercionError("time", f"{text!r} is not a FHIR time (hh:mm:ss, no zone)")
+    clock, leap, _ = _clock(m)
+    return clock, leap
 
 
 # --- code systems --------------------------------------------------------------------------------
@@ -203,6 +357,47 @@ _CODE_CHECKS: dict[CodeSystem, Callable[[str], bool]] = {
 
 # --- cells ---------------------------------------------------------------------------------------
 
+_FHIR_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_FHIR_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_STRING_CHECKS: dict[FhirType, re.Pattern[str]] = {
+    FhirType.CODE: re.compile(r"[^\s]+(?:\s[^\s]+)*"),
+    FhirType.ID: re.compile(r"[A-Za-z0-9\-.]{1,64}"),
+    FhirType.STRING: re.compile(r"[ \r\n\t\S]+"),
+    FhirType.URI: re.compile(r"\S*"),
+}
+_INT_BOUNDS: dict[FhirType, tuple[int, int]] = {
+    FhirType.INTEGER: (-(2**31), 2**31 - 1),
+    FhirType.POSITIVE_INT: (1, 2**31 - 1),
+    FhirType.UNSIGNED_INT: (0, 2**31 - 1),
+}
+UNIT_PRECISION = {"s": "second", "ms": "millisecond", "us": "microsecond", "ns": "microsecond"}
+
+
+class Dated(NamedTuple):
+    """A converted temporal cell with its precision and how it was read."""
+
+    value: Any
+    precision: str | None
+    legacy: LegacyDateFormat | None
+    leap_second: bool
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A value that does not conform: its column, the rule and why. The cell was made null."""
+
+    field: str
+    rule: str
+    detail: str
+
+
+class Coerced(NamedTuple):
+    """A typed row, the findings made while typing it, and the conversions it needed."""
+
+    row: dict[str, Any]
+    findings: list[Finding]
+    conversions: list[str]  # legacy format names, "leap-second"
+
 
 def _to_text(value: Any) -> str:
     if isinstance(value, str):
@@ -214,14 +409,36 @@ def _to_text(value: Any) -> str:
     raise CoercionError("type", f"expected a text value, got {type(value).__name__}")
 
 
-def _to_int(value: Any, dtype: pa.DataType) -> int:
+def _string_check(kind: FhirType) -> Callable[[Any], str]:
+    pattern = _STRING_CHECKS[kind]
+
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise CoercionError(kind.value, f"expected a FHIR {kind.value}, got a JSON value")
+        if pattern.fullmatch(value) is None:
+            raise CoercionError(kind.value, f"{value[:80]!r} is not a valid FHIR {kind.value}")
+        return value
+
+    return convert
+
+
+def _number_text(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if pattern.fullmatch(value) is None:
+        raise CoercionError("type", f"expected {what}, got {value!r}")
+    return value
+
+
+def _to_int(value: Any, dtype: pa.DataType, kind: FhirType | None) -> int:
     if isinstance(value, bool):
         raise CoercionError("type", "expected an integer, got a boolean")
     try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+        if isinstance(value, str):
+            number = Decimal(_number_text(value, _FHIR_INTEGER, "an integer"))
+        else:
+            number = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
         raise CoercionError("type", f"expected an integer, got {value!r}") from None
-    if number != number.to_integral_value():
+    if not number.is_finite() or number != number.to_integral_value():
         raise CoercionError("type", f"expected an integer, got {value!r}")
     result = int(number)
     bits = dtype.bit_width
@@ -230,8 +447,10 @@ def _to_int(value: Any, dtype: pa.DataType) -> int:
         if pa.types.is_signed_integer(dtype)
         else (0, 2**bits - 1)
     )
+    if kind in _INT_BOUNDS:
+        low, high = max(low, _INT_BOUNDS[kind][0]), min(high, _INT_BOUNDS[kind][1])
     if not low <= result <= high:
-        raise CoercionError("range", f"{result} is outside the range of {dtype}")
+        raise CoercionError("range", f"{result} is outside the range of {kind or dtype}")
     return result
 
 
@@ -239,112 +458,298 @@ def _to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise CoercionError("type", "expected a number, got a boolean")
     try:
-        return float(value.strip() if isinstance(value, str) else value)
+        if isinstance(value, str):
+            number = float(_number_text(value, _FHIR_DECIMAL, "a decimal number"))
+        else:
+            number = float(value)
     except (TypeError, ValueError):
         raise CoercionError("type", f"expected a number, got {value!r}") from None
+    if not math.isfinite(number):  # NaN/Infinity (Python's JSON reader accepts them) or 1e400
+        raise CoercionError("range", f"{value!r} is not a finite FHIR decimal")
+    return number
 
 
 def _to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    if isinstance(value, str) and value in ("true", "false"):
+        return value == "true"
     raise CoercionError("type", f"expected true or false, got {value!r}")
 
 
 def _to_decimal(value: Any, dtype: pa.Decimal128Type) -> Decimal:
+    if isinstance(value, bool):
+        raise CoercionError("type", "expected a decimal, got a boolean")
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
+        if isinstance(value, str):
+            number = Decimal(_number_text(value, _FHIR_DECIMAL, "a decimal number"))
+        else:
+            number = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
         raise CoercionError("type", f"expected a decimal, got {value!r}") from None
-    quantized = number.quantize(Decimal(1).scaleb(-dtype.scale))
+    if not number.is_finite():
+        raise CoercionError("type", f"expected a decimal, got {value!r}")
+    try:
+        quantized = number.quantize(Decimal(1).scaleb(-dtype.scale))
+    except InvalidOperation:
+        raise CoercionError("range", f"{value!r} does not fit {dtype}") from None
     if len(quantized.as_tuple().digits) > dtype.precision:
         raise CoercionError("range", f"{value!r} does not fit {dtype}")
     return quantized
 
 
-def _to_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return parse_date(_to_text(value))
+@dataclass(frozen=True)
+class _Legacy:
+    formats: frozenset[LegacyDateFormat]
+    zone: tzinfo | None
 
 
-def _to_instant(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime.combine(value, time(), tzinfo=UTC)
-    return parse_datetime(_to_text(value))
+def _temporal_converter(
+    dtype: pa.DataType, kind: FhirType, legacy: _Legacy
+) -> Callable[[Any], Dated]:
+    """Converter of a date, timestamp or FHIR-string date column: cell, precision, provenance."""
+    is_date = pa.types.is_date(dtype)
+    is_string = pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+    unit_precision = UNIT_PRECISION.get(getattr(dtype, "unit", ""), "microsecond")
+    # Findings are named after what the column holds: a date column's bad values are `date`.
+    rule = "date" if is_date and kind == FhirType.DATETIME else kind.value
+
+    def convert(value: Any) -> Dated:
+        if isinstance(value, datetime):  # typed sources (Parquet, Delta)
+            if is_date:
+                return Dated(value.date(), "day", None, False)
+            aware = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+            return Dated(aware, unit_precision, None, False)
+        if isinstance(value, date):
+            if is_date:
+                return Dated(value, "day", None, False)
+            return Dated(datetime.combine(value, time(), tzinfo=UTC), "day", None, False)
+        if not isinstance(value, str):
+            raise CoercionError("type", f"expected a FHIR {kind.value} string, got {value!r}")
+        found = parse_fhir_temporal(
+            value, kind, legacy=legacy.formats, legacy_zone=legacy.zone, rule=rule
+        )
+        if is_string:
+            return Dated(found.text, None, found.legacy, found.leap_second)
+        if is_date:
+            precision = found.precision if found.precision in ("year", "month") else "day"
+            return Dated(found.lower_date(), precision, found.legacy, found.leap_second)
+        return Dated(found.lower_instant(), found.precision, found.legacy, found.leap_second)
+
+    return convert
 
 
-def _converter(dtype: pa.DataType) -> Callable[[Any], Any]:
+def _time_converter(value: Any) -> Dated:
+    if isinstance(value, time):
+        return Dated(value, None, None, False)
+    if not isinstance(value, str):
+        raise CoercionError("type", f"expected a FHIR time string, got {value!r}")
+    clock, leap = parse_fhir_time(value)
+    return Dated(clock, None, None, leap)
+
+
+def _default_kind(column: ColumnSpec, dtype: pa.DataType) -> FhirType | None:
+    if column.fhir_type is not None:
+        return column.fhir_type
+    if pa.types.is_date(dtype) or pa.types.is_timestamp(dtype):
+        # A date column takes a dateTime too (its calendar date as written).
+        return FhirType.DATETIME
+    if pa.types.is_time(dtype):
+        return FhirType.TIME
+    if column.classification == Classification.DATE:
+        return FhirType.DATETIME
+    return None
+
+
+def _converter(dtype: pa.DataType, kind: FhirType | None, legacy: _Legacy) -> Callable[[Any], Any]:
+    if kind in (FhirType.DATE, FhirType.DATETIME, FhirType.INSTANT) and (
+        pa.types.is_date(dtype)
+        or pa.types.is_timestamp(dtype)
+        or pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+    ):
+        return _temporal_converter(dtype, kind, legacy)
+    if pa.types.is_time(dtype) or kind == FhirType.TIME:
+        if pa.types.is_string(dtype):
+            return lambda v: Dated(_to_text(v), None, None, parse_fhir_time(_to_text(v))[1])
+        return _time_converter
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        if kind in _STRING_CHECKS:
+            return _string_check(kind)
+        if kind == FhirType.DECIMAL:
+            return lambda v: _number_text(_to_text(v), _FHIR_DECIMAL, "a FHIR decimal")
+        if kind in _INT_BOUNDS:
+            return lambda v: str(_to_int(v, pa.int64(), kind))
+        if kind == FhirType.BOOLEAN:
+            return lambda v: _to_text(_to_bool(v))
         return _to_text
     if pa.types.is_integer(dtype):
-        return lambda v: _to_int(v, dtype)
+        return lambda v: _to_int(v, dtype, kind)
     if pa.types.is_floating(dtype):
         return _to_float
     if pa.types.is_boolean(dtype):
         return _to_bool
-    if pa.types.is_date(dtype):
-        return _to_date
-    if pa.types.is_timestamp(dtype):
-        return _to_instant
     if pa.types.is_decimal(dtype):
         return lambda v: _to_decimal(v, dtype)
-    if pa.types.is_list(dtype):
-        item = _converter(dtype.value_type)
-
-        def convert_list(value: Any) -> list[Any]:
-            items = value if isinstance(value, list) else [value]
-            return [None if v is None else item(v) for v in items]
-
-        return convert_list
     raise CoercionError("type", f"unsupported column type {dtype}")
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    convert: Callable[[Any], Any]
+    required: bool
+    code_check: Callable[[str], bool] | None
+    allowed: frozenset[str] | None
+    system: CodeSystem | None
+    precision_column: str | None
+    is_list: bool
+
+
+def has_precision(column: ColumnSpec) -> bool:
+    """Whether the publisher adds `<column>_precision` next to this column."""
+    return column.type.startswith(("date", "timestamp"))
+
+
+def stored_columns(columns: Iterable[ColumnSpec]) -> list[ColumnSpec]:
+    """The declared columns, each date or timestamp column followed by its precision column.
+
+    The precision column holds year|month|day|minute|second|millisecond|microsecond: how much
+    of the value's lower bound was written. It is classified quasi_identifier, so the full and
+    limited tiers keep it and the de-identified tier (which keeps the year only) drops it.
+    """
+    out: list[ColumnSpec] = []
+    for column in columns:
+        out.append(column)
+        if has_precision(column):
+            out.append(
+                ColumnSpec(
+                    name=column.name + PRECISION_SUFFIX,
+                    type="string",
+                    classification=Classification.QUASI_IDENTIFIER,
+                    description=f"Precision of {column.name} as written: " + "|".join(PRECISIONS),
+                    allowed_values=list(PRECISIONS),
+                )
+            )
+    return out
 
 
 class RowCoercer:
     """Checks and converts view rows into the declared columns, one compiled plan per version."""
 
-    def __init__(self, columns: list[ColumnSpec]) -> None:
+    def __init__(
+        self,
+        columns: list[ColumnSpec],
+        *,
+        legacy_formats: Iterable[LegacyDateFormat] = (),
+        legacy_time_zone: str | None = None,
+    ) -> None:
         self.columns = columns
-        self._plan = [
-            (
-                c.name,
-                _converter(parse_arrow_type(c.type)),
-                not c.nullable,
-                _CODE_CHECKS.get(c.code_system) if c.code_system else None,
-                frozenset(c.allowed_values) if c.allowed_values is not None else None,
-                c.code_system,
+        legacy = _Legacy(
+            frozenset(legacy_formats), ZoneInfo(legacy_time_zone) if legacy_time_zone else None
+        )
+        self._plan: list[_Column] = []
+        for c in columns:
+            dtype = parse_arrow_type(c.type)
+            is_list = pa.types.is_list(dtype)
+            item = dtype.value_type if is_list else dtype
+            self._plan.append(
+                _Column(
+                    c.name,
+                    _converter(item, _default_kind(c, item), legacy),
+                    not c.nullable,
+                    _CODE_CHECKS.get(c.code_system) if c.code_system else None,
+                    frozenset(c.allowed_values) if c.allowed_values is not None else None,
+                    c.code_system,
+                    c.name + PRECISION_SUFFIX if has_precision(c) else None,
+                    is_list,
+                )
             )
-            for c in columns
-        ]
 
-    def coerce(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The typed row, or CoercionError naming the rule; the error's `field` is the column."""
+    def coerce(self, row: dict[str, Any]) -> Coerced:
+        """The typed row with its findings; FieldCoercionError when the record must fail."""
         out: dict[str, Any] = {}
-        for name, convert, required, code_check, allowed, system in self._plan:
+        findings: list[Finding] = []
+        conversions: list[str] = []
+        for column in self._plan:
+            name = column.name
             value = row.get(name)
-            if value is None or (isinstance(value, list) and not value and required):
-                if required:
+            if column.precision_column is not None:
+                out[column.precision_column] = None
+            if value is None or (isinstance(value, list) and not value and column.required):
+                if column.required:
                     raise _field_error(name, CoercionError("required", f"{name} is required"))
                 out[name] = None
                 continue
+            cell: Any
             try:
-                cell = convert(value)
+                if column.is_list:
+                    cell = self._list(column, value, findings, conversions)
+                else:
+                    cell = self._scalar(column, value, conversions)
             except CoercionError as exc:
-                raise _field_error(name, exc) from None
-            if code_check is not None and not code_check(cell):
+                if column.required:
+                    raise _field_error(name, exc) from None
+                findings.append(Finding(name, exc.rule, f"{name}: {exc.detail}"))
+                out[name] = None
+                continue
+            if isinstance(cell, Dated):
+                if column.precision_column is not None:
+                    out[column.precision_column] = cell.precision
+                cell = cell.value
+            if column.code_check is not None and not column.code_check(cell):
                 raise _field_error(
-                    name, CoercionError("code", f"{cell!r} is not a valid {system} code")
+                    name, CoercionError("code", f"{cell!r} is not a valid {column.system} code")
                 )
-            if allowed is not None and cell not in allowed:
+            if column.allowed is not None and cell not in column.allowed:
                 raise _field_error(
                     name, CoercionError("value-set", f"{cell!r} is not an allowed value")
                 )
             out[name] = cell
+        return Coerced(out, findings, conversions)
+
+    @staticmethod
+    def _scalar(column: _Column, value: Any, conversions: list[str]) -> Any:
+        if isinstance(value, list):
+            raise CoercionError("type", f"expected one value, got a list of {len(value)}")
+        cell = column.convert(value)
+        if isinstance(cell, Dated):
+            if cell.legacy is not None:
+                conversions.append(cell.legacy.value)
+            if cell.leap_second:
+                conversions.append("leap-second")
+        return cell
+
+    @staticmethod
+    def _list(
+        column: _Column, value: Any, findings: list[Finding], conversions: list[str]
+    ) -> list[Any]:
+        items = value if isinstance(value, list) else [value]
+        out: list[Any] = []
+        for i, item in enumerate(items):
+            if item is None:
+                out.append(None)
+                continue
+            try:
+                cell = RowCoercer._scalar(column, item, conversions)
+            except CoercionError as exc:
+                findings.append(Finding(column.name, exc.rule, f"{column.name}[{i}]: {exc.detail}"))
+                out.append(None)
+                continue
+            if isinstance(cell, Dated):
+                if cell.precision in ("year", "month"):
+                    findings.append(
+                        Finding(
+                            column.name,
+                            "partial-date",
+                            f"{column.name}[{i}]: {item!r} is a partial date; a list column "
+                            "has no precision column (declare a list<string> column to keep it)",
+                        )
+                    )
+                    out.append(None)
+                    continue
+                cell = cell.value
+            out.append(cell)
         return out
 
 

@@ -37,6 +37,10 @@ from catalog.sqlonfhir.progress import conversion_progress
 quarantine_app = typer.Typer(
     help="Records that did not become rows, and why.", no_args_is_help=True
 )
+findings_app = typer.Typer(
+    help="Values that did not conform to their FHIR type: made null, rows kept.",
+    no_args_is_help=True,
+)
 
 
 def print_outcome(version: ProductVersion, *, verbose: bool = True) -> None:
@@ -44,10 +48,13 @@ def print_outcome(version: ProductVersion, *, verbose: bool = True) -> None:
     key = f"{version.product.domain.name}/{version.product.name} {version.version}"
     counts = version.counts or {}
     reasons = ", ".join(f"{r} {n}" for r, n in (counts.get("quarantined_by_rule") or {}).items())
+    found = ", ".join(f"{r} {n}" for r, n in (counts.get("findings_by_rule") or {}).items())
     out.print(
         f"{key}: {version.status} - {counts.get('input_records', 0)} input records, "
         f"{counts.get('rows', 0)} rows, {counts.get('excluded_by_view', 0)} excluded by the view, "
-        f"{counts.get('quarantined', 0)} quarantined" + (f" ({reasons})" if reasons else ""),
+        f"{counts.get('quarantined', 0)} quarantined"
+        + (f" ({reasons})" if reasons else "")
+        + (f", {counts.get('findings', 0)} findings ({found})" if found else ""),
         soft_wrap=True,
     )
     for check in version.checks or []:
@@ -147,9 +154,35 @@ def quarantine_list(
     as_json: AsJson = False,
 ) -> None:
     """Quarantined records with counts by reason (file hash + line point into raw storage)."""
+    _list_records("quarantined", product, version, rule, limit, home, as_json)
+
+
+@findings_app.command("list")
+def findings_list(
+    product: Annotated[str, typer.Argument(help="DOMAIN/NAME")],
+    version: Annotated[str | None, typer.Option(help="Only this version.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only this rule.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    home: Home = None,
+    as_json: AsJson = False,
+) -> None:
+    """Findings with counts by rule: values made null, their rows kept (file hash + line)."""
+    _list_records("findings", product, version, rule, limit, home, as_json)
+
+
+def _list_records(
+    what: str,
+    product: str,
+    version: str | None,
+    rule: str | None,
+    limit: int,
+    home: Path | None,
+    as_json: bool,
+) -> None:
     domain, name = split_product(product)
+    lister = service.list_quarantine if what == "quarantined" else service.list_findings
     with unit_of_work(home) as session:
-        page = service.list_quarantine(
+        page = lister(
             session,
             products.get_product(session, domain, name),
             version=version,
@@ -159,7 +192,7 @@ def quarantine_list(
     if as_json:
         print_json(page.model_dump(mode="json"))
         return
-    out.print(f"{page.total} quarantined: " + ", ".join(f"{k} {v}" for k, v in page.counts.items()))
+    out.print(f"{page.total} {what}: " + ", ".join(f"{k} {v}" for k, v in page.counts.items()))
     table = Table("version", "file", "line", "rule", "field", "detail")
     for item in page.items:
         table.add_row(

@@ -1,5 +1,6 @@
 """A version's contract, measured while its rows stream past and judged at the end."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,6 +32,10 @@ class ContractStats:
                 newest = _as_instant(newest)
                 if self.newest is None or newest > self.newest:
                     self.newest = newest
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 3) if whole else 0.0
 
 
 def _as_instant(value: date | datetime) -> datetime:
@@ -67,8 +72,18 @@ def evaluate(
     inputs: int,
     quarantined: int,
     now: datetime,
+    duplicates: int = 0,
+    records_with_findings: int = 0,
+    findings_by_rule: Mapping[str, int] | None = None,
+    conversions: Mapping[str, int] | None = None,
 ) -> list[Check]:
-    """Every contract check of `spec` over a finished publish."""
+    """Every contract check of `spec` over a finished publish.
+
+    Exact duplicate lines are quarantined (each names the line it repeats) but lose nothing, so
+    they are left out of the quarantine rate, on both sides of it, and bounded by their own
+    `max_duplicate_percent`. Records whose values had findings (cells made null, rows kept) are
+    bounded by `max_findings_percent`.
+    """
     checks: list[Check] = [
         Check(
             "rows",
@@ -78,7 +93,9 @@ def evaluate(
             "the version has rows" if stats.rows else "no input record became a row",
         ),
     ]
-    share = round(100.0 * quarantined / inputs, 3) if inputs else 0.0
+    distinct = inputs - duplicates
+    lost = quarantined - duplicates
+    share = _percent(lost, distinct)
     limit = spec.sla.max_quarantined_percent
     checks.append(
         Check(
@@ -86,9 +103,48 @@ def evaluate(
             share <= limit,
             share,
             limit,
-            f"{quarantined} of {inputs} input records quarantined ({share}%, limit {limit}%)",
+            f"{lost} of {distinct} input records quarantined ({share}%, limit {limit}%)"
+            + (f"; {duplicates} exact duplicate lines not counted" if duplicates else ""),
         )
     )
+    dup_share = _percent(duplicates, inputs)
+    dup_limit = spec.sla.max_duplicate_percent
+    checks.append(
+        Check(
+            "duplicate-rate",
+            dup_share <= dup_limit,
+            dup_share,
+            dup_limit,
+            f"{duplicates} of {inputs} input lines are exact duplicates of earlier lines "
+            f"({dup_share}%, limit {dup_limit}%)",
+        )
+    )
+    by_rule = dict(sorted((findings_by_rule or {}).items()))
+    found_share = _percent(records_with_findings, distinct)
+    found_limit = spec.sla.max_findings_percent
+    rules = ", ".join(f"{rule} {n}" for rule, n in by_rule.items())
+    checks.append(
+        Check(
+            "findings-rate",
+            found_share <= found_limit,
+            found_share,
+            found_limit,
+            f"{records_with_findings} of {distinct} input records had values made null "
+            f"({found_share}%, limit {found_limit}%)" + (f": {rules}" if rules else ""),
+        )
+    )
+    if conversions:
+        used = dict(sorted(conversions.items()))
+        checks.append(
+            Check(
+                "legacy-dates",
+                True,
+                used,
+                [f.value for f in spec.legacy_date_formats],
+                "values converted from declared legacy shapes (and leap seconds read as "
+                "hh:59:59.999999): " + ", ".join(f"{k} {v}" for k, v in used.items()),
+            )
+        )
     for rule in spec.sla.completeness:
         filled = (
             100.0 * (stats.rows - stats.nulls.get(rule.column, 0)) / stats.rows

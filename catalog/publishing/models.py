@@ -10,15 +10,12 @@ from sqlmodel import SQLModel
 from catalog.products.models import UtcInstant
 
 
-class QuarantineRecord(SQLModel, table=True):
-    """One input record that did not become a row, and exactly why.
+class RecordPointer(SQLModel):
+    """Where an input record or value came from and what rule it broke.
 
-    The record points into immutable raw storage (file hash + line) instead of copying the
-    payload, so the catalog database holds no clinical content.
+    It points into immutable raw storage (file hash + line) instead of copying the payload, so
+    the catalog database holds no clinical content beyond the detail.
     """
-
-    __tablename__ = "quarantine_record"
-    __table_args__ = (Index("ix_quarantine_record_version_rule", "version_id", "rule"),)
 
     id: int | None = SQLField(default=None, primary_key=True)
     version_id: int | None = SQLField(
@@ -32,6 +29,21 @@ class QuarantineRecord(SQLModel, table=True):
     rule: str = SQLField(max_length=64)
     field: str | None = SQLField(default=None, max_length=200)
     detail: str = SQLField(max_length=2000)
+
+
+class QuarantineRecord(RecordPointer, table=True):
+    """One input record that did not become a row, and exactly why."""
+
+    __tablename__ = "quarantine_record"
+    __table_args__ = (Index("ix_quarantine_record_version_rule", "version_id", "rule"),)
+
+
+class FindingRecord(RecordPointer, table=True):
+    """One value that did not conform to its column's FHIR type: the cell was made null and
+    the row kept. `field` is the column."""
+
+    __tablename__ = "finding_record"
+    __table_args__ = (Index("ix_finding_record_version_rule", "version_id", "rule"),)
 
 
 class PublishRequest(BaseModel):
@@ -78,6 +90,16 @@ class QuarantineItem(BaseModel):
 
 class QuarantinePage(BaseModel):
     """Quarantined records of a product (or one version), with counts by reason."""
+
+    counts: dict[str, int]
+    total: int
+    items: list[QuarantineItem]
+    next_cursor: str | None
+
+
+class FindingPage(BaseModel):
+    """Findings of a product (or one version): values that did not conform to their column's
+    FHIR type and were made null while the row was kept, with counts by rule."""
 
     counts: dict[str, int]
     total: int

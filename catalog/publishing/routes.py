@@ -16,7 +16,12 @@ from catalog.problems import problem_responses
 from catalog.products import service as products
 from catalog.products.models import VersionRead
 from catalog.publishing import service
-from catalog.publishing.models import PublishRequest, QuarantinePage, ReconvertRequest
+from catalog.publishing.models import (
+    FindingPage,
+    PublishRequest,
+    QuarantinePage,
+    ReconvertRequest,
+)
 from catalog.settings import Settings
 
 VERSION = "/{domain:str}/{name:str}/versions/{version:str}"
@@ -130,5 +135,29 @@ class PublishingController(Controller):
         size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
         product = products.get_product(session, domain, name)
         return service.list_quarantine(
+            session, product, version=version, rule=rule, limit=size, cursor=cursor
+        )
+
+    @get(
+        "/{domain:str}/{name:str}/findings",
+        sync_to_thread=True,
+        opt={"permission": "quarantine:read"},
+        responses=READ_ERRORS,
+    )
+    def findings(
+        self,
+        domain: FromPath[str],
+        name: FromPath[str],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        version: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        rule: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
+    ) -> FindingPage:
+        """Values that did not conform to their FHIR type (made null, rows kept), by rule."""
+        size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
+        product = products.get_product(session, domain, name)
+        return service.list_findings(
             session, product, version=version, rule=rule, limit=size, cursor=cursor
         )

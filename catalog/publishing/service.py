@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from pydantic import ValidationError
@@ -39,6 +40,8 @@ from catalog.pagination import decode_cursor, encode_cursor
 from catalog.products import service as products
 from catalog.products.arrow_types import parse_arrow_type
 from catalog.products.models import (
+    PRECISION_SUFFIX,
+    Classification,
     ColumnSpec,
     DataProduct,
     ProductVersion,
@@ -46,9 +49,22 @@ from catalog.products.models import (
     VersionSpec,
     VersionStatus,
 )
-from catalog.publishing.coerce import FieldCoercionError, RowCoercer
+from catalog.publishing.coerce import (
+    UNIT_PRECISION,
+    Coerced,
+    FieldCoercionError,
+    RowCoercer,
+    stored_columns,
+)
 from catalog.publishing.contract import Check, ContractStats, evaluate
-from catalog.publishing.models import QuarantineItem, QuarantinePage, QuarantineRecord
+from catalog.publishing.models import (
+    FindingPage,
+    FindingRecord,
+    QuarantineItem,
+    QuarantinePage,
+    QuarantineRecord,
+    RecordPointer,
+)
 from catalog.publishing.sources import SourceKind, discover
 from catalog.publishing.storage import RawFile, Storage
 from catalog.publishing.surrogates import SurrogateStore, surrogate_columns
@@ -74,8 +90,10 @@ QUARANTINE_FLUSH = 2_000
 
 
 def full_schema(columns: list[ColumnSpec]) -> pa.Schema:
-    """Arrow schema of the full tier, exactly as declared."""
-    return pa.schema([pa.field(c.name, parse_arrow_type(c.type), c.nullable) for c in columns])
+    """Arrow schema of the full tier: the declared columns and their precision columns."""
+    return pa.schema(
+        [pa.field(c.name, parse_arrow_type(c.type), c.nullable) for c in stored_columns(columns)]
+    )
 
 
 @dataclass
@@ -88,10 +106,42 @@ class _Run:
     schema: pa.Schema
     writer: pq.ParquetWriter
     stats: ContractStats
+    coercer: RowCoercer
     counts: Counter[str] = field(default_factory=Counter)
     by_rule: Counter[str] = field(default_factory=Counter)
+    findings_by_rule: Counter[str] = field(default_factory=Counter)
+    conversions: Counter[str] = field(default_factory=Counter)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    pending: list[QuarantineRecord] = field(default_factory=list)
+    pending: list[QuarantineRecord | FindingRecord] = field(default_factory=list)
+
+    def keep(
+        self, raw: RawFile, line: int, coerced: list[Coerced], resource_id: str | None = None
+    ) -> None:
+        """Rows of one input record, with the findings and conversions typing them needed."""
+        self.add_rows([c.row for c in coerced])
+        found = False
+        for c in coerced:
+            self.conversions.update(c.conversions)
+            for f in c.findings:
+                found = True
+                self.findings_by_rule[f.rule] += 1
+                self.pending.append(
+                    FindingRecord(
+                        version_id=self.version.id,
+                        source_file=raw.name,
+                        source_sha256=raw.sha256,
+                        line=line,
+                        resource_type=raw.resource_type,
+                        resource_id=resource_id[:200] if resource_id else None,
+                        rule=f.rule,
+                        field=f.field,
+                        detail=f.detail[:2000],
+                    )
+                )
+        if found:
+            self.counts["records_with_findings"] += 1
+            if len(self.pending) >= QUARANTINE_FLUSH:
+                self.flush_quarantine()
 
     def quarantine(
         self,
@@ -312,29 +362,70 @@ def list_quarantine(
     cursor: str | None = None,
 ) -> QuarantinePage:
     """Quarantined records of a product (optionally one version or rule), with counts by rule."""
+    return QuarantinePage.model_validate(
+        _list_records(
+            session,
+            QuarantineRecord,
+            product,
+            version=version,
+            rule=rule,
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+
+
+def list_findings(
+    session: Session,
+    product: DataProduct,
+    *,
+    version: str | None = None,
+    rule: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> FindingPage:
+    """Findings (values made null, rows kept) of a product, with counts by rule."""
+    return FindingPage.model_validate(
+        _list_records(
+            session, FindingRecord, product, version=version, rule=rule, limit=limit, cursor=cursor
+        )
+    )
+
+
+def _list_records(
+    session: Session,
+    model: type[RecordPointer],
+    product: DataProduct,
+    *,
+    version: str | None,
+    rule: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """One page of quarantine or finding records, oldest first, with counts by rule."""
     scope = (
-        select(QuarantineRecord, ProductVersion.version)
+        select(model, ProductVersion.version)
         .join(ProductVersion)
         .where(ProductVersion.product_id == product.id)
     )
     counting = (
-        select(QuarantineRecord.rule, func.count())
+        select(model.rule, func.count())
         .join(ProductVersion)
         .where(ProductVersion.product_id == product.id)
-        .group_by(QuarantineRecord.rule)
+        .group_by(model.rule)
     )
     if version is not None:
         scope = scope.where(ProductVersion.version == version)
         counting = counting.where(ProductVersion.version == version)
     counts = {r: int(n) for r, n in session.exec(counting).all()}
     if rule is not None:
-        scope = scope.where(QuarantineRecord.rule == rule)
+        scope = scope.where(model.rule == rule)
     if cursor:
         (last,) = decode_cursor(cursor, width=1)
         if not last.isdigit():
             raise InvalidParameter("invalid cursor: pass back the next_cursor of a previous page")
-        scope = scope.where(col(QuarantineRecord.id) > int(last))
-    found = session.exec(scope.order_by(col(QuarantineRecord.id)).limit(limit + 1)).all()
+        scope = scope.where(col(model.id) > int(last))
+    found = session.exec(scope.order_by(col(model.id)).limit(limit + 1)).all()
     page = found[:limit]
     items = [
         QuarantineItem(
@@ -352,7 +443,7 @@ def list_quarantine(
     ]
     next_cursor = encode_cursor([str(page[-1][0].id)]) if len(found) > limit else None
     total = sum(counts.values()) if rule is None else counts.get(rule, 0)
-    return QuarantinePage(counts=counts, total=total, items=items, next_cursor=next_cursor)
+    return {"counts": counts, "total": total, "items": items, "next_cursor": next_cursor}
 
 
 # --- conversion ----------------------------------------------------------------------------------
@@ -401,11 +492,16 @@ def _convert(
     storage.clear_leftovers()
     schema = full_schema(spec.columns)
     filesystem, staging = storage.staging_path()
-    stats = ContractStats([c.name for c in spec.columns], spec.sla.freshness_column)
+    stats = ContractStats(schema.names, spec.sla.freshness_column)
     checks: list[Check] = []
+    coercer = RowCoercer(
+        spec.columns,
+        legacy_formats=spec.legacy_date_formats,
+        legacy_time_zone=spec.legacy_time_zone,
+    )
     try:
         with pq.ParquetWriter(staging, schema, filesystem=filesystem) as writer:
-            run = _Run(session, version, spec, schema, writer, stats)
+            run = _Run(session, version, spec, schema, writer, stats, coercer)
             if kind == SourceKind.NDJSON:
                 view = compile_view(spec.view or {})
                 seen: dict[str, tuple[str, int, str]] = {}
@@ -418,7 +514,15 @@ def _convert(
             run.flush_quarantine()
         inputs = run.counts["input_records"]
         checks += evaluate(
-            spec, stats, inputs=inputs, quarantined=run.counts["quarantined"], now=clock.now()
+            spec,
+            stats,
+            inputs=inputs,
+            quarantined=run.counts["quarantined"],
+            duplicates=run.by_rule["duplicate"],
+            records_with_findings=run.counts["records_with_findings"],
+            findings_by_rule=run.findings_by_rule,
+            conversions=run.conversions,
+            now=clock.now(),
         )
         counts = {
             "input_records": inputs,
@@ -427,6 +531,11 @@ def _convert(
             "quarantined": run.counts["quarantined"],
             "rows": run.counts["rows"],
             "quarantined_by_rule": dict(sorted(run.by_rule.items())),
+            "duplicates": run.by_rule["duplicate"],
+            "records_with_findings": run.counts["records_with_findings"],
+            "findings": sum(run.findings_by_rule.values()),
+            "findings_by_rule": dict(sorted(run.findings_by_rule.items())),
+            "legacy_conversions": dict(sorted(run.conversions.items())),
         }
         passed = all(c.passed for c in checks)
         if passed:
@@ -462,7 +571,7 @@ def _convert(
         actor=actor,
         clock=clock,
         details={
-            "counts": {k: v for k, v in counts.items() if k != "quarantined_by_rule"},
+            "counts": {k: v for k, v in counts.items() if not isinstance(v, dict)},
             "raw_files": [r.sha256 for r in raw_files],
         },
     )
@@ -501,7 +610,7 @@ def _convert_ndjson(
     view: CompiledView,
     seen: dict[str, tuple[str, int, str]],
 ) -> None:
-    coercer = RowCoercer(run.spec.columns)
+    coercer = run.coercer
     rows_of = fast_rows(view, run.spec.view)  # exactly view.rows, compiled (catalog/sqlonfhir)
     with storage.open_raw(raw.sha256) as stream:
         for record, evaluate in evaluate_ndjson(  # read_ndjson + rows_of, in worker processes
@@ -559,7 +668,7 @@ def _convert_ndjson(
                     raw, record.line, exc.rule, exc.detail, field_name=exc.field, resource_id=rid
                 )
                 continue
-            run.add_rows(typed)
+            run.keep(raw, record.line, typed, rid)
 
 
 def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
@@ -567,7 +676,7 @@ def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
     with storage.open_raw_file(raw.sha256) as handle:
         parquet = pq.ParquetFile(handle)
         names = parquet.schema_arrow.names
-        declared = run.schema.names
+        declared = [c.name for c in run.spec.columns]
         missing = [n for n in declared if n not in names]
         extra = [n for n in names if n not in declared]
         if missing or extra:
@@ -578,20 +687,25 @@ def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
             run.counts["quarantined"] += parquet.metadata.num_rows
             run.by_rule["schema"] += parquet.metadata.num_rows
             return [Check("schema", False, names, declared, "columns " + "; ".join(parts))]
-        coercer = RowCoercer(run.spec.columns)
+        coercer = run.coercer
         needs_row_checks = any(
-            c.code_system or c.allowed_values or not c.nullable for c in run.spec.columns
+            c.code_system
+            or c.allowed_values
+            or not c.nullable
+            or c.fhir_type is not None
+            or (c.classification == Classification.DATE and c.type.endswith("string"))
+            for c in run.spec.columns
         )
         offset = 0
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=declared):
             run.counts["input_records"] += batch.num_rows
-            fast = None if needs_row_checks else _cast(batch, run.schema)
+            fast = None if needs_row_checks else _cast(batch, run.schema, run.spec.columns)
             if fast is not None:
                 run.add_batch(fast)
             else:
                 for i, row in enumerate(batch.to_pylist()):
                     try:
-                        run.add_rows([coercer.coerce(row)])
+                        run.keep(raw, offset + i + 1, [coercer.coerce(row)])
                     except FieldCoercionError as exc:
                         run.quarantine(
                             raw, offset + i + 1, exc.rule, exc.detail, field_name=exc.field
@@ -601,11 +715,28 @@ def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:
     return [Check("schema", True, names, declared, "columns match the declared schema")]
 
 
-def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch | None:
+def _cast(
+    batch: pa.RecordBatch, schema: pa.Schema, columns: list[ColumnSpec]
+) -> pa.RecordBatch | None:
+    """A clean typed batch cast to the schema; precision columns follow from the Arrow types."""
     try:
-        return batch.select(schema.names).cast(schema, safe=True)
+        arrays: list[pa.Array] = []
+        for column in stored_columns(columns):
+            target = schema.field(column.name).type
+            source = column.name.removesuffix(PRECISION_SUFFIX)
+            if column.name not in batch.schema.names and source in batch.schema.names:
+                arrays.append(_table_precision(batch.column(source), schema.field(source).type))
+            else:
+                arrays.append(batch.column(column.name).cast(target, safe=True))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         return None
+
+
+def _table_precision(values: pa.Array, dtype: pa.DataType) -> pa.Array:
+    """Precision of a typed source's date or timestamp column: what its Arrow type carries."""
+    precision = "day" if pa.types.is_date(dtype) else UNIT_PRECISION[dtype.unit]
+    return pc.if_else(pc.is_valid(values), precision, pa.scalar(None, pa.string()))
 
 
 def _write_tiers(
@@ -627,7 +758,7 @@ def _write_tiers(
             delta_version, columns = derive_tier_table(
                 uri,
                 pq.ParquetFile(handle),
-                spec.columns,
+                stored_columns(spec.columns),
                 tier,
                 storage=storage,
                 reference_date=extracted_at.date(),

@@ -4,7 +4,8 @@
   when the column declares `surrogate`, otherwise removed.
 - quasi_identifier: kept in full and limited; removed in deidentified (city: below state).
 - date: kept in full and limited; deidentified keeps the year only (int32), null when the
-  year shows an age of 90 or more.
+  year shows an age of 90 or more. Works from any precision (the lower bound's year is the
+  value's year) and from FHIR date strings (a string column classified date).
 - zip: full as is; limited 5 digits (ZIP+4 cut); deidentified the first 3 digits, `000` for
   restricted 3-digit areas; anything that is not a US ZIP becomes null.
 - age: kept in full and limited; deidentified text, the age or `90+` from 90 on.
@@ -57,7 +58,11 @@ def _year_unless_ninety(ctx: TierContext) -> Transform:
     last_allowed = ctx.reference_date.year - 90
 
     def transform(values: pa.Array) -> pa.Array:
-        years = pc.cast(pc.year(values), pa.int32())
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            # a FHIR date string (validated at conversion): its year is the first 4 characters
+            years = pc.cast(pc.utf8_slice_codeunits(values, 0, 4), pa.int32())
+        else:
+            years = pc.cast(pc.year(values), pa.int32())
         return pc.if_else(
             pc.less_equal(years, last_allowed), pa.nulls(len(values), pa.int32()), years
         )

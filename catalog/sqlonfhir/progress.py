@@ -22,7 +22,8 @@ _hook: ContextVar[Hook | None] = ContextVar("mesh_conversion_progress", default=
 
 
 def update(counts: Mapping[str, int]) -> None:
-    """Tell whoever listens how far the conversion is (input records, findings, quarantined)."""
+    """Tell whoever listens how far the conversion is (input records, records with findings,
+    quarantined)."""
     hook = _hook.get()
     if hook is not None:
         hook(counts)
@@ -31,9 +32,10 @@ def update(counts: Mapping[str, int]) -> None:
 def _line(counts: Mapping[str, int], seconds: float) -> str:
     resources = counts.get("input_records", 0)
     rate = resources / seconds if seconds > 0 else 0.0
+    findings, quarantined = counts.get("records_with_findings", 0), counts.get("quarantined", 0)
     return (
         f"converted {resources:,} resources in {seconds:.1f} s ({rate:,.0f}/s): "
-        f"{counts.get('findings', 0):,} findings, {counts.get('quarantined', 0):,} quarantined"
+        f"{findings:,} findings, {quarantined:,} quarantined"
     )
 
 
@@ -74,7 +76,7 @@ def conversion_progress(console: Console) -> Iterator[None]:
                 task,
                 completed=done,
                 rate=done / elapsed if elapsed > 0 else 0.0,
-                findings=counts.get("findings", 0),
+                findings=counts.get("records_with_findings", 0),
                 quarantined=counts.get("quarantined", 0),
             )
 

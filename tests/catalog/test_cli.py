@@ -1,6 +1,7 @@
 """The `mesh` command line, run in-process against the real databases."""
 
 import json
+import secrets
 from pathlib import Path
 
 import pytest
@@ -162,7 +163,10 @@ def test_demo_is_safe_to_rerun(tmp_path):
     [
         ({}, "MESH_SIGNING_KEY must be set"),
         ({"MESH_SIGNING_KEY": "changeme"}, "MESH_SIGNING_KEY must be set"),
-        ({"MESH_SIGNING_KEY": "k" * 48, "MESH_ADMIN_TOKEN": "admin"}, "MESH_ADMIN_TOKEN"),
+        (
+            {"MESH_SIGNING_KEY": secrets.token_urlsafe(48), "MESH_ADMIN_TOKEN": "admin"},
+            "MESH_ADMIN_TOKEN",
+        ),
     ],
 )
 def test_serve_refuses_missing_or_weak_secrets(tmp_path, env, message):

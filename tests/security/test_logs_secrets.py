@@ -233,3 +233,13 @@ def test_records_of_any_logger_are_redacted_when_made() -> None:
 def test_audit_subjects_of_refused_routes_carry_no_path_secret() -> None:
     request = RequestFactory().post("/delta-sharing/activation/dsa_0123456789abcdef_s3cr3t-v4lue")
     assert route_subject(request) == "POST /delta-sharing/activation/[redacted]"
+
+
+def test_problem_instances_carry_no_path_secret(client: Any) -> None:
+    guessed = "dsa_0123456789abcdef_guessed-secret-value"
+    for method in ("GET", "POST"):
+        answer = client.request(method, f"/delta-sharing/activation/{guessed}")
+        assert answer.status_code == 404
+        problem = answer.json()
+        assert problem["instance"] == "/delta-sharing/activation/[redacted]"
+        assert "guessed-secret-value" not in answer.text

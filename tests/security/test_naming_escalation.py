@@ -150,3 +150,12 @@ def test_migration_namespaces_existing_policy_lines_and_back(backend, fresh_data
         assert not any((r[1] or "").startswith(("role:", "user:")) for r in back)
     finally:
         engine.dispose()
+
+
+def test_cli_refuses_a_namespaced_principal_name(database_url, tmp_path, engine):
+    env = {"MESH_DATABASE_URL": database_url, "MESH_HOME": str(tmp_path / "home")}
+    result = CliRunner().invoke(
+        app, ["principals", "create", "role:auditor", "--role", "consumer"], env=env
+    )
+    assert result.exit_code == 2, result.output
+    assert "name" in result.output and "Traceback" not in result.output

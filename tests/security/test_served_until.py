@@ -12,10 +12,13 @@ from pathlib import Path
 import delta_sharing
 import pytest
 import requests
+from sqlmodel import Session
 from typer.testing import CliRunner
 
+from catalog import migrate
 from catalog.cli import app as mesh
 from catalog.db import make_engine
+from catalog.products import service as products
 from catalog.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import FixedClock
@@ -151,3 +154,32 @@ def test_the_cli_refuses_a_past_served_until_and_defaults_to_the_notice_period(e
     done = runner.invoke(mesh, [*args, "--reason", "moved"], env=estate["env"])
     assert done.exit_code == 0, done.output
     assert "served until" in done.output
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_versions_deprecated_before_the_migration_keep_the_date_their_consumers_were_told(
+    backend_name, tmp_path, fresh_database_url
+):
+    url = fresh_database_url(backend_name)
+    database = url if backend_name == "postgresql" else ""
+    env = {"MESH_DATABASE_URL": database, "MESH_HOME": str(tmp_path / "home")}
+    runner = CliRunner()
+    done = runner.invoke(mesh, ["demo", "--no-serve", "--patients", "250"], env=env)
+    assert done.exit_code == 0, done.output
+    told = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
+    for product, until in (("st-marys/patients", told), ("riverside/ed-encounters", None)):
+        args = ["versions", "deprecate", product, "--version", "1.0.0", "--reason", "superseded"]
+        if until is not None:
+            args += ["--served-until", until.isoformat()]
+        assert runner.invoke(mesh, args, env=env).exit_code == 0
+    engine = make_engine(
+        Settings(home=tmp_path / "home", database_url=database or None).resolved_database_url
+    )
+    migrate.downgrade(engine, "5a1f0c2d9e7b")  # as if deprecated before served_until was stored
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        notified = products.get_version(session, "st-marys", "patients", "1.0.0")
+        unnotified = products.get_version(session, "riverside", "ed-encounters", "1.0.0")
+        assert notified.served_until == told  # the grant holders' notices named it
+        assert unnotified.served_until is None  # nobody was told a date: served as before
+    engine.dispose()

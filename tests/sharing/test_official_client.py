@@ -9,6 +9,8 @@ import requests
 
 from sharing.files import RangeNotSatisfiable, byte_range
 
+HTTP_TIMEOUT = (10, 60)  # (connect, read): bounds a hang, generous on a busy 2-core host
+
 
 def test_listing(estate):
     client = delta_sharing.SharingClient(estate["profile"])
@@ -53,43 +55,45 @@ def test_unknown_and_foreign_tables_look_the_same(estate):
 
 def test_bad_tokens_and_tampered_urls(estate):
     base = f"http://127.0.0.1:{estate['port']}/delta-sharing"
-    assert requests.get(f"{base}/shares", timeout=5).status_code == 401
-    r = requests.get(f"{base}/shares", headers={"Authorization": "Bearer dsr_nope_nope"}, timeout=5)
+    assert requests.get(f"{base}/shares", timeout=HTTP_TIMEOUT).status_code == 401
+    r = requests.get(
+        f"{base}/shares", headers={"Authorization": "Bearer dsr_nope_nope"}, timeout=HTTP_TIMEOUT
+    )
     assert r.status_code == 401 and r.json()["errorCode"]
     token = json.loads(Path(estate["profile"]).read_text())["bearerToken"]
     q = requests.post(
         f"{base}/shares/sepsis-research/schemas/st-marys/tables/patients/query",
         json={},
         headers={"Authorization": f"Bearer {token}"},
-        timeout=5,
+        timeout=HTTP_TIMEOUT,
     )
     assert q.status_code == 200 and q.headers["Delta-Table-Version"] == "1"
     file_url = json.loads(q.text.splitlines()[2])["file"]["url"]
-    whole = requests.get(file_url, timeout=5)
+    whole = requests.get(file_url, timeout=HTTP_TIMEOUT)
     assert whole.status_code == 200 and whole.content[:4] == b"PAR1"
-    ranged = requests.get(file_url, headers={"Range": "bytes=0-3"}, timeout=5)
+    ranged = requests.get(file_url, headers={"Range": "bytes=0-3"}, timeout=HTTP_TIMEOUT)
     assert ranged.status_code == 206 and ranged.content == b"PAR1"
     assert ranged.headers["Content-Range"] == f"bytes 0-3/{len(whole.content)}"
-    head = requests.head(file_url, timeout=5)
+    head = requests.head(file_url, timeout=HTTP_TIMEOUT)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["Content-Length"] == str(len(whole.content))
     assert head.headers["Accept-Ranges"] == "bytes"
     tampered = file_url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
-    assert requests.get(tampered, timeout=5).status_code == 403
+    assert requests.get(tampered, timeout=HTTP_TIMEOUT).status_code == 403
     other_path = file_url.replace("deidentified", "full")
-    assert requests.get(other_path, timeout=5).status_code == 403
+    assert requests.get(other_path, timeout=HTTP_TIMEOUT).status_code == 403
     for bad in ("..%2F..%2Fcatalog.db", "../../catalog.db"):
         r = requests.get(
             f"{base}/shares/sepsis-research/schemas/{bad}/tables/x/version",
             headers={"Authorization": f"Bearer {token}"},
-            timeout=5,
+            timeout=HTTP_TIMEOUT,
         )
         assert r.status_code in (400, 404) and r.status_code < 500
     bad_version = requests.post(
         f"{base}/shares/sepsis-research/schemas/st-marys/tables/patients/query",
         json={"version": 7},
         headers={"Authorization": f"Bearer {token}"},
-        timeout=5,
+        timeout=HTTP_TIMEOUT,
     )
     assert (
         bad_version.status_code == 400
@@ -104,27 +108,27 @@ def _file_url(estate) -> str:
         "/tables/patients/query",
         json={},
         headers={"Authorization": f"Bearer {token}"},
-        timeout=5,
+        timeout=HTTP_TIMEOUT,
     )
     return json.loads(q.text.splitlines()[2])["file"]["url"]
 
 
 def test_file_ranges_follow_rfc_9110(estate):
     url = _file_url(estate)
-    whole = requests.get(url, timeout=5).content
+    whole = requests.get(url, timeout=HTTP_TIMEOUT).content
     size = len(whole)
-    tail = requests.get(url, headers={"Range": "bytes=-8"}, timeout=5)
+    tail = requests.get(url, headers={"Range": "bytes=-8"}, timeout=HTTP_TIMEOUT)
     assert tail.status_code == 206 and tail.content == whole[-8:]
     assert tail.headers["Content-Range"] == f"bytes {size - 8}-{size - 1}/{size}"
-    open_ended = requests.get(url, headers={"Range": f"Bytes={size - 4}-"}, timeout=5)
+    open_ended = requests.get(url, headers={"Range": f"Bytes={size - 4}-"}, timeout=HTTP_TIMEOUT)
     assert open_ended.status_code == 206 and open_ended.content == b"PAR1"
-    past_end = requests.get(url, headers={"Range": "bytes=0-99999999999"}, timeout=5)
+    past_end = requests.get(url, headers={"Range": "bytes=0-99999999999"}, timeout=HTTP_TIMEOUT)
     assert past_end.status_code == 206 and past_end.content == whole
-    beyond = requests.get(url, headers={"Range": f"bytes={size}-"}, timeout=5)
+    beyond = requests.get(url, headers={"Range": f"bytes={size}-"}, timeout=HTTP_TIMEOUT)
     assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{size}"
     assert beyond.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
     for ignored in ("bytes=0-1,4-5", "items=0-3", "bytes=9-2", "bytes=1_0-2", "bytes=-"):
-        answer = requests.get(url, headers={"Range": ignored}, timeout=5)
+        answer = requests.get(url, headers={"Range": ignored}, timeout=HTTP_TIMEOUT)
         assert answer.status_code == 200 and answer.content == whole, ignored
 
 

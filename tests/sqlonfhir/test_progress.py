@@ -14,7 +14,7 @@ def test_one_summary_line_off_a_terminal() -> None:
     console = Console(file=buffer, force_terminal=False)
     with progress.conversion_progress(console):
         progress.update({"input_records": 10, "quarantined": 1})
-        progress.update({"input_records": 20, "quarantined": 2, "findings": 3})
+        progress.update({"input_records": 20, "quarantined": 2, "records_with_findings": 3})
     lines = buffer.getvalue().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("converted 20 resources in ")

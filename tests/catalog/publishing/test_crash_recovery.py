@@ -39,15 +39,16 @@ CRASH = textwrap.dedent(
     import os, sys
     from catalog.publishing import service
 
-    real = service.write_tier
+    real, after, commits = service.write_tier, int(sys.argv[1]), []
 
     def crash_after_commit(*args, **kwargs):
-        real(*args, **kwargs)
-        os._exit(137)  # killed: nothing after the first tier's Delta commit runs
+        commits.append(real(*args, **kwargs))
+        if len(commits) == after:
+            os._exit(137)  # killed: nothing after this tier's Delta commit runs
 
     service.write_tier = crash_after_commit
     from catalog.cli import app
-    app(sys.argv[1:])
+    app(sys.argv[2:])
     """
 )
 
@@ -58,13 +59,26 @@ def _rows(frame: pd.DataFrame) -> list[tuple[object, ...]]:
     return sorted(data.itertuples(index=False, name=None))
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(
+    scope="module",
+    params=[("sqlite", 1), ("sqlite", 3), ("postgresql", 1), ("postgresql", 3)],
+    ids=[
+        "sqlite-first-tier",
+        "sqlite-every-tier",
+        "postgresql-first-tier",
+        "postgresql-every-tier",
+    ],
+)
 def crashed_then_retried(request, tmp_path_factory, fresh_database_url):
-    """The demo, then st-marys/patients 1.1.1 from a new export: killed once, then retried."""
-    url = fresh_database_url(request.param)
+    """The demo, then st-marys/patients 1.1.1 from a new export: killed once, then retried.
+
+    Killed after the first tier's commit, or after all three (just before the catalog commit).
+    """
+    backend, after = request.param
+    url = fresh_database_url(backend)
     home = tmp_path_factory.mktemp("crash-home")
     env = {
-        "MESH_DATABASE_URL": url if request.param == "postgresql" else "",
+        "MESH_DATABASE_URL": url if backend == "postgresql" else "",
         "MESH_HOME": str(home),
     }
     port = free_port()
@@ -90,7 +104,7 @@ def crashed_then_retried(request, tmp_path_factory, fresh_database_url):
     source = str(_fresh_export(home))
     args = ["publish", "st-marys/patients", "--version", "1.1.1", "--from", source]
     killed = subprocess.run(
-        [sys.executable, "-c", CRASH, *args],
+        [sys.executable, "-c", CRASH, str(after), *args],
         env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
@@ -111,6 +125,7 @@ def crashed_then_retried(request, tmp_path_factory, fresh_database_url):
             "left_behind": left_behind,
             "staging": staging,
             "engine": engine,
+            "crashed_after": after,
         }
     engine.dispose()
 
@@ -151,6 +166,9 @@ def test_the_change_feed_is_computed_against_the_published_versions(crashed_then
     table = str(estate["home"] / "storage/products/st-marys/patients/deidentified")
     old, new = (_delta_versions(estate["engine"], v)["deidentified"] for v in ("1.1.0", "1.1.1"))
     assert new == old + 2  # the crashed publish left an orphan Delta version between them
+    before, retried = (_delta_versions(estate["engine"], v) for v in ("1.1.0", "1.1.1"))
+    orphaned = [t for t in retried if retried[t] == before[t] + 2]
+    assert orphaned == ["deidentified", "limited", "full"][: estate["crashed_after"]]
     published = {v: DeltaTable(table, version=v).to_pandas() for v in (0, old, new)}
     orphan = DeltaTable(table, version=old + 1).to_pandas()
     assert _rows(orphan) != _rows(published[old])

@@ -11,7 +11,7 @@ from sqlmodel import select
 from catalog.products.models import VersionStatus
 from catalog.publishing import service
 from catalog.publishing.models import QuarantineRecord
-from tests.catalog.publishing.conftest import EXTRACTED, GOOD, dirty_lines
+from tests.catalog.publishing.conftest import EXTRACTED, GOOD, ROWS, dirty_lines
 from tests.factories import ACTOR
 
 
@@ -38,13 +38,15 @@ def test_every_record_is_a_row_or_quarantined(
     assert version.status == VersionStatus.PUBLISHED, version.checks
     counts = version.counts
     _, expected_rules = dirty_lines()
-    assert counts["input_records"] == len(GOOD) + len(expected_rules)
+    assert counts["input_records"] == len(ROWS) + len(expected_rules)
     assert (
         counts["records_with_rows"] + counts["excluded_by_view"] + counts["quarantined"]
         == counts["input_records"]
     )
-    assert counts["records_with_rows"] == len(GOOD) == counts["rows"]
+    assert counts["records_with_rows"] == len(ROWS) == counts["rows"]
     assert counts["quarantined_by_rule"] == dict(Counter(expected_rules))
+    assert counts["findings_by_rule"] == {"date": 1}  # p7's "unknown" birth date
+    assert counts["records_with_findings"] == 1 and counts["duplicates"] == 1
     records = session.exec(select(QuarantineRecord).order_by(QuarantineRecord.line)).all()
     assert [r.rule for r in records] == expected_rules
     raw = version.lineage["raw_files"]
@@ -52,9 +54,14 @@ def test_every_record_is_a_row_or_quarantined(
     assert {r.source_sha256 for r in records} == {raw[0]["sha256"]}
     assert records[0].line == 7 and records[0].detail == "exact duplicate of Patient.ndjson line 1"
     assert records[-1].line == 16  # the truncated last line, after the blank line 14
+    assert version.counts["legacy_conversions"] == {
+        "DD-Mon-YYYY": 1,
+        "MM/DD/YYYY": 1,
+        "YYYYMMDD": 1,
+    }
     assert version.lineage["ignored_files"] == ["Practitioner.ndjson"]
     assert version.extracted_at == EXTRACTED  # from the export manifest
-    assert len(read(version, "full")) == len(GOOD)
+    assert len(read(version, "full")) == len(ROWS)
 
 
 def test_raw_payload_is_kept_immutably(
@@ -97,11 +104,14 @@ def test_deidentified_tier_holds_no_identifiers(
         "980",
         "980",
         None,
+        "980",
+        "980",
     ]
     years = [r["birth_date"] for r in table.to_pylist()]
-    assert years == [1980, 1961, None, 1999, None, 1975]  # 1930 shows an age over 89
+    # 1930 shows an age over 89; p10's partial 1950-03 still gives its year
+    assert years == [1980, 1961, None, 1999, None, 1975, None, 1950]
     assert rows
-    assert len({r["patient_id"] for r in table.to_pylist()}) == len(GOOD)
+    assert len({r["patient_id"] for r in table.to_pylist()}) == len(ROWS)
 
 
 def test_limited_tier_keeps_dates_and_zip5_but_no_direct_identifiers(
@@ -112,6 +122,7 @@ def test_limited_tier_keeps_dates_and_zip5_but_no_direct_identifiers(
     assert table.column_names == [
         "patient_id",
         "birth_date",
+        "birth_date_precision",
         "gender",
         "city",
         "state",
@@ -124,7 +135,24 @@ def test_limited_tier_keeps_dates_and_zip5_but_no_direct_identifiers(
         "1930-02-01",
         "1999-12-31",
     ]
-    assert [r["postal_code"] for r in rows] == ["98052", "03601", "89301", "98052", "98052", None]
+    assert [r["postal_code"] for r in rows] == [
+        "98052",
+        "03601",
+        "89301",
+        "98052",
+        "98052",
+        None,
+        "98052",
+        "98052",
+    ]
+    assert [r["birth_date_precision"] for r in rows] == [
+        *["day"] * 4,
+        None,
+        "day",
+        None,
+        "month",
+    ]
+    assert str(rows[-1]["birth_date"]) == "1950-03-01"  # lower bound of 1950-03
     limited_ids = {r["patient_id"] for r in rows}
     deid_ids = {r["patient_id"] for r in read(version, "deidentified").to_pylist()}
     assert not limited_ids & deid_ids  # each tier has its own surrogates
@@ -136,7 +164,7 @@ def test_full_tier_is_the_converted_rows(
 ):
     version = publish(session, patients_version, export_dir, publish_settings, clock)
     rows = read(version, "full").to_pylist()
-    assert [r["patient_id"] for r in rows] == [p["id"] for p in GOOD]
+    assert [r["patient_id"] for r in rows] == [p["id"] for p in ROWS]
     assert rows[0]["family_name"] == "Okafor" and rows[0]["postal_code"] == "98052-1234"
     assert str(rows[1]["birth_date"]) == "1961-05-17"  # US date format read month first
 
@@ -168,7 +196,7 @@ def test_contract_failure_quarantines_the_version(
     assert version.status == VersionStatus.QUARANTINED
     failed = [c for c in version.checks if not c["passed"]]
     assert [c["name"] for c in failed] == ["completeness:birth_date"]
-    assert failed[0]["measured"] == pytest.approx(83.333, abs=0.01)
+    assert failed[0]["measured"] == pytest.approx(75.0, abs=0.01)  # 6 of 8 rows
     assert version.tier_tables is None
     assert "completeness:birth_date" in version.status_reason
     with pytest.raises(Exception, match="only a draft"):
@@ -217,8 +245,8 @@ def test_reconvert_with_a_fixed_view_makes_a_new_patch_version(
     # Time travel by product version: each version keeps its own Delta version.
     assert first.tier_tables["full"]["delta_version"] == 0
     assert fixed.tier_tables["full"]["delta_version"] == 1
-    assert len(read(first, "full")) == len(GOOD)
-    assert len(read(fixed, "full")) == len(GOOD) + 1
+    assert len(read(first, "full")) == len(ROWS)
+    assert len(read(fixed, "full")) == len(ROWS) + 1
     cdf = DeltaTable(fixed.tier_tables["full"]["location"]).load_cdf(starting_version=1).read_all()
     assert set(cdf.column("_change_type").to_pylist()) >= {"insert"}
 
@@ -230,7 +258,7 @@ def test_gzip_export(session, clock, patients_version, export_dir, publish_setti
     (export_dir / "Patient.ndjson").unlink()
     (export_dir / "Patient.000.ndjson.gz").write_bytes(gzip.compress(data))
     version = publish(session, patients_version, export_dir, publish_settings, clock)
-    assert version.counts["records_with_rows"] == len(GOOD)
+    assert version.counts["records_with_rows"] == len(ROWS)
     assert version.lineage["raw_files"][0]["name"] == "Patient.000.ndjson.gz"
 
 
@@ -256,7 +284,7 @@ def test_crash_while_writing_leaves_prior_version_readable(
         )
     table = DeltaTable(uri)
     assert table.version() == 0
-    assert table.to_pyarrow_table().num_rows == len(GOOD)
+    assert table.to_pyarrow_table().num_rows == len(ROWS)
 
 
 def test_source_outside_allowed_roots_is_refused(publish_settings, tmp_path):

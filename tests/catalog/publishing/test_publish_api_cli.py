@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from catalog.app import create_app
 from catalog.cli import app
-from tests.catalog.publishing.conftest import GOOD, PATIENT_COLUMNS, PATIENT_VIEW
+from tests.catalog.publishing.conftest import LEGACY_FORMATS, PATIENT_COLUMNS, PATIENT_VIEW, ROWS
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body
 
@@ -16,8 +16,13 @@ VERSION_BODY = {
     "version": "1.0.0",
     "columns": PATIENT_COLUMNS,
     "tiers": ["deidentified", "limited", "full"],
-    "sla": {"completeness": ["birth_date >= 60%"], "max_quarantined_percent": 60},
+    "sla": {
+        "completeness": ["birth_date >= 60%"],
+        "max_quarantined_percent": 60,
+        "max_findings_percent": 60,
+    },
     "view": PATIENT_VIEW,
+    "legacy_date_formats": LEGACY_FORMATS,
 }
 PRODUCT_BODY = {
     "name": "patients",
@@ -54,18 +59,18 @@ def test_publish_and_quarantine_over_the_api(api, export_dir):
     body = r.json()
     assert body["status"] == "published"
     assert set(body["tier_tables"]) == {"deidentified", "limited", "full"}
-    assert body["counts"]["rows"] == len(GOOD)
+    assert body["counts"]["rows"] == len(ROWS)
     assert body["lineage"]["raw_files"][0]["name"] == "Patient.ndjson"
 
     q = api.get("/api/v1/products/st-marys/patients/quarantine", params={"limit": 3}).json()
-    assert q["total"] == 9 and q["counts"]["json"] == 2
+    assert q["total"] == 7 and q["counts"]["json"] == 2
     assert len(q["items"]) == 3 and q["next_cursor"]
     rest = api.get(
         "/api/v1/products/st-marys/patients/quarantine",
         params={"limit": 50, "cursor": q["next_cursor"]},
     ).json()
     lines = [i["line"] for i in q["items"] + rest["items"]]
-    assert lines == sorted(lines) and len(lines) == 9
+    assert lines == sorted(lines) and len(lines) == 7
     only = api.get(
         "/api/v1/products/st-marys/patients/quarantine", params={"rule": "json", "version": "1.0.0"}
     ).json()
@@ -118,12 +123,12 @@ def test_publish_and_quarantine_on_the_cli(
     )
     assert result.exit_code == 0, result.output
     assert (
-        "st-marys/patients 1.0.0: published - 15 input records, 6 rows, 0 excluded by the view, 9 quarantined"
+        "st-marys/patients 1.0.0: published - 15 input records, 8 rows, 0 excluded by the view, 7 quarantined"
         in result.stdout
     )
     assert "tier deidentified: Delta version 0" in result.stdout
     listed = runner.invoke(app, ["quarantine", "list", "st-marys/patients", "--json"], env=env)
-    assert json.loads(listed.stdout)["total"] == 9
+    assert json.loads(listed.stdout)["total"] == 7
     view = tmp_path / "view.json"
     view.write_text(json.dumps(PATIENT_VIEW))
     rebuilt = runner.invoke(

@@ -181,12 +181,24 @@ def test_example_estate_publishes_from_synthetic_export(session, clock, tmp_path
             == counts["input_records"]
         )
         statuses[f"{domain}/{name}"] = result.status
-    assert (
-        statuses["northgate/conditions"] == VersionStatus.QUARANTINED
-    )  # local codes, partial dates
-    assert {s for k, s in statuses.items() if k != "northgate/conditions"} == {
-        VersionStatus.PUBLISHED
+    # Until findings existed Northgate's conditions were quarantined: partial onset dates took
+    # their records with them. Now only the local codes are quarantined (value-set), partial
+    # dates are rows with their precision, and the declared legacy shapes are counted.
+    assert set(statuses.values()) == {VersionStatus.PUBLISHED}, statuses
+    conditions = products.get_version(session, "northgate", "conditions", "1.0.0")
+    assert conditions.counts["quarantined_by_rule"]["value-set"] > 0
+    assert "partial-date" not in conditions.counts["quarantined_by_rule"]
+    assert set(conditions.counts["legacy_conversions"]) <= {
+        "YYYYMMDD",
+        "MM/DD/YYYY",
+        "YYYY/MM/DD",
+        "DD-Mon-YYYY",
+        "Month D, YYYY",
+        "YYYY-MM-DD HH:MM:SS",
     }
+    limited = DeltaTable(conditions.tier_tables["limited"]["location"]).to_pyarrow_table()
+    precisions = set(limited.column("onset_date_precision").to_pylist())
+    assert {"day", "year"} <= precisions, precisions  # 120 people: no year-month onset
     # The de-identified tier of one product joins another's on patient surrogates.
     labs = products.get_version(session, "labs", "lab-results", "2.0.0")
     patients = products.get_version(session, "st-marys", "patients", "1.1.0")

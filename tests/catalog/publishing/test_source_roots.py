@@ -129,5 +129,7 @@ def test_roots_named_per_domain(monkeypatch, tmp_path):
     with pytest.raises(Forbidden):
         service.check_source_allowed(settings, str(named / "x"), domain="st-marys")
     monkeypatch.delenv("MESH_PUBLISH_SOURCE_ROOTS")
+    for odd in ("..", ".", "st-marys/..", "", "Labs"):
+        assert Settings(home=tmp_path / "home").source_roots(odd) == []
     default = Settings(home=tmp_path / "home")
     assert default.source_roots("labs") == [(tmp_path / "home" / "sources" / "labs").resolve()]

@@ -8,6 +8,7 @@ by element. Shareable cases must all pass; only cases tagged `experimental` may 
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ from catalog.publishing.views import (
     compile_view,
 )
 
+# ../shared next to the checkout; MESH_CONFORMANCE_DIR for a checkout elsewhere (a worktree).
 SUITE_DIR = (
-    Path(__file__).resolve().parents[3].parent
-    / "shared"
-    / "conformance"
-    / "sql-on-fhir-v2"
+    Path(
+        os.environ.get("MESH_CONFORMANCE_DIR")
+        or Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / "sql-on-fhir-v2"
+    )
     / "tests"
 )
 EXPECTED_SHAREABLE = 123
