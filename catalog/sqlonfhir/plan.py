@@ -18,7 +18,7 @@ from typing import Any
 
 from fhirpathpy.parser import parse as fhirpath_parse
 
-from catalog.publishing.views import CompiledView, _model_for
+from catalog.publishing.views import CompiledView, _Expr, _ExprFailure, _model_for
 from catalog.sqlonfhir.fast import Fallback, Path, Unsupported, compile_path, plain_values
 
 __all__ = ["FastView", "compile_plan"]
@@ -36,7 +36,7 @@ class _Column:
     path: Path
     collection: bool
 
-    def value(self, focus: Any) -> Any:
+    def value(self, focus: Any, env: dict[str, Any] | None) -> Any:
         values = plain_values(self.path([focus]))
         if self.collection:
             return values
@@ -48,15 +48,40 @@ class _Column:
 
 
 @dataclass(frozen=True, slots=True)
+class _GeneralColumn:
+    """A column outside the fast subset (`iif(...)`, ...) whose focus is the resource itself:
+    evaluated by the general evaluator's own expression object, with the environment
+    CompiledView.rows gives it; any failure sends the whole resource to the general path."""
+
+    expr: _Expr
+    collection: bool
+
+    def value(self, focus: Any, env: dict[str, Any] | None) -> Any:
+        if env is None:
+            raise Fallback
+        try:
+            values = self.expr.values(focus, env)
+        except _ExprFailure:
+            raise Fallback from None
+        if self.collection:
+            return values
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0]
+        raise Fallback
+
+
+@dataclass(frozen=True, slots=True)
 class _Select:
     iterate: Path | None
     or_null: bool
-    columns: tuple[_Column, ...]
+    columns: tuple[_Column | _GeneralColumn, ...]
     selects: tuple[_Select, ...]
     union: tuple[_Select, ...]
     width: int
 
-    def rows(self, item: Any) -> list[Row]:
+    def rows(self, item: Any, env: dict[str, Any] | None) -> list[Row]:
         if self.iterate is None:
             foci = [item]
         else:
@@ -71,13 +96,13 @@ class _Select:
                 return [(None,) * self.width] if self.or_null else []
         out: list[Row] = []
         for focus in foci:
-            own = tuple([column.value(focus) for column in self.columns])
+            own = tuple([column.value(focus, env) for column in self.columns])
             if not self.selects and not self.union:
                 out.append(own)
                 continue
             parts: list[list[Row]] = [[own]] if self.columns else []
             for select in self.selects:
-                nested = select.rows(focus)
+                nested = select.rows(focus, env)
                 if not nested:
                     break
                 parts.append(nested)
@@ -85,7 +110,7 @@ class _Select:
                 if self.union:
                     branches: list[Row] = []
                     for branch in self.union:
-                        branches.extend(branch.rows(focus))
+                        branches.extend(branch.rows(focus, env))
                     parts.append(branches)
                 if len(parts) == 1:
                     out.extend(parts[0])
@@ -100,14 +125,21 @@ class _Select:
 class FastView:
     """Rows of one resource by the compiled plan, or by the general evaluator when it must."""
 
-    __slots__ = ("_names", "_root", "_where", "general", "resource")
+    __slots__ = ("_env", "_names", "_root", "_where", "general", "resource")
 
-    def __init__(self, general: CompiledView, root: _Select, where: tuple[Path, ...]) -> None:
+    def __init__(
+        self,
+        general: CompiledView,
+        root: _Select,
+        where: tuple[Path, ...],
+        env: dict[str, Any] | None,
+    ) -> None:
         self.general = general
         self.resource = general.resource
         self._names = general.column_names
         self._root = root
         self._where = where
+        self._env = env  # the base environment, when some column needs the general evaluator
 
     def rows(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
         """Exactly ``CompiledView.rows(resource)``."""
@@ -124,7 +156,12 @@ class FastView:
                     raise Fallback
                 if not verdict[0]:
                     return []
-            tuples = self._root.rows(resource)
+            env = None
+            if self._env is not None:
+                env = self._env.copy()
+                env["resource"] = env["rootResource"] = env["context"] = resource
+                env["rowIndex"] = 0
+            tuples = self._root.rows(resource, env)
         except Fallback:
             return self.general.rows(resource)
         names = self._names
@@ -140,6 +177,7 @@ class _Builder:
                 if type(entry.get(key)) is str:
                     self.constants[str(entry["name"])] = entry[key]
         self.resource = general.resource
+        self.general_columns = 0
 
     def path(self, source: Any, start_type: str) -> tuple[Path, str]:
         if not isinstance(source, str) or not source.strip():
@@ -150,7 +188,21 @@ class _Builder:
             raise Unsupported("unparsed")
         return compile_path(children[0], start_type, self.model, self.constants)
 
-    def select(self, spec: Mapping[str, Any], start_type: str) -> _Select:
+    def column(
+        self, raw: Mapping[str, Any], focus_type: str, at_resource: bool
+    ) -> _Column | _GeneralColumn:
+        collection = bool(raw.get("collection", False))
+        try:
+            path, _ = self.path(raw["path"], focus_type)
+        except Unsupported:
+            if not at_resource:
+                raise
+            self.general_columns += 1
+            expr = _Expr(raw["path"], "column.path", self.model, True)
+            return _GeneralColumn(expr, collection)
+        return _Column(path, collection)
+
+    def select(self, spec: Mapping[str, Any], start_type: str, at_resource: bool) -> _Select:
         if "repeat" in spec:
             raise Unsupported("repeat")
         iterate: Path | None = None
@@ -160,14 +212,14 @@ class _Builder:
             if key in spec:
                 iterate, focus_type = self.path(spec[key], start_type)
                 or_null = key == "forEachOrNull"
+        at_resource = at_resource and iterate is None
         columns = []
         for raw in spec.get("column") or []:
             if str(raw.get("path", "")).strip() in {"%rowIndex", "$this"}:
                 raise Unsupported("%rowIndex / $this column")
-            path, _ = self.path(raw["path"], focus_type)
-            columns.append(_Column(path, bool(raw.get("collection", False))))
-        selects = tuple(self.select(s, focus_type) for s in spec.get("select") or [])
-        union = tuple(self.select(s, focus_type) for s in spec.get("unionAll") or [])
+            columns.append(self.column(raw, focus_type, at_resource))
+        selects = tuple(self.select(s, focus_type, at_resource) for s in spec.get("select") or [])
+        union = tuple(self.select(s, focus_type, at_resource) for s in spec.get("unionAll") or [])
         width = len(columns) + sum(s.width for s in selects) + (union[0].width if union else 0)
         return _Select(iterate, or_null, tuple(columns), selects, union, width)
 
@@ -184,6 +236,8 @@ def _mentions_row_index(value: Any) -> bool:
 
 def compile_plan(view: Mapping[str, Any], general: CompiledView) -> FastView | None:
     """The fast plan of a view `general` was compiled from, or None if it has none."""
+    if general._uses_clock:  # now()/today(): CompiledView.rows resets the clock per resource
+        return None
     if _mentions_row_index(view.get("select")) or _mentions_row_index(view.get("where")):
         return None
     builder = _Builder(view, general)
@@ -191,9 +245,12 @@ def compile_plan(view: Mapping[str, Any], general: CompiledView) -> FastView | N
         where = tuple(
             builder.path(w.get("path"), general.resource)[0] for w in view.get("where") or []
         )
-        root = builder.select({"select": list(view.get("select") or [])}, general.resource)
+        root = builder.select(
+            {"select": list(view.get("select") or [])}, general.resource, at_resource=True
+        )
     except (Unsupported, KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None
     if root.width != len(general.column_names):
         return None
-    return FastView(general, root, where)
+    env = dict(general._base_env) if builder.general_columns else None
+    return FastView(general, root, where, env)

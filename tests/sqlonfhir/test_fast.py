@@ -106,8 +106,7 @@ def test_errors_are_the_general_evaluators() -> None:
     [
         [{"repeat": ["item"], "column": [{"name": "a", "path": "linkId"}]}],
         [{"column": [{"name": "i", "path": "%rowIndex"}]}],
-        [{"column": [{"name": "j", "path": "name.family.join(',')"}]}],
-        [{"column": [{"name": "n", "path": "name.count()"}]}],
+        [{"forEach": "name", "column": [{"name": "n", "path": "given.count()"}]}],
     ],
 )
 def test_views_outside_the_subset_have_no_plan(select: list[dict[str, Any]]) -> None:
@@ -115,6 +114,38 @@ def test_views_outside_the_subset_have_no_plan(select: list[dict[str, Any]]) -> 
     assert compile_plan(view, compile_view(view)) is None
     rows_of = fast_rows(compile_view(view), view)
     assert rows_of({"resourceType": "Patient", "id": "p"}) is not None
+
+
+def test_columns_outside_the_subset_use_the_general_evaluator_in_the_plan() -> None:
+    view = {
+        "resource": "Patient",
+        "select": [
+            {
+                "column": [
+                    {"name": "id", "path": "getResourceKey()"},
+                    {"name": "j", "path": "name.family.join(',')"},
+                    {"name": "n", "path": "name.count()"},
+                    {"name": "d", "path": "iif(deceased.exists(), true, false)"},
+                ]
+            }
+        ],
+    }
+    plan = _plan(view)
+    general = compile_view(view)
+    for resource in (
+        {"resourceType": "Patient", "id": "p", "name": [{"family": "a"}, {"family": "b"}]},
+        {"resourceType": "Patient", "id": "q", "deceasedBoolean": False},
+        {"resourceType": "Patient", "id": "r", "name": [{"family": 3}]},
+    ):
+        try:
+            expected: Any = general.rows(resource)
+        except ResourceEvaluationError as exc:
+            expected = str(exc)
+        try:
+            got: Any = plan.rows(resource)
+        except ResourceEvaluationError as exc:
+            got = str(exc)
+        assert got == expected
 
 
 def test_for_each_and_union_all() -> None:
