@@ -93,6 +93,9 @@ def _steps(node: AstNode) -> list[AstNode]:
     """Flatten `a.b.c()` (left-deep InvocationExpressions) into its invocation nodes."""
     node_type = node.get("type")
     if node_type == "TermExpression":
+        children = _children(node)
+        if len(children) == 1 and children[0].get("type") == "ParenthesizedTerm":
+            return [children[0]]
         term = _only(node, "InvocationTerm")
         return [_children(term)[0]] if len(_children(term)) == 1 else _unsupported()
     if node_type == "InvocationExpression":
@@ -266,6 +269,18 @@ def _equals(left: Path, right: str) -> Path:
     return equals
 
 
+def _union(left: Path, right: Path) -> Path:
+    """`a | b` when at most one item results (more: fhirpathpy's distinct and order decide)."""
+
+    def union(items: list[Any]) -> list[Any]:
+        found = left(items) + right(items)
+        if len(found) > 1:
+            raise Fallback
+        return found
+
+    return union
+
+
 def _chain(functions: list[Path]) -> Path:
     if not functions:
         raise Unsupported("empty path")
@@ -299,6 +314,13 @@ def _compile(
         if left_type not in _STRING_TYPES:
             raise Unsupported("= on a non-string element")
         return _equals(left, _string_literal(right_node, constants)), "boolean"
+    if node.get("type") == "UnionExpression":
+        if node.get("terminalNodeText") != ["|"]:
+            raise Unsupported("union operator")
+        left_node, right_node = _children(node)
+        left, left_type = _compile(left_node, start_type, typing, constants, at_root)
+        right, right_type = _compile(right_node, start_type, typing, constants, at_root)
+        return _union(left, right), (left_type if left_type == right_type else "")
     steps = _steps(node)
     functions: list[Path] = []
     current = start_type
@@ -309,7 +331,15 @@ def _compile(
         if keyed:
             raise Unsupported("navigation after a key function")
         kind = step.get("type")
-        if kind == "MemberInvocation":
+        if kind == "ParenthesizedTerm":
+            if index != 0:
+                raise Unsupported("parentheses inside a path")
+            (inner,) = _children(step) or [{}]
+            function, current = _compile(inner, current, typing, constants, at_root)
+            functions.append(function)
+        elif kind == "MemberInvocation":
+            if not current:
+                raise Unsupported("navigation from a union of types")
             key = _identifier(_children(step)[0])
             if key[0].isupper():
                 raise Unsupported("type filter")

@@ -187,3 +187,32 @@ def test_lines_msgspec_refuses_get_json_loads_messages() -> None:
     assert [r.rule for r in records] == [None, None, "json", None, "json", "resource-type", "id"]
     assert records[2].detail == "truncated JSON (the line ends inside the object) at column 39"
     assert records[1].resource is not None and records[1].resource["x"] == float("inf")
+
+
+def test_union_of_choice_types_takes_the_one_present() -> None:
+    view = {
+        "resource": "Observation",
+        "select": [
+            {
+                "column": [
+                    {
+                        "name": "at",
+                        "path": "(effective.ofType(dateTime) | effective.ofType(instant)"
+                        " | effective.ofType(Period).start).first()",
+                    }
+                ]
+            }
+        ],
+    }
+    plan = _plan(view)
+    assert plan._env is None  # every column compiled: no general evaluator in the loop
+    general = compile_view(view)
+    for extra in (
+        {"effectiveDateTime": "2024-01-01"},
+        {"effectiveInstant": "2024-01-01T00:00:00Z"},
+        {"effectivePeriod": {"start": "2024-01-01", "end": "2024-02-01"}},
+        {"effectiveDateTime": "2024-01-01", "effectiveInstant": "2024-01-02T00:00:00Z"},
+        {},
+    ):
+        resource = {"resourceType": "Observation", "id": "o", **extra}
+        assert plan.rows(resource) == general.rows(resource)
