@@ -132,6 +132,18 @@ class _Typing:
         self.elsewhere: Mapping[str, str] = model["pathsDefinedElsewhere"]
         self.choices: Mapping[str, list[str]] = model["choiceTypePaths"]
         self.path2type: Mapping[str, str] = model["path2Type"]
+        self.parents: Mapping[str, str] = model["type2Parent"]
+
+    def derives(self, suffix: str, wanted: str) -> bool:
+        """Whether the choice type `suffix` (`Age`, `Code`) is `wanted` or a subtype of it."""
+        for name in {suffix, suffix[0].lower() + suffix[1:]}:
+            seen = 0
+            while name and seen < 32:
+                if name == wanted:
+                    return True
+                name = self.parents.get(name, "")
+                seen += 1
+        return False
 
     def child(self, current: str, key: str) -> str:
         child = f"{current}.{key}"
@@ -173,7 +185,7 @@ def _member(key: str) -> Path:
 
 
 def _choice(key: str, others: tuple[str, ...]) -> Path:
-    """`x.ofType(T)` on a choice element: the `xT` key, if no other `x*` key is present."""
+    """`x.ofType(T)` on a choice element: the `xT` key, if no key of a subtype of T is present."""
     shadow = "_" + key
     guards = (shadow, *others, *("_" + other for other in others))
 
@@ -356,7 +368,11 @@ def _compile(
                 suffix = wanted[0].upper() + wanted[1:]
                 if suffix not in choices:
                     raise Unsupported("ofType of a type the element cannot have")
-                others = tuple(key + s for s in choices if s != suffix)
+                # Keys of subtypes (valueAge for ofType(Quantity)) would match too: if one is
+                # present the general evaluator decides.
+                others = tuple(
+                    key + s for s in choices if s != suffix and typing.derives(s, wanted)
+                )
                 functions.append(_choice(key + suffix, others))
                 current = wanted
                 index += 2
