@@ -124,6 +124,9 @@ class GovernanceRevision(SQLModel, table=True):
 
     id: int = SQLField(default=1, primary_key=True)
     revision: int = SQLField(default=0, sa_type=BigInteger)
+    # Random, rewritten by every bump: after a restore the counter can climb back to numbers
+    # a server has cached, but never with the same stamps (sharing/cache.py).
+    stamp: str = SQLField(default="", max_length=32)
 
 
 class Organization(SQLModel, table=True):

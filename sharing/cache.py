@@ -10,6 +10,11 @@ evaluated on every request against the current time, so revocation and expiry st
 The revision is read before the rows, so cached rows are never older than their revision. A
 database without the counter row (not migrated by us) is never cached.
 
+A revision is the counter with the random stamp every bump writes next to it: after a restore
+of the database to an earlier state the counter goes back and then climbs to numbers already
+cached, but the stamps it climbs through are new, so rows cached before the restore (a token
+since revoked) are never served for the restored database's states.
+
 The async routes read the counter without a handler thread (`RevisionReader`): SQLite inline,
 PostgreSQL on one asynchronous connection per worker whose reads concurrent requests share.
 """
@@ -32,11 +37,13 @@ if TYPE_CHECKING:  # imported when used: a SQLite deployment never loads the dri
     import psycopg
 
 log = logging.getLogger("mesh.sharing")
-REVISION_SQL = "SELECT revision FROM governance_revision WHERE id = 1"
+REVISION_SQL = "SELECT revision, stamp FROM governance_revision WHERE id = 1"
 READ_TIMEOUT_SECONDS = 10.0  # connecting and reading the revision, on PostgreSQL
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
+# (counter, stamp): the stamp is random per bump, so one pair names one state of the database.
+Revision = tuple[int, str]
 
 
 class GovernanceCache:
@@ -44,31 +51,33 @@ class GovernanceCache:
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._lock = threading.Lock()
-        self._revision: int | None = None
+        self._revision: Revision | None = None
         self._entries: dict[Hashable, Any] = {}
         self._max_entries = max_entries
 
-    def at(self, revision: int | None) -> "CacheView":
+    def at(self, revision: Revision | None) -> "CacheView":
         """A request's view at the revision just read for it (`RevisionReader`, `read_revision`;
         None: the database has no counter, so nothing is cached)."""
         return CacheView(self, revision)
 
-    def _get(self, revision: int, key: Hashable) -> tuple[bool, Any]:
+    def _get(self, revision: Revision, key: Hashable) -> tuple[bool, Any]:
         with self._lock:
             if self._revision != revision:
                 return False, None
             return (key in self._entries), self._entries.get(key)
 
-    def _put(self, revision: int, key: Hashable, value: Any) -> None:
+    def _put(self, revision: Revision, key: Hashable, value: Any) -> None:
         with self._lock:
-            if self._revision is not None and revision < self._revision:
+            if self._revision is not None and revision[0] < self._revision[0]:
                 return  # read under an older revision than what is cached: do not regress
+            # Entries are only ever served for the exact (counter, stamp) they were read under:
+            # the same counter with another stamp (a restored database) replaces them all.
             if self._revision != revision or len(self._entries) >= self._max_entries:
                 self._revision, self._entries = revision, {}
             self._entries[key] = value
 
 
-def read_revision(connection: Connection) -> int | None:
+def read_revision(connection: Connection) -> Revision | None:
     """The governance revision, through the driver's own cursor: this runs on every sharing
     request, and SQLAlchemy's result machinery cost more than the query."""
     cursor = connection.connection.cursor()
@@ -77,7 +86,7 @@ def read_revision(connection: Connection) -> int | None:
         row = cursor.fetchone()
     finally:
         cursor.close()
-    return None if row is None else int(row[0])
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 class RevisionReader:
@@ -100,10 +109,10 @@ class RevisionReader:
         )
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._next: asyncio.Future[int | None] | None = None  # the read not yet started
+        self._next: asyncio.Future[Revision | None] | None = None  # the read not yet started
         self._reading: asyncio.Task[None] | None = None  # the task reading, while there is one
 
-    async def read(self) -> int | None:
+    async def read(self) -> Revision | None:
         """The revision now (None: no counter row); Unavailable when the database is not."""
         if self._engine.dialect.name == "sqlite":
             return self._read_sync()
@@ -119,7 +128,7 @@ class RevisionReader:
             self._reading = loop.create_task(self._read_in_turn())
         return await asyncio.shield(joined)
 
-    def _read_sync(self) -> int | None:
+    def _read_sync(self) -> Revision | None:
         with self._engine.connect() as connection:
             return read_revision(connection)
 
@@ -135,7 +144,7 @@ class RevisionReader:
         finally:
             self._reading = None
 
-    async def _fetch(self) -> int | None:
+    async def _fetch(self) -> Revision | None:
         """One read; a connection the server dropped (restart, idle timeout) is replaced once."""
         import psycopg
 
@@ -149,7 +158,7 @@ class RevisionReader:
                         )
                     cursor = await self._connection.execute(REVISION_SQL)
                     row = await cursor.fetchone()
-                return None if row is None else int(row[0])
+                return None if row is None else (int(row[0]), str(row[1]))
             except (psycopg.Error, TimeoutError) as exc:
                 if self._connection is not None:
                     await self._connection.close()
@@ -163,7 +172,7 @@ class RevisionReader:
 class CacheView:
     """Lookups at one revision: a hit, or `load()` run now and kept for the next request."""
 
-    def __init__(self, cache: GovernanceCache, revision: int | None) -> None:
+    def __init__(self, cache: GovernanceCache, revision: Revision | None) -> None:
         self._cache, self._revision = cache, revision
 
     def get(self, key: Hashable, load: Callable[[], T]) -> T:

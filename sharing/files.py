@@ -28,11 +28,12 @@ from catalog.events import Actor, new_entry, record_entry
 from catalog.publishing.storage import tier_table_of
 from catalog.settings import Settings
 from policies.auth import client_address
+from sharing import refusals
 from sharing.cache import CacheView, current_view
 from sharing.presign import object_store_signer
 from sharing.protocol import HANDLERS
-from sharing.recipients import check_address, networks_of
-from sharing.service import mac, signing_key
+from sharing.recipients import check_address, recipient_of, token_row
+from sharing.service import SharedTable, mac, shared_tables, signing_key
 
 PREFIX = "/delta-sharing"
 _BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
@@ -48,6 +49,7 @@ def file_urls(
     settings: Settings,
     now: datetime,
     not_after: datetime | None = None,
+    token_id: str = "",
 ) -> Callable[[str], str]:
     """Expiring URLs for the data files of the table at `location`, issued to `recipient`:
     a function from a file's path in the table to its URL.
@@ -65,18 +67,21 @@ def file_urls(
     root = _relative(location, settings)
     expires = expiry(settings, now, not_after)
     key = signing_key(settings)
-    query = f"X-Mesh-Recipient={quote(recipient)}&X-Amz-Expires={expires}"
+    query = (
+        f"X-Mesh-Recipient={quote(recipient)}&X-Mesh-Token={quote(token_id)}"
+        f"&X-Amz-Expires={expires}"
+    )
 
     def url(path: str) -> str:
         relative = f"{root}/{path}"
-        signature = mac(key, _signed_message(relative, expires, recipient))
+        signature = mac(key, _signed_message(relative, expires, recipient, token_id))
         return f"{base}{FILES}/{quote(relative)}?{query}&X-Amz-Signature={signature}"
 
     return url
 
 
-def _signed_message(relative: str, expires: int, recipient: str) -> str:
-    return f"{relative}\n{expires}\n{recipient}"
+def _signed_message(relative: str, expires: int, recipient: str, token_id: str) -> str:
+    return f"{relative}\n{expires}\n{recipient}\n{token_id}"
 
 
 def expiry(settings: Settings, now: datetime, not_after: datetime | None = None) -> int:
@@ -127,7 +132,7 @@ class FileController(Controller):
             length = end - start + 1
             headers["Content-Range"] = f"bytes {start}-{end}/{file.size}"
         headers["Content-Length"] = str(length)
-        product, tier = tier_table_of(file.relative) or (None, None)
+        table = file.table
         entry = new_entry(
             at=clock.now(),
             actor=Actor(f"recipient:{file.recipient}"),
@@ -135,9 +140,16 @@ class FileController(Controller):
             subject_type="file",
             subject=file.relative[-300:],
             organization=file.recipient,
-            product=product,
-            tier=tier,
-            details={"bytes": length, "range": (request.headers.get("range") or "")[:100]},
+            token_id=file.token_id,
+            product=table.product if table else None,
+            tier=table.tier if table else None,
+            details={
+                "bytes": length,
+                "range": (request.headers.get("range") or "")[:100],
+                "grant": table.grant_id if table else None,
+                "dua": table.dua_id if table else None,
+                "purpose": table.purpose if table else None,
+            },
         )
         await record_entry(request.app.state.engine, entry)
         handle = file.path.open("rb")  # here, so a vanished file fails before the answer starts
@@ -170,9 +182,17 @@ class FileController(Controller):
         )
 
 
-def _refused() -> Forbidden:
-    """The one answer to a bad URL, whatever was wrong with it: it reveals nothing."""
-    return Forbidden("invalid or expired file URL")
+class FileRefused(Forbidden):
+    """The one answer to a bad URL, whatever was wrong with it: it reveals nothing. `reason`
+    (what was wrong) goes to the audit trail only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("invalid or expired file URL")
+        self.reason = reason
+
+
+def _refused(reason: str = "invalid file URL") -> FileRefused:
+    return FileRefused(reason)
 
 
 class SignedFile(NamedTuple):
@@ -182,6 +202,8 @@ class SignedFile(NamedTuple):
     size: int
     relative: str
     recipient: str
+    token_id: str  # the token of the query that issued the URL
+    table: SharedTable | None = None  # the recipient's table the file belongs to, once checked
 
 
 async def signed_file(
@@ -189,47 +211,108 @@ async def signed_file(
 ) -> SignedFile:
     """The local file a valid, unexpired URL points at; Forbidden for anything else.
 
-    The URL is checked first, without I/O; then the recipient named in it must still exist and
-    the caller's address must be inside its allow-list, read at this request's revision.
+    The URL is checked first, without I/O; then the recipient named in it must still exist,
+    the caller's address must be inside its allow-list, and the file must be a data file of a
+    tier table the recipient may read now (a live grant, at this request's revision): a valid
+    signature alone never reaches `raw/`, `protected/`, `staging/`, a Delta log or another
+    product's or tier's table, and a revoked grant stops its URLs at once.
     """
     file = _verified(request, path, settings, clock)
     view = await current_view(request.app.state)
-    await inline_first(check_recipient_network, request, view, file.recipient)
-    return file
+    table = await inline_first(check_recipient_access, request, view, file)
+    return file._replace(table=table)
 
 
 def _verified(
     request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
 ) -> SignedFile:
-    """The file of an unexpired URL whose signature holds, inside the storage root."""
+    """The file of an unexpired URL whose signature holds: a data file of a tier table."""
     relative = path.lstrip("/")
     recipient = request.query_params.get("X-Mesh-Recipient", "")
+    token_id = request.query_params.get("X-Mesh-Token", "")
     try:
         expires = int(request.query_params.get("X-Amz-Expires", ""))
     except ValueError:
-        raise _refused() from None
+        raise _refused("malformed expiry") from None
     signature = request.query_params.get("X-Amz-Signature", "")
-    if expires < clock.now().timestamp() or not hmac.compare_digest(
+    if not hmac.compare_digest(
         signature.encode(),
-        mac(signing_key(settings), _signed_message(relative, expires, recipient)).encode(),
+        mac(
+            signing_key(settings), _signed_message(relative, expires, recipient, token_id)
+        ).encode(),
     ):
-        raise _refused()
+        raise _refused("bad signature")
+    request.state[refusals.RECIPIENT] = recipient  # signed: the URL was issued to it
+    request.state[refusals.TOKEN] = token_id or None
+    request.state[refusals.TABLE] = tier_table_of(relative)
+    if expires < clock.now().timestamp():
+        raise _refused("expired")
     root = Path(settings.storage_root).resolve()
     file = (root / relative).resolve()
-    if root not in file.parents or not file.is_file():
-        raise _refused()
-    return SignedFile(file, file.stat().st_size, relative, recipient)
+    if root not in file.parents:
+        raise _refused("outside the storage root")
+    # Only the canonical path of a data file of a tier table: no `..`, `.`, empty or hidden
+    # segments, links or Delta log files, whatever was signed.
+    if str(file.relative_to(root)) != relative or not is_data_file(relative):
+        raise _refused("not a data file of a tier table")
+    if not file.is_file():
+        raise _refused("no such file")
+    return SignedFile(file, file.stat().st_size, relative, recipient, token_id)
 
 
-def check_recipient_network(
-    request: Request[Any, Any, Any], view: CacheView, recipient: str
-) -> None:
-    """Forbidden unless `recipient` exists and the caller is inside its allow-list."""
-    with Session(bind=request.app.state.engine) as session:
-        allowed = view.get(("networks", recipient), lambda: networks_of(session, recipient))
-    if allowed is None:
-        raise _refused()
-    check_address(allowed, client_address(request))
+def is_data_file(relative: str) -> bool:
+    """True for a Parquet data or change file inside a tier table (`products/D/P/TIER/...`)."""
+    parts = relative.split("/")
+    return (
+        tier_table_of(relative) is not None
+        and parts[-1].endswith(".parquet")
+        and not any(p in ("", ".", "..") or p.startswith(".") for p in parts)
+        and "_delta_log" not in parts
+    )
+
+
+def check_recipient_access(
+    request: Request[Any, Any, Any], view: CacheView, file: SignedFile
+) -> SharedTable:
+    """The recipient's table holding `file`; Forbidden unless the recipient exists, the caller
+    is inside its allow-list and a live grant lets it read that tier table now."""
+    state = request.app.state
+    with Session(bind=state.engine) as session:
+        found = view.get(
+            ("recipient", file.recipient), lambda: recipient_of(session, file.recipient)
+        )
+        if found is None:
+            raise _refused("unknown recipient")
+        organization, allowed = found
+        check_address(allowed, client_address(request))
+        # The URL lives only as long as the token it was issued to (revoked, expired, rotated
+        # out): a revoked token stops its URLs, like its queries.
+        token_id = file.token_id
+        issued = view.get(("token", token_id), lambda: token_row(session, token_id))
+        now = state.clock.now()
+        if (
+            issued is None
+            or issued[1].id != organization.id
+            or issued[0].revoked_at is not None
+            or issued[0].expires_at <= now
+        ):
+            raise _refused("the token the URL was issued to is revoked, expired or not its own")
+        tables = shared_tables(
+            session,
+            organization,
+            settings=state.settings,
+            policy=state.policy,
+            now=now,
+            cache=view,
+        )
+    for table in tables:
+        try:
+            root = _relative(table.location, state.settings)
+        except ValueError:  # a table outside the local root is never served from here
+            continue
+        if file.relative.startswith(root + "/"):
+            return table
+    raise _refused("no live grant of the recipient covers this table")
 
 
 def _chunks(handle: BinaryIO, start: int, length: int) -> Iterator[bytes]:

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from catalog.errors import MeshError
+from sharing import refusals
 
 log = logging.getLogger("mesh.sharing")
 
@@ -143,20 +144,23 @@ def error(status: int, code: str, message: str) -> Response[bytes]:
     )
 
 
-def _mesh_error(_: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
+def _mesh_error(request: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
     response = error(exc.status, exc.code, exc.detail)
     response.headers.update(exc.headers)
+    response.background = refusals.audited(request, exc, exc.status, exc.code)
     return response
 
 
-def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     """The parameters at fault and why, never their values nor the URL (which may be long)."""
     faults = [
         f"{_wire_name(str(item.get('key') or 'request'))}: {item.get('message', 'invalid')}"
         for item in (exc.extra if isinstance(exc.extra, list) else [])
         if isinstance(item, dict)
     ]
-    return error(400, "INVALID_PARAMETER_VALUE", "; ".join(faults)[:500] or "invalid request")
+    response = error(400, "INVALID_PARAMETER_VALUE", "; ".join(faults)[:500] or "invalid request")
+    response.background = refusals.audited(request, exc, 400, "INVALID_PARAMETER_VALUE")
+    return response
 
 
 def _wire_name(key: str) -> str:
@@ -168,7 +172,9 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     if exc.status_code >= 500:  # the framework's own 5xx (a response it could not render) is a bug
         return _internal(request, exc)
     code = "RESOURCE_DOES_NOT_EXIST" if exc.status_code == 404 else "MALFORMED_REQUEST"
-    return error(exc.status_code, code, exc.detail)
+    response = error(exc.status_code, code, exc.detail)
+    response.background = refusals.audited(request, exc, exc.status_code, code)
+    return response
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from catalog.db import claim
 from catalog.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
 from catalog.events import Actor, record_event
 from catalog.settings import Settings
@@ -65,6 +65,7 @@ def rotate_token(
     """A new token; every other live token of the recipient now ends within `grace`."""
     if grace < timedelta(0):
         raise InvalidParameter("the grace period cannot be negative")
+    lock_recipient(session, organization)
     cutoff = now + grace
     shortened = []
     for old in _live_tokens(session, organization, now):
@@ -94,6 +95,7 @@ def revoke_tokens(
     now: datetime,
 ) -> list[str]:
     """Revoke one token (or all live ones); effective on the next request."""
+    lock_recipient(session, organization)
     live = _live_tokens(session, organization, now)
     chosen = [t for t in live if token_id is None or t.id == token_id]
     if token_id is not None and not chosen:
@@ -111,6 +113,28 @@ def revoke_tokens(
         details={"tokens": [t.id for t in chosen]},
     )
     return [t.id for t in chosen]
+
+
+def lock_recipient(session: Session, organization: Organization) -> None:
+    """Serialise changes to one recipient's credentials until this transaction ends.
+
+    Rotation, revocation and activation read the live tokens and then write: without the lock
+    a rotation concurrent with a "revoke all" (or an activation) left a token neither saw.
+    PostgreSQL locks the organisation's row; SQLite takes its database write lock now (a write
+    that changes nothing), rather than at the first real write, after the reads.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Organization)
+            .where(col(Organization.id) == organization.id)
+            .values(id=Organization.id)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        session.execute(
+            select(Organization.id).where(col(Organization.id) == organization.id).with_for_update()
+        )
+    session.expire_all()  # what was read before the lock may be stale: read it again after
 
 
 def list_tokens(session: Session, organization: Organization) -> list[RecipientToken]:
@@ -144,9 +168,9 @@ def authenticate(
         raise refused
     token_id = parts[0]
     found = (
-        cache.get(("token", token_id), lambda: _token_row(session, token_id))
+        cache.get(("token", token_id), lambda: token_row(session, token_id))
         if cache is not None
-        else _token_row(session, token_id)
+        else token_row(session, token_id)
     )
     if found is None:
         raise refused
@@ -160,7 +184,7 @@ def authenticate(
     return Recipient(organization=organization, token_id=token.id, cidrs=cidrs)
 
 
-def _token_row(
+def token_row(
     session: Session, token_id: str
 ) -> tuple[RecipientToken, Organization, tuple[str, ...]] | None:
     """A token with its organisation and allow-list, in one round trip."""
@@ -216,7 +240,13 @@ def create_activation(
 def redeem_activation(
     session: Session, secret: str, *, client: str | None, now: datetime
 ) -> tuple[Organization, RecipientToken, str]:
-    """Mint the recipient's token from an activation link, once; a second use is refused."""
+    """Mint the recipient's token from an activation link, once; a second use is refused.
+
+    The link is claimed by one conditional update (`used_at IS NULL` and unexpired, checked by
+    its row count) before anything is minted: of any number of concurrent downloads exactly
+    one claims it; the others get 409 (PostgreSQL re-checks the condition once the winner's
+    row lock is released; SQLite runs the update under its write lock).
+    """
     activation = find_activation(session, secret)
     organization = session.get(Organization, activation.organization_id)
     if organization is None:
@@ -226,10 +256,26 @@ def redeem_activation(
         raise Conflict("this activation link was already used; ask for a new one")
     if activation.expires_at <= now:
         raise Forbidden("this activation link has expired; ask for a new one")
-    token, credential = issue_token(session, organization, days=activation.token_days, now=now)
-    # Single use under concurrency too: of two redemptions at once, one mints the token.
-    if not claim(session, activation, "used_at", used_at=now, token_id=token.id):
+    claimed = session.execute(
+        update(RecipientActivation)
+        .where(
+            col(RecipientActivation.id) == activation.id,
+            col(RecipientActivation.used_at).is_(None),
+            col(RecipientActivation.expires_at) > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("this activation link was already used; ask for a new one")
+    lock_recipient(session, organization)
+    token, credential = issue_token(session, organization, days=activation.token_days, now=now)
+    session.execute(
+        update(RecipientActivation)
+        .where(col(RecipientActivation.id) == activation.id)
+        .values(token_id=token.id)
+        .execution_options(synchronize_session=False)
+    )
     record_event(
         session,
         at=now,
@@ -312,6 +358,16 @@ def networks_of(session: Session, name: str) -> tuple[str, ...] | None:
         .where(Organization.name == name)
     ).first()
     return None if row is None else tuple(row[1] or ())
+
+
+def recipient_of(session: Session, name: str) -> tuple[Organization, tuple[str, ...]] | None:
+    """The recipient called `name` and its allow-list; None when there is no such recipient."""
+    row = session.execute(
+        select(Organization, RecipientNetwork.cidrs)
+        .outerjoin(RecipientNetwork, col(RecipientNetwork.organization_id) == Organization.id)
+        .where(Organization.name == name)
+    ).first()
+    return None if row is None else (row[0], tuple(row[1] or ()))
 
 
 def check_network(session: Session, organization: Organization, client: str | None) -> None:

@@ -26,7 +26,7 @@ from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticate
 from catalog.events import Actor, new_entry, record_entry
 from catalog.settings import Settings
 from policies.auth import bearer, client_address, record_auth_failure
-from sharing import delta, predicates, protocol, recipients, service
+from sharing import delta, predicates, protocol, recipients, refusals, service
 from sharing.cache import CacheView, current_view
 from sharing.files import PREFIX, expiry, file_urls
 from sharing.protocol import HANDLERS, UnsupportedOperation
@@ -73,6 +73,8 @@ def _visible(request: Request[Any, Any, Any], cache: CacheView) -> Visit:
             may_block()  # recording the failure writes the audit trail
             record_auth_failure(request, credential, refused.detail, recipients.TOKEN_PREFIX)
             raise
+        request.state[refusals.RECIPIENT] = recipient.organization.name  # for a refusal's entry
+        request.state[refusals.TOKEN] = recipient.token_id
         address = client_address(request)
         recipients.check_address(recipient.cidrs, address)
         tables = service.shared_tables(
@@ -429,7 +431,7 @@ def _query(
             rows += f.num_records or 0
     now = clock.now()
     until = found.not_after([snap.version])
-    url = _urls(request, found, settings, now, until)
+    url = _urls(request, visit, found, now, until)
     expires = expiry(settings, now, until) * 1000
     lines = _head(fmt, found, snap)
     lines += [_file_line(fmt, found, f, url(f.path), expires) for f in chosen]
@@ -467,7 +469,7 @@ def _changes(
     now = clock.now()
     # The deletes of the first version are the previous version's files.
     until = found.not_after(versions + ([] if previous is None else [previous]))
-    url = _urls(request, found, settings, now, until)
+    url = _urls(request, visit, found, now, until)
     expires = expiry(settings, now, until) * 1000
     lines = _head(fmt, found, snap)
     if protocol.parse_bool(include_historical_metadata):
@@ -601,8 +603,8 @@ def _change_versions(
 
 def _urls(
     request: Request[Any, Any, Any],
+    visit: Visit,
     table: SharedTable,
-    settings: Settings,
     now: datetime,
     not_after: datetime | None,
 ) -> Callable[[str], str]:
@@ -611,9 +613,10 @@ def _urls(
         table.location,
         recipient=table.share,
         base=base,
-        settings=settings,
+        settings=visit.settings,
         now=now,
         not_after=not_after,
+        token_id=visit.who.token_id,
     )
 
 

@@ -98,9 +98,12 @@ class GrantFacts:
         grants: list[tuple[Grant, Dua, str, str, str]],
         served: dict[int, list[tuple[str, dict[str, Any], datetime | None]]],
         settings: Settings,
+        first_tiers: dict[int, str] | None = None,
     ) -> None:
         # (grant, its DUA, the request's purpose, product name, domain name), oldest first
         self.grants = grants
+        # product id -> the tier of the recipient's first grant of it ever (revoked included)
+        self.first_tiers = first_tiers or {}
         # product id -> (semver, tier tables, served until) of each served version
         self.served = served
         grace = timedelta(days=settings.grant_review_grace_days)
@@ -149,7 +152,14 @@ def grant_facts(session: Session, organization_id: int, settings: Settings) -> G
     ).all()
     grants = [(g, d, str(purpose), str(p), str(dom)) for g, d, purpose, p, dom in rows]
     served = _served_versions(session, {g.product_id for g, *_ in grants})
-    return GrantFacts(grants, served, settings)
+    first_tiers: dict[int, str] = {}
+    for product_id, tier in session.execute(  # every grant ever made to it, oldest first
+        sa_select(col(Grant.product_id), col(Grant.tier))
+        .where(col(Grant.organization_id) == organization_id)
+        .order_by(col(Grant.id))
+    ).all():
+        first_tiers.setdefault(int(product_id), str(tier))
+    return GrantFacts(grants, served, settings, first_tiers)
 
 
 def shared_tables(
@@ -208,11 +218,15 @@ def _derive(
         )
         if not versions:
             continue
-        name = product_name
+        # A name always means the same tier for this recipient: the bare name is the tier of
+        # its first grant of the product ever (revoked ones count), any other tier is always
+        # `product_tier`. Deriving it from the live grants moved `patients` from one tier to
+        # another when the first of two grants was revoked.
+        first = facts.first_tiers.get(grant.product_id, tier)
+        name = product_name if tier == first else f"{product_name}_{tier}"
         key = (domain_name, name)
-        if key in tables:  # two tiers of one product: the tier goes into the name
-            name = f"{product_name}_{tier}"
-            key = (domain_name, name)
+        if key in tables:  # another live grant of the same tier: the oldest one is served
+            continue
         tables[key] = SharedTable(
             share=organization.name,
             schema=domain_name,

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from catalog.errors import FieldError, ValidationFailed
 from catalog.manifest.models import Manifest
+from catalog.products.semver import SemVer
 
 PathKey = tuple[str | int, ...]
 
@@ -149,6 +150,58 @@ def _duplicates(manifest: Manifest, lines: dict[PathKey, int], source: str) -> l
     return errors
 
 
+def _references(manifest: Manifest, lines: dict[PathKey, int]) -> list[FieldError]:
+    """`references` between products of one file: declared earlier, column there, same type.
+
+    A referenced product the file does not declare may already be in the catalog; applying the
+    file checks it there (the same rules, refused with the version).
+    """
+    errors: list[FieldError] = []
+    for di, domain in enumerate(manifest.domains):
+        order = {p.name: i for i, p in enumerate(domain.products)}
+        for pi, product in enumerate(domain.products):
+            for vi, version in enumerate(product.versions):
+                for ci, column in enumerate(version.columns):
+                    if not column.references:
+                        continue
+                    loc: PathKey = (
+                        *("domains", di, "products", pi, "versions", vi),
+                        *("columns", ci, "references"),
+                    )
+                    name, target = column.references.split(".", 1)
+
+                    def fail(message: str, loc: PathKey = loc) -> None:
+                        errors.append(FieldError(format_path(loc), message, _line_for(lines, loc)))
+
+                    if name == product.name:
+                        fail("a column references another product, not its own")
+                        continue
+                    if name not in order:
+                        continue
+                    if order[name] > pi:
+                        fail(
+                            f"{column.references}: declare {name} before {product.name}, "
+                            "which references it (products are applied in file order)"
+                        )
+                        continue
+                    versions = domain.products[order[name]].versions
+                    if not versions:
+                        continue
+                    newest = max(versions, key=lambda v: SemVer.parse(v.version))
+                    declared = {c.name: c.type for c in newest.columns}
+                    if target not in declared:
+                        fail(
+                            f"{column.references}: {name} {newest.version} has no column "
+                            f"{target!r} (it has {', '.join(declared)})"
+                        )
+                    elif declared[target] != column.type:
+                        fail(
+                            f"{column.references}: {name}.{target} is {declared[target]}, not "
+                            f"{column.type}: the values could never match"
+                        )
+    return errors
+
+
 def parse_manifest(
     text: str, *, source: str, max_nodes: int = 200_000, max_depth: int = 32
 ) -> Manifest:
@@ -183,6 +236,9 @@ def parse_manifest(
     duplicates = _duplicates(manifest, builder.lines, source)
     if duplicates:
         raise ManifestError(source, duplicates)
+    references = _references(manifest, builder.lines)
+    if references:
+        raise ManifestError(source, references)
     return manifest
 
 

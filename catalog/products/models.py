@@ -19,6 +19,8 @@ from catalog.publishing.views import ViewDefinitionError, compile_view
 SLUG_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
 COLUMN_PATTERN = r"^[a-z_][a-z0-9_]*$"
 TAG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+# `product.column`: a column of another product of the same domain.
+REFERENCE_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*\.[a-z_][a-z0-9_]*$"
 RESOURCE_TYPE_PATTERN = r"^[A-Z][A-Za-z]{1,63}$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -203,6 +205,15 @@ class ColumnSpec(BaseModel):
         "columns (a dateTime gives its calendar date), dateTime for timestamp columns, time for "
         "time columns, dateTime for string columns classified date (the FHIR string is kept).",
     )
+    references: str | None = Field(
+        default=None,
+        max_length=200,
+        description="`product.column` of another product of the same domain whose values this "
+        "column's non-null values must match (observations.patient_id -> patients.patient_id). "
+        "Each publish measures the orphan rate against the referenced product's latest "
+        "published version (full tier: source ids, never surrogates), bounded by the SLA's "
+        "max_orphan_percent.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "ColumnSpec":
@@ -229,7 +240,19 @@ class ColumnSpec(BaseModel):
             )
         if (self.code_system or self.allowed_values) and not self.type.endswith("string"):
             raise ValueError("code_system and allowed_values apply to string columns")
+        if self.references and self.type.startswith(("list", "struct", "map")):
+            raise ValueError("references applies to scalar columns, not " + self.type)
         return self
+
+    @field_validator("references")
+    @classmethod
+    def _reference_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(REFERENCE_PATTERN, value):
+            raise ValueError(
+                f"expected product.column (a column of another product of the same domain, "
+                f"e.g. patients.patient_id), got {value!r}"
+            )
+        return value
 
     @field_validator("type")
     @classmethod
@@ -302,6 +325,13 @@ class Sla(BaseModel):
         le=100,
         description="A version whose input records with findings (non-conforming values made "
         "null, the row kept) exceed this share is quarantined.",
+    )
+    max_orphan_percent: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="A version in which more than this share of a referencing column's non-null "
+        "values match no row of the referenced product (`references`) is quarantined.",
     )
     max_duplicate_percent: float = Field(
         default=100.0,
@@ -390,6 +420,15 @@ class VersionSpec(BaseModel):
         if self.view is not None:
             self._check_view(names)
         return self
+
+    def references(self) -> list[tuple[ColumnSpec, str, str]]:
+        """(column, referenced product, referenced column) of every referencing column."""
+        out = []
+        for c in self.columns:
+            if c.references:
+                product, column = c.references.split(".", 1)
+                out.append((c, product, column))
+        return out
 
     def _check_legacy(self) -> None:
         if len(set(self.legacy_date_formats)) != len(self.legacy_date_formats):

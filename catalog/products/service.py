@@ -381,6 +381,54 @@ def _check_version_placement(
         check_bump(key, predecessor.spec(), spec)
 
 
+def check_references(product: DataProduct, spec: VersionSpec) -> None:
+    """Each `references` names another product of the domain and a column of the same type.
+
+    The column and its type are checked against the referenced product's newest version that
+    is not retired (the one its next publishes will be measured against).
+    """
+    errors: list[FieldError] = []
+    index = {c.name: i for i, c in enumerate(spec.columns)}
+    for column, name, target in spec.references():
+        where = f"columns[{index[column.name]}].references"
+        if name == product.name:
+            errors.append(FieldError(where, "a column references another product, not its own"))
+            continue
+        other = next((p for p in product.domain.products if p.name == name), None)
+        live = [v for v in other.versions if v.status != VersionStatus.RETIRED] if other else []
+        if other is None or not live:
+            errors.append(
+                FieldError(
+                    where,
+                    f"{column.references}: domain {product.domain.name} has no product {name!r}"
+                    + (" with a version that is not retired" if other else "")
+                    + " (register it first)",
+                )
+            )
+            continue
+        newest = max(live, key=lambda v: v.semver)
+        declared = {c["name"]: c for c in newest.columns}
+        if target not in declared:
+            errors.append(
+                FieldError(
+                    where,
+                    f"{column.references}: {name} {newest.version} has no column {target!r} "
+                    f"(it has {', '.join(declared)})",
+                )
+            )
+            continue
+        if declared[target]["type"] != column.type:
+            errors.append(
+                FieldError(
+                    where,
+                    f"{column.references}: {name}.{target} is {declared[target]['type']}, "
+                    f"not {column.type}: the values could never match",
+                )
+            )
+    if errors:
+        raise ValidationFailed("; ".join(e.message for e in errors), errors=errors)
+
+
 def register_version(
     session: Session, product: DataProduct, spec: VersionSpec, *, actor: Actor, clock: Clock
 ) -> ProductVersion:
@@ -390,6 +438,7 @@ def register_version(
     if any(v.version == spec.version for v in product.versions):
         raise Conflict(f"{key} version {spec.version} already exists; versions are immutable")
     _check_version_placement(product, spec, replacing=None)
+    check_references(product, spec)
     semver = SemVer.parse(spec.version)
     now = clock.now()
     version = ProductVersion(
@@ -456,6 +505,7 @@ def update_draft_version(
         )
     _refuse_if_retired(product)
     _check_version_placement(product, spec, replacing=version)
+    check_references(product, spec)
     now = clock.now()
     version.columns = [c.model_dump(mode="json") for c in spec.columns]
     version.sla = spec.sla.model_dump(mode="json")

@@ -240,7 +240,25 @@ def _drafts(session: Session) -> list[tuple[str, str, str]]:
             col(ProductVersion.patch),
         )
     ).all()
-    return [(d, p, v) for d, p, v in rows]
+    # Referenced products first (patients before the encounters that reference them): the
+    # referential-completeness check measures against the referenced product's published data.
+    refs: dict[tuple[str, str], set[str]] = {}
+    for version in session.exec(
+        select(ProductVersion).where(ProductVersion.status == VersionStatus.DRAFT)
+    ).all():
+        key = (version.product.domain.name, version.product.name)
+        refs.setdefault(key, set()).update(
+            str(c["references"]).split(".", 1)[0] for c in version.columns if c.get("references")
+        )
+
+    def depth(domain: str, name: str, seen: frozenset[str] = frozenset()) -> int:
+        if name in seen:
+            return 0
+        below = [depth(domain, r, seen | {name}) for r in refs.get((domain, name), ())]
+        return 1 + max(below, default=-1)
+
+    ordered = sorted(rows, key=lambda r: (r[0], depth(r[0], r[1])))  # stable: names, then semver
+    return [(d, p, v) for d, p, v in ordered]
 
 
 def publish_demo(settings: Settings, engine: Engine, *, patients: int, seed: int) -> None:

@@ -53,16 +53,20 @@ class Check:
     measured: Any
     threshold: Any
     detail: str
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON shape stored on the version."""
-        return {
+        """JSON shape stored on the version (`facts`: further measurements, when any)."""
+        out = {
             "name": self.name,
             "passed": self.passed,
             "measured": self.measured,
             "threshold": self.threshold,
             "detail": self.detail,
         }
+        if self.facts:
+            out["facts"] = dict(self.facts)
+        return out
 
 
 def evaluate(

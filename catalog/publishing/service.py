@@ -65,6 +65,7 @@ from catalog.publishing.models import (
     QuarantineRecord,
     RecordPointer,
 )
+from catalog.publishing.references import referential_checks
 from catalog.publishing.sources import SourceKind, discover
 from catalog.publishing.storage import RawFile, Storage
 from catalog.publishing.surrogates import SurrogateStore, surrogate_columns
@@ -512,6 +513,9 @@ def _convert(
                     checks += _convert_table(run, storage, raw)
             run.flush_rows()
             run.flush_quarantine()
+        checks += referential_checks(
+            session, version, spec, storage=storage, filesystem=filesystem, staging=staging
+        )
         inputs = run.counts["input_records"]
         checks += evaluate(
             spec,
@@ -588,6 +592,9 @@ def _serialize_publishes(session: Session, version: ProductVersion) -> None:
     single write lock for the rest of the transaction.
     """
     if session.get_bind().dialect.name == "postgresql":
+        # A publish converts for as long as its export takes without a statement in between:
+        # the server-wide idle-in-transaction bound must not end it half way.
+        session.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK_KEY})
         session.exec(
             select(ProductVersion).where(ProductVersion.id == version.id).with_for_update()

@@ -73,16 +73,16 @@ def _rewrite(upgrading: bool) -> None:
 
 def upgrade() -> None:
     _rewrite(upgrading=True)
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("issued_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
-        )
-    with op.batch_alter_table("access_grant", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "approval_reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True
-            )
-        )
+    # Plain ALTER TABLE on both backends: a batch (copy-and-move) rebuild on SQLite would drop
+    # the tables' governance-revision triggers and trip the foreign keys pointing at them.
+    op.add_column(
+        "api_token",
+        sa.Column("issued_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    )
+    op.add_column(
+        "access_grant",
+        sa.Column("approval_reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
+    )
     conn = op.get_bind()
     grant = sa.table(
         "access_grant",
@@ -109,8 +109,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("access_grant", schema=None) as batch_op:
-        batch_op.drop_column("approval_reason")
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.drop_column("issued_by")
+    op.execute("ALTER TABLE access_grant DROP COLUMN approval_reason")
+    op.execute("ALTER TABLE api_token DROP COLUMN issued_by")
     _rewrite(upgrading=False)

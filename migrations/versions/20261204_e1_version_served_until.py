@@ -48,6 +48,10 @@ def upgrade() -> None:
         sa.Column("served_until", catalog.db.UtcDateTime(timezone=True), nullable=True),
     )
     _backfill()
+    if op.get_bind().dialect.name == "postgresql":
+        # The backfill fired product_version's deferred governance-revision triggers; run them
+        # now, or a later revision's ALTER TABLE in this transaction meets "pending trigger events".
+        op.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 def _backfill() -> None:

@@ -79,12 +79,14 @@ def test_product_and_versions(client):
         "code_system": None,
         "allowed_values": None,
         "fhir_type": None,
+        "references": None,
     }
     assert version["sla"] == {
         "freshness": "4h",
         "freshness_column": "birth_date",
         "max_quarantined_percent": 5.0,
         "max_findings_percent": 5.0,
+        "max_orphan_percent": 0.0,
         "max_duplicate_percent": 100.0,
         "completeness": [{"column": "birth_date", "min_percent": 98.0}],
         "availability_percent": 99.5,

@@ -235,11 +235,14 @@ def test_audit_subjects_of_refused_routes_carry_no_path_secret() -> None:
     assert route_subject(request) == "POST /delta-sharing/activation/[redacted]"
 
 
-def test_problem_instances_carry_no_path_secret(client: Any) -> None:
+def test_error_bodies_carry_no_path_secret(client: Any) -> None:
     guessed = "dsa_0123456789abcdef_guessed-secret-value"
     for method in ("GET", "POST"):
         answer = client.request(method, f"/delta-sharing/activation/{guessed}")
         assert answer.status_code == 404
-        problem = answer.json()
-        assert problem["instance"] == "/delta-sharing/activation/[redacted]"
+        # The activation endpoint answers in the protocol's error shape, which names no path;
+        # whatever shape answers, the secret is nowhere in it.
+        refusal = answer.json()
+        assert refusal["errorCode"] == "RESOURCE_DOES_NOT_EXIST", refusal
+        assert refusal.get("instance", "/delta-sharing/activation/[redacted]").endswith("[redacted]")
         assert "guessed-secret-value" not in answer.text

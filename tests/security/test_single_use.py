@@ -1,16 +1,15 @@
 """Every single-use transition has one winner under concurrency, against a real server.
 
-Revoking a grant, a DUA or a token and redeeming an activation link checked the loaded row and
-then wrote it: concurrent requests all passed the check, each answered 200 and audited its own
-revocation, and two redemptions of one activation link minted two recipient tokens. Now each is
-a conditional UPDATE (`catalog.db.claim`): one 200, the rest 409, one audit entry.
+Revoking a grant, a DUA or a token checked the loaded row and then wrote it: concurrent requests
+all passed the check, each answered 200 and audited its own revocation. Now each is a conditional
+UPDATE (`catalog.db.claim`): one 200, the rest 409, one audit entry.
+(Activation links: tests/security/test_recipient_credentials.py.)
 """
 
 import requests
 from sqlmodel import Session, select
 
 from catalog.audit.models import AuditEvent
-from sharing.models import RecipientToken
 from tests.live import free_port, serving
 from tests.security.test_contention import CALL_TIMEOUT, CLIENTS, burst, statuses
 
@@ -75,22 +74,3 @@ def test_concurrent_revocations_of_one_dua_and_one_token_happen_once(
     assert statuses(tokens) == {200: 1, 409: CLIENTS - 1}, [a.text for a in tokens]
     assert _audited(engine, "dua.revoke") == 1
     assert _audited(engine, "token.revoke") == 1
-
-
-def test_concurrent_redemptions_of_one_activation_link_mint_one_token(
-    backend, engine, estate, settings, clock
-):
-    link = estate.call("root", "POST", "/api/v1/recipients/research-lab/activation-links", json={})
-    assert link.status_code == 201, link.text
-    secret = link.json()["url"].rsplit("/", 1)[1]
-    port = free_port()
-    with serving(settings, port, engine=engine, clock=clock):
-        answers = burst(
-            lambda _: requests.post(
-                f"http://127.0.0.1:{port}/delta-sharing/activation/{secret}", timeout=CALL_TIMEOUT
-            )
-        )
-    assert statuses(answers) == {200: 1, 409: CLIENTS - 1}, [a.text for a in answers]
-    with Session(engine) as check:
-        assert len(check.exec(select(RecipientToken)).all()) == 1
-    assert _audited(engine, "recipient.activation.redeem") == 1

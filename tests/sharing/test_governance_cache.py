@@ -145,17 +145,17 @@ def test_cached_rows_are_still_judged_at_the_current_time(estate, estate_engine)
 
 def test_a_stale_revision_never_overwrites_a_newer_one():
     cache = GovernanceCache()
-    cache._put(5, "k", "new")
-    cache._put(4, "k", "old")
-    assert cache._get(5, "k") == (True, "new")
-    assert cache._get(4, "k") == (False, None)
+    cache._put((5, "b"), "k", "new")
+    cache._put((4, "a"), "k", "old")
+    assert cache._get((5, "b"), "k") == (True, "new")
+    assert cache._get((4, "a"), "k") == (False, None)
 
 
 def test_the_cache_is_bounded():
     cache = GovernanceCache(max_entries=3)
     for i in range(10):
-        cache._put(1, i, i)
-    assert sum(cache._get(1, i)[0] for i in range(10)) <= 3
+        cache._put((1, "a"), i, i)
+    assert sum(cache._get((1, "a"), i)[0] for i in range(10)) <= 3
 
 
 def test_every_watched_table_bumps_the_revision(engine: Engine):

@@ -98,9 +98,8 @@ def test_file_requests_run_inline_once_the_allow_list_is_cached_and_each_get_is_
     url = next(json.loads(line)["file"]["url"] for line in answer.text.splitlines()[2:])
     handed_off.clear()
     size = int(requests.head(url, timeout=10).headers["Content-Length"])
-    assert handed_off == [
-        "check_recipient_network"
-    ]  # the recipient's allow-list is read once, in a thread
+    # the recipient, its allow-list and grants are read once, in a thread
+    assert handed_off == ["check_recipient_access"]
     downloads = _count(engine, "sharing.file")
     ranged = requests.get(url, headers={"Range": "bytes=4-11"}, timeout=10)
     whole = requests.get(url, timeout=10)
@@ -110,7 +109,7 @@ def test_file_requests_run_inline_once_the_allow_list_is_cached_and_each_get_is_
         200,
     )
     assert len(whole.content) == size
-    assert handed_off == ["check_recipient_network"]  # the rest on the event loop
+    assert handed_off == ["check_recipient_access"]  # the rest on the event loop
     with engine.connect() as conn:
         delivered = conn.execute(
             text(
@@ -122,7 +121,7 @@ def test_file_requests_run_inline_once_the_allow_list_is_cached_and_each_get_is_
     assert _count(engine, "sharing.file") == downloads + 2
     tampered = url.replace("X-Amz-Expires=", "X-Amz-Expires=9")
     assert requests.get(tampered, timeout=10).status_code == 403
-    assert handed_off == ["check_recipient_network"]
+    assert handed_off == ["check_recipient_access"]
 
 
 def _post_from(address: str, base: str, path: str, token: str) -> tuple[int, str]:

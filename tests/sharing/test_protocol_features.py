@@ -404,8 +404,9 @@ def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
     assert after.json()["errorCode"] == "RESOURCE_DOES_NOT_EXIST"
     tables = requests.get(f"{base}/all-tables", headers=auth, timeout=10).json()["items"]
     assert [t["name"] for t in tables] == ["patients"]
-    # URLs handed out before the revocation live until they expire (README: keep them short).
-    assert requests.get(held_url, timeout=10).status_code == 200
+    # Local file URLs handed out before the revocation stop with it: the file endpoint serves
+    # only tier tables the recipient may read now (object-store URLs live until they expire).
+    assert requests.get(held_url, timeout=10).status_code == 403
     # Another recipient's share looks exactly like one that does not exist.
     for share in ("quality-team", "no-such-share"):
         r = requests.get(

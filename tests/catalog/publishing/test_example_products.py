@@ -182,7 +182,21 @@ def test_northgate_declares_its_legacy_shapes_and_conditions_keep_one_coding(
             ],
         ],
     )
+    # conditions.patient_id references patients.patient_id: the patients are published first
+    people = tmp_path / "sources" / "northgate-patients"
+    write(
+        people,
+        "Patient",
+        [
+            {"resourceType": "Patient", "id": p, "gender": "female", "birthDate": "1970-01-01"}
+            for p in ("p1", "p2")
+        ],
+    )
+    patients = publish(session, clock, tmp_path, "northgate", "patients", "0.9.0", people)
+    assert patients.status == VersionStatus.PUBLISHED, patients.checks
     conditions = publish(session, clock, tmp_path, "northgate", "conditions", "1.0.0", folder)
+    (check,) = [c for c in conditions.checks if c["name"].startswith("referential")]
+    assert check["passed"] and check["facts"]["orphans"] == 0 and check["facts"]["checked"] == 4
     # c1's first coding is local (no system): quarantined, not paired with the SNOMED system
     assert conditions.counts["quarantined_by_rule"] == {"required": 1}
     assert conditions.status == VersionStatus.PUBLISHED, conditions.checks

@@ -621,7 +621,7 @@ def test_findings_over_the_api_and_the_cli(session, clock, product, settings, tm
     lines = [patient("p1", "1980-05-17"), patient("p2", "1980-5-17"), patient("p3", "20000101")]
     register(session, clock, product, sla={"max_findings_percent": 100})
     session.commit()
-    folder = export(tmp_path, lines)
+    folder = export(tmp_path, lines, name="st-marys/export")  # the domain's publish root
     with TestClient(create_app(settings, engine=engine, clock=clock)) as client:
         client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
         published = client.post(

@@ -21,7 +21,7 @@ from catalog.audit.models import AuditEvent
 from catalog.errors import Forbidden
 from catalog.publishing import service
 from catalog.settings import Settings
-from tests.catalog.publishing.conftest import PATIENT_COLUMNS, PATIENT_VIEW
+from tests.catalog.publishing.conftest import LEGACY_FORMATS, PATIENT_COLUMNS, PATIENT_VIEW
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body
 
@@ -46,8 +46,9 @@ def api(publish_settings, engine, clock):
             "version": "1.0.0",
             "columns": PATIENT_COLUMNS,
             "tiers": ["deidentified", "full"],
-            "sla": {"max_quarantined_percent": 60},
+            "sla": {"max_quarantined_percent": 60, "max_findings_percent": 60},
             "view": PATIENT_VIEW,
+            "legacy_date_formats": LEGACY_FORMATS,
         }
         r = client.post("/api/v1/products/riverside/patients/versions", json=version)
         assert r.status_code == 201, r.text
