@@ -281,6 +281,7 @@ def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
         )
         counts = dict(result.counts or {})
         status, tiers = str(result.status), sorted(result.tier_tables or {})
+        failed = [c.get("name") for c in result.checks or [] if not c.get("passed")]
         session.rollback()  # leave the draft a draft: the bench can run again
     elapsed = time.perf_counter() - start
     engine.dispose()
@@ -291,10 +292,14 @@ def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
         "quarantined": counts.get("quarantined"),
         "status": status,
         "tiers": tiers,
+        "failed_checks": failed,
     }
 
 
 def run_phase(args: argparse.Namespace) -> None:
+    if args.phase == "setup":
+        setup(Path(args.out), args.resources)
+        return
     export, home = Path(args.export), Path(args.home)
     profile = cProfile.Profile() if args.profile else None
     if profile:
@@ -355,8 +360,14 @@ def main() -> None:
     if args.phase:
         run_phase(args)
         return
-    export = setup(args.out, args.resources)
     home = args.out / "home"
+    export = home / "sources" / "riverside" / f"export-{args.resources}"
+    if not (export / "Observation.ndjson").is_file():
+        # In its own process: Linux keeps ru_maxrss across exec, so a big setup in this
+        # process would show up as every later phase's peak RSS.
+        cmd = [sys.executable, __file__, "--phase", "setup", "--out", str(args.out)]
+        cmd += ["--resources", str(args.resources)]
+        subprocess.run(cmd, check=True, cwd=ROOT)
     general_n = general_subset(export, min(args.general_resources, args.resources))
     if "before" in args.phases.split(","):
         before = args.out / "before"
