@@ -299,6 +299,13 @@ def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
 def run_phase(args: argparse.Namespace) -> None:
     if args.phase == "setup":
         setup(Path(args.out), args.resources)
+        from catalog import migrate
+        from catalog.db import engine_for
+        from catalog.settings import Settings
+
+        engine = engine_for(Settings(home=Path(args.out) / "home"))
+        migrate.upgrade(engine)  # a reused home: bring it to this checkout's schema
+        engine.dispose()
         return
     export, home = Path(args.export), Path(args.home)
     profile = cProfile.Profile() if args.profile else None
@@ -362,12 +369,11 @@ def main() -> None:
         return
     home = args.out / "home"
     export = home / "sources" / "riverside" / f"export-{args.resources}"
-    if not (export / "Observation.ndjson").is_file():
-        # In its own process: Linux keeps ru_maxrss across exec, so a big setup in this
-        # process would show up as every later phase's peak RSS.
-        cmd = [sys.executable, __file__, "--phase", "setup", "--out", str(args.out)]
-        cmd += ["--resources", str(args.resources)]
-        subprocess.run(cmd, check=True, cwd=ROOT)
+    # In its own process: Linux keeps ru_maxrss across exec, so a big setup in this process
+    # would show up as every later phase's peak RSS.
+    cmd = [sys.executable, __file__, "--phase", "setup", "--out", str(args.out)]
+    cmd += ["--resources", str(args.resources)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
     general_n = general_subset(export, min(args.general_resources, args.resources))
     if "before" in args.phases.split(","):
         before = args.out / "before"
