@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import configure_mappers
 
 import catalog
-from catalog import unit_of_work, wiring
+from catalog import console, unit_of_work, wiring
 from catalog.audit.context import (
     RequestContextMiddleware,
     install_redaction,
@@ -86,6 +86,7 @@ def create_app(
             SharingController,
             *RECIPIENTS,
             FileController,
+            console.console_router(settings),  # the web console (catalog/console/)
         ],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
@@ -100,7 +101,8 @@ def create_app(
         },
         middleware=[
             DefineMiddleware(
-                BearerAuthMiddleware, exclude=[f"^{p}" for p in PUBLIC_PATHS + RECIPIENT_PATHS]
+                BearerAuthMiddleware,
+                exclude=[f"^{p}" for p in (*PUBLIC_PATHS, *RECIPIENT_PATHS, console.CONSOLE_PATH)],
             )
         ],
         guards=[permission_guard],
@@ -129,6 +131,7 @@ def create_app(
     app.state.limiter = limiter
     app.state.governance_cache = GovernanceCache()
     app.state.revisions = RevisionReader(the_engine)
+    console.install(app, settings)
     use_relay(settings.audit_relay)
     return app
 

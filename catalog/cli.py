@@ -486,6 +486,7 @@ def demo(
         "  print(delta_sharing.load_as_pandas(profile + '#sepsis-research.st-marys.patients'))",
     ):
         out.print(snippet_line, soft_wrap=True)  # copy-pasteable: never wrapped
+    print_console_sign_ins(settings)
     if no_serve:
         out.print(
             f"Demo set up; serve it with `mesh demo --home {settings.home}` (`mesh serve` "
@@ -494,6 +495,15 @@ def demo(
         )
         return
     run_server(settings, engine)
+
+
+def print_console_sign_ins(settings: Settings) -> None:
+    """The web console's URL and a fresh sign-in token for each demo role."""
+    from catalog.console.demo import demo_sign_ins
+
+    out.print(f"Web console: http://{settings.host}:{settings.port}/console/  sign in with:")
+    for role, name, token in demo_sign_ins(settings):
+        out.print(f"  {role:<15} {name:<18} {token}", soft_wrap=True)
 
 
 def main() -> None:

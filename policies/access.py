@@ -392,16 +392,28 @@ def _may_read_request(session: Session, actor: Actor, request: AccessRequest) ->
 def check_four_eyes(
     session: Session, request: AccessRequest, *, actor: Actor, decision: str
 ) -> None:
-    """Four eyes over people, not names: a request is never decided by its requester, by the
+    """Raise Forbidden when `actor` may not decide `request` (`four_eyes_refusal`)."""
+    reason = four_eyes_refusal(session, request, actor=actor, decision=decision)
+    if reason is not None:
+        raise Forbidden(reason)
+
+
+def four_eyes_refusal(
+    session: Session, request: AccessRequest, *, actor: Actor, decision: str = "decided"
+) -> str | None:
+    """Why the four-eyes rule refuses `actor` a decision on `request`, or None; no side effects.
+
+    Four eyes over people, not names: a request is never decided by its requester, by the
     principal that created the requester, or by one that issued a token of the requester (it
-    held that secret, so it could have filed the request itself)."""
+    held that secret, so it could have filed the request itself). Pages that show whether a
+    decision is possible ask this, so they give the reason the service would refuse with."""
     if request.requester == actor.name:
-        raise Forbidden(f"four-eyes rule: a request cannot be {decision} by its requester")
+        return f"four-eyes rule: a request cannot be {decision} by its requester"
     requester = session.exec(select(Principal).where(Principal.name == request.requester)).first()
     if requester is None:
-        return
+        return None
     if requester.created_by == actor.name:
-        raise Forbidden(
+        return (
             f"four-eyes rule: a request cannot be {decision} by the principal that created its "
             f"requester ({request.requester!r} was created by {actor.name!r})"
         )
@@ -411,10 +423,11 @@ def check_four_eyes(
         )
     ).first()
     if issued is not None:
-        raise Forbidden(
+        return (
             f"four-eyes rule: a request cannot be {decision} by a principal that issued a token "
             f"of its requester ({actor.name!r} issued token {issued!r} of {request.requester!r})"
         )
+    return None
 
 
 def _decide(
@@ -449,8 +462,13 @@ def approve_request(
     policy: PolicyEngine,
     settings: Settings,
     clock: Clock,
+    expires_at: datetime | None = None,
 ) -> list[Grant]:
-    """Approve a pending request (a platform admin other than the requester): grants follow."""
+    """Approve a pending request (a platform admin other than the requester): grants follow.
+
+    The grants end at the requested duration, the DUA's expiry, or `expires_at` (a reviewer's
+    earlier end date), whichever comes first.
+    """
     actor.require("*", "request", "approve")
     request = get_request(session, request_id, actor=actor)
     check_four_eyes(session, request, actor=actor, decision="approved")
@@ -458,7 +476,11 @@ def approve_request(
         raise InvalidParameter("approving full-tier access needs a reason naming the justification")
     dua = get_dua(session, saved_id(request.dua_id))
     now = clock.now()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidParameter("the end date of the grants must be in the future")
     expires = min(now + timedelta(days=request.requested_days), dua.expires_at)
+    if expires_at is not None:
+        expires = min(expires, expires_at)
     grants = []
     for ref in request.products:
         domain, _, name = ref.partition("/")

@@ -15,6 +15,8 @@ from catalog.products.models import (
     ProductVersion,
     VersionSpec,
 )
+from policies.models import Organization
+from sharing import recipients
 
 ACTOR = Actor("tester")
 
@@ -118,3 +120,27 @@ def make_version(
         actor=ACTOR,
         clock=clock,
     )
+
+
+def organization(name: str, *, title: str | None = None, email: str | None = None) -> Organization:
+    """An organisation not yet added to a session (title and contact default from `name`)."""
+    return Organization(
+        name=name,
+        title=title or name,
+        contact_email=email or f"{name}@example.org",
+        created_at=datetime.now(UTC),
+        created_by="test",
+    )
+
+
+def activation_link(session: Session, org: Organization) -> str:
+    """A one-hour activation link for `org` (a 7-day token at download); the caller commits."""
+    _, link = recipients.create_activation(
+        session,
+        org,
+        token_days=7,
+        valid_for=timedelta(hours=1),
+        actor=Actor("cli:test"),
+        now=datetime.now(UTC),
+    )
+    return link

@@ -143,8 +143,9 @@ class RequestContextMiddleware:
 # --- no secret reaches a log line ----------------------------------------------------------------
 
 REDACTED = "[redacted]"
-# Path segments that follow one of these are secrets (`/delta-sharing/activation/{secret}`).
-SECRET_PATH_SEGMENTS = ("activation",)
+# Path segments that follow one of these are secrets (`/delta-sharing/activation/{secret}`,
+# the console's `/console/activate/{secret}`).
+SECRET_PATH_SEGMENTS = ("activation", "activate")
 _SECRET_TEXT = re.compile(
     # `<prefix><16 hex id>_<secret>`: API (`mesh_`), recipient (`dsr_`) tokens and activation
     # secrets (`dsa_`); the id stays, so lines can still be matched with the audit trail.
@@ -154,8 +155,13 @@ _SECRET_TEXT = re.compile(
     r"|(?P<query>(?<=[\w/.%~-])\?)[^\s\"'#]+"
     r"|(?P<scheme>\b(?i:bearer|basic)\s+)[^\s\"',;]+"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
-    r"|(?P<param>\b(?i:[\w-]*(?:signature|sig|token|secret|password|credential|api_key))=)"
-    r"[^&\s\"']+"
+    # `name=value` of a signature, token, secret or password; the console's session cookie
+    # (`mesh_console=`, sealed around the API token) and CSRF token (`_csrf=`) too.
+    r"|(?P<param>\b(?i:[\w-]*(?:signature|sig|token|secret|password|credential|api_key"
+    r"|csrf|mesh_console))=)[^&\s\"';]+"
+    # The console's CSRF header as a line, a mapping or a pair: `X-CSRF-Token: v`, `'x-csrf-token':
+    # 'v'`, `('x-csrf-token', 'v')`.
+    r"|(?P<header>\b(?i:x-csrf-token)['\"]?\s*[:,]\s*['\"]?)[^\s\"',;]+"
 )
 
 
@@ -176,12 +182,12 @@ def redact(text: str) -> str:
     """
     if not any(mark in text for mark in _MARKS):
         lowered = text.lower()
-        if "bearer" not in lowered and "basic" not in lowered:
+        if "bearer" not in lowered and "basic" not in lowered and "csrf" not in lowered:
             return text
     return _SECRET_TEXT.sub(_redacted, text)
 
 
-# Every pattern of _SECRET_TEXT but the two schemes needs one of these.
+# Every pattern of _SECRET_TEXT but the two schemes and the CSRF header needs one of these.
 _MARKS = ("_", "?", "=", "eyJ", *(f"/{segment}/" for segment in SECRET_PATH_SEGMENTS))
 
 

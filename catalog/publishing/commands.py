@@ -41,6 +41,11 @@ findings_app = typer.Typer(
     help="Values that did not conform to their FHIR type: made null, rows kept.",
     no_args_is_help=True,
 )
+# The arguments of the record listings (quarantine, findings).
+ProductArg = Annotated[str, typer.Argument(help="DOMAIN/NAME")]
+VersionFilter = Annotated[str | None, typer.Option(help="Only this version.")]
+RuleFilter = Annotated[str | None, typer.Option(help="Only this rule.")]
+RecordLimit = Annotated[int, typer.Option(min=1, max=10_000)]
 
 
 def print_outcome(version: ProductVersion, *, verbose: bool = True) -> None:
@@ -146,10 +151,10 @@ def _read_view(path: Path) -> dict[str, Any]:
 
 @quarantine_app.command("list")
 def quarantine_list(
-    product: Annotated[str, typer.Argument(help="DOMAIN/NAME")],
-    version: Annotated[str | None, typer.Option(help="Only this version.")] = None,
-    rule: Annotated[str | None, typer.Option(help="Only this rule.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    product: ProductArg,
+    version: VersionFilter = None,
+    rule: RuleFilter = None,
+    limit: RecordLimit = 50,
     home: Home = None,
     as_json: AsJson = False,
 ) -> None:
@@ -159,10 +164,10 @@ def quarantine_list(
 
 @findings_app.command("list")
 def findings_list(
-    product: Annotated[str, typer.Argument(help="DOMAIN/NAME")],
-    version: Annotated[str | None, typer.Option(help="Only this version.")] = None,
-    rule: Annotated[str | None, typer.Option(help="Only this rule.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    product: ProductArg,
+    version: VersionFilter = None,
+    rule: RuleFilter = None,
+    limit: RecordLimit = 50,
     home: Home = None,
     as_json: AsJson = False,
 ) -> None:

@@ -1,6 +1,7 @@
 """Publishing API: publish a version from a server-side source, reconvert, list quarantine."""
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
@@ -30,6 +31,12 @@ PUBLISH = {"permission": "version:publish"}
 # many failed authentications.
 WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429)
 READ_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)
+# The filters and page of the record listings (quarantine, findings).
+VersionFilter = Annotated[str | None, QueryParameter(max_length=32)]
+RuleFilter = Annotated[str | None, QueryParameter(max_length=64)]
+Cursor = Annotated[str | None, QueryParameter(max_length=200)]
+Limit = Annotated[int | None, QueryParameter(ge=1)]
+PageT = TypeVar("PageT")
 
 
 class PublishingController(Controller):
@@ -126,16 +133,14 @@ class PublishingController(Controller):
         name: FromPath[str],
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
-        version: Annotated[str | None, QueryParameter(max_length=32)] = None,
-        rule: Annotated[str | None, QueryParameter(max_length=64)] = None,
-        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
+        version: VersionFilter = None,
+        rule: RuleFilter = None,
+        cursor: Cursor = None,
+        limit: Limit = None,
     ) -> QuarantinePage:
         """Quarantined input records with counts by reason."""
-        size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
-        product = products.get_product(session, domain, name)
-        return service.list_quarantine(
-            session, product, version=version, rule=rule, limit=size, cursor=cursor
+        return _records_page(
+            service.list_quarantine, session, settings, domain, name, version, rule, cursor, limit
         )
 
     @get(
@@ -150,14 +155,30 @@ class PublishingController(Controller):
         name: FromPath[str],
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
-        version: Annotated[str | None, QueryParameter(max_length=32)] = None,
-        rule: Annotated[str | None, QueryParameter(max_length=64)] = None,
-        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
+        version: VersionFilter = None,
+        rule: RuleFilter = None,
+        cursor: Cursor = None,
+        limit: Limit = None,
     ) -> FindingPage:
         """Values that did not conform to their FHIR type (made null, rows kept), by rule."""
-        size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
-        product = products.get_product(session, domain, name)
-        return service.list_findings(
-            session, product, version=version, rule=rule, limit=size, cursor=cursor
+        return _records_page(
+            service.list_findings, session, settings, domain, name, version, rule, cursor, limit
         )
+
+
+def _records_page(
+    lister: Callable[..., PageT],
+    session: Session,
+    settings: Settings,
+    domain: str,
+    name: str,
+    version: str | None,
+    rule: str | None,
+    cursor: str | None,
+    limit: int | None,
+) -> PageT:
+    """One page of a product's records from `lister` (`service.list_quarantine` or
+    `service.list_findings`), its size bounded by the settings."""
+    size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
+    product = products.get_product(session, domain, name)
+    return lister(session, product, version=version, rule=rule, limit=size, cursor=cursor)

@@ -77,6 +77,18 @@ class Estate:
             },
         )
 
+    def approve(self, rid, who="admin1", **body):
+        """`who` approves access request `rid` (the body: its `reason`, if any)."""
+        return self.call(who, "POST", f"/api/v1/access-requests/{rid}/approve", json=body)
+
+    def approved_grant(self, *, reason=None, **dua_overrides):
+        """A DUA, a researcher's request under it and admin1's approval: (DUA, first grant)."""
+        dua = self.dua(**dua_overrides)
+        rid = self.request(dua_id=dua["id"]).json()["id"]
+        r = self.approve(rid, **({"reason": reason} if reason is not None else {}))
+        assert r.status_code == 200, r.text
+        return dua, r.json()["items"][0]
+
 
 @pytest.fixture
 def estate(settings, engine, clock):

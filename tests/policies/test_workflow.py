@@ -14,15 +14,7 @@ from catalog.products import service as products
 from catalog.products.models import VersionStatus
 from tests.factories import version_body
 
-
-def approved_grant(estate, **kw):
-    dua = estate.dua(**kw)
-    rid = estate.request(dua_id=dua["id"]).json()["id"]
-    r = estate.call(
-        "admin1", "POST", f"/api/v1/access-requests/{rid}/approve", json={"reason": "IRB approved"}
-    )
-    assert r.status_code == 200, r.text
-    return dua, r.json()["items"][0]
+IRB = "IRB approved"
 
 
 def test_four_eyes(estate):
@@ -44,14 +36,9 @@ def test_full_tier_approval_needs_a_reason(estate):
     rid = estate.request(
         "quality", dua_id=dua["id"], tier="full", purpose="quality-improvement"
     ).json()["id"]
-    bare = estate.call("admin1", "POST", f"/api/v1/access-requests/{rid}/approve", json={})
+    bare = estate.approve(rid)
     assert bare.status_code == 400
-    ok = estate.call(
-        "admin1",
-        "POST",
-        f"/api/v1/access-requests/{rid}/approve",
-        json={"reason": "Sepsis bundle compliance audit, QI committee minute 12"},
-    )
+    ok = estate.approve(rid, reason="Sepsis bundle compliance audit, QI committee minute 12")
     assert ok.status_code == 200
     grant = ok.json()["items"][0]
     assert grant["approval_reason"].startswith("Sepsis bundle")
@@ -59,7 +46,9 @@ def test_full_tier_approval_needs_a_reason(estate):
 
 
 def test_grant_expiry_review_and_suspension_follow_the_clock(estate, clock):
-    dua, grant = approved_grant(estate, expires_at=(clock.now() + timedelta(days=200)).isoformat())
+    dua, grant = estate.approved_grant(
+        reason=IRB, expires_at=(clock.now() + timedelta(days=200)).isoformat()
+    )
     assert grant["state"] == "active"
     assert grant["expires_at"] == dua["expires_at"]  # 365 days asked, the DUA ends first
     gid = grant["id"]
@@ -97,8 +86,8 @@ def test_grant_never_outlives_its_dua(estate, clock):
 
 
 def test_dua_revocation_ends_its_grants_and_revoke_is_immediate(estate):
-    dua, grant = approved_grant(estate)
-    _, other = approved_grant(estate, title="Second study")
+    dua, grant = estate.approved_grant(reason=IRB)
+    _, other = estate.approved_grant(reason=IRB, title="Second study")
     r = estate.call(
         "root", "POST", f"/api/v1/duas/{dua['id']}/revoke", json={"reason": "consent withdrawn"}
     )
@@ -120,7 +109,7 @@ def test_dua_revocation_ends_its_grants_and_revoke_is_immediate(estate):
 
 
 def test_consumers_see_only_their_own(estate):
-    approved_grant(estate)
+    estate.approved_grant(reason=IRB)
     assert len(estate.call("researcher", "GET", "/api/v1/grants").json()["items"]) == 1
     assert estate.call("quality", "GET", "/api/v1/grants").json()["items"] == []
     assert len(estate.call("researcher", "GET", "/api/v1/access-requests").json()["items"]) == 1
@@ -184,7 +173,7 @@ def test_deprecation_notifies_grant_holders(estate, session):
     version = products.get_version(session, "st-marys", "patients", "1.0.0")
     version.status = VersionStatus.PUBLISHED
     session.commit()
-    _, grant = approved_grant(estate)
+    _, grant = estate.approved_grant(reason=IRB)
     r = estate.call(
         "pub-sm",
         "POST",

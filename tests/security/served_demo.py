@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from typer.testing import CliRunner
 
-from catalog.cli import app as mesh
 from catalog.settings import Settings
-from tests.live import free_port, serving
+from tests.live import demo_estate, free_port, serving
 
 ADMIN_TOKEN = "security-probe-admin-token-0123456789abcdef"
 TABLE = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients"
@@ -51,22 +49,7 @@ class Demo:
 
 def build_demo(home: Path, port: int) -> dict[str, Any]:
     """The demo estate in `home` and the profile of its research recipient."""
-    runner = CliRunner()
-    env = {"MESH_DATABASE_URL": "", "MESH_HOME": str(home)}
-    built = runner.invoke(
-        mesh, ["demo", "--no-serve", "--patients", "250", "--port", str(port)], env=env
-    )
-    assert built.exit_code == 0, built.output
-    token = runner.invoke(
-        mesh,
-        ["recipients", "token", "sepsis-research", "--endpoint", f"http://127.0.0.1:{port}"],
-        env=env,
-    )
-    assert token.exit_code == 0, token.output
-    profile: dict[str, Any] = json.loads(
-        (home / "profiles" / "sepsis-research.share").read_text(encoding="utf-8")
-    )
-    return profile
+    return demo_estate(home, port).profile
 
 
 def demo_settings(home: Path, port: int) -> Settings:

@@ -9,15 +9,13 @@ MESH_ADMIN_TOKEN included. Real servers on loopback, real threads, real source a
 
 import http.client
 import json
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.live import free_port, serving
+from tests.live import free_port, serving, together
 
 pytestmark = pytest.mark.slow
 
@@ -55,20 +53,12 @@ def call(
 
 
 def burst(work) -> Counter[int]:
-    barrier = threading.Barrier(CLIENTS, timeout=60)
+    return Counter(together(work, CLIENTS, timeout=HARD_TIMEOUT))
 
-    def one(i: int) -> int:
-        barrier.wait()
-        return work(i)
 
-    pool = ThreadPoolExecutor(CLIENTS)
-    try:
-        futures = [pool.submit(one, i) for i in range(CLIENTS)]
-        _, pending = wait(futures, timeout=HARD_TIMEOUT)
-        assert not pending, f"{len(pending)} of {CLIENTS} requests unanswered"
-        return Counter(f.result() for f in futures)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+def past_the_limit(port: int, token: str, limit: int, source: str = "127.0.0.1") -> list[int]:
+    """The statuses of `limit` + 3 calls with a wrong `token` from `source`: enough to lock out."""
+    return [call(port, "/api/v1/domains", token, source=source)[0] for _ in range(limit + 3)]
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -105,10 +95,7 @@ def test_a_valid_credential_is_never_refused_by_the_failure_limiter(
     port = free_port()
     with serving(settings, port, engine=engine, clock=clock):
         expired_retry = f"mesh_{token_id}_an-expired-or-mistyped-secret"
-        seen = [
-            call(port, "/api/v1/domains", expired_retry)[0]
-            for _ in range(settings.auth_failure_limit + 3)
-        ]
+        seen = past_the_limit(port, expired_retry, settings.auth_failure_limit)
         assert seen[-1] == 429 and seen.count(401) == settings.auth_failure_limit, seen
         # The same address, the same token id even: valid credentials are let in.
         assert call(port, "/api/v1/domains", ADMIN_TOKEN)[0] == 200
@@ -128,10 +115,7 @@ def test_failures_for_a_token_id_from_elsewhere_do_not_lock_its_owner_out(
     port = free_port()
     with serving(settings, port, engine=engine, clock=clock):
         forged = f"mesh_{token_id}_guessed-secret"
-        attacker = [
-            call(port, "/api/v1/domains", forged, source=ELSEWHERE)[0]
-            for _ in range(settings.auth_failure_limit + 3)
-        ]
+        attacker = past_the_limit(port, forged, settings.auth_failure_limit, source=ELSEWHERE)
         assert attacker[-1] == 429, attacker
         # The owner, from its own address: its token works, and one mistyped secret is a
         # plain 401, not a lockout another address caused.

@@ -18,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 
 import pytest
@@ -33,7 +32,7 @@ from catalog.products import service as products
 from catalog.products.models import VersionStatus
 from policies.models import AccessRequest, Grant, RequestStatus
 from tests.conftest import ADMIN_TOKEN
-from tests.live import free_port, serving
+from tests.live import free_port, served, together
 
 pytestmark = pytest.mark.slow
 
@@ -69,24 +68,23 @@ def readiness_probed(base: str) -> Iterator[list[object]]:
 
 def burst(call: Callable[[int], requests.Response]) -> list[requests.Response]:
     """`call(i)` from CLIENTS threads released together by a barrier; fails after HARD_TIMEOUT."""
-    barrier = threading.Barrier(CLIENTS, timeout=60)
-
-    def one(i: int) -> requests.Response:
-        barrier.wait()
-        return call(i)
-
-    pool = ThreadPoolExecutor(CLIENTS)
-    try:
-        futures = [pool.submit(one, i) for i in range(CLIENTS)]
-        _, pending = wait(futures, timeout=HARD_TIMEOUT)
-        assert not pending, f"{len(pending)} of {CLIENTS} requests still unanswered: hung"
-        return [f.result() for f in futures]
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    return together(call, CLIENTS, timeout=HARD_TIMEOUT)
 
 
 def statuses(responses: list[requests.Response]) -> Counter[int]:
     return Counter(r.status_code for r in responses)
+
+
+def assert_one_winner(responses: list[requests.Response]) -> None:
+    """Of a burst of one single-use transition: one 200, every other call a 409."""
+    assert statuses(responses) == {200: 1, 409: CLIENTS - 1}, [r.text for r in responses]
+
+
+@contextmanager
+def probed_server(settings, engine, clock) -> Iterator[tuple[str, list[object]]]:  # type: ignore[no-untyped-def]
+    """The app on a free loopback port with /readyz probed throughout: (base URL, probes)."""
+    with served(settings, engine=engine, clock=clock) as base, readiness_probed(base) as probes:
+        yield base, probes
 
 
 def assert_ready(base: str, probes: list[object]) -> None:
@@ -104,9 +102,7 @@ def test_concurrent_withdrawals_of_one_request_make_one_withdrawal(
     dua = estate.dua()
     rid = estate.request(dua_id=dua["id"]).json()["id"]
     headers = estate.as_("researcher")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with serving(settings, port, engine=engine, clock=clock), readiness_probed(base) as probes:
+    with probed_server(settings, engine, clock) as (base, probes):
         answers = burst(
             lambda _: requests.post(
                 f"{base}/api/v1/access-requests/{rid}/withdraw",
@@ -114,7 +110,7 @@ def test_concurrent_withdrawals_of_one_request_make_one_withdrawal(
                 timeout=CALL_TIMEOUT,
             )
         )
-        assert statuses(answers) == {200: 1, 409: CLIENTS - 1}, [a.text for a in answers]
+        assert_one_winner(answers)
         for refused in (a for a in answers if a.status_code == 409):
             assert refused.headers["content-type"].startswith("application/problem+json")
         # The server still answers the API, not just the probes.
@@ -138,9 +134,7 @@ def test_concurrent_approvals_by_two_admins_make_one_set_of_grants(
     rid = estate.request(dua_id=dua["id"], products=("st-marys/patients", "labs/lab-results"))
     rid = rid.json()["id"]
     admins = [estate.as_("admin1"), estate.as_("admin2")]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with serving(settings, port, engine=engine, clock=clock), readiness_probed(base) as probes:
+    with probed_server(settings, engine, clock) as (base, probes):
         answers = burst(
             lambda i: requests.post(
                 f"{base}/api/v1/access-requests/{rid}/approve",
@@ -149,7 +143,7 @@ def test_concurrent_approvals_by_two_admins_make_one_set_of_grants(
                 timeout=CALL_TIMEOUT,
             )
         )
-        assert statuses(answers) == {200: 1, 409: CLIENTS - 1}, [a.text for a in answers]
+        assert_one_winner(answers)
         assert_ready(base, probes)
     with Session(engine) as check:
         grants = check.exec(select(Grant).where(Grant.request_id == rid)).all()
@@ -167,16 +161,14 @@ def test_concurrent_publishes_of_one_version_make_one_publish(
 ):
     session.commit()
     root = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    url = f"{base}/api/v1/products/st-marys/patients/versions/1.0.0/publish"
-    with serving(settings, port, engine=engine, clock=clock), readiness_probed(base) as probes:
+    with probed_server(settings, engine, clock) as (base, probes):
+        url = f"{base}/api/v1/products/st-marys/patients/versions/1.0.0/publish"
         answers = burst(
             lambda _: requests.post(
                 url, json={"source": str(export_dir)}, headers=root, timeout=CALL_TIMEOUT
             )
         )
-        assert statuses(answers) == {200: 1, 409: CLIENTS - 1}, [a.text for a in answers]
+        assert_one_winner(answers)
         assert_ready(base, probes)
     session.expire_all()
     version = products.get_version(session, "st-marys", "patients", "1.0.0")
@@ -197,10 +189,8 @@ def test_a_lock_held_elsewhere_answers_409_busy_with_retry_after(
     dua = estate.dua()
     rid = estate.request(dua_id=dua["id"]).json()["id"]
     bounded = make_engine(engine.url.render_as_string(hide_password=False), lock_timeout=1)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     try:
-        with serving(settings, port, engine=bounded, clock=clock), engine.connect() as holder:
+        with served(settings, engine=bounded, clock=clock) as base, engine.connect() as holder:
             holder.execute(
                 text("SELECT id FROM access_request WHERE id = :id FOR UPDATE"), {"id": rid}
             )

@@ -49,12 +49,7 @@ def test_an_approval_the_reads_would_refuse_is_refused_naming_the_rule(estate):
         "root", "POST", f"/api/v1/duas/{dua_id}/revoke", json={"reason": "IRB withdrew it"}
     )
     assert revoked.status_code == 200, revoked.text
-    r = estate.call(
-        "admin1",
-        "POST",
-        f"/api/v1/access-requests/{rid}/approve",
-        json={"reason": "approved by the QI committee"},
-    )
+    r = estate.approve(rid, reason="approved by the QI committee")
     assert r.status_code == 403
     body = r.json()
     assert body["type"] == "https://fhir-mesh.dev/problems/policy-refused"

@@ -190,6 +190,12 @@ def test_no_log_line_carries_a_secret(tmp_path: Path) -> None:
         ("signed: X-Amz-Signature=ab12cd&sig=99ff", "ab12cd"),
         ("signed: X-Amz-Signature=ab12cd&sig=99ff", "99ff"),
         ("id token eyJhbGciOiJI.eyJzdWIiOiJ4In0.c2ln", "eyJzdWIiOiJ4In0"),
+        ("cookie: mesh_console=c2VhbGVk-c2Vzc2lvbg; theme=dark", "c2VhbGVk-c2Vzc2lvbg"),
+        ("set-cookie mesh_console=QUJDREVGR0g; Path=/console", "QUJDREVGR0g"),
+        ("form token=not-prefixed-admin&_csrf=0a1b2c3d4e5f&next=/", "0a1b2c3d4e5f"),
+        ("X-CSRF-Token: 9f8e7d6c5b4a", "9f8e7d6c5b4a"),
+        ("headers {'x-csrf-token': '9f8e7d6c5b4a'}", "9f8e7d6c5b4a"),
+        ("GET /console/activate/hand-typed-guess 404", "hand-typed-guess"),
     ],
 )
 def test_redact_removes_every_kind_of_secret(text: str, secret: str) -> None:
@@ -244,5 +250,7 @@ def test_error_bodies_carry_no_path_secret(client: Any) -> None:
         # whatever shape answers, the secret is nowhere in it.
         refusal = answer.json()
         assert refusal["errorCode"] == "RESOURCE_DOES_NOT_EXIST", refusal
-        assert refusal.get("instance", "/delta-sharing/activation/[redacted]").endswith("[redacted]")
+        assert refusal.get("instance", "/delta-sharing/activation/[redacted]").endswith(
+            "[redacted]"
+        )
         assert "guessed-secret-value" not in answer.text

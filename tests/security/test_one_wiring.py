@@ -35,10 +35,7 @@ def _notices(estate, grant_id: int) -> list[dict]:
 def test_deprecating_and_retiring_from_the_cli_notify_the_grants_like_the_api(
     estate, engine, clock, database_url, tmp_path
 ):
-    dua = estate.dua()
-    rid = estate.request(dua_id=dua["id"]).json()["id"]
-    approved = estate.call("admin1", "POST", f"/api/v1/access-requests/{rid}/approve", json={})
-    grant_id = approved.json()["items"][0]["id"]
+    grant_id = estate.approved_grant()[1]["id"]
     _published(engine, clock, "1.0.0", "1.1.0", "1.2.0")
     env = {"MESH_DATABASE_URL": database_url, "MESH_HOME": str(tmp_path / "home")}
 

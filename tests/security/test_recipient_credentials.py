@@ -6,8 +6,6 @@ the link; exactly one download succeeds, the rest get 409 in the protocol's erro
 Rotation and "revoke all" serialise on the recipient, so neither misses a token the other made.
 """
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,20 +20,15 @@ from policies.auth import split_secret
 from policies.models import Organization
 from sharing import recipients
 from sharing.models import RecipientToken
-from tests.live import free_port, serving
+from tests.factories import activation_link, organization
+from tests.live import free_port, serving, together
 
 THREADS = 16
 TIMEOUT = 60  # seconds: a hang fails instead of stalling the suite
 
 
 def _organization(session: Session, name: str) -> Organization:
-    org = Organization(
-        name=name,
-        title=name,
-        contact_email=f"{name}@example.org",
-        created_at=datetime.now(UTC),
-        created_by="test",
-    )
+    org = organization(name)
     session.add(org)
     session.commit()
     return org
@@ -43,14 +36,7 @@ def _organization(session: Session, name: str) -> Organization:
 
 def _together(count: int, call):  # type: ignore[no-untyped-def]
     """`call()` in `count` threads released at once by a barrier; their results."""
-    barrier = threading.Barrier(count, timeout=TIMEOUT)
-
-    def one(_: int):  # type: ignore[no-untyped-def]
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count), timeout=TIMEOUT))
+    return together(lambda _: call(), count, timeout=TIMEOUT, barrier_timeout=TIMEOUT)
 
 
 @pytest.fixture
@@ -64,14 +50,7 @@ def server(engine: Engine, settings: Settings):  # type: ignore[no-untyped-def]
 def test_an_activation_link_is_redeemed_once_under_concurrency(engine, server):
     with Session(engine, expire_on_commit=False) as session:
         org = _organization(session, "race-lab")
-        _, link = recipients.create_activation(
-            session,
-            org,
-            token_days=7,
-            valid_for=timedelta(hours=1),
-            actor=Actor("cli:test"),
-            now=datetime.now(UTC),
-        )
+        link = activation_link(session, org)
         session.commit()
     url = f"{server}/delta-sharing/activation/{link}"
     answers = _together(THREADS, lambda: requests.post(url, timeout=TIMEOUT))

@@ -21,14 +21,6 @@ def denials(engine) -> list[AuditEvent]:
         )
 
 
-def approved_grant(estate) -> int:
-    dua = estate.dua()
-    rid = estate.request(dua_id=dua["id"]).json()["id"]
-    r = estate.call("admin1", "POST", f"/api/v1/access-requests/{rid}/approve", json={})
-    assert r.status_code == 200, r.text
-    return int(r.json()["items"][0]["id"])
-
-
 def assert_one_denial(engine, before, *, actor, subject, reason, problem):
     new = denials(engine)[len(before) :]
     assert len(new) == 1, [(e.actor, e.subject, e.reason) for e in new]
@@ -39,76 +31,71 @@ def assert_one_denial(engine, before, *, actor, subject, reason, problem):
     return entry
 
 
+def assert_refused_call(estate, engine, who, method, path, *, reason, **kw):
+    """`who` calls `method path` (`kw`: its body), is refused 403 and audited once as forbidden."""
+    before = denials(engine)
+    r = estate.call(who, method, path, **kw)
+    assert r.status_code == 403, r.text
+    entry = assert_one_denial(
+        engine, before, actor=who, subject=f"{method} {path}", reason=reason, problem="forbidden"
+    )
+    return r, entry
+
+
 def test_a_consumer_approving_its_own_request_is_audited(estate, engine):
     dua = estate.dua()
     rid = estate.request(dua_id=dua["id"]).json()["id"]
-    before = denials(engine)
     path = f"/api/v1/access-requests/{rid}/approve"
-    r = estate.call("researcher", "POST", path, json={})
-    assert r.status_code == 403
+    r, entry = assert_refused_call(
+        estate,
+        engine,
+        "researcher",
+        "POST",
+        path,
+        reason="missing permission request:approve",
+        json={},
+    )
     body = r.json()
     assert body["type"] == PROBLEMS + "forbidden"
     assert "request:approve" in body["detail"]
-    entry = assert_one_denial(
-        engine,
-        before,
-        actor="researcher",
-        subject=f"POST {path}",
-        reason="missing permission request:approve",
-        problem="forbidden",
-    )
     assert entry.request_id and entry.token_id
 
 
 def test_four_eyes_refusal_is_audited(estate, engine):
     dua = estate.dua(organization="quality-team", purpose="quality-improvement")
     rid = estate.request("dual", dua_id=dua["id"], purpose="quality-improvement").json()["id"]
-    before = denials(engine)
     path = f"/api/v1/access-requests/{rid}/approve"
-    r = estate.call("dual", "POST", path, json={})
-    assert r.status_code == 403
+    r, _ = assert_refused_call(estate, engine, "dual", "POST", path, reason="four-eyes", json={})
     assert "four-eyes" in r.json()["detail"]
-    assert_one_denial(
-        engine,
-        before,
-        actor="dual",
-        subject=f"POST {path}",
-        reason="four-eyes",
-        problem="forbidden",
-    )
 
 
 def test_an_auditor_revoking_a_grant_is_audited(estate, engine):
-    grant_id = approved_grant(estate)
-    before = denials(engine)
+    grant_id = int(estate.approved_grant()[1]["id"])
     path = f"/api/v1/grants/{grant_id}/revoke"
-    r = estate.call("auditor1", "POST", path, json={"reason": "because"})
-    assert r.status_code == 403
-    assert r.json()["detail"] == "missing permission grant:revoke in any domain"
-    assert_one_denial(
+    r, _ = assert_refused_call(
+        estate,
         engine,
-        before,
-        actor="auditor1",
-        subject=f"POST {path}",
+        "auditor1",
+        "POST",
+        path,
         reason="missing permission grant:revoke",
-        problem="forbidden",
+        json={"reason": "because"},
     )
+    assert r.json()["detail"] == "missing permission grant:revoke in any domain"
 
 
 def test_an_auditor_issuing_a_token_is_audited(estate, engine):
-    before = denials(engine)
     path = "/api/v1/principals/researcher/tokens"
-    r = estate.call("auditor1", "POST", path, json={"days": 1})
-    assert r.status_code == 403
-    assert "token:create" in r.json()["detail"]
-    assert_one_denial(
+    r, _ = assert_refused_call(
+        estate,
         engine,
-        before,
-        actor="auditor1",
-        subject=f"POST {path}",
+        "auditor1",
+        "POST",
+        path,
         reason="missing permission token:create",
-        problem="forbidden",
+        json={"days": 1},
     )
+    assert "token:create" in r.json()["detail"]
 
 
 def test_a_policy_refusal_is_audited(estate, engine):
@@ -130,16 +117,8 @@ def test_a_policy_refusal_is_audited(estate, engine):
 
 
 def test_a_guard_refusal_is_audited_once_with_the_permission(estate, engine):
-    before = denials(engine)
-    r = estate.call("researcher", "GET", "/api/v1/audit")
-    assert r.status_code == 403
-    entry = assert_one_denial(
-        engine,
-        before,
-        actor="researcher",
-        subject="GET /api/v1/audit",
-        reason="missing permission audit:read",
-        problem="forbidden",
+    _, entry = assert_refused_call(
+        estate, engine, "researcher", "GET", "/api/v1/audit", reason="missing permission audit:read"
     )
     assert entry.details["permission"] == "audit:read"
 

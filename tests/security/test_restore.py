@@ -20,6 +20,7 @@ from catalog.events import Actor
 from catalog.settings import Settings
 from policies.models import Organization
 from sharing import recipients
+from tests.factories import organization
 from tests.live import free_port, serving
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -45,13 +46,7 @@ def test_a_token_revoked_after_a_restore_stays_revoked_when_the_counter_catches_
     database = Path(str(engine.url.database))
     actor = Actor("cli:test")
     with Session(engine, expire_on_commit=False) as session:
-        org = Organization(
-            name="restore-lab",
-            title="t",
-            contact_email="r@example.org",
-            created_at=datetime.now(UTC),
-            created_by="test",
-        )
+        org = organization("restore-lab", title="t", email="r@example.org")
         session.add(org)
         session.flush()
         token, credential = recipients.issue_token(session, org, days=30, now=datetime.now(UTC))

@@ -64,4 +64,4 @@ def test_the_estimate_sees_through_repetition_runs_and_words():
     assert estimated_bits(PROBED_KEY) < 10
     assert estimated_bits(PROBED_TOKEN) < 40
     assert estimated_bits("0123456789" * 4) < 20
-    assert estimated_bits(GOOD) > 3 * MIN_SECRET_BITS
+    assert estimated_bits(GOOD) > 2 * MIN_SECRET_BITS  # 64 random characters: ~380 bits

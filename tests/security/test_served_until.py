@@ -7,7 +7,6 @@ deprecation whose end of service is already past is refused by the API and the C
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import delta_sharing
 import pytest
@@ -22,7 +21,7 @@ from catalog.products import service as products
 from catalog.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import FixedClock
-from tests.live import free_port, serving
+from tests.live import demo_estate, free_port, serving
 
 TABLE = "sepsis-research.st-marys.patients"
 PROTOCOL = "/delta-sharing/shares/sepsis-research"
@@ -35,32 +34,21 @@ def estate(request, tmp_path_factory, fresh_database_url):
     url = fresh_database_url(request.param)
     database = url if request.param == "postgresql" else ""
     home = tmp_path_factory.mktemp("served-until")
-    env = {"MESH_DATABASE_URL": database, "MESH_HOME": str(home)}
     port = free_port()
-    runner = CliRunner()
-    done = runner.invoke(
-        mesh, ["demo", "--no-serve", "--patients", "250", "--port", str(port)], env=env
-    )
-    assert done.exit_code == 0, done.output
-    endpoint = f"http://127.0.0.1:{port}"
-    token = runner.invoke(
-        mesh, ["recipients", "token", "sepsis-research", "--endpoint", endpoint], env=env
-    )
-    assert token.exit_code == 0, token.output
+    demo = demo_estate(home, port, database_url=database)
     settings = Settings(
         home=home, database_url=database or None, port=port, admin_token=ADMIN_TOKEN,
         policy_refresh_seconds=0,
     )  # fmt: skip
     engine = make_engine(settings.resolved_database_url)
     clock = FixedClock(datetime.now(UTC))
-    profile = home / "profiles" / "sepsis-research.share"
     with serving(settings, port, engine=engine, clock=clock):
         yield {
-            "env": env,
-            "base": endpoint,
+            "env": demo.env,
+            "base": demo.base,
             "clock": clock,
-            "profile": f"{profile}#{TABLE}",
-            "auth": {"Authorization": f"Bearer {json.loads(Path(profile).read_text())['bearerToken']}"},
+            "profile": f"{demo.profile_path}#{TABLE}",
+            "auth": {"Authorization": f"Bearer {demo.token}"},
             "admin": {"Authorization": f"Bearer {ADMIN_TOKEN}"},
         }  # fmt: skip
     engine.dispose()

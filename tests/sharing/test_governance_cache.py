@@ -20,10 +20,10 @@ from catalog.db import make_engine
 from catalog.errors import Unauthenticated
 from policies.auth import split_secret
 from policies.enforcer import PolicyEngine
-from policies.models import Organization
 from policies.principals import get_organization
 from sharing import recipients, service
 from sharing.cache import GovernanceCache, read_revision
+from tests.factories import organization
 
 WATCHED = (
     "access_grant",
@@ -162,13 +162,7 @@ def test_every_watched_table_bumps_the_revision(engine: Engine):
     """On both backends: insert, update and delete bump it on commit; a rollback does not."""
     before = _revision(engine)
     with Session(engine) as session:
-        org = Organization(
-            name="bump-check",
-            title="t",
-            contact_email="a@b.example",
-            created_at=datetime.now(UTC),
-            created_by="test",
-        )
+        org = organization("bump-check", title="t", email="a@b.example")
         session.add(org)
         session.commit()
         assert _revision(engine) > before

@@ -22,6 +22,7 @@ from sharing import recipients
 from sharing.delta import snapshot
 from sharing.protocol import UnsupportedOperation
 from sharing.routes import response_format
+from tests.factories import activation_link
 
 TABLE = "sepsis-research.st-marys.patients"
 ADMIN = "admin-secret-for-sharing-tests"
@@ -242,14 +243,7 @@ def test_rotation_keeps_the_old_token_for_the_grace_period_only(estate, session)
 
 def test_activation_link_downloads_the_profile_once(estate, session):
     org = get_organization(session, "sepsis-research")
-    _, link = recipients.create_activation(
-        session,
-        org,
-        token_days=7,
-        valid_for=timedelta(hours=1),
-        actor=Actor("cli:test"),
-        now=datetime.now(UTC),
-    )
+    link = activation_link(session, org)
     session.commit()
     url = f"{_base(estate)}/delta-sharing/activation/{link}"
     described = requests.get(url, timeout=10)
@@ -280,14 +274,7 @@ def test_network_allow_list_guards_protocol_files_and_activation(estate, session
         timeout=10,
     )
     file_url = json.loads(q.text.splitlines()[2])["file"]["url"]
-    _, link = recipients.create_activation(
-        session,
-        org,
-        token_days=7,
-        valid_for=timedelta(hours=1),
-        actor=Actor("cli:test"),
-        now=datetime.now(UTC),
-    )
+    link = activation_link(session, org)
     with pytest.raises(Exception, match="CIDR"):
         recipients.set_networks(
             session, org, ["not-a-network"], actor=Actor("cli:test"), now=datetime.now(UTC)

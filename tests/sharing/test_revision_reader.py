@@ -16,18 +16,16 @@ import pytest
 import requests
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from typer.testing import CliRunner
 
 import catalog.blocking
 import sharing.cache
-from catalog.cli import app as mesh
 from catalog.db import make_engine
 from catalog.errors import Unavailable
 from catalog.settings import Settings
 from policies.auth import split_secret
 from sharing import recipients
 from sharing.cache import RevisionReader
-from tests.live import free_port, serving
+from tests.live import demo_estate, free_port, serving
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
 
@@ -133,22 +131,12 @@ def postgres_estate(tmp_path_factory, fresh_database_url):
     """The demo estate with its catalog on PostgreSQL, served by a server in this process."""
     url = fresh_database_url("postgresql")
     home = tmp_path_factory.mktemp("sharing-pg-home")
-    env = {"MESH_DATABASE_URL": url, "MESH_HOME": str(home)}
     port = free_port()
-    runner = CliRunner()
-    result = runner.invoke(
-        mesh, ["demo", "--no-serve", "--patients", "250", "--port", str(port)], env=env
-    )
-    assert result.exit_code == 0, result.output
-    endpoint = f"http://127.0.0.1:{port}"
-    token = runner.invoke(
-        mesh, ["recipients", "token", "sepsis-research", "--endpoint", endpoint], env=env
-    )
-    assert token.exit_code == 0, token.output
+    demo = demo_estate(home, port, database_url=url)
     settings = Settings(home=home, database_url=url, port=port, policy_refresh_seconds=60)
     engine = make_engine(url)
     with serving(settings, port):
-        yield endpoint, home / "profiles" / "sepsis-research.share", engine
+        yield demo.base, demo.profile_path, engine
     engine.dispose()
 
 

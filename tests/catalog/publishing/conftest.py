@@ -195,24 +195,47 @@ def version_spec(version="1.0.0", **overrides):
     return VersionSpec.model_validate(body | overrides)
 
 
-@pytest.fixture
-def patients_version(session, clock):
-    make_domain(session, clock)
-    product = service.create_product(
+def new_product(
+    session,
+    clock,
+    domain="st-marys",
+    name="patients",
+    *,
+    team=("Reg", "r@example.org"),
+    resource="Patient",
+):
+    """`domain` (made here) and a product `name` in it: `team` (name, email) owns it, it is
+    built from `resource`."""
+    make_domain(session, clock, name=domain)
+    return service.create_product(
         session,
-        "st-marys",
+        domain,
         ProductSpec.model_validate(
             {
-                "name": "patients",
-                "title": "Patients",
-                "owner_team": "Reg",
-                "owner_email": "r@example.org",
-                "source_resources": ["Patient"],
+                "name": name,
+                "title": name.title(),
+                "owner_team": team[0],
+                "owner_email": team[1],
+                "source_resources": [resource],
             }
         ),
         actor=ACTOR,
         clock=clock,
     )
+
+
+# Riverside's emergency-department stays, for the sources that are not FHIR NDJSON.
+STAYS = {
+    "domain": "riverside",
+    "name": "stays",
+    "team": ("ED", "ed@example.org"),
+    "resource": "Encounter",
+}
+
+
+@pytest.fixture
+def patients_version(session, clock):
+    product = new_product(session, clock)
     return service.register_version(session, product, version_spec(), actor=ACTOR, clock=clock)
 
 
@@ -225,7 +248,9 @@ __all__ = [
     "PATIENT_COLUMNS",
     "PATIENT_VIEW",
     "ROWS",
+    "STAYS",
     "domain_body",
+    "new_product",
     "patient",
     "version_spec",
 ]

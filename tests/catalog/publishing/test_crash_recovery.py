@@ -30,7 +30,7 @@ from catalog.products.models import VersionSpec, VersionStatus
 from catalog.publishing import service as publishing
 from catalog.settings import Settings
 from sharing import delta
-from tests.live import free_port, serving
+from tests.live import demo_estate, free_port, serving
 
 TABLE = "sepsis-research.st-marys.patients"
 META = ["_change_type", "_commit_version", "_commit_timestamp"]
@@ -77,21 +77,9 @@ def crashed_then_retried(request, tmp_path_factory, fresh_database_url):
     backend, after = request.param
     url = fresh_database_url(backend)
     home = tmp_path_factory.mktemp("crash-home")
-    env = {
-        "MESH_DATABASE_URL": url if backend == "postgresql" else "",
-        "MESH_HOME": str(home),
-    }
     port = free_port()
+    env = demo_estate(home, port, database_url=url if backend == "postgresql" else "").env
     runner = CliRunner()
-    done = runner.invoke(
-        mesh, ["demo", "--no-serve", "--patients", "250", "--port", str(port)], env=env
-    )
-    assert done.exit_code == 0, done.output
-    token = runner.invoke(
-        mesh, ["recipients", "token", "sepsis-research", "--endpoint", f"http://127.0.0.1:{port}"],
-        env=env,
-    )  # fmt: skip
-    assert token.exit_code == 0, token.output
     settings = Settings(home=home, database_url=env["MESH_DATABASE_URL"] or None, port=port)
     engine = make_engine(settings.resolved_database_url)
     with transaction(engine) as session:

@@ -19,13 +19,14 @@ from typer.testing import CliRunner
 from catalog.app import create_app
 from catalog.cli import app
 from catalog.products import service as products
-from catalog.products.models import ColumnSpec, ProductSpec, VersionSpec, VersionStatus
+from catalog.products.models import ColumnSpec, VersionSpec, VersionStatus
 from catalog.publishing import service
 from catalog.publishing.coerce import FieldCoercionError, RowCoercer
 from catalog.publishing.models import FindingRecord, QuarantineRecord
 from catalog.settings import Settings
+from tests.catalog.publishing.conftest import STAYS, new_product
 from tests.conftest import ADMIN_TOKEN
-from tests.factories import ACTOR, make_domain
+from tests.factories import ACTOR
 
 EXTRACTED = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
 ALL_LEGACY = [
@@ -330,22 +331,7 @@ def settings(tmp_path, database_url):
 
 @pytest.fixture
 def product(session, clock):
-    make_domain(session, clock)
-    return products.create_product(
-        session,
-        "st-marys",
-        ProductSpec.model_validate(
-            {
-                "name": "people",
-                "title": "People",
-                "owner_team": "Reg",
-                "owner_email": "r@example.org",
-                "source_resources": ["Patient"],
-            }
-        ),
-        actor=ACTOR,
-        clock=clock,
-    )
+    return new_product(session, clock, name="people")
 
 
 def register(session, clock, product, version="1.0.0", **fields):
@@ -552,22 +538,7 @@ def test_legacy_opt_in_converts_and_counts_by_format(session, clock, product, se
 
 
 def test_parquet_sources_get_precision_from_their_types(session, clock, tmp_path):
-    make_domain(session, clock, name="riverside")
-    owner = products.create_product(
-        session,
-        "riverside",
-        ProductSpec.model_validate(
-            {
-                "name": "stays",
-                "title": "Stays",
-                "owner_team": "ED",
-                "owner_email": "ed@example.org",
-                "source_resources": ["Encounter"],
-            }
-        ),
-        actor=ACTOR,
-        clock=clock,
-    )
+    owner = new_product(session, clock, **STAYS)
     columns = [
         {"name": "stay", "type": "string", "classification": "none"},
         {"name": "on", "type": "date32", "classification": "date"},

@@ -12,11 +12,12 @@ from deltalake import DeltaTable, write_deltalake
 from catalog.manifest.apply import apply_manifest
 from catalog.manifest.loader import load_manifest
 from catalog.products import service as products
-from catalog.products.models import ProductSpec, VersionSpec, VersionStatus
+from catalog.products.models import VersionSpec, VersionStatus
 from catalog.publishing import service
 from catalog.publishing.synth import generate_export
 from catalog.settings import Settings
-from tests.factories import ACTOR, make_domain
+from tests.catalog.publishing.conftest import STAYS, new_product
+from tests.factories import ACTOR
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "products.example.yaml"
 
@@ -37,22 +38,7 @@ AGE_COLUMNS = [
 
 @pytest.fixture
 def ages_version(session, clock):
-    make_domain(session, clock, name="riverside")
-    product = products.create_product(
-        session,
-        "riverside",
-        ProductSpec.model_validate(
-            {
-                "name": "stays",
-                "title": "Stays",
-                "owner_team": "ED",
-                "owner_email": "ed@example.org",
-                "source_resources": ["Encounter"],
-            }
-        ),
-        actor=ACTOR,
-        clock=clock,
-    )
+    product = new_product(session, clock, **STAYS)
     spec = VersionSpec.model_validate(
         {
             "version": "1.0.0",

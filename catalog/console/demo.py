@@ -1,0 +1,56 @@
+"""Sign-in tokens for the console's demo roles, printed by `mesh demo`."""
+
+from catalog.clock import SystemClock
+from catalog.commands import cli_actor, migrated_engine
+from catalog.db import transaction
+from catalog.errors import NotFound
+from catalog.settings import Settings
+from policies import principals
+from policies.commands import DEMO_CONSUMER, DEMO_REVIEWER
+from policies.models import PrincipalCreate, PrincipalKind, Role
+
+DEMO_AUDITOR = "compliance-auditor"
+DEMO_PUBLISHER = "stmarys-publisher"
+ROLES = (
+    ("platform admin", DEMO_REVIEWER),
+    ("consumer", DEMO_CONSUMER),
+    ("publisher", DEMO_PUBLISHER),
+    ("auditor", DEMO_AUDITOR),
+)
+
+
+def demo_sign_ins(settings: Settings, *, days: int = 7) -> list[tuple[str, str, str]]:
+    """(role, principal, new API token) for each demo role; the auditor is created if missing.
+
+    Each run issues fresh tokens (the old ones keep working until they expire): tokens are
+    stored hashed, so they cannot be shown again.
+    """
+    engine = migrated_engine(settings)
+    clock, operator = SystemClock(), cli_actor()
+    out = []
+    with transaction(engine) as session:
+        try:
+            principals.get_principal(session, DEMO_AUDITOR)
+        except NotFound:
+            principals.create_principal(
+                session,
+                PrincipalCreate(
+                    name=DEMO_AUDITOR,
+                    display_name="Network compliance auditor",
+                    kind=PrincipalKind.PERSON,
+                    roles=[Role.AUDITOR],
+                ),
+                actor=operator,
+                clock=clock,
+            )
+        for role, name in ROLES:
+            issued = principals.create_token(
+                session,
+                name,
+                days=days,
+                description="console demo sign-in",
+                actor=operator,
+                clock=clock,
+            )
+            out.append((role, name, issued.token))
+    return out

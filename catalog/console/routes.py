@@ -1,0 +1,860 @@
+"""The console's pages: each parses its input, calls the same services as the API, renders.
+
+Every handler declares the permission it needs like the API's routes do (`opt`), so the app's
+one permission guard decides, and audits a refusal, before any handler runs; services then make
+the same data-dependent checks they make for the API. State-changing handlers run after the
+CSRF check (`check_csrf`, a before-request hook of the console router).
+"""
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, PathParameter, QueryParameter
+from litestar.response import Redirect, Stream
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from catalog import pagination
+from catalog.audit import chain
+from catalog.audit import service as audit
+from catalog.clock import Clock
+from catalog.console.auth import ROOT, console_state, viewer
+from catalog.console.session import new_session
+from catalog.console.views import countdown, freshness, render, tier_effect
+from catalog.db import transaction
+from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
+from catalog.products import service as products
+from catalog.products.models import DataProduct, ProductStatus, Tier, VersionStatus
+from catalog.settings import Settings
+from policies import access
+from policies.auth import Authenticator, record_auth_failure
+from policies.enforcer import PolicyEngine
+from policies.models import (
+    AccessRequestCreate,
+    Dua,
+    GrantState,
+    Organization,
+    Purpose,
+    RequestStatus,
+)
+from policies.principals import get_organization
+from sharing import recipients
+
+# `authenticated` lets every caller through the app's guard; for the console's public pages the
+# caller is a Visitor whom no permission check allows anything.
+OPEN = {"permission": "authenticated"}
+CATALOG = {"permission": "catalog:read"}
+CONSUMER = {"permission": "own-request:read"}
+FILING = {"permission": "own-request:create"}
+REVIEW = {"permission": "request:approve"}
+GRANTS = {"permission": "grant:read"}
+REVOKE = {"permission": "grant:revoke"}
+AUDIT = {"permission": "audit:read"}
+RECIPIENT = {"permission": "recipient:manage"}
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+Text = Annotated[str | None, QueryParameter(max_length=200)]
+Req = Request[Any, Any, Any]
+FRESHNESS = "^(fresh|stale|overdue|unknown)$"
+NOTICES = {
+    "approved": "Approved: the grants below were created.",
+    "denied": "Denied; the requester sees your reason.",
+    "filed": "Your request was filed; a platform admin will decide.",
+    "revoked": "The grant was revoked; the next read is refused.",
+    "signed-out": "You are signed out.",
+}
+
+
+def _field(form: dict[str, Any], name: str) -> str:
+    value = form.get(name, "")
+    if isinstance(value, list):
+        value = value[-1] if value else ""
+    return str(value).strip()
+
+
+def _fields(form: dict[str, Any], name: str) -> list[str]:
+    value = form.get(name, [])
+    return [str(v) for v in (value if isinstance(value, list) else [value]) if str(v)]
+
+
+def _size(settings: Settings, limit: int | None = None) -> int:
+    return pagination.page_size(
+        limit, default=settings.default_page_size, maximum=settings.max_page_size
+    )
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _choice(kind: type[E], value: str | None, name: str) -> E | None:
+    """An enum value from a form field; empty is None."""
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(kind)
+        raise InvalidParameter(f"{name} must be one of {allowed}, got {value!r}") from None
+
+
+def _number(value: str | None, name: str) -> int | None:
+    """A positive row number from a form field; empty is None."""
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidParameter(f"{name} must be a positive number, got {value!r}")
+    return int(value)
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    """An ISO time from a form field (naive: UTC); empty is None."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidParameter(f"{name} must be an ISO date or time, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _end_of(day: str) -> datetime:
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        raise InvalidParameter(f"end date {day!r} is not a date (YYYY-MM-DD)") from None
+    return datetime.combine(parsed, time(23, 59, 59), tzinfo=UTC)
+
+
+class HomeController(Controller):
+    """Sign-in, sign-out and the start page."""
+
+    path = ROOT
+
+    @get("/", opt=OPEN, sync_to_thread=False)
+    def home(self, request: Req, notice: Text = None) -> Response[str]:
+        """What the signed-in person can do."""
+        return render(request, "home.html", notice=NOTICES.get(notice or ""), me=viewer(request))
+
+    @get("/sign-in", opt=OPEN, sync_to_thread=False)
+    def sign_in_page(
+        self,
+        request: Req,
+        expired: Text = None,
+        notice: Text = None,
+        next_page: Annotated[str | None, QueryParameter(name="next", max_length=200)] = None,
+    ) -> Response[str]:
+        """The sign-in form."""
+        message = "Your session ended; sign in again." if expired else NOTICES.get(notice or "")
+        return render(request, "sign_in.html", notice=message, error=None, next_page=next_page)
+
+    @post("/sign-in", opt=OPEN, sync_to_thread=True, status_code=303)
+    def sign_in(
+        self, request: Req, data: Form, settings: NamedDependency[Settings]
+    ) -> Response[Any]:
+        """Check the API token like the API does; on success start a new session."""
+        token = _field(data, "token")
+        state = request.app.state
+        authenticator: Authenticator = state.authenticator
+        # The API's bearer mechanism (policies.auth.BearerAuthMiddleware): the credential is
+        # judged first, so a valid token is never refused by the failure limiter; only a
+        # failure is counted and limited (record_auth_failure raises TooManyRequests, 429).
+        try:
+            with Session(state.engine) as session:
+                authenticator.caller(session, token or None)
+        except Unauthenticated as exc:
+            record_auth_failure(request, token or None, f"console sign-in: {exc.detail}")
+            return render(
+                request,
+                "sign_in.html",
+                status=401,
+                notice=None,
+                error="That token was not accepted: it is unknown, expired or revoked.",
+                next_page=None,
+            )
+        now = state.clock.now()
+        console_state(request).outgoing = new_session(now, token)  # a new id: no fixation
+        target = _field(data, "next")
+        if not target.startswith(f"{ROOT}/") or target.startswith("//"):
+            target = f"{ROOT}/"
+        return Redirect(target, status_code=303)
+
+    @post("/sign-out", opt=OPEN, sync_to_thread=False, status_code=303)
+    def sign_out(self, request: Req) -> Redirect:
+        """End the session: the cookie is cleared."""
+        console_state(request).clear = True
+        return Redirect(f"{ROOT}/sign-in?notice=signed-out", status_code=303)
+
+
+def _latest_published(product: DataProduct) -> Any:
+    live = [
+        v
+        for v in product.versions
+        if v.status in (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
+    ]
+    return max(live, key=lambda v: v.semver, default=None)
+
+
+class CatalogController(Controller):
+    """Search and product pages (every principal: `catalog:read`)."""
+
+    path = f"{ROOT}/catalog"
+
+    @get("/", opt=CATALOG, sync_to_thread=True)
+    def search(
+        self,
+        request: Req,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        q: Text = None,
+        domain: Text = None,
+        tag: Text = None,
+        tier: Text = None,
+        status: Text = None,
+        fresh: Annotated[
+            str | None, QueryParameter(pattern="^(fresh|stale|overdue|unknown)?$")
+        ] = None,
+        cursor: Text = None,
+    ) -> Response[str]:
+        """Products matching every filter, a page at a time; facets from the whole catalog.
+
+        Empty fields (a form submitted without JavaScript sends every field) are no filter.
+        """
+        query = products.ProductQuery(
+            q=q or None,
+            domain=domain or None,
+            tag=tag or None,
+            tier=_choice(Tier, tier, "tier"),
+            status=_choice(ProductStatus, status, "status"),
+        )
+        page = products.search_products(session, query, limit=_size(settings), cursor=cursor)
+        now = clock.now()
+        rows = []
+        for product in page.items:
+            version = _latest_published(product)
+            state = freshness(version, now)
+            if fresh and state.state != fresh:
+                continue
+            rows.append({"product": products.product_read(product), "freshness": state})
+        everything = products.search_products(
+            session, products.ProductQuery(), limit=settings.max_page_size
+        )
+        tags = sorted({t for p in everything.items for t in p.tags})
+        return render(
+            request,
+            "catalog.html",
+            rows=rows,
+            next_cursor=page.next_cursor,
+            domains=[d.name for d in products.list_domains(session)],
+            tags=tags,
+            tiers=list(Tier),
+            statuses=list(ProductStatus),
+            filters={
+                "q": q or "",
+                "domain": domain or "",
+                "tag": tag or "",
+                "tier": tier or "",
+                "status": status or "",
+                "fresh": fresh or "",
+            },
+        )
+
+    @get("/{domain:str}/{name:str}", opt=CATALOG, sync_to_thread=True)
+    def product(
+        self,
+        request: Req,
+        domain: FromPath[str],
+        name: FromPath[str],
+        session: NamedDependency[Session],
+        clock: NamedDependency[Clock],
+        version: Text = None,
+    ) -> Response[str]:
+        """One product: owner, versions, schema with classifications, SLA, lineage, tiers."""
+        found = products.get_product(session, domain, name)
+        detail = products.product_detail(found)
+        chosen = (
+            products.get_version(session, domain, name, version)
+            if version
+            else _latest_published(found)
+            or max(found.versions, key=lambda v: v.semver, default=None)
+        )
+        read = products.version_read(chosen) if chosen is not None else None
+        return render(
+            request,
+            "product.html",
+            product=detail,
+            domain=products.get_domain(session, domain),
+            version=read,
+            freshness=freshness(chosen, clock.now()),
+            tier_effect=tier_effect,
+            tiers=list(Tier),
+        )
+
+
+def _own_duas(session: Session, actor: Any, settings: Settings) -> list[Dua]:
+    items, _ = access.list_duas(
+        session, actor=actor, organization=None, limit=settings.max_page_size, cursor=None
+    )
+    return items
+
+
+def _verdicts(
+    policy: PolicyEngine,
+    dua: Dua,
+    refs: list[str],
+    tier: Tier,
+    purpose: Purpose,
+    justification: str,
+    now: datetime,
+) -> list[tuple[str, str | None]]:
+    """Per product: None when the minimum-necessary rules allow the tier, else why not."""
+    out: list[tuple[str, str | None]] = []
+    for ref in refs:
+        try:
+            access.check_minimum_necessary(
+                policy,
+                dua,
+                product=ref,
+                tier=tier,
+                purpose=purpose,
+                justification=justification,
+                now=now,
+            )
+            out.append((ref, None))
+        except access.PolicyRefusal as exc:
+            out.append((ref, exc.detail))
+    return out
+
+
+class ConsumerController(Controller):
+    """The request wizard, my requests, my grants (consumers, for their organisation)."""
+
+    path = ROOT
+
+    @get("/requests/new", opt=FILING, sync_to_thread=True)
+    def wizard(
+        self,
+        request: Req,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
+        dua_field: Annotated[str | None, QueryParameter(name="dua", max_length=12)] = None,
+        tier_field: Annotated[str | None, QueryParameter(name="tier", max_length=20)] = None,
+        product: Annotated[list[str] | None, QueryParameter(max_items=100)] = None,
+        justification: Annotated[str | None, QueryParameter(max_length=4000)] = None,
+        end: Annotated[str | None, QueryParameter(max_length=10)] = None,
+        step: Text = None,
+    ) -> Response[str]:
+        """Pick a DUA, a tier it permits, products, justification and end date; review."""
+        dua, tier = _number(dua_field, "dua"), _choice(Tier, tier_field, "tier")
+        me = viewer(request)
+        now = clock.now()
+        duas = _own_duas(session, me, settings)
+        chosen = next((d for d in duas if d.id == dua), None)
+        if dua is not None and chosen is None:
+            raise NotFound(f"DUA {dua} not found")
+        context: dict[str, Any] = {
+            "duas": [access.dua_read(session, d, now) for d in duas],
+            "dua": access.dua_read(session, chosen, now) if chosen else None,
+            "tier": tier,
+            "selected": product or [],
+            "justification": justification or "",
+            "end": end or "",
+            "step": step or "",
+            "tier_options": [],
+            "candidates": [],
+            "verdicts": [],
+            "error": None,
+        }
+        if chosen is not None:
+            purpose = Purpose(chosen.purpose)
+            catalog = products.search_products(
+                session,
+                products.ProductQuery(status=ProductStatus.ACTIVE),
+                limit=settings.max_page_size,
+            ).items
+            refs = [products.product_key(p.domain.name, p.name) for p in catalog]
+            covered = [r for r in refs if access.dua_covers(chosen, r)]
+            context["candidates"] = covered
+            probe = covered[:1] or refs[:1]
+            for option in Tier:
+                why = _verdicts(policy, chosen, probe, option, purpose, justification or "", now)
+                reason = why[0][1] if why else "no product in the catalog"
+                if option == Tier.FULL and reason and "justification" in reason:
+                    reason = reason  # shown as is: the full tier needs a justification
+                context["tier_options"].append((option, reason))
+            if step == "review" and tier is not None:
+                try:
+                    requested_days(end or "", chosen, now)
+                    if not product:
+                        raise InvalidParameter("choose at least one product")
+                    if len((justification or "").strip()) < 10:
+                        raise InvalidParameter(
+                            "a justification of at least 10 characters is needed"
+                        )
+                    context["verdicts"] = _verdicts(
+                        policy, chosen, product, tier, purpose, justification or "", now
+                    )
+                except InvalidParameter as exc:
+                    context["error"] = exc.detail
+                    context["step"] = ""
+        return render(request, "wizard.html", **context)
+
+    @post("/requests", opt=FILING, sync_to_thread=True, status_code=303)
+    def file_request(
+        self,
+        request: Req,
+        data: Form,
+        session: NamedDependency[Session],
+        clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
+    ) -> Redirect:
+        """File the reviewed request through the same service as the API."""
+        me = viewer(request)
+        now = clock.now()
+        dua_id = int(_field(data, "dua") or 0)
+        dua = access.get_dua(session, dua_id)
+        spec = AccessRequestCreate(
+            products=_fields(data, "product"),
+            tier=Tier(_field(data, "tier")),
+            dua_id=dua_id,
+            purpose=Purpose(dua.purpose),
+            justification=_field(data, "justification"),
+            requested_days=requested_days(_field(data, "end"), dua, now),
+        )
+        filed = access.create_request(session, spec, actor=me, policy=policy, clock=clock)
+        return Redirect(f"{ROOT}/my/requests?notice=filed#request-{filed.id}", status_code=303)
+
+    @get("/my/requests", opt=CONSUMER, sync_to_thread=True)
+    def my_requests(
+        self,
+        request: Req,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        notice: Text = None,
+        cursor: Text = None,
+    ) -> Response[str]:
+        """The organisation's requests with their status."""
+        me = viewer(request)
+        items, nxt = access.list_requests(
+            session,
+            actor=me,
+            status=None,
+            product=None,
+            organization=me.organization,
+            limit=_size(settings),
+            cursor=cursor,
+        )
+        return render(
+            request,
+            "my_requests.html",
+            requests=[access.request_read(session, r) for r in reversed(items)],
+            next_cursor=nxt,
+            notice=NOTICES.get(notice or ""),
+        )
+
+    @get("/my/grants", opt={"permission": "own-grant:read"}, sync_to_thread=True)
+    def my_grants(
+        self,
+        request: Req,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+    ) -> Response[str]:
+        """The organisation's grants: state, expiry countdown, notices."""
+        me = viewer(request)
+        items, _ = access.list_grants(
+            session,
+            actor=me,
+            settings=settings,
+            clock=clock,
+            organization=me.organization,
+            product=None,
+            state=None,
+            limit=settings.max_page_size,
+            cursor=None,
+        )
+        now = clock.now()
+        grants = [access.grant_read(session, g, settings=settings, now=now) for g in items]
+        return render(
+            request,
+            "my_grants.html",
+            grants=[(g, countdown(g.expires_at, now)) for g in reversed(grants)],
+        )
+
+
+def requested_days(end: str, dua: Dua, now: datetime) -> int:
+    """Days from now to the chosen end date, which may not pass the DUA's expiry."""
+    if not end:
+        raise InvalidParameter("choose an end date")
+    until = _end_of(end)
+    if until > dua.expires_at + timedelta(days=1) or until.date() > dua.expires_at.date():
+        raise InvalidParameter(
+            f"the end date is capped at the DUA's expiry, {dua.expires_at.date().isoformat()}"
+        )
+    days = (until.date() - now.date()).days
+    if days < 1:
+        raise InvalidParameter("the end date must be after today")
+    return days
+
+
+class ReviewController(Controller):
+    """The platform admins' review queue and decisions (`request:approve`)."""
+
+    path = f"{ROOT}/review"
+
+    @get("/", opt=REVIEW, sync_to_thread=True)
+    def queue(
+        self,
+        request: Req,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        show: Annotated[str | None, QueryParameter(pattern="^(mine|pending|all)?$")] = None,
+        product: Text = None,
+        tier_field: Annotated[str | None, QueryParameter(name="tier", max_length=20)] = None,
+        dua_field: Annotated[str | None, QueryParameter(name="dua", max_length=12)] = None,
+        cursor: Text = None,
+    ) -> Response[str]:
+        """Pending requests; by default those this admin may decide (the four-eyes rule)."""
+        tier, dua = _choice(Tier, tier_field, "tier"), _number(dua_field, "dua")
+        me = viewer(request)
+        view = show or "mine"
+        items, nxt = access.list_requests(
+            session,
+            actor=me,
+            status=None if view == "all" else RequestStatus.PENDING,
+            product=product or None,
+            organization=None,
+            limit=_size(settings),
+            cursor=cursor,
+        )
+        rows = [
+            access.request_read(session, r)
+            for r in items
+            if (tier is None or r.tier == tier)
+            and (dua is None or r.dua_id == dua)
+            and (view != "mine" or access.four_eyes_refusal(session, r, actor=me) is None)
+        ]
+        return render(
+            request,
+            "review_queue.html",
+            rows=rows,
+            next_cursor=nxt,
+            filters={"show": view, "product": product or "", "tier": tier or "", "dua": dua or ""},
+            tiers=list(Tier),
+        )
+
+    @get("/{request_id:int}", opt=REVIEW, sync_to_thread=True)
+    def one(
+        self,
+        request: Req,
+        request_id: FromPath[int],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
+        notice: Text = None,
+    ) -> Response[str]:
+        """Everything needed to decide one request."""
+        me = viewer(request)
+        now = clock.now()
+        found = access.get_request(session, request_id, actor=me)
+        read = access.request_read(session, found)
+        dua = access.get_dua(session, read.dua_id)
+        org = session.get(Organization, found.organization_id)
+        existing, _ = access.list_grants(
+            session,
+            actor=me,
+            settings=settings,
+            clock=clock,
+            organization=read.organization,
+            product=None,
+            state=None,
+            limit=settings.max_page_size,
+            cursor=None,
+        )
+        verdicts = {
+            t: _verdicts(policy, dua, read.products, t, read.purpose, read.justification, now)
+            for t in Tier
+        }
+        grants = [access.grant_read(session, g, settings=settings, now=now) for g in existing]
+        return render(
+            request,
+            "review_one.html",
+            req=read,
+            org=org,
+            dua=access.dua_read(session, dua, now),
+            verdicts=verdicts,
+            tiers=list(Tier),
+            own=read.requester == me.name,
+            # The service's own rule (requester, its creator, an issuer of its token).
+            four_eyes=access.four_eyes_refusal(session, found, actor=me),
+            grants=grants,
+            created=[g for g in grants if g.request_id == read.id],
+            requested_end=(read.created_at + timedelta(days=read.requested_days)).date(),
+            notice=NOTICES.get(notice or ""),
+            activation=None,
+        )
+
+    @post("/{request_id:int}/approve", opt=REVIEW, sync_to_thread=True, status_code=303)
+    def approve(
+        self,
+        request: Req,
+        request_id: FromPath[int],
+        data: Form,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
+    ) -> Redirect:
+        """Approve through the service (four eyes, minimum necessary re-checked there)."""
+        end = _field(data, "end")
+        access.approve_request(
+            session,
+            request_id,
+            reason=_field(data, "reason") or None,
+            actor=viewer(request),
+            policy=policy,
+            settings=settings,
+            clock=clock,
+            expires_at=_end_of(end) if end else None,
+        )
+        return Redirect(f"{ROOT}/review/{request_id}?notice=approved", status_code=303)
+
+    @post("/{request_id:int}/deny", opt=REVIEW, sync_to_thread=True, status_code=303)
+    def deny(
+        self,
+        request: Req,
+        request_id: FromPath[int],
+        data: Form,
+        session: NamedDependency[Session],
+        clock: NamedDependency[Clock],
+    ) -> Redirect:
+        """Deny with a reason."""
+        access.deny_request(
+            session, request_id, reason=_field(data, "reason"), actor=viewer(request), clock=clock
+        )
+        return Redirect(f"{ROOT}/review/{request_id}?notice=denied", status_code=303)
+
+    @post("/{request_id:int}/activation", opt=RECIPIENT, sync_to_thread=True)
+    def activation(
+        self,
+        request: Req,
+        request_id: FromPath[int],
+        session: NamedDependency[Session],
+        clock: NamedDependency[Clock],
+    ) -> Response[str]:
+        """A one-time activation link for the request's organisation, shown on this answer only."""
+        me = viewer(request)
+        found = access.get_request(session, request_id, actor=me)
+        org = session.get(Organization, found.organization_id)
+        if org is None:
+            raise NotFound(f"organisation of request {request_id} not found")
+        link, secret = recipients.create_activation(
+            session,
+            get_organization(session, org.name),
+            token_days=90,
+            valid_for=timedelta(hours=72),
+            actor=me,
+            now=clock.now(),
+        )
+        url = f"{str(request.base_url).rstrip('/')}{ROOT}/activate/{secret}"
+        return render(
+            request, "activation_issued.html", org=org, url=url, expires_at=link.expires_at
+        )
+
+
+class GrantsController(Controller):
+    """Every grant, with revoke (platform admins; auditors read)."""
+
+    path = f"{ROOT}/grants"
+
+    @get("/", opt=GRANTS, sync_to_thread=True)
+    def grants(
+        self,
+        request: Req,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        clock: NamedDependency[Clock],
+        consumer: Text = None,
+        product: Text = None,
+        state_field: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
+        notice: Text = None,
+        cursor: Text = None,
+    ) -> Response[str]:
+        """Grants with state and expiry."""
+        grant_state = _choice(GrantState, state_field, "state")
+        me = viewer(request)
+        items, nxt = access.list_grants(
+            session,
+            actor=me,
+            settings=settings,
+            clock=clock,
+            organization=consumer or None,
+            product=product or None,
+            state=grant_state,
+            limit=_size(settings),
+            cursor=cursor,
+        )
+        now = clock.now()
+        return render(
+            request,
+            "grants.html",
+            grants=[
+                (g, countdown(g.expires_at, now))
+                for g in (access.grant_read(session, i, settings=settings, now=now) for i in items)
+            ],
+            next_cursor=nxt,
+            filters={
+                "consumer": consumer or "",
+                "product": product or "",
+                "state": grant_state or "",
+            },
+            states=list(GrantState),
+            may_revoke=me.can("*", "grant", "revoke"),
+            notice=NOTICES.get(notice or ""),
+        )
+
+    @post("/{grant_id:int}/revoke", opt=REVOKE, sync_to_thread=True, status_code=303)
+    def revoke(
+        self,
+        request: Req,
+        grant_id: FromPath[int],
+        data: Form,
+        session: NamedDependency[Session],
+        clock: NamedDependency[Clock],
+    ) -> Redirect:
+        """Revoke at once, with a reason."""
+        access.revoke_grant(
+            session, grant_id, reason=_field(data, "reason"), actor=viewer(request), clock=clock
+        )
+        return Redirect(f"{ROOT}/grants?notice=revoked", status_code=303)
+
+
+def _audit_query(**values: Any) -> audit.AuditQuery:
+    return audit.AuditQuery(**{k: (v or None) for k, v in values.items()})
+
+
+class AuditController(Controller):
+    """The audit trail for auditors and platform admins (`audit:read`)."""
+
+    path = f"{ROOT}/audit"
+
+    @get("/", opt=AUDIT, sync_to_thread=True)
+    def trail(
+        self,
+        request: Req,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        who: Text = None,
+        recipient: Text = None,
+        product: Text = None,
+        tier: Text = None,
+        action: Text = None,
+        outcome: Text = None,
+        request_id: Text = None,
+        since_field: Annotated[str | None, QueryParameter(name="since", max_length=40)] = None,
+        until_field: Annotated[str | None, QueryParameter(name="until", max_length=40)] = None,
+        cursor: Text = None,
+    ) -> Response[str]:
+        """Entries matching the API's filters, newest first, with the chain's verification."""
+        since, until = _moment(since_field, "since"), _moment(until_field, "until")
+        filters = {
+            "actor": who,
+            "recipient": recipient,
+            "product": product,
+            "tier": tier,
+            "action": action,
+            "outcome": outcome,
+            "request_id": request_id,
+        }
+        query = _audit_query(**filters, since=since, until=until)
+        page = audit.list_events(session, query, limit=_size(settings), cursor=cursor)
+        export = {
+            k: v
+            for k, v in {
+                "actor": who,
+                "recipient": recipient,
+                "product": product,
+                "action": action,
+            }.items()
+            if v
+        }
+        return render(
+            request,
+            "audit.html",
+            page=page,
+            verify=chain.verify_chain(session),
+            filters={k: v or "" for k, v in filters.items()}
+            | {
+                "since": since.isoformat() if since else "",
+                "until": until.isoformat() if until else "",
+            },
+            export=export,
+        )
+
+    @get("/export", opt=AUDIT, sync_to_thread=True, media_type="application/x-ndjson")
+    def export(
+        self,
+        engine: NamedDependency[Engine],
+        who: Text = None,
+        recipient: Text = None,
+        product: Text = None,
+        action: Text = None,
+    ) -> Stream:
+        """The same entries as the API's export: NDJSON, oldest first, hashes included."""
+        query = _audit_query(actor=who, recipient=recipient, product=product, action=action)
+
+        def lines() -> Iterator[str]:
+            with transaction(engine) as session:
+                yield from (audit.ndjson_line(e) for e in audit.iter_events(session, query))
+
+        return Stream(
+            lines(),
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="audit.ndjson"'},
+        )
+
+
+class ActivationController(Controller):
+    """The page behind a one-time activation link: what it is, and a button to download once."""
+
+    path = f"{ROOT}/activate"
+
+    @get("/{secret:str}", opt=OPEN, sync_to_thread=True)
+    def describe(
+        self,
+        request: Req,
+        secret: Annotated[str, PathParameter(max_length=200)],
+        session: NamedDependency[Session],
+        clock: NamedDependency[Clock],
+    ) -> Response[str]:
+        """Describe the link without using it (mail scanners may prefetch it)."""
+        try:
+            link = recipients.find_activation(session, secret)
+        except MeshError:
+            raise NotFound("activation link not found") from None
+        return render(
+            request,
+            "activate.html",
+            used=link.used_at is not None,
+            expired=link.expires_at <= clock.now(),
+            expires_at=link.expires_at,
+            action=f"/delta-sharing/activation/{secret}",
+        )
+
+
+CONTROLLERS = [
+    HomeController,
+    CatalogController,
+    ConsumerController,
+    ReviewController,
+    GrantsController,
+    AuditController,
+    ActivationController,
+]
