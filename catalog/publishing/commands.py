@@ -32,6 +32,7 @@ from catalog.products.models import DataProduct, Domain, ProductVersion, Version
 from catalog.publishing import service
 from catalog.publishing.synth import generate_export
 from catalog.settings import Settings
+from catalog.sqlonfhir.progress import conversion_progress
 
 quarantine_app = typer.Typer(
     help="Records that did not become rows, and why.", no_args_is_help=True
@@ -96,15 +97,16 @@ def publish(
     when = extracted_at.replace(tzinfo=extracted_at.tzinfo or UTC) if extracted_at else None
     with unit_of_work(home) as session:
         found = products.get_version(session, domain, name, version)
-        result = service.publish_version(
-            session,
-            found,
-            source.resolve(),
-            settings=settings,
-            clock=SystemClock(),
-            actor=cli_actor(),
-            extracted_at=when,
-        )
+        with conversion_progress(out):  # a live bar on a terminal, one summary line otherwise
+            result = service.publish_version(
+                session,
+                found,
+                source.resolve(),
+                settings=settings,
+                clock=SystemClock(),
+                actor=cli_actor(),
+                extracted_at=when,
+            )
         print_outcome(result)
         quarantined = result.status == VersionStatus.QUARANTINED
     if quarantined:

@@ -66,12 +66,14 @@ from catalog.publishing.models import (
     RecordPointer,
 )
 from catalog.publishing.references import referential_checks
-from catalog.publishing.sources import SourceKind, discover, read_ndjson
+from catalog.publishing.sources import SourceKind, discover
 from catalog.publishing.storage import RawFile, Storage
 from catalog.publishing.surrogates import SurrogateStore, surrogate_columns
 from catalog.publishing.tiers import TierColumn, TierContext, derive, tier_columns
 from catalog.publishing.views import CompiledView, ResourceEvaluationError, compile_view
 from catalog.settings import Settings
+from catalog.sqlonfhir.engine import fast_rows
+from catalog.sqlonfhir.pool import evaluate_ndjson, workers_for
 
 # Batches of 10k rows: deltalake's writer buffers several batches in flight, and 50k-row
 # batches cost ~300 MiB more at the same speed (bench/tier_derivation.py).
@@ -616,8 +618,17 @@ def _convert_ndjson(
     seen: dict[str, tuple[str, int, str]],
 ) -> None:
     coercer = run.coercer
+    rows_of = fast_rows(view, run.spec.view)  # exactly view.rows, compiled (catalog/sqlonfhir)
     with storage.open_raw(raw.sha256) as stream:
-        for record in read_ndjson(stream, resource_type=raw.resource_type or view.resource):
+        for record, evaluate in evaluate_ndjson(  # read_ndjson + rows_of, in worker processes
+            stream,
+            resource_type=raw.resource_type or view.resource,
+            view_json=run.spec.view,
+            rows_of=rows_of,
+            names=view.column_names,
+            workers=workers_for(raw.bytes),
+            counts=run.counts,  # progress of `mesh publish`
+        ):
             run.counts["input_records"] += 1
             resource = record.resource
             rid = resource.get("id") if resource else None
@@ -648,7 +659,7 @@ def _convert_ndjson(
                 continue
             seen[rid] = (raw.name, record.line, digest)
             try:
-                rows = view.rows(resource)
+                rows = evaluate()
             except ResourceEvaluationError as exc:
                 run.quarantine(
                     raw, record.line, "view", exc.detail, field_name=exc.path, resource_id=rid

@@ -1,0 +1,429 @@
+"""The FHIRPath subset real views use, compiled into Python closures over parsed JSON.
+
+Each compiled path is a function from a list of JSON values (the focus) to a list of JSON
+values. Compilation (:func:`compile_path`) raises :class:`Unsupported` for anything outside the
+subset; a compiled function raises :class:`Fallback` at run time when the data is outside what
+it models exactly (primitive-extension shadows, nulls inside arrays, multi-item comparisons,
+choice elements of another type than the one asked for, ...). Either way the caller hands the
+expression -- or the whole resource -- to the general evaluator in
+:mod:`catalog.publishing.views`, so results never differ from it.
+
+The subset: member chains typed with fhirpathpy's own model (so `value.ofType(Quantity)` finds
+`valueQuantity` exactly as fhirpathpy does), `first()`, `exists()`, `empty()`, `where(<path> =
+'literal' | %constant)` on string-typed elements, `ofType(T)` on choice elements,
+`extension('url')`, `getResourceKey()` and `getReferenceKey([T])`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from catalog.publishing.views import _reference_key, _resource_key
+
+__all__ = ["Fallback", "Path", "Unsupported", "compile_path", "plain_values"]
+
+AstNode = dict[str, Any]
+Path = Callable[[list[Any]], list[Any]]
+
+
+class Unsupported(Exception):
+    """Compile time: this expression is outside the fast subset."""
+
+
+class Fallback(Exception):
+    """Run time: this data is outside what the fast code models; use the general evaluator."""
+
+
+_NON_NAVIGABLE: Final = frozenset({"Resource", "DomainResource"})
+# Element types whose `=` is plain string equality in fhirpathpy (no temporal/quantity rules).
+_STRING_TYPES: Final = frozenset(
+    {"string", "code", "uri", "url", "id", "canonical", "oid", "uuid", "markdown", "base64Binary"}
+)
+
+
+def _identifier(node: AstNode) -> str:
+    if node.get("type") != "Identifier":
+        raise Unsupported("not an identifier")
+    text = node.get("text")
+    if not isinstance(text, str) or not text or '"' in text or "`" in text:
+        raise Unsupported("quoted identifier")
+    return text
+
+
+def _children(node: AstNode) -> list[AstNode]:
+    children = node.get("children") or []
+    if not isinstance(children, list) or not all(isinstance(c, dict) for c in children):
+        raise Unsupported("malformed node")
+    return children
+
+
+def _only(node: AstNode, node_type: str) -> AstNode:
+    children = _children(node)
+    if len(children) != 1 or children[0].get("type") != node_type:
+        raise Unsupported(f"expected {node_type}")
+    return children[0]
+
+
+def _string_literal(node: AstNode, constants: Mapping[str, Any]) -> str:
+    """A 'quoted' literal without escapes, or a %constant whose value is a string."""
+    if node.get("type") != "TermExpression":
+        raise Unsupported("not a term")
+    (term,) = _children(node) or [{}]
+    if term.get("type") == "LiteralTerm":
+        literal = _only(term, "StringLiteral")
+        text = literal.get("text")
+        if not isinstance(text, str) or len(text) < 2 or "\\" in text:
+            raise Unsupported("string literal with escapes")
+        if text[0] != "'" or text[-1] != "'":
+            raise Unsupported("not a string literal")
+        return text[1:-1]
+    if term.get("type") == "ExternalConstantTerm":
+        constant = _only(term, "ExternalConstant")
+        name = _identifier(_children(constant)[0])
+        value = constants.get(name)
+        if type(value) is not str:
+            raise Unsupported("non-string constant")
+        return value
+    raise Unsupported("not a literal")
+
+
+def _steps(node: AstNode) -> list[AstNode]:
+    """Flatten `a.b.c()` (left-deep InvocationExpressions) into its invocation nodes."""
+    node_type = node.get("type")
+    if node_type == "TermExpression":
+        children = _children(node)
+        if len(children) == 1 and children[0].get("type") == "ParenthesizedTerm":
+            return [children[0]]
+        term = _only(node, "InvocationTerm")
+        return [_children(term)[0]] if len(_children(term)) == 1 else _unsupported()
+    if node_type == "InvocationExpression":
+        children = _children(node)
+        if len(children) != 2:
+            raise Unsupported("invocation arity")
+        return [*_steps(children[0]), children[1]]
+    raise Unsupported(f"{node_type} is not a path")
+
+
+def _unsupported() -> list[AstNode]:
+    raise Unsupported("shape")
+
+
+def _call(node: AstNode) -> tuple[str, list[AstNode]]:
+    functn = _only(node, "Functn")
+    children = _children(functn)
+    name = _identifier(children[0])
+    params = _children(children[1]) if len(children) > 1 else []
+    return name, params
+
+
+def _type_name(node: AstNode) -> str:
+    text = node.get("text")
+    if not isinstance(text, str) or not text.isidentifier():
+        raise Unsupported("type specifier")
+    return text
+
+
+class _Typing:
+    """fhirpathpy's model: element path -> type, choice elements, paths defined elsewhere."""
+
+    def __init__(self, model: Mapping[str, Any]) -> None:
+        self.elsewhere: Mapping[str, str] = model["pathsDefinedElsewhere"]
+        self.choices: Mapping[str, list[str]] = model["choiceTypePaths"]
+        self.path2type: Mapping[str, str] = model["path2Type"]
+        self.parents: Mapping[str, str] = model["type2Parent"]
+
+    def derives(self, suffix: str, wanted: str) -> bool:
+        """Whether the choice type `suffix` (`Age`, `Code`) is `wanted` or a subtype of it."""
+        for name in {suffix, suffix[0].lower() + suffix[1:]}:
+            seen = 0
+            while name and seen < 32:
+                if name == wanted:
+                    return True
+                name = self.parents.get(name, "")
+                seen += 1
+        return False
+
+    def child(self, current: str, key: str) -> str:
+        child = f"{current}.{key}"
+        return self.elsewhere.get(child, child)
+
+    def member_type(self, child: str, key: str) -> str:
+        if key == "extension":
+            child = "Extension"
+        found = self.path2type.get(child, child)
+        if found in _NON_NAVIGABLE:
+            raise Unsupported("navigates into a contained resource")
+        return found
+
+
+def _member(key: str) -> Path:
+    shadow = "_" + key
+
+    def member(items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for element in items:
+            if type(element) is dict:
+                if shadow in element:
+                    raise Fallback
+                value = element.get(key)
+                if value is None:
+                    continue
+                if type(value) is list:
+                    for item in value:
+                        if item is None or type(item) is list:
+                            raise Fallback
+                    out.extend(value)
+                else:
+                    out.append(value)
+            elif element is None or type(element) is list:
+                raise Fallback
+        return out
+
+    return member
+
+
+def _choice(key: str, others: tuple[str, ...]) -> Path:
+    """`x.ofType(T)` on a choice element: the `xT` key, if no key of a subtype of T is present."""
+    shadow = "_" + key
+    guards = (shadow, *others, *("_" + other for other in others))
+
+    def choice(items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for element in items:
+            if type(element) is dict:
+                for guard in guards:
+                    if guard in element:
+                        raise Fallback
+                value = element.get(key)
+                if value is None:
+                    continue
+                if type(value) is list:
+                    raise Fallback
+                out.append(value)
+            elif element is None or type(element) is list:
+                raise Fallback
+        return out
+
+    return choice
+
+
+def _first(items: list[Any]) -> list[Any]:
+    return items[:1]
+
+
+def _exists(items: list[Any]) -> list[Any]:
+    return [bool(items)]
+
+
+def _empty(items: list[Any]) -> list[Any]:
+    return [not items]
+
+
+def _resource_keys(items: list[Any]) -> list[Any]:
+    key = _resource_key(items[0]) if items else None
+    return [] if key is None else [key]
+
+
+def _reference_keys(wanted: str | None) -> Path:
+    def reference_keys(items: list[Any]) -> list[Any]:
+        keys = (_reference_key(element, wanted) for element in items)
+        return [key for key in keys if key is not None]
+
+    return reference_keys
+
+
+def _extension(url: str) -> Path:
+    def extension(items: list[Any]) -> list[Any]:
+        found: list[Any] = []
+        for element in items:
+            if type(element) is not dict:
+                continue
+            extensions = element.get("extension")
+            if extensions is None:
+                continue
+            if type(extensions) is not list:
+                raise Fallback
+            found.extend(e for e in extensions if type(e) is dict and e.get("url") == url)
+        return found
+
+    return extension
+
+
+def _where(condition: Path) -> Path:
+    def where(items: list[Any]) -> list[Any]:
+        kept: list[Any] = []
+        for item in items:
+            if type(item) is not dict:
+                raise Fallback
+            verdict = condition([item])
+            if not verdict:
+                continue
+            if len(verdict) != 1 or type(verdict[0]) is not bool:
+                raise Fallback
+            if verdict[0]:
+                kept.append(item)
+        return kept
+
+    return where
+
+
+def _equals(left: Path, right: str) -> Path:
+    def equals(items: list[Any]) -> list[Any]:
+        values = left(items)
+        if not values:
+            return []
+        if len(values) != 1 or type(values[0]) is not str:
+            raise Fallback
+        return [values[0] == right]
+
+    return equals
+
+
+def _union(left: Path, right: Path) -> Path:
+    """`a | b` when at most one item results (more: fhirpathpy's distinct and order decide)."""
+
+    def union(items: list[Any]) -> list[Any]:
+        found = left(items) + right(items)
+        if len(found) > 1:
+            raise Fallback
+        return found
+
+    return union
+
+
+def _chain(functions: list[Path]) -> Path:
+    if not functions:
+        raise Unsupported("empty path")
+    if len(functions) == 1:
+        return functions[0]
+    steps = tuple(functions)
+
+    def chain(items: list[Any]) -> list[Any]:
+        for step in steps:
+            items = step(items)
+        return items
+
+    return chain
+
+
+def compile_path(
+    node: AstNode, start_type: str, model: Mapping[str, Any], constants: Mapping[str, Any]
+) -> tuple[Path, str]:
+    """Compile one parsed FHIRPath expression; returns the function and its result type."""
+    return _compile(node, start_type, _Typing(model), constants, at_root=True)
+
+
+def _compile(
+    node: AstNode, start_type: str, typing: _Typing, constants: Mapping[str, Any], at_root: bool
+) -> tuple[Path, str]:
+    if node.get("type") == "EqualityExpression":
+        if node.get("terminalNodeText") != ["="]:
+            raise Unsupported("only = is compiled")
+        left_node, right_node = _children(node)
+        left, left_type = _compile(left_node, start_type, typing, constants, at_root)
+        if left_type not in _STRING_TYPES:
+            raise Unsupported("= on a non-string element")
+        return _equals(left, _string_literal(right_node, constants)), "boolean"
+    if node.get("type") == "UnionExpression":
+        if node.get("terminalNodeText") != ["|"]:
+            raise Unsupported("union operator")
+        left_node, right_node = _children(node)
+        left, left_type = _compile(left_node, start_type, typing, constants, at_root)
+        right, right_type = _compile(right_node, start_type, typing, constants, at_root)
+        return _union(left, right), (left_type if left_type == right_type else "")
+    steps = _steps(node)
+    functions: list[Path] = []
+    current = start_type
+    keyed = False
+    index = 0
+    while index < len(steps):
+        step = steps[index]
+        if keyed:
+            raise Unsupported("navigation after a key function")
+        kind = step.get("type")
+        if kind == "ParenthesizedTerm":
+            if index != 0:
+                raise Unsupported("parentheses inside a path")
+            (inner,) = _children(step) or [{}]
+            function, current = _compile(inner, current, typing, constants, at_root)
+            functions.append(function)
+        elif kind == "MemberInvocation":
+            if not current:
+                raise Unsupported("navigation from a union of types")
+            key = _identifier(_children(step)[0])
+            if key[0].isupper():
+                raise Unsupported("type filter")
+            child = typing.child(current, key)
+            choices = typing.choices.get(child)
+            if choices is not None:
+                following = steps[index + 1] if index + 1 < len(steps) else None
+                if following is None or following.get("type") != "FunctionInvocation":
+                    raise Unsupported("choice element without ofType")
+                name, params = _call(following)
+                if name != "ofType" or len(params) != 1:
+                    raise Unsupported("choice element without ofType")
+                wanted = _type_name(params[0])
+                suffix = wanted[0].upper() + wanted[1:]
+                if suffix not in choices:
+                    raise Unsupported("ofType of a type the element cannot have")
+                # Keys of subtypes (valueAge for ofType(Quantity)) would match too: if one is
+                # present the general evaluator decides.
+                others = tuple(
+                    key + s for s in choices if s != suffix and typing.derives(s, wanted)
+                )
+                functions.append(_choice(key + suffix, others))
+                current = wanted
+                index += 2
+                continue
+            functions.append(_member(key))
+            current = typing.member_type(child, key)
+        elif kind == "FunctionInvocation":
+            name, params = _call(step)
+            if name == "first" and not params:
+                functions.append(_first)
+            elif name == "exists" and not params:
+                functions.append(_exists)
+                current = "boolean"
+            elif name == "empty" and not params:
+                functions.append(_empty)
+                current = "boolean"
+            elif name == "getResourceKey" and not params and at_root and index == 0:
+                functions.append(_resource_keys)
+                current, keyed = "string", True
+            elif name == "getReferenceKey" and len(params) <= 1 and index > 0:
+                wanted_type = _type_name(params[0]).strip("'") if params else None
+                functions.append(_reference_keys(wanted_type))
+                current, keyed = "string", True
+            elif name == "extension" and len(params) == 1:
+                functions.append(_extension(_string_literal(params[0], constants)))
+                current = "Extension"
+            elif name == "where" and len(params) == 1 and index > 0:
+                condition, kind_of = _compile(params[0], current, typing, constants, False)
+                if kind_of != "boolean":
+                    raise Unsupported("where needs a boolean criterion")
+                functions.append(_where(condition))
+            else:
+                raise Unsupported(f"function {name}()")
+        else:
+            raise Unsupported(f"{kind}")
+        index += 1
+    return _chain(functions), current
+
+
+def plain_values(items: list[Any]) -> list[Any]:
+    """Cell values as views._plain_values makes them from the same JSON values."""
+    out: list[Any] = []
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool:
+            out.append(item)
+        elif kind is float:
+            out.append(Decimal(str(item)))
+        elif kind is dict:
+            if not (len(item) == 1 and "extension" in item):
+                out.append(item)
+        elif item is not None:
+            raise Fallback
+    return out

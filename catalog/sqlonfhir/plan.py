@@ -1,0 +1,256 @@
+"""A ViewDefinition compiled once into a plan of fast closures, with the general evaluator behind.
+
+:func:`compile_plan` returns a :class:`FastView` whose :meth:`FastView.rows` gives exactly what
+``CompiledView.rows`` gives -- the same rows, cell values and types, and the same
+``ResourceEvaluationError`` cases -- because any resource the fast code cannot evaluate exactly
+(see :class:`catalog.sqlonfhir.fast.Fallback`) is evaluated by the general evaluator instead, and
+every error is raised by it. A view using anything outside the fast subset (`repeat`,
+`%rowIndex`, functions the subset lacks, ...) gets no plan: :func:`compile_plan` returns None
+and the caller keeps the ``CompiledView``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fhirpathpy.parser import parse as fhirpath_parse
+
+from catalog.publishing.views import CompiledView, _Expr, _ExprFailure, _model_for
+from catalog.sqlonfhir.fast import Fallback, Path, Unsupported, compile_path, plain_values
+
+__all__ = ["FastView", "compile_plan"]
+
+Row = tuple[Any, ...]
+# Constants that are plain strings to fhirpathpy (temporal ones become dates, so: not these).
+_STRING_CONSTANTS = (
+    *("valueBase64Binary", "valueCanonical", "valueCode", "valueId", "valueMarkdown"),
+    *("valueOid", "valueString", "valueUri", "valueUrl", "valueUuid"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    path: Path
+    collection: bool
+
+    def value(self, focus: Any, env: dict[str, Any] | None) -> Any:
+        values = plain_values(self.path([focus]))
+        if self.collection:
+            return values
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0]
+        raise Fallback  # the general evaluator raises the "not collection: true" error
+
+
+@dataclass(frozen=True, slots=True)
+class _GeneralColumn:
+    """A column outside the fast subset (`iif(...)`, ...) whose focus is the resource itself:
+    evaluated by the general evaluator's own expression object, with the environment
+    CompiledView.rows gives it; any failure sends the whole resource to the general path."""
+
+    expr: _Expr
+    collection: bool
+
+    def value(self, focus: Any, env: dict[str, Any] | None) -> Any:
+        if env is None:
+            raise Fallback
+        try:
+            values = self.expr.values(focus, env)
+        except _ExprFailure:
+            raise Fallback from None
+        if self.collection:
+            return values
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0]
+        raise Fallback
+
+
+@dataclass(frozen=True, slots=True)
+class _Select:
+    iterate: Path | None
+    or_null: bool
+    columns: tuple[_Column | _GeneralColumn, ...]
+    selects: tuple[_Select, ...]
+    union: tuple[_Select, ...]
+    width: int
+
+    def rows(self, item: Any, env: dict[str, Any] | None) -> list[Row]:
+        if self.iterate is None:
+            foci = [item]
+        else:
+            foci = []
+            for focus in self.iterate([item]):
+                if type(focus) is not dict:
+                    raise Fallback
+                if len(focus) == 1 and "extension" in focus:
+                    continue
+                foci.append(focus)
+            if not foci:
+                return [(None,) * self.width] if self.or_null else []
+        out: list[Row] = []
+        for focus in foci:
+            own = tuple([column.value(focus, env) for column in self.columns])
+            if not self.selects and not self.union:
+                out.append(own)
+                continue
+            parts: list[list[Row]] = [[own]] if self.columns else []
+            for select in self.selects:
+                nested = select.rows(focus, env)
+                if not nested:
+                    break
+                parts.append(nested)
+            else:
+                if self.union:
+                    branches: list[Row] = []
+                    for branch in self.union:
+                        branches.extend(branch.rows(focus, env))
+                    parts.append(branches)
+                if len(parts) == 1:
+                    out.extend(parts[0])
+                else:
+                    out.extend(
+                        tuple(itertools.chain.from_iterable(combo))
+                        for combo in itertools.product(*parts)
+                    )
+        return out
+
+
+class FastView:
+    """Rows of one resource by the compiled plan, or by the general evaluator when it must."""
+
+    __slots__ = ("_env", "_names", "_root", "_where", "general", "resource")
+
+    def __init__(
+        self,
+        general: CompiledView,
+        root: _Select,
+        where: tuple[Path, ...],
+        env: dict[str, Any] | None,
+    ) -> None:
+        self.general = general
+        self.resource = general.resource
+        self._names = general.column_names
+        self._root = root
+        self._where = where
+        self._env = env  # the base environment, when some column needs the general evaluator
+
+    def rows(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
+        """Exactly ``CompiledView.rows(resource)``."""
+        if type(resource) is not dict:
+            return self.general.rows(resource)
+        if resource.get("resourceType") != self.resource:
+            return []
+        try:
+            for condition in self._where:
+                verdict = condition([resource])
+                if not verdict:
+                    return []
+                if len(verdict) != 1 or type(verdict[0]) is not bool:
+                    raise Fallback
+                if not verdict[0]:
+                    return []
+            env = None
+            if self._env is not None:
+                env = self._env.copy()
+                env["resource"] = env["rootResource"] = env["context"] = resource
+                env["rowIndex"] = 0
+            tuples = self._root.rows(resource, env)
+        except Fallback:
+            return self.general.rows(resource)
+        names = self._names
+        return [dict(zip(names, row, strict=True)) for row in tuples]
+
+
+class _Builder:
+    def __init__(self, view: Mapping[str, Any], general: CompiledView) -> None:
+        self.model = _model_for(view)
+        self.constants: dict[str, Any] = {}
+        for entry in view.get("constant") or []:
+            for key in _STRING_CONSTANTS:
+                if type(entry.get(key)) is str:
+                    self.constants[str(entry["name"])] = entry[key]
+        self.resource = general.resource
+        self.general_columns = 0
+
+    def path(self, source: Any, start_type: str) -> tuple[Path, str]:
+        if not isinstance(source, str) or not source.strip():
+            raise Unsupported("empty path")
+        parsed = fhirpath_parse(source)  # type: ignore[no-untyped-call]
+        children = parsed.get("children") if isinstance(parsed, dict) else None
+        if not children:
+            raise Unsupported("unparsed")
+        return compile_path(children[0], start_type, self.model, self.constants)
+
+    def column(
+        self, raw: Mapping[str, Any], focus_type: str, at_resource: bool
+    ) -> _Column | _GeneralColumn:
+        collection = bool(raw.get("collection", False))
+        try:
+            path, _ = self.path(raw["path"], focus_type)
+        except Unsupported:
+            if not at_resource:
+                raise
+            self.general_columns += 1
+            expr = _Expr(raw["path"], "column.path", self.model, True)
+            return _GeneralColumn(expr, collection)
+        return _Column(path, collection)
+
+    def select(self, spec: Mapping[str, Any], start_type: str, at_resource: bool) -> _Select:
+        if "repeat" in spec:
+            raise Unsupported("repeat")
+        iterate: Path | None = None
+        or_null = False
+        focus_type = start_type
+        for key in ("forEach", "forEachOrNull"):
+            if key in spec:
+                iterate, focus_type = self.path(spec[key], start_type)
+                or_null = key == "forEachOrNull"
+        at_resource = at_resource and iterate is None
+        columns = []
+        for raw in spec.get("column") or []:
+            if str(raw.get("path", "")).strip() in {"%rowIndex", "$this"}:
+                raise Unsupported("%rowIndex / $this column")
+            columns.append(self.column(raw, focus_type, at_resource))
+        selects = tuple(self.select(s, focus_type, at_resource) for s in spec.get("select") or [])
+        union = tuple(self.select(s, focus_type, at_resource) for s in spec.get("unionAll") or [])
+        width = len(columns) + sum(s.width for s in selects) + (union[0].width if union else 0)
+        return _Select(iterate, or_null, tuple(columns), selects, union, width)
+
+
+def _mentions_row_index(value: Any) -> bool:
+    if isinstance(value, str):
+        return "%rowIndex" in value
+    if isinstance(value, Mapping):
+        return any(_mentions_row_index(v) for v in value.values())
+    if isinstance(value, Sequence):
+        return any(_mentions_row_index(v) for v in value)
+    return False
+
+
+def compile_plan(view: Mapping[str, Any], general: CompiledView) -> FastView | None:
+    """The fast plan of a view `general` was compiled from, or None if it has none."""
+    if general._uses_clock:  # now()/today(): CompiledView.rows resets the clock per resource
+        return None
+    if _mentions_row_index(view.get("select")) or _mentions_row_index(view.get("where")):
+        return None
+    builder = _Builder(view, general)
+    try:
+        where = tuple(
+            builder.path(w.get("path"), general.resource)[0] for w in view.get("where") or []
+        )
+        root = builder.select(
+            {"select": list(view.get("select") or [])}, general.resource, at_resource=True
+        )
+    except (Unsupported, KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+    if root.width != len(general.column_names):
+        return None
+    env = dict(general._base_env) if builder.general_columns else None
+    return FastView(general, root, where, env)
