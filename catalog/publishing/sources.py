@@ -185,8 +185,8 @@ _DECODE = msgspec.json.Decoder().decode
 def _parse_line(number: int, text: bytes, resource_type: str) -> InputRecord:
     try:
         value = _DECODE(text)
-    except msgspec.DecodeError:
-        return _parse_line_json(number, text, resource_type)
+    except (msgspec.DecodeError, RecursionError):  # msgspec recurses too: deep lines go to json's
+        return _parse_line_json(number, text, resource_type)  # path, which bounds them first
     if type(value) is not dict or bodies.too_deep(text, MAX_RESOURCE_DEPTH):
         return _parse_line_json(number, text, resource_type)
     return _checked(number, text, value, resource_type)
