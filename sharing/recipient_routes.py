@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from catalog.clock import Clock
-from catalog.db import transaction
 from catalog.events import Actor
 from catalog.problems import problem_responses
 from catalog.settings import Settings
@@ -241,20 +240,13 @@ class ActivationController(Controller):
         self,
         request: Request[Any, Any, Any],
         secret: Secret,
-        settings: NamedDependency[Settings],
+        session: NamedDependency[Session],
         clock: NamedDependency[Clock],
     ) -> Response[bytes]:
-        """The profile file, once; a second download is refused (409).
-
-        The transaction commits here, in the handler's thread, not in the session
-        dependency's cleanup: concurrent downloads of one link wait on its row (PostgreSQL) or
-        the write lock (SQLite) in handler threads, and a cleanup queued behind them for a
-        thread of the same pool deadlocked until the lock wait timed out (503s).
-        """
-        with transaction(request.app.state.engine) as session:
-            organization, token, credential = recipients.redeem_activation(
-                session, secret, client=client_address(request), now=clock.now()
-            )
+        """The profile file, once; a second download is refused (409)."""
+        organization, token, credential = recipients.redeem_activation(
+            session, secret, client=client_address(request), now=clock.now()
+        )
         endpoint = str(request.base_url).rstrip("/")
         body = recipients.profile(endpoint, token, credential)
         return Response(
