@@ -52,14 +52,14 @@ def setup(out: Path, resources: int) -> Path:
     marker = export / "Observation.ndjson"
     if marker.is_file():
         return export
-    from catalog import migrate
+    from catalog.audit.record import Actor
     from catalog.cli import example_products_file, read_manifest
-    from catalog.clock import SystemClock
-    from catalog.db import engine_for, transaction
-    from catalog.events import Actor
+    from catalog.demo.synth import generate_export
+    from catalog.kernel import migrate
+    from catalog.kernel.clock import SystemClock
+    from catalog.kernel.db import engine_for, transaction
+    from catalog.kernel.settings import Settings
     from catalog.manifest.apply import apply_manifest
-    from catalog.publishing.synth import generate_export
-    from catalog.settings import Settings
 
     shutil.rmtree(out, ignore_errors=True)
     settings = Settings(home=out / "home")
@@ -112,10 +112,10 @@ def general_subset(export: Path, limit: int) -> int:
 
 
 def _spec(home: Path) -> Any:
-    from catalog.commands import migrated_engine
-    from catalog.db import transaction
+    from catalog.kernel.commands import migrated_engine
+    from catalog.kernel.db import transaction
+    from catalog.kernel.settings import Settings
     from catalog.products import service as products
-    from catalog.settings import Settings
 
     engine = migrated_engine(Settings(home=home))
     with transaction(engine) as session:
@@ -199,11 +199,11 @@ def phase_convert(export: Path, home: Path, workers: int, general: bool) -> dict
 
     import pyarrow.parquet as pq
 
+    from catalog.kernel.settings import Settings
     from catalog.publishing import service
     from catalog.publishing.contract import ContractStats
     from catalog.publishing.storage import RawFile, Storage
-    from catalog.publishing.views import compile_view
-    from catalog.settings import Settings
+    from catalog.sqlonfhir.views import compile_view
 
     spec = _spec(home)
     view = compile_view(spec.view)
@@ -257,13 +257,13 @@ def phase_convert(export: Path, home: Path, workers: int, general: bool) -> dict
 
 
 def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
-    from catalog.clock import SystemClock
-    from catalog.commands import migrated_engine
-    from catalog.db import transaction
-    from catalog.events import Actor
+    from catalog.audit.record import Actor
+    from catalog.kernel.clock import SystemClock
+    from catalog.kernel.commands import migrated_engine
+    from catalog.kernel.db import transaction
+    from catalog.kernel.settings import Settings
     from catalog.products import service as products
     from catalog.publishing import service
-    from catalog.settings import Settings
 
     os.environ["MESH_CONVERSION_WORKERS"] = str(workers)
     settings = Settings(home=home)
@@ -299,9 +299,9 @@ def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
 def run_phase(args: argparse.Namespace) -> None:
     if args.phase == "setup":
         setup(Path(args.out), args.resources)
-        from catalog import migrate
-        from catalog.db import engine_for
-        from catalog.settings import Settings
+        from catalog.kernel import migrate
+        from catalog.kernel.db import engine_for
+        from catalog.kernel.settings import Settings
 
         engine = engine_for(Settings(home=Path(args.out) / "home"))
         migrate.upgrade(engine)  # a reused home: bring it to this checkout's schema

@@ -333,12 +333,12 @@ def free_port() -> int:
 def database(args: argparse.Namespace, home: Path) -> Iterator[str]:
     """SQLite in the home, or a fresh PostgreSQL database next to `--database-url` (dropped)."""
     if not args.database_url:
-        yield f"sqlite:///{(home / 'catalog.db').resolve()}"
+        yield f"sqlite:///{(home / 'catalog.kernel.db').resolve()}"
         return
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
-    from catalog.db import make_engine
+    from catalog.kernel.db import make_engine
 
     admin = make_engine(args.database_url).execution_options(isolation_level="AUTOCOMMIT")
     name = f"mesh_bench_{uuid.uuid4().hex[:12]}"
@@ -364,7 +364,7 @@ def _timed_step(estate: Estate, name: str) -> Callable[[], None]:
 
 
 def _settings(home: Path, database_url: str, port: int) -> Any:
-    from catalog.settings import Settings
+    from catalog.kernel.settings import Settings
 
     return Settings(
         home=home,
@@ -376,8 +376,8 @@ def _settings(home: Path, database_url: str, port: int) -> Any:
 
 def build_estate(args: argparse.Namespace, home: Path, database_url: str) -> Estate:
     """Migrate, register, publish, grant: everything the timed phases read."""
-    from catalog import migrate
-    from catalog.db import make_engine
+    from catalog.kernel import migrate
+    from catalog.kernel.db import make_engine
 
     port = free_port()
     settings = _settings(home, database_url, port)
@@ -420,9 +420,9 @@ def publish_products(
     engine: Any, settings: Any, args: argparse.Namespace, big: Path, small: Path, estate: Estate
 ) -> list[tuple[str, int, str]]:
     """Register and publish the big product and the small ones; (key, product id, tier) pairs."""
-    from catalog.clock import SystemClock
-    from catalog.db import transaction
-    from catalog.events import Actor
+    from catalog.audit.record import Actor
+    from catalog.kernel.clock import SystemClock
+    from catalog.kernel.db import transaction
     from catalog.products import service as products
     from catalog.products.models import DomainCreate, ProductSpec, VersionSpec, VersionStatus
     from catalog.publishing.service import publish_version
@@ -496,9 +496,9 @@ def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
     """The read phase's recipient, through the governance services end to end."""
     import hashlib
 
-    from catalog.clock import SystemClock
-    from catalog.db import transaction
-    from catalog.events import Actor
+    from catalog.audit.record import Actor
+    from catalog.kernel.clock import SystemClock
+    from catalog.kernel.db import transaction
     from catalog.products.models import Tier
     from policies import access, principals
     from policies.auth import Authenticator
@@ -511,7 +511,7 @@ def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
         Purpose,
         Role,
     )
-    from sharing.commands import write_profile
+    from sharing.recipients.commands import write_profile
 
     clock, operator = SystemClock(), Actor("bench-operator")
     with transaction(engine) as session:
@@ -605,9 +605,9 @@ def add_recipients(
     """
     import hashlib
 
-    from catalog.clock import SystemClock
-    from catalog.db import transaction
-    from catalog.events import Actor
+    from catalog.audit.record import Actor
+    from catalog.kernel.clock import SystemClock
+    from catalog.kernel.db import transaction
     from catalog.products.models import Tier
     from policies import access, principals
     from policies.enforcer import PolicyEngine
@@ -702,9 +702,9 @@ def add_recipients(
 def _issue_token(session: Any, organization: Any, now: datetime) -> str:
     """A recipient bearer token (the function moved between modules; take either)."""
     try:
-        from sharing.recipients import issue_token
+        from sharing.recipients.service import issue_token
     except ImportError:
-        from sharing.service import issue_recipient_token as issue_token
+        from sharing.reads import issue_recipient_token as issue_token
     return str(issue_token(session, organization, days=7, now=now)[1])
 
 
@@ -729,7 +729,7 @@ def phase_serve(args: argparse.Namespace) -> None:
     settings = _settings(Path(args.home), args.db_url, args.port)
     if args.workers > 1:  # as `mesh serve --workers N`: each worker builds its app from MESH_*
         from catalog.audit.context import logging_config
-        from catalog.workers import serve_workers
+        from catalog.serving.workers import serve_workers
 
         os.environ.update(
             MESH_HOME=str(settings.home),

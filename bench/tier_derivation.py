@@ -356,12 +356,12 @@ def phase_derive(args: argparse.Namespace) -> dict[str, Any]:
     """
     from deltalake import DeltaTable
 
+    from catalog.kernel.settings import Settings
     from catalog.products.models import Tier
-    from catalog.publishing import surrogates as surrogate_module
     from catalog.publishing.service import derive_tier_table
     from catalog.publishing.storage import Storage
-    from catalog.publishing.surrogates import SurrogateStore
-    from catalog.settings import Settings
+    from catalog.publishing.tiers import surrogates as surrogate_module
+    from catalog.publishing.tiers.surrogates import SurrogateStore
 
     tier = Tier(args.tier)
     parquet = pq.ParquetFile(args.source)

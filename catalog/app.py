@@ -13,34 +13,35 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import configure_mappers
 
 import catalog
-from catalog import console, unit_of_work, wiring
+from catalog import console, wiring
 from catalog.audit.context import (
     RequestContextMiddleware,
     install_redaction,
     lean_log_records,
     logging_config,
 )
+from catalog.audit.record import Actor
 from catalog.audit.routes import AuditController
 from catalog.audit.writer import use_relay
-from catalog.bodies import BoundedRequest
-from catalog.clock import Clock, SystemClock
-from catalog.db import engine_for
-from catalog.errors import Unauthenticated
-from catalog.events import Actor
-from catalog.health import healthz, readyz
-from catalog.openapi import StrictPydanticSchemaPlugin
-from catalog.problems import EXCEPTION_HANDLERS, record_refusal
+from catalog.kernel import unit_of_work
+from catalog.kernel.bodies import BoundedRequest
+from catalog.kernel.clock import Clock, SystemClock
+from catalog.kernel.db import engine_for
+from catalog.kernel.errors import Unauthenticated
+from catalog.kernel.health import healthz, readyz
+from catalog.kernel.openapi import StrictPydanticSchemaPlugin
+from catalog.kernel.problems import EXCEPTION_HANDLERS, record_refusal
+from catalog.kernel.settings import Settings
 from catalog.products.routes import DomainController, ProductController
 from catalog.products.service import VersionListener
 from catalog.publishing.routes import PublishingController
-from catalog.ratelimit import FailureLimiter
-from catalog.settings import Settings
 from policies.auth import BearerAuthMiddleware
 from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, permission_guard
+from policies.ratelimit import FailureLimiter
 from policies.routes import CONTROLLERS as GOVERNANCE
 from sharing.cache import GovernanceCache, RevisionReader
-from sharing.files import FileController
-from sharing.recipient_routes import CONTROLLERS as RECIPIENTS
+from sharing.files.urls import FileController
+from sharing.recipients.routes import CONTROLLERS as RECIPIENTS
 from sharing.routes import SharingController
 
 VERSION = "0.1.0"
@@ -117,7 +118,7 @@ def create_app(
         ),
         plugins=[StrictPydanticSchemaPlugin()],
         request_max_body_size=settings.max_request_bytes,
-        request_class=BoundedRequest,  # JSON bodies bounded in depth too (catalog.bodies)
+        request_class=BoundedRequest,  # JSON bodies bounded in depth too (catalog.kernel.bodies)
         debug=False,
     )
     unit_of_work.install(app)

@@ -10,11 +10,12 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from catalog import migrate
 from catalog.audit import commands as audit
 from catalog.audit.context import RequestContext, new_cli_request_id, request_scope
-from catalog.clock import SystemClock
-from catalog.commands import (
+from catalog.audit.record import Actor
+from catalog.kernel import migrate
+from catalog.kernel.clock import SystemClock
+from catalog.kernel.commands import (
     AsJson,
     Home,
     Reason,
@@ -30,17 +31,16 @@ from catalog.commands import (
     unit_of_work,
     wired_unit_of_work,
 )
-from catalog.db import engine_for, transaction
-from catalog.events import Actor
+from catalog.kernel.db import engine_for, transaction
+from catalog.kernel.settings import Settings
 from catalog.manifest.apply import Action, Plan, apply_manifest
 from catalog.manifest.loader import ManifestError, load_manifest
 from catalog.manifest.models import Manifest
 from catalog.products import service
 from catalog.products.models import ProductStatus, Tier, VersionStatus
 from catalog.publishing import commands as publishing
-from catalog.settings import Settings
 from policies import commands as governance
-from sharing import commands as sharing
+from sharing.recipients import commands as sharing
 
 app = typer.Typer(
     name="mesh",
@@ -384,7 +384,7 @@ def run_server(settings: Settings, engine: Engine, workers: int = 1) -> None:
 
     from catalog.app import create_app, tune_for_serving
     from catalog.audit.context import logging_config
-    from catalog.workers import BoundedServer, serve_workers
+    from catalog.serving.workers import BoundedServer, serve_workers
 
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"FHIR Mesh API on {base}  docs: {base}/schema  OpenAPI: {base}/schema/openapi.json")
@@ -499,7 +499,7 @@ def demo(
 
 def print_console_sign_ins(settings: Settings) -> None:
     """The web console's URL and a fresh sign-in token for each demo role."""
-    from catalog.console.demo import demo_sign_ins
+    from catalog.demo.sign_ins import demo_sign_ins
 
     out.print(f"Web console: http://{settings.host}:{settings.port}/console/  sign in with:")
     for role, name, token in demo_sign_ins(settings):

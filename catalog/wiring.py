@@ -11,11 +11,11 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from catalog.clock import Clock, SystemClock
-from catalog.db import engine_for
+from catalog.kernel.clock import Clock, SystemClock
+from catalog.kernel.db import engine_for
+from catalog.kernel.settings import Settings
 from catalog.products.models import ProductVersion
 from catalog.products.service import VersionListener
-from catalog.settings import Settings
 from policies.access import notify_version_change
 from policies.auth import ENV_ADMIN, Authenticator
 from policies.enforcer import PolicyEngine

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from catalog.settings import Settings
+from catalog.kernel.settings import Settings
 from migrations.metadata import metadata
 
 config = context.config

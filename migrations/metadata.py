@@ -3,19 +3,19 @@
 from sqlmodel import SQLModel
 
 import catalog.audit.models
-import catalog.events
+import catalog.audit.record
 import catalog.products.models
 import catalog.publishing.models
 import policies.models
-import sharing.models
+import sharing.recipients.models
 
 # Named here so no tool mistakes the imports above for unused ones.
 TABLE_MODULES = (
     catalog.audit.models,
-    catalog.events,
+    catalog.audit.record,
     catalog.products.models,
     catalog.publishing.models,
     policies.models,
-    sharing.models,
+    sharing.recipients.models,
 )
 metadata = SQLModel.metadata

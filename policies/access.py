@@ -14,14 +14,14 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from catalog.clock import Clock
-from catalog.db import claim, saved_id
-from catalog.errors import Conflict, Forbidden, InvalidParameter, NotFound
-from catalog.events import Actor, record_event
-from catalog.pagination import decode_cursor, encode_cursor
+from catalog.audit.record import Actor, record_event
+from catalog.kernel.clock import Clock
+from catalog.kernel.db import claim, saved_id
+from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from catalog.kernel.pagination import decode_cursor, encode_cursor
+from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import DataProduct, Domain, ProductVersion, Tier, VersionStatus
-from catalog.settings import Settings
 from policies.enforcer import Caller, PolicyEngine
 from policies.models import (
     COVERAGE_PATTERN,

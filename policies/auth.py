@@ -23,13 +23,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from catalog.audit.models import AUTH_FAILED, AuditEvent, Outcome
-from catalog.clock import Clock
-from catalog.errors import Unauthenticated
-from catalog.events import Actor, record_failure
-from catalog.ratelimit import FailureLimiter
-from catalog.settings import Settings
+from catalog.audit.record import Actor, record_failure
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import Unauthenticated
+from catalog.kernel.settings import Settings
 from policies.enforcer import Caller, PolicyEngine, route_subject
 from policies.models import ApiToken, Organization, Principal
+from policies.ratelimit import FailureLimiter
 
 TOKEN_PREFIX = "mesh_"  # noqa: S105  (a prefix, not a secret)
 ENV_ADMIN = "env:admin"

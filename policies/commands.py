@@ -17,8 +17,9 @@ from rich.table import Table
 from sqlmodel import Session
 
 from catalog import wiring
-from catalog.clock import SystemClock
-from catalog.commands import (
+from catalog.audit.record import Actor
+from catalog.kernel.clock import SystemClock
+from catalog.kernel.commands import (
     AsJson,
     Home,
     cli_actor,
@@ -30,11 +31,10 @@ from catalog.commands import (
     refused,
     unit_of_work,
 )
-from catalog.db import transaction
-from catalog.errors import MeshError
-from catalog.events import Actor
+from catalog.kernel.db import transaction
+from catalog.kernel.errors import MeshError
+from catalog.kernel.settings import Settings
 from catalog.products.models import Tier
-from catalog.settings import Settings
 from policies import access, principals
 from policies.enforcer import Caller, PolicyEngine
 from policies.models import (

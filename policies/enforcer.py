@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from catalog.audit.context import redact
-from catalog.blocking import may_block
-from catalog.clock import Clock
-from catalog.errors import Forbidden, Unauthenticated
-from catalog.events import Actor
+from catalog.audit.record import Actor
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import Forbidden, Unauthenticated
+from catalog.serving.blocking import may_block
 from policies.adapter import SessionAdapter, rule_values
 from policies.models import CasbinRule, PolicyRevision
 
@@ -268,7 +268,7 @@ async def permission_guard(connection: Any, handler: Any) -> None:
         obj, _, action = spec.partition(":")
         caller.require(connection.path_params.get("domain", "*"), obj, action)
     except Forbidden as exc:
-        # Recorded once, with every other refusal, by `catalog.problems.record_refusal`.
+        # Recorded once, with every other refusal, by `catalog.kernel.problems.record_refusal`.
         exc.audit_details["permission"] = str(spec)
         raise
 

@@ -10,7 +10,7 @@ from sqlalchemy import JSON, BigInteger, Column, Index, String, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from catalog.db import UtcDateTime
+from catalog.kernel.db import UtcDateTime
 from catalog.products.models import Email, Slug, Tier, UtcInstant
 
 PRINCIPAL_PATTERN = r"^[a-z0-9][a-z0-9._@-]{0,99}$"

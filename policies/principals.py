@@ -4,10 +4,10 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from catalog.clock import Clock
-from catalog.db import claim
-from catalog.errors import Conflict, InvalidParameter, NotFound
-from catalog.events import Actor, record_event
+from catalog.audit.record import Actor, record_event
+from catalog.kernel.clock import Clock
+from catalog.kernel.db import claim
+from catalog.kernel.errors import Conflict, InvalidParameter, NotFound
 from catalog.products.models import Domain
 from policies.auth import issue_token
 from policies.enforcer import (

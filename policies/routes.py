@@ -7,12 +7,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from sqlmodel import Session
 
-from catalog import pagination
-from catalog.clock import Clock
-from catalog.errors import InvalidParameter
-from catalog.events import Actor
-from catalog.problems import problem_responses
-from catalog.settings import Settings
+from catalog.audit.record import Actor
+from catalog.kernel import pagination
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import InvalidParameter
+from catalog.kernel.problems import problem_responses
+from catalog.kernel.settings import Settings
 from policies import access, principals
 from policies.enforcer import PolicyEngine
 from policies.models import (

@@ -30,8 +30,8 @@ from litestar.datastructures import State
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from catalog.blocking import may_block
-from catalog.errors import Unavailable
+from catalog.kernel.errors import Unavailable
+from catalog.serving.blocking import may_block
 
 if TYPE_CHECKING:  # imported when used: a SQLite deployment never loads the driver
     import psycopg

@@ -12,8 +12,8 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from catalog.blocking import may_block
 from catalog.publishing.storage import Storage
+from catalog.serving.blocking import may_block
 
 MAX_SNAPSHOTS = 1024
 

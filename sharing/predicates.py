@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from catalog import bodies
+from catalog.kernel import bodies
 from sharing.delta import DataFile
 
 Bounds = dict[str, tuple[Any, Any, int | None]]

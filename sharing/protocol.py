@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from catalog.errors import MeshError
+from catalog.kernel.errors import MeshError
 from sharing import refusals
 
 log = logging.getLogger("mesh.sharing")

@@ -20,9 +20,9 @@ from litestar import Request
 from litestar.background_tasks import BackgroundTask
 
 from catalog.audit.models import AuditEntry, Outcome
+from catalog.audit.record import Actor, new_entry
 from catalog.audit.writer import writer_for
-from catalog.errors import Unauthenticated
-from catalog.events import Actor, new_entry
+from catalog.kernel.errors import Unauthenticated
 
 log = logging.getLogger("mesh.audit")
 

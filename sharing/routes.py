@@ -19,18 +19,20 @@ from litestar.params import FromPath, QueryParameter
 from sqlmodel import Session
 
 from catalog.audit.models import AuditEntry
-from catalog.blocking import WouldBlock, inline_first, may_block
-from catalog.bodies import MalformedBody, check_body
-from catalog.clock import Clock
-from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
-from catalog.events import Actor, new_entry, record_entry
-from catalog.settings import Settings
+from catalog.audit.record import Actor, new_entry, record_entry
+from catalog.kernel.bodies import MalformedBody, check_body
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
+from catalog.kernel.settings import Settings
+from catalog.serving.blocking import WouldBlock, inline_first, may_block
 from policies.auth import bearer, client_address, record_auth_failure
-from sharing import delta, predicates, protocol, recipients, refusals, service
+from sharing import delta, predicates, protocol, refusals
+from sharing import reads as service
 from sharing.cache import CacheView, current_view
-from sharing.files import PREFIX, expiry, file_urls
+from sharing.files.urls import PREFIX, expiry, file_urls
 from sharing.protocol import HANDLERS, UnsupportedOperation
-from sharing.service import SharedTable
+from sharing.reads import SharedTable
+from sharing.recipients import service as recipients
 
 TABLE = "/shares/{share:str}/schemas/{schema:str}/tables/{table:str}"
 MaxResults = Annotated[int | None, QueryParameter(name="maxResults")]
@@ -85,7 +87,7 @@ def _visible(request: Request[Any, Any, Any], cache: CacheView) -> Visit:
 
 async def _answer(request: Request[Any, Any, Any], work: Callable[[Visit], T]) -> T:
     """`work` on what this recipient may read, on the event loop when everything it needs is
-    cached (`catalog.blocking`), else in a handler thread.
+    cached (`catalog.serving.blocking`), else in a handler thread.
 
     The governance revision is read first without a thread (`sharing.cache.RevisionReader`).
     Work that would block, and any refusal (whose audit entry is a write), runs again in a
@@ -170,7 +172,7 @@ def _page(
 def query_body(raw: bytes) -> dict[str, Any]:
     """The query request's JSON object (`{}` when empty or null); 400 for anything else.
 
-    Bounded in depth like every body (`catalog.bodies`); called after authentication.
+    Bounded in depth like every body (`catalog.kernel.bodies`); called after authentication.
     """
     if not raw.strip():
         return {}

@@ -12,16 +12,36 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
-from catalog import migrate
 from catalog.app import create_app
-from catalog.db import make_engine
-from catalog.settings import Settings
+from catalog.kernel import migrate
+from catalog.kernel.db import make_engine
+from catalog.kernel.settings import Settings
 from migrations.metadata import metadata
 from policies.enforcer import seed_default_policy
 from tests.db_support import audit_protection_lifted
 from tests.factories import FixedClock
 
 POSTGRES_ENV = "MESH_TEST_POSTGRES_URL"
+
+# What `make test-fast` leaves out (`-m "not slow"`): tests that build a demo estate through the
+# CLI (these fixtures), spawn processes or drive a browser (marked `slow` in their modules).
+DEMO_FIXTURES = {
+    ("tests.sharing.conftest", "estate"),
+    ("tests.security.conftest", "own_estate"),
+    ("tests.sharing.test_revision_reader", "postgres_estate"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test whose fixtures build a demo estate."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        for name, defs in info.name2fixturedefs.items():
+            if defs and (defs[-1].func.__module__, name) in DEMO_FIXTURES:
+                item.add_marker(pytest.mark.slow)
+                break
 
 
 def _create_postgres_database(admin_url: str) -> str:
@@ -50,7 +70,7 @@ def fresh_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[obj
 
     def make(backend: str) -> str:
         if backend == "sqlite":
-            path = tmp_path_factory.mktemp("db") / "catalog.db"
+            path = tmp_path_factory.mktemp("db") / "catalog.kernel.db"
             return f"sqlite:///{path}"
         if not admin_url:
             pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL cases skipped")

@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from catalog.events import Actor
+from catalog.audit.record import Actor
 from catalog.products import service
 from catalog.products.models import (
     DataProduct,
@@ -16,7 +16,7 @@ from catalog.products.models import (
     VersionSpec,
 )
 from policies.models import Organization
-from sharing import recipients
+from sharing.recipients import service as recipients
 
 ACTOR = Actor("tester")
 

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from catalog.app import create_app
 from catalog.cli import app as mesh
-from catalog.clock import Clock
-from catalog.db import make_engine
-from catalog.settings import Settings
+from catalog.kernel.clock import Clock
+from catalog.kernel.db import make_engine
+from catalog.kernel.settings import Settings
 
 T = TypeVar("T")
 

@@ -37,8 +37,8 @@ from typer.testing import CliRunner
 
 from catalog.app import create_app
 from catalog.cli import app as mesh
-from catalog.db import make_engine
-from catalog.settings import Settings
+from catalog.kernel.db import make_engine
+from catalog.kernel.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.slow
@@ -79,11 +79,11 @@ CHECKS = [
 ]
 
 # SKIPPED CHECKS (reported; the fix belongs to files others are editing right now): the routes
-# of sharing/routes.py, sharing/files.py, sharing/recipient_routes.py and catalog/audit/routes.py
+# of sharing/routes.py, sharing/files/urls.py, sharing/recipients/routes.py and catalog/audit/routes.py
 # declare no `responses=`, so their OpenAPI entries list only the success status and Litestar's
 # default 400 (`{status_code, detail, extra}` as application/json), while they answer
 # 401/403/404/409/422/429, and 400 as problem+json (under /delta-sharing: `{"errorCode",
-# "message"}`). Until they document their errors (catalog.problems.problem_responses for the
+# "message"}`). Until they document their errors (catalog.kernel.problems.problem_responses for the
 # /api/v1 ones), only "no 5xx" and the problem+json shape are checked there. Reproduce:
 # `GET /api/v1/audit?actor=x` as the admin -> 400 problem+json, documented as application/json;
 # `GET /delta-sharing/shares` with no token -> 401, not documented.

@@ -4,8 +4,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from catalog import migrate
-from catalog.db import make_engine
+from catalog.kernel import migrate
+from catalog.kernel.db import make_engine
 from migrations.metadata import metadata
 
 

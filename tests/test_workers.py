@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from catalog.db import make_engine
+from catalog.kernel.db import make_engine
 
 pytestmark = pytest.mark.slow
 
@@ -172,7 +172,7 @@ def test_workers_audit_through_the_relay(served, tmp_path):
             timeout=HTTP_TIMEOUT,
         )
         assert answer.status_code == 401
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.kernel.db'}")
     with engine.connect() as conn:
         failures = conn.execute(
             text("SELECT count(*) FROM audit_event WHERE action = 'auth.failed'")

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, RowMapping, event, insert, text
 from sqlmodel import Session, col, select
 
 from catalog.audit.models import GENESIS, AuditCheckpoint, AuditEntry, AuditEvent, VerifyReport
-from catalog.db import AUDIT_CHECKPOINT_OPTION
+from catalog.kernel.db import AUDIT_CHECKPOINT_OPTION
 
 HASHED_FIELDS = (
     "id",

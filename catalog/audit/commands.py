@@ -16,9 +16,9 @@ from rich.table import Table
 
 from catalog.audit import chain, service
 from catalog.audit.models import VerifyReport
-from catalog.clock import SystemClock
-from catalog.commands import Home, cli_actor, fail, out, print_json, unit_of_work
-from catalog.errors import MeshError
+from catalog.kernel.clock import SystemClock
+from catalog.kernel.commands import Home, cli_actor, fail, out, print_json, unit_of_work
+from catalog.kernel.errors import MeshError
 
 audit_app = typer.Typer(help="The audit trail: verify, query, export, disclosures.")
 

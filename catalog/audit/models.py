@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
-from catalog.db import UtcDateTime
+from catalog.kernel.db import UtcDateTime
 
 GENESIS = "0" * 64  # the prev_hash of the first entry
 

@@ -11,12 +11,12 @@ from litestar.response import Stream
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from catalog import pagination
 from catalog.audit import chain, service
 from catalog.audit.models import AuditPage, DisclosureReport, VerifyReport
-from catalog.db import transaction
-from catalog.problems import problem_responses
-from catalog.settings import Settings
+from catalog.kernel import pagination
+from catalog.kernel.db import transaction
+from catalog.kernel.problems import problem_responses
+from catalog.kernel.settings import Settings
 
 READ = {"permission": "audit:read"}
 Text = Annotated[str | None, QueryParameter(max_length=200)]

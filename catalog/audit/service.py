@@ -14,7 +14,6 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from catalog import pagination
 from catalog.audit.models import (
     AuditEvent,
     AuditEventRead,
@@ -23,10 +22,11 @@ from catalog.audit.models import (
     DisclosureReport,
     Outcome,
 )
-from catalog.errors import InvalidParameter
+from catalog.kernel import pagination
+from catalog.kernel.errors import InvalidParameter
 from catalog.products.semver import SemVer
 
-# Actions the sharing server records for each read (catalog/events.py: record_event).
+# Actions the sharing server records for each read (catalog/audit/record.py: record_event).
 FILE_DOWNLOAD = "sharing.file"
 SHARING_READS = ("sharing.query", "sharing.changes", "sharing.metadata", FILE_DOWNLOAD)
 PRODUCT_REF = "DOMAIN/NAME"

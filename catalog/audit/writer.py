@@ -27,8 +27,8 @@ from sqlalchemy.exc import OperationalError
 from catalog.audit import chain, relay
 from catalog.audit.models import AuditEntry
 from catalog.audit.relay import RelayClient
-from catalog.db import make_engine
-from catalog.errors import Busy, Unavailable
+from catalog.kernel.db import make_engine
+from catalog.kernel.errors import Busy, Unavailable
 
 log = logging.getLogger("mesh.audit")
 IDLE_SECONDS = 30.0  # a writer thread with nothing to write for this long ends

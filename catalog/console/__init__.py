@@ -16,13 +16,13 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar_htmx import HTMXRequest
 
-from catalog.bodies import BoundedRequest
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
 from catalog.console.views import STATIC, render
-from catalog.errors import MeshError, Unauthenticated
-from catalog.settings import Settings
+from catalog.kernel.bodies import BoundedRequest
+from catalog.kernel.errors import MeshError, Unauthenticated
+from catalog.kernel.settings import Settings
 
 log = logging.getLogger("mesh.console")
 CONSOLE_PATH = ROOT
@@ -45,7 +45,7 @@ def _mesh_error(request: Request[Any, Any, Any], exc: MeshError) -> Response[Any
     if isinstance(exc, Unauthenticated):
         return Redirect(f"{ROOT}/sign-in", status_code=303)
     # A refusal (Forbidden) is recorded once as access.denied by the app's after_exception
-    # hook (catalog.problems.record_refusal), before this page is rendered, as for the API.
+    # hook (catalog.kernel.problems.record_refusal), before this page is rendered, as for the API.
     page = render(
         request,
         "error.html",

@@ -26,6 +26,7 @@ from litestar.types import (
 )
 from sqlmodel import Session
 
+from catalog.audit.record import Actor
 from catalog.console.session import (
     COOKIE,
     CSRF_FIELD,
@@ -35,8 +36,7 @@ from catalog.console.session import (
     cookie_header,
     new_session,
 )
-from catalog.errors import Forbidden, Unauthenticated
-from catalog.events import Actor
+from catalog.kernel.errors import Forbidden, Unauthenticated
 from policies.auth import Authenticator, record_auth_failure
 from policies.enforcer import Caller
 

@@ -19,18 +19,18 @@ from litestar.response import Redirect, Stream
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from catalog import pagination
 from catalog.audit import chain
 from catalog.audit import service as audit
-from catalog.clock import Clock
 from catalog.console.auth import ROOT, console_state, viewer
 from catalog.console.session import new_session
 from catalog.console.views import countdown, freshness, render, tier_effect
-from catalog.db import transaction
-from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
+from catalog.kernel import pagination
+from catalog.kernel.clock import Clock
+from catalog.kernel.db import transaction
+from catalog.kernel.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
+from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import DataProduct, ProductStatus, Tier, VersionStatus
-from catalog.settings import Settings
 from policies import access
 from policies.auth import Authenticator, record_auth_failure
 from policies.enforcer import PolicyEngine
@@ -43,7 +43,7 @@ from policies.models import (
     RequestStatus,
 )
 from policies.principals import get_organization
-from sharing import recipients
+from sharing.recipients import service as recipients
 
 # `authenticated` lets every caller through the app's guard; for the console's public pages the
 # caller is a Visitor whom no permission check allows anything.

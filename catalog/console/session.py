@@ -24,8 +24,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from catalog.settings import Settings
-from sharing.service import signing_key
+from catalog.kernel.settings import Settings
+from sharing.reads import signing_key
 
 COOKIE = "mesh_console"
 PATH = "/console"

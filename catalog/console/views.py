@@ -80,7 +80,7 @@ def navigation(user: Any) -> list[tuple[str, str]]:
     return links
 
 
-# What each tier does to a column of each classification (catalog/publishing/tiers.py derives
+# What each tier does to a column of each classification (catalog/publishing/tiers/rules.py derives
 # the tables; this is the same rule in words for people choosing a tier).
 TIER_EFFECT: dict[Classification, dict[Tier, str]] = {
     Classification.DIRECT_IDENTIFIER: {

@@ -10,9 +10,9 @@ from enum import StrEnum
 
 from sqlmodel import Session, select
 
-from catalog.clock import Clock
-from catalog.errors import MeshError
-from catalog.events import Actor
+from catalog.audit.record import Actor
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import MeshError
 from catalog.manifest.models import Manifest, ManifestDomain, ManifestProduct
 from catalog.products import service
 from catalog.products.models import DataProduct, Domain, DomainCreate, ProductSpec

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from catalog.errors import FieldError, ValidationFailed
+from catalog.kernel.errors import FieldError, ValidationFailed
 from catalog.manifest.models import Manifest
 from catalog.products.semver import SemVer
 

@@ -7,7 +7,7 @@ privacy classification changes what they receive (at least MINOR); the rest is P
 
 from dataclasses import dataclass
 
-from catalog.errors import BreakingChange, FieldError
+from catalog.kernel.errors import BreakingChange, FieldError
 from catalog.products.arrow_types import is_widening, parse_arrow_type
 from catalog.products.models import ColumnSpec, VersionSpec
 from catalog.products.semver import Bump, SemVer

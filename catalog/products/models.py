@@ -11,10 +11,10 @@ from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import Relationship, SQLModel
 
-from catalog.db import UtcDateTime
+from catalog.kernel.db import UtcDateTime
 from catalog.products.arrow_types import ArrowTypeError, canonical_type_name
 from catalog.products.semver import SemVer
-from catalog.publishing.views import ViewDefinitionError, compile_view
+from catalog.sqlonfhir.views import ViewDefinitionError, compile_view
 
 SLUG_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
 COLUMN_PATTERN = r"^[a-z_][a-z0-9_]*$"

@@ -7,10 +7,11 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
-from catalog.clock import Clock
-from catalog.events import Actor
-from catalog.pagination import page_size
-from catalog.problems import problem_responses
+from catalog.audit.record import Actor
+from catalog.kernel.clock import Clock
+from catalog.kernel.pagination import page_size
+from catalog.kernel.problems import problem_responses
+from catalog.kernel.settings import Settings
 from catalog.products import service
 from catalog.products.models import (
     DomainCreate,
@@ -26,7 +27,6 @@ from catalog.products.models import (
     VersionSpec,
     VersionStatus,
 )
-from catalog.settings import Settings
 
 PRODUCT = "/{domain:str}/{name:str}"
 WRITE = {"permission": "product:write"}

@@ -9,10 +9,10 @@ from sqlalchemy import tuple_
 from sqlalchemy.orm import selectinload
 from sqlmodel import Session, col, select
 
-from catalog.clock import Clock
-from catalog.errors import Conflict, FieldError, NotFound, ValidationFailed
-from catalog.events import Actor, record_event
-from catalog.pagination import Page, decode_cursor, encode_cursor
+from catalog.audit.record import Actor, record_event
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed
+from catalog.kernel.pagination import Page, decode_cursor, encode_cursor
 from catalog.products.compatibility import check_bump
 from catalog.products.models import (
     DataProduct,

@@ -12,8 +12,10 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from catalog.clock import SystemClock
-from catalog.commands import (
+from catalog.audit.record import Actor
+from catalog.demo.synth import generate_export
+from catalog.kernel.clock import SystemClock
+from catalog.kernel.commands import (
     AsJson,
     Home,
     VersionOpt,
@@ -25,13 +27,11 @@ from catalog.commands import (
     split_product,
     unit_of_work,
 )
-from catalog.db import transaction
-from catalog.events import Actor
+from catalog.kernel.db import transaction
+from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
 from catalog.publishing import service
-from catalog.publishing.synth import generate_export
-from catalog.settings import Settings
 from catalog.sqlonfhir.progress import conversion_progress
 
 quarantine_app = typer.Typer(

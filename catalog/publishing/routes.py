@@ -9,11 +9,12 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.audit.models import Outcome
-from catalog.clock import Clock
-from catalog.errors import Forbidden
-from catalog.events import Actor, record_failure
-from catalog.pagination import page_size
-from catalog.problems import problem_responses
+from catalog.audit.record import Actor, record_failure
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import Forbidden
+from catalog.kernel.pagination import page_size
+from catalog.kernel.problems import problem_responses
+from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import VersionRead
 from catalog.publishing import service
@@ -23,7 +24,6 @@ from catalog.publishing.models import (
     QuarantinePage,
     ReconvertRequest,
 )
-from catalog.settings import Settings
 
 VERSION = "/{domain:str}/{name:str}/versions/{version:str}"
 PUBLISH = {"permission": "version:publish"}

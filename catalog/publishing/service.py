@@ -33,10 +33,17 @@ from pydantic import ValidationError
 from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
-from catalog.clock import Clock
-from catalog.errors import Conflict, FieldError, Forbidden, InvalidParameter, ValidationFailed
-from catalog.events import Actor
-from catalog.pagination import decode_cursor, encode_cursor
+from catalog.audit.record import Actor
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidParameter,
+    ValidationFailed,
+)
+from catalog.kernel.pagination import decode_cursor, encode_cursor
+from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.arrow_types import parse_arrow_type
 from catalog.products.models import (
@@ -68,12 +75,11 @@ from catalog.publishing.models import (
 from catalog.publishing.references import referential_checks
 from catalog.publishing.sources import SourceKind, discover
 from catalog.publishing.storage import RawFile, Storage
-from catalog.publishing.surrogates import SurrogateStore, surrogate_columns
-from catalog.publishing.tiers import TierColumn, TierContext, derive, tier_columns
-from catalog.publishing.views import CompiledView, ResourceEvaluationError, compile_view
-from catalog.settings import Settings
+from catalog.publishing.tiers.rules import TierColumn, TierContext, derive, tier_columns
+from catalog.publishing.tiers.surrogates import SurrogateStore, surrogate_columns
 from catalog.sqlonfhir.engine import fast_rows
 from catalog.sqlonfhir.pool import evaluate_ndjson, workers_for
+from catalog.sqlonfhir.views import CompiledView, ResourceEvaluationError, compile_view
 
 # Batches of 10k rows: deltalake's writer buffers several batches in flight, and 50k-row
 # batches cost ~300 MiB more at the same speed (bench/tier_derivation.py).

@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import msgspec
 
-from catalog import bodies
-from catalog.errors import InvalidParameter
+from catalog.kernel import bodies
+from catalog.kernel.errors import InvalidParameter
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 from pyarrow import fs as pafs
 
-from catalog.settings import Settings
+from catalog.kernel.settings import Settings
 
 CHUNK = 1 << 20
 

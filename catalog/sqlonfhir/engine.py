@@ -6,8 +6,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from catalog.publishing.views import CompiledView
 from catalog.sqlonfhir.plan import compile_plan
+from catalog.sqlonfhir.views import CompiledView
 
 __all__ = ["ENGINE_ENV", "fast_rows"]
 

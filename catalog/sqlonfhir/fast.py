@@ -6,7 +6,7 @@ subset; a compiled function raises :class:`Fallback` at run time when the data i
 it models exactly (primitive-extension shadows, nulls inside arrays, multi-item comparisons,
 choice elements of another type than the one asked for, ...). Either way the caller hands the
 expression -- or the whole resource -- to the general evaluator in
-:mod:`catalog.publishing.views`, so results never differ from it.
+:mod:`catalog.sqlonfhir.views`, so results never differ from it.
 
 The subset: member chains typed with fhirpathpy's own model (so `value.ofType(Quantity)` finds
 `valueQuantity` exactly as fhirpathpy does), `first()`, `exists()`, `empty()`, `where(<path> =
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-from catalog.publishing.views import _reference_key, _resource_key
+from catalog.sqlonfhir.views import _reference_key, _resource_key
 
 __all__ = ["Fallback", "Path", "Unsupported", "compile_path", "plain_values"]
 

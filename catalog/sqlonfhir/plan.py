@@ -18,8 +18,8 @@ from typing import Any
 
 from fhirpathpy.parser import parse as fhirpath_parse
 
-from catalog.publishing.views import CompiledView, _Expr, _ExprFailure, _model_for
 from catalog.sqlonfhir.fast import Fallback, Path, Unsupported, compile_path, plain_values
+from catalog.sqlonfhir.views import CompiledView, _Expr, _ExprFailure, _model_for
 
 __all__ = ["FastView", "compile_plan"]
 

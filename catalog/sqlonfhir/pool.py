@@ -28,9 +28,9 @@ from catalog.publishing.sources import (
     _parse_line,
     read_ndjson,
 )
-from catalog.publishing.views import ResourceEvaluationError, compile_view
 from catalog.sqlonfhir import progress
 from catalog.sqlonfhir.engine import fast_rows
+from catalog.sqlonfhir.views import ResourceEvaluationError, compile_view
 
 __all__ = ["CHUNK_LINES", "WORKERS_ENV", "evaluate_ndjson", "workers_for"]
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import catalog.db
+import catalog.kernel.db
 from policies.enforcer import default_policy_lines
 
 revision: str = "054155050488"
@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("contact_email", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=False),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_organization")),
     )
@@ -54,7 +54,7 @@ def upgrade() -> None:
         "policy_revision",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
-        sa.Column("changed_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("changed_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_revision")),
     )
     op.create_table(
@@ -69,14 +69,14 @@ def upgrade() -> None:
             "approval_reference", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False
         ),
         sa.Column("document_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("effective_from", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("effective_from", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("revoked_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
         sa.Column(
             "revocation_reason", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True
         ),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.ForeignKeyConstraint(
             ["organization_id"],
@@ -97,8 +97,8 @@ def upgrade() -> None:
         sa.Column("display_name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("organization_id", sa.Integer(), nullable=True),
-        sa.Column("disabled_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("disabled_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.ForeignKeyConstraint(
             ["organization_id"],
@@ -123,9 +123,9 @@ def upgrade() -> None:
         sa.Column("products", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("decided_by", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
-        sa.Column("decided_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("decided_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("decision_reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["dua_id"], ["dua.id"], name=op.f("fk_access_request_dua_id_dua")),
         sa.ForeignKeyConstraint(
             ["organization_id"],
@@ -149,9 +149,9 @@ def upgrade() -> None:
         sa.Column("principal_id", sa.Integer(), nullable=False),
         sa.Column("secret_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("description", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["principal_id"], ["principal.id"], name=op.f("fk_api_token_principal_id_principal")
         ),
@@ -167,10 +167,10 @@ def upgrade() -> None:
         sa.Column("request_id", sa.Integer(), nullable=False),
         sa.Column("approved_by", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("justification", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=False),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("review_due_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("review_due_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("revoked_by", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
         sa.Column(
             "revocation_reason", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True
@@ -228,7 +228,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.Integer(), nullable=False),
         sa.Column("author", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("body", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=False),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["request_id"],
             ["access_request.id"],
@@ -246,8 +246,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("grant_id", sa.Integer(), nullable=False),
         sa.Column("message", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
-        sa.Column("served_until", catalog.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("served_until", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["grant_id"], ["access_grant.id"], name=op.f("fk_grant_notice_grant_id_access_grant")

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import catalog.db
+import catalog.kernel.db
 
 revision: str = "06df586aac46"
 down_revision: str | None = "054155050488"
@@ -26,9 +26,9 @@ def upgrade() -> None:
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("organization_id", sa.Integer(), nullable=False),
         sa.Column("secret_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["organization_id"],
             ["organization.id"],

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import catalog.db
+import catalog.kernel.db
 
 revision: str = "46b24d414497"
 down_revision: str | None = None
@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "change_event",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("subject_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -41,9 +41,9 @@ def upgrade() -> None:
 
     op.create_table(
         "domain",
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("updated_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("updated_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
@@ -59,9 +59,9 @@ def upgrade() -> None:
 
     op.create_table(
         "data_product",
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("updated_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("updated_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("description", sqlmodel.sql.sqltypes.AutoString(length=8000), nullable=False),
@@ -73,7 +73,7 @@ def upgrade() -> None:
         sa.Column("source_resources", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("status_reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
-        sa.Column("status_changed_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("status_changed_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("status_changed_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
         sa.Column("search_text", sqlmodel.sql.sqltypes.AutoString(length=20000), nullable=False),
         sa.ForeignKeyConstraint(
@@ -103,9 +103,9 @@ def upgrade() -> None:
 
     op.create_table(
         "product_version",
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("updated_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("updated_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("product_id", sa.Integer(), nullable=False),
@@ -120,7 +120,7 @@ def upgrade() -> None:
         sa.Column("delta_location", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
         sa.Column("delta_version", sa.Integer(), nullable=True),
         sa.Column("status_reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
-        sa.Column("status_changed_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("status_changed_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("status_changed_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
         sa.ForeignKeyConstraint(
             ["product_id"],

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import catalog.db
+import catalog.kernel.db
 from catalog.audit.chain import entry_hash
 from catalog.audit.models import GENESIS
 
@@ -89,7 +89,7 @@ def _old_table() -> sa.TableClause:
     return sa.table(
         "change_event",
         sa.column("id", sa.Integer),
-        sa.column("at", catalog.db.UtcDateTime()),
+        sa.column("at", catalog.kernel.db.UtcDateTime()),
         *(sa.column(name, sa.String) for name in OLD_COLUMNS[2:-1]),
         sa.column("details", sa.JSON),
     )
@@ -99,7 +99,7 @@ def _new_table() -> sa.TableClause:
     return sa.table(
         "audit_event",
         sa.column("id", sa.Integer),
-        sa.column("at", catalog.db.UtcDateTime()),
+        sa.column("at", catalog.kernel.db.UtcDateTime()),
         *(sa.column(name, sa.String) for name in OLD_COLUMNS[2:-1]),
         sa.column("details", sa.JSON),
         *(
@@ -164,7 +164,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_checkpoint",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("last_id", sa.Integer(), nullable=False),
         sa.Column("head_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -176,7 +176,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_event",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("subject_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -226,7 +226,7 @@ def downgrade() -> None:
     op.create_table(
         "change_event",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("subject_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),

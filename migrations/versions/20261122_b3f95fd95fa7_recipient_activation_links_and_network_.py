@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import catalog.db
+import catalog.kernel.db
 
 revision: str = "b3f95fd95fa7"
 down_revision: str | None = "c8e74cf9ab07"
@@ -27,10 +27,10 @@ def upgrade() -> None:
         sa.Column("organization_id", sa.Integer(), nullable=False),
         sa.Column("secret_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("token_days", sa.Integer(), nullable=False),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("expires_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("used_at", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("token_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.ForeignKeyConstraint(
             ["organization_id"],
@@ -48,7 +48,7 @@ def upgrade() -> None:
         "recipient_network",
         sa.Column("organization_id", sa.Integer(), nullable=False),
         sa.Column("cidrs", sa.JSON(), nullable=False),
-        sa.Column("updated_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("updated_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.ForeignKeyConstraint(
             ["organization_id"],

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import catalog.db
+import catalog.kernel.db
 
 revision: str = "c8e74cf9ab07"
 down_revision: str | None = "06df586aac46"
@@ -32,7 +32,7 @@ def downgrade() -> None:
         sa.Column("namespace", sa.VARCHAR(length=64), nullable=False),
         sa.Column("source_id", sa.VARCHAR(length=200), nullable=False),
         sa.Column("surrogate", sa.VARCHAR(length=40), nullable=False),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tier", "namespace", "source_id", name=op.f("pk_surrogate_key")),
         sa.UniqueConstraint("surrogate", name=op.f("uq_surrogate_key_surrogate")),
     )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import catalog.db
+import catalog.kernel.db
 
 revision: str = "f146002c5491"
 down_revision: str | None = "46b24d414497"
@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("namespace", sa.String(length=64), nullable=False),
         sa.Column("source_id", sa.String(length=200), nullable=False),
         sa.Column("surrogate", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-        sa.Column("created_at", catalog.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tier", "namespace", "source_id", name=op.f("pk_surrogate_key")),
         sa.UniqueConstraint("surrogate", name="uq_surrogate_key_surrogate"),
     )
@@ -60,7 +60,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("view", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("tier_tables", sa.JSON(), nullable=True))
         batch_op.add_column(
-            sa.Column("extracted_at", catalog.db.UtcDateTime(timezone=True), nullable=True)
+            sa.Column("extracted_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(sa.Column("lineage", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("checks", sa.JSON(), nullable=True))

@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from alembic import op
 
-import catalog.db
+import catalog.kernel.db
 
 revision: str = "e1a7c3d5b2f0"
 down_revision: str | None = "b1c0ffee0001"
@@ -29,13 +29,13 @@ VERSIONS = sa.table(
     sa.column("product_id", sa.Integer),
     sa.column("version", sa.String),
     sa.column("status", sa.String),
-    sa.column("served_until", catalog.db.UtcDateTime(timezone=True)),
+    sa.column("served_until", catalog.kernel.db.UtcDateTime(timezone=True)),
 )
 GRANTS = sa.table("access_grant", sa.column("id", sa.Integer), sa.column("product_id", sa.Integer))
 NOTICES = sa.table(
     "grant_notice",
     sa.column("grant_id", sa.Integer),
-    sa.column("served_until", catalog.db.UtcDateTime(timezone=True)),
+    sa.column("served_until", catalog.kernel.db.UtcDateTime(timezone=True)),
     sa.column("details", sa.JSON),
 )
 
@@ -45,7 +45,7 @@ NOTICES = sa.table(
 def upgrade() -> None:
     op.add_column(
         "product_version",
-        sa.Column("served_until", catalog.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("served_until", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
     )
     _backfill()
     if op.get_bind().dialect.name == "postgresql":

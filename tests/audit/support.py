@@ -8,8 +8,8 @@ from sqlmodel import Session, col, select
 
 from catalog.audit.chain import verify_chain
 from catalog.audit.models import AuditEvent, VerifyReport
-from catalog.db import transaction
-from catalog.events import Actor, record_event
+from catalog.audit.record import Actor, record_event
+from catalog.kernel.db import transaction
 from tests.db_support import audit_protection_lifted
 
 AUDITOR = Actor("tester")

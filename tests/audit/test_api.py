@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from catalog.audit.context import REQUEST_ID_HEADER
-from catalog.db import transaction
-from catalog.events import Actor
+from catalog.audit.record import Actor
+from catalog.kernel.db import transaction
 from tests.audit.support import entries, record, tamper
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body

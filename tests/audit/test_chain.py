@@ -11,9 +11,9 @@ from sqlmodel import Session, select
 from catalog.audit.chain import CHECKPOINT_OPTION, entry_hash, fields_of, record_checkpoint
 from catalog.audit.context import RequestContext, request_scope
 from catalog.audit.models import GENESIS, AuditCheckpoint, AuditEvent
-from catalog.db import transaction
-from catalog.errors import Forbidden
-from catalog.events import record_failure, record_now
+from catalog.audit.record import record_failure, record_now
+from catalog.kernel.db import transaction
+from catalog.kernel.errors import Forbidden
 from policies.enforcer import Caller
 from tests.audit.support import AUDITOR, append, entries, record, tamper, verify
 

@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
+from catalog.audit.record import Actor, record_event
 from catalog.audit.service import list_disclosures
-from catalog.db import transaction
-from catalog.events import Actor, record_event
+from catalog.kernel.db import transaction
 
 RESEARCH = {"dua": "12", "purpose": "research"}
 QUALITY = {"dua": "31", "purpose": "quality-improvement"}

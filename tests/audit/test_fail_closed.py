@@ -10,10 +10,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from catalog.audit.record import Actor, new_entry, record_failure, record_now
 from catalog.audit.writer import AuditWriter, _Ticket
-from catalog.db import transaction
-from catalog.errors import Unavailable
-from catalog.events import Actor, new_entry, record_failure, record_now
+from catalog.kernel.db import transaction
+from catalog.kernel.errors import Unavailable
 from catalog.products import service
 from tests.audit.support import entries, verify
 from tests.factories import domain_body, make_domain

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlmodel import Session
 
-from catalog import migrate
 from catalog.audit.chain import verify_chain
-from catalog.db import make_engine
+from catalog.kernel import migrate
+from catalog.kernel.db import make_engine
 from tests.audit.support import entries
 
 BEFORE = "b3f95fd95fa7"

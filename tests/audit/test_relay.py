@@ -14,7 +14,7 @@ import pytest
 
 from catalog.audit import relay
 from catalog.audit.writer import AuditWriter
-from catalog.errors import Unavailable
+from catalog.kernel.errors import Unavailable
 from tests.audit.support import entries, verify
 from tests.audit.test_fail_closed import audit_writes_failing, read_entry
 

@@ -262,7 +262,7 @@ def test_openapi_docs_and_probes(client):
 
 
 def test_readyz_reports_unreachable_database(settings, tmp_path):
-    broken = create_engine(f"sqlite:///{tmp_path}/missing-dir/nope/catalog.db")
+    broken = create_engine(f"sqlite:///{tmp_path}/missing-dir/nope/catalog.kernel.db")
     from litestar.testing import TestClient
 
     with TestClient(create_app(settings, engine=broken)) as c:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from sqlmodel import func, select
 
-from catalog.events import ChangeEvent
+from catalog.audit.record import ChangeEvent
 from catalog.manifest.apply import Action, apply_manifest
 from catalog.manifest.loader import load_manifest, parse_manifest
 from catalog.products import service

@@ -3,8 +3,8 @@
 import pytest
 from sqlmodel import select
 
-from catalog.errors import BreakingChange, Conflict, InvalidParameter, NotFound
-from catalog.events import ChangeEvent
+from catalog.audit.record import ChangeEvent
+from catalog.kernel.errors import BreakingChange, Conflict, InvalidParameter, NotFound
 from catalog.products import service
 from catalog.products.models import ProductStatus, Tier, VersionSpec, VersionStatus
 from tests.factories import ACTOR, columns, make_domain, make_product, make_version, version_body

@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from catalog.errors import BreakingChange, InvalidVersion
+from catalog.kernel.errors import BreakingChange, InvalidVersion
 from catalog.products.arrow_types import (
     ArrowTypeError,
     canonical_type_name,

@@ -18,8 +18,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from typer.testing import CliRunner
 
 from catalog.cli import app as mesh
-from catalog.settings import Settings
+from catalog.kernel.settings import Settings
 from tests.live import free_port, serving
+
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [

@@ -336,8 +336,8 @@ def test_concurrent_approvals_make_one_set_of_grants(backend, engine, estate, se
 
     from sqlmodel import Session, select
 
-    from catalog.errors import Conflict
-    from catalog.events import Actor
+    from catalog.audit.record import Actor
+    from catalog.kernel.errors import Conflict
     from policies.access import approve_request
     from policies.enforcer import PolicyEngine
     from policies.models import Grant

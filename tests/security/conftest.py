@@ -3,8 +3,8 @@ and a small demo estate of this package's own (SQLite), so these tests may chang
 
 import pytest
 
-from catalog.db import make_engine
-from catalog.settings import Settings
+from catalog.kernel.db import make_engine
+from catalog.kernel.settings import Settings
 from tests.catalog.publishing.conftest import export_dir, patients_version
 from tests.live import demo_estate, free_port, serving
 from tests.policies.conftest import Estate, estate

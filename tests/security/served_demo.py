@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from catalog.settings import Settings
+from catalog.kernel.settings import Settings
 from tests.live import demo_estate, free_port, serving
 
 ADMIN_TOKEN = "security-probe-admin-token-0123456789abcdef"

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from catalog.audit.chain import CHAIN_LOCK_KEY
-from catalog.db import make_engine
+from catalog.kernel.db import make_engine
 from catalog.products import service as products
 from catalog.products.models import VersionStatus
 from policies.models import AccessRequest, Grant, RequestStatus

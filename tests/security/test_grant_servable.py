@@ -2,7 +2,7 @@
 
 from sqlmodel import Session
 
-from catalog.clock import SystemClock
+from catalog.kernel.clock import SystemClock
 from policies.access import check_grant, get_dua
 from policies.enforcer import PolicyEngine
 from policies.models import AccessRequest, Grant, Purpose

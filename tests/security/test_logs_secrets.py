@@ -27,11 +27,13 @@ from sqlalchemy.engine import Engine
 
 from catalog.app import create_app
 from catalog.audit.context import logging_config, redact
-from catalog.db import make_engine
-from catalog.settings import Settings
+from catalog.kernel.db import make_engine
+from catalog.kernel.settings import Settings
 from policies.enforcer import route_subject
 from tests.live import free_port
 from tests.security.served_demo import ADMIN_TOKEN, TABLE, build_demo, demo_settings
+
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
 
 @contextmanager
@@ -155,7 +157,7 @@ def test_no_log_line_carries_a_secret(tmp_path: Path) -> None:
             assert api_bad.status_code == 401
 
         # The same server with its database gone: the error lines name the route, not the secret.
-        missing = make_engine(f"sqlite:///{tmp_path / 'gone' / 'catalog.db'}")
+        missing = make_engine(f"sqlite:///{tmp_path / 'gone' / 'catalog.kernel.db'}")
         with (
             served_like_mesh_serve(settings, port, config, engine=missing) as base,
             httpx.Client(timeout=60) as http,

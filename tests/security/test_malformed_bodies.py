@@ -15,10 +15,12 @@ import pytest
 from litestar.testing import TestClient
 
 from catalog.app import create_app
-from catalog.bodies import MAX_JSON_DEPTH, too_deep
+from catalog.kernel.bodies import MAX_JSON_DEPTH, too_deep
+from catalog.kernel.settings import Settings
 from catalog.publishing.sources import MAX_RESOURCE_DEPTH, read_ndjson
-from catalog.settings import Settings
 from tests.security.served_demo import TABLE, Demo, served_demo
+
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
 DEEP_BODIES = {
     "objects": '{"a":' * 5000,

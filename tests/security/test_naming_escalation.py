@@ -7,9 +7,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from catalog import migrate
 from catalog.cli import app
-from catalog.db import make_engine
+from catalog.kernel import migrate
+from catalog.kernel.db import make_engine
 from policies.enforcer import add_rule, role_subject, user_subject
 from policies.models import CasbinRule, Principal, PrincipalKind
 from tests.conftest import ADMIN_TOKEN

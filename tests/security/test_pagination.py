@@ -8,10 +8,12 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from catalog.errors import InvalidParameter
-from catalog.pagination import page_size
+from catalog.kernel.errors import InvalidParameter
+from catalog.kernel.pagination import page_size
 from sharing.routes import MAX_PAGE
 from tests.security.served_demo import Demo, served_demo
+
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
 SHARE = "/delta-sharing/shares/sepsis-research"
 LISTS = ["/delta-sharing/shares", SHARE + "/schemas", SHARE + "/schemas/st-marys/tables",

@@ -19,6 +19,8 @@ from sharing.delta import DataFile
 from sharing.predicates import MAX_DEPTH, may_match, parse_hint
 from tests.security.served_demo import TABLE, Demo, served_demo
 
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sharing.files import RangeNotSatisfiable, byte_range
+from sharing.files.urls import RangeNotSatisfiable, byte_range
 from tests.security.served_demo import Demo, served_demo
+
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
 HUGE = "9" * 5000  # past Python's int max-str-digits (4,300)
 

@@ -7,10 +7,10 @@ so an orchestrator sent traffic to a server that could serve none of it.
 from alembic.script import ScriptDirectory
 from litestar.testing import TestClient
 
-from catalog import health, migrate
 from catalog.app import create_app
-from catalog.db import make_engine
-from catalog.settings import Settings
+from catalog.kernel import health, migrate
+from catalog.kernel.db import make_engine
+from catalog.kernel.settings import Settings
 
 
 def _ready(settings: Settings, url: str):

@@ -14,12 +14,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from catalog.audit.models import AuditEvent
-from catalog.events import Actor
-from catalog.settings import Settings
+from catalog.audit.record import Actor
+from catalog.kernel.settings import Settings
 from policies.auth import split_secret
 from policies.models import Organization
-from sharing import recipients
-from sharing.models import RecipientToken
+from sharing.recipients import service as recipients
+from sharing.recipients.models import RecipientToken
 from tests.factories import activation_link, organization
 from tests.live import free_port, serving, together
 

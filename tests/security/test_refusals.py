@@ -22,12 +22,12 @@ import requests
 from sqlalchemy import text
 from sqlmodel import Session
 
-from catalog.events import Actor
+from catalog.audit.record import Actor
 from policies.auth import split_secret
 from policies.principals import get_organization
-from sharing import recipients
-from sharing.files import FILES, _signed_message
-from sharing.service import mac, signing_key
+from sharing.files.urls import FILES, _signed_message
+from sharing.reads import mac, signing_key
+from sharing.recipients import service as recipients
 
 SHARE = "sepsis-research"
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"

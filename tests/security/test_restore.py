@@ -16,10 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from catalog.events import Actor
-from catalog.settings import Settings
+from catalog.audit.record import Actor
+from catalog.kernel.settings import Settings
 from policies.models import Organization
-from sharing import recipients
+from sharing.recipients import service as recipients
 from tests.factories import organization
 from tests.live import free_port, serving
 

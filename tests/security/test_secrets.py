@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from catalog.settings import MIN_SECRET_BITS, Settings, estimated_bits
+from catalog.kernel.settings import MIN_SECRET_BITS, Settings, estimated_bits
 
 GOOD = secrets.token_urlsafe(48)
 PROBED_KEY = "a" * 40

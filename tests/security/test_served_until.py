@@ -14,14 +14,16 @@ import requests
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from catalog import migrate
 from catalog.cli import app as mesh
-from catalog.db import make_engine
+from catalog.kernel import migrate
+from catalog.kernel.db import make_engine
+from catalog.kernel.settings import Settings
 from catalog.products import service as products
-from catalog.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import FixedClock
 from tests.live import demo_estate, free_port, serving
+
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
 TABLE = "sepsis-research.st-marys.patients"
 PROTOCOL = "/delta-sharing/shares/sepsis-research"

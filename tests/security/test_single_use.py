@@ -2,7 +2,7 @@
 
 Revoking a grant, a DUA or a token checked the loaded row and then wrote it: concurrent requests
 all passed the check, each answered 200 and audited its own revocation. Now each is a conditional
-UPDATE (`catalog.db.claim`): one 200, the rest 409, one audit entry.
+UPDATE (`catalog.kernel.db.claim`): one 200, the rest 409, one audit entry.
 (Activation links: tests/security/test_recipient_credentials.py.)
 """
 

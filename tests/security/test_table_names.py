@@ -12,8 +12,8 @@ import requests
 from deltalake import DeltaTable
 from sqlmodel import Session, col, select
 
-from catalog.clock import SystemClock
-from catalog.events import Actor
+from catalog.audit.record import Actor
+from catalog.kernel.clock import SystemClock
 from catalog.products.models import DataProduct
 from policies.access import revoke_grant
 from policies.models import AccessRequest, Dua, Grant

@@ -2,7 +2,7 @@
 
 The old session dependency was a generator, whose commit Litestar ran after the handler had
 returned, in a second trip to the thread pool: a transaction holding a lock then waited for a
-free thread (see test_contention.py). `catalog.unit_of_work.install` now wraps every such route.
+free thread (see test_contention.py). `catalog.kernel.unit_of_work.install` now wraps every such route.
 """
 
 import pytest
@@ -13,10 +13,10 @@ from litestar.routes import HTTPRoute
 from litestar.utils.sync import AsyncCallable
 from sqlmodel import Session
 
-from catalog import unit_of_work
 from catalog.app import create_app
-from catalog.db import make_engine
-from catalog.settings import Settings
+from catalog.kernel import unit_of_work
+from catalog.kernel.db import make_engine
+from catalog.kernel.settings import Settings
 
 
 def test_every_route_with_a_session_commits_in_its_own_thread_call(tmp_path):

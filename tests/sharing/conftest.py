@@ -2,7 +2,7 @@
 
 import pytest
 
-from catalog.settings import Settings
+from catalog.kernel.settings import Settings
 from tests.live import demo_estate, free_port, serving
 
 

@@ -11,13 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
+
 SERVE_AND_READ = """
 import json, sys
 from urllib.parse import urlsplit
 from litestar.testing import TestClient
 from sqlmodel import SQLModel
 from catalog.app import create_app, tune_for_serving
-from catalog.settings import Settings
+from catalog.kernel.settings import Settings
 
 app = create_app(Settings(home=sys.argv[1], policy_refresh_seconds=0))
 tune_for_serving()

@@ -15,14 +15,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from catalog.clock import SystemClock
-from catalog.db import make_engine
-from catalog.errors import Unauthenticated
+from catalog.kernel.clock import SystemClock
+from catalog.kernel.db import make_engine
+from catalog.kernel.errors import Unauthenticated
 from policies.auth import split_secret
 from policies.enforcer import PolicyEngine
 from policies.principals import get_organization
-from sharing import recipients, service
+from sharing import reads as service
 from sharing.cache import GovernanceCache, read_revision
+from sharing.recipients import service as recipients
 from tests.factories import organization
 
 WATCHED = (

@@ -1,6 +1,6 @@
 """A query whose rows are all cached runs on the event loop; anything that would block does not.
 
-`catalog.blocking` marks every database and storage read on the sharing path; inside
+`catalog.serving.blocking` marks every database and storage read on the sharing path; inside
 `nonblocking()` such a read raises `WouldBlock` and the route runs the request again in a thread.
 The spy below counts those hand-offs on a server in this process.
 """
@@ -17,13 +17,13 @@ from deltalake import write_deltalake
 from sqlalchemy import text
 from sqlmodel import Session
 
-import catalog.blocking
-from catalog.blocking import WouldBlock, may_block, nonblocking
-from catalog.db import make_engine
+import catalog.serving.blocking
+from catalog.kernel.db import make_engine
+from catalog.serving.blocking import WouldBlock, may_block, nonblocking
 from policies.enforcer import PolicyEngine
 from policies.principals import get_organization
 from sharing import delta
-from sharing.recipients import issue_token
+from sharing.recipients.service import issue_token
 from tests.factories import FixedClock
 from tests.live import free_port, serving
 
@@ -44,13 +44,13 @@ def inline_server(estate, monkeypatch):
     """A second server on the estate that checks the policy revision every minute (the estate's
     own checks it on every request, which always blocks), and a count of thread hand-offs."""
     handed_off: list[str] = []
-    original = catalog.blocking.sync_to_thread
+    original = catalog.serving.blocking.sync_to_thread
 
     async def counting(fn, *args, **kwargs):
         handed_off.append(fn.__name__)
         return await original(fn, *args, **kwargs)
 
-    monkeypatch.setattr(catalog.blocking, "sync_to_thread", counting)
+    monkeypatch.setattr(catalog.serving.blocking, "sync_to_thread", counting)
     port = free_port()
     settings = estate["settings"].model_copy(update={"port": port, "policy_refresh_seconds": 60})
     token = json.loads(Path(estate["profile"]).read_text())["bearerToken"]

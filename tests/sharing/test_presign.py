@@ -28,7 +28,7 @@ from deltalake import DeltaTable, write_deltalake
 from moto.server import ThreadedMotoServer
 
 from catalog.publishing.storage import Storage, remote_filesystem
-from sharing.presign import ObjectStoreSigner, UrlSigner, build_store, object_store_signer
+from sharing.files.presign import ObjectStoreSigner, UrlSigner, build_store, object_store_signer
 
 ACCESS_KEY = "AKIAMESHTEST0000"
 SECRET_KEY = "mesh-test-secret"

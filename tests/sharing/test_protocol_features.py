@@ -14,13 +14,13 @@ import requests
 from deltalake import DeltaTable, write_deltalake
 from sqlmodel import Session, select
 
-from catalog.db import make_engine
-from catalog.events import Actor
+from catalog.audit.record import Actor
+from catalog.kernel.db import make_engine
 from catalog.products.models import DataProduct
 from policies.principals import get_organization
-from sharing import recipients
 from sharing.delta import snapshot
 from sharing.protocol import UnsupportedOperation
+from sharing.recipients import service as recipients
 from sharing.routes import response_format
 from tests.factories import activation_link
 
@@ -361,7 +361,7 @@ def test_recipient_admin_api(estate):
 
 
 def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
-    from catalog.clock import SystemClock
+    from catalog.kernel.clock import SystemClock
     from policies.access import revoke_grant
     from policies.models import Grant
 

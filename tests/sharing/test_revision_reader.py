@@ -17,14 +17,14 @@ import requests
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-import catalog.blocking
+import catalog.serving.blocking
 import sharing.cache
-from catalog.db import make_engine
-from catalog.errors import Unavailable
-from catalog.settings import Settings
+from catalog.kernel.db import make_engine
+from catalog.kernel.errors import Unavailable
+from catalog.kernel.settings import Settings
 from policies.auth import split_secret
-from sharing import recipients
 from sharing.cache import RevisionReader
+from sharing.recipients import service as recipients
 from tests.live import demo_estate, free_port, serving
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
@@ -39,7 +39,7 @@ def _bump(engine: Engine) -> None:
 def thread_hops(monkeypatch) -> list[str]:
     """Names of the functions handed to a handler thread while the test runs."""
     hops: list[str] = []
-    for module in (catalog.blocking, sharing.cache):
+    for module in (catalog.serving.blocking, sharing.cache):
         original = module.sync_to_thread
 
         async def counting(fn, *args, _original=original, **kwargs):

@@ -2,7 +2,7 @@
 
 Every view of the example estate runs over a synthetic export (dirt included) and every view of
 the SQL-on-FHIR v2 conformance suite over its resources, through both
-`catalog.sqlonfhir.plan.FastView.rows` and `catalog.publishing.views.CompiledView.rows`.
+`catalog.sqlonfhir.plan.FastView.rows` and `catalog.sqlonfhir.views.CompiledView.rows`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from catalog.publishing.synth import generate_export
-from catalog.publishing.views import ResourceEvaluationError, ViewDefinitionError, compile_view
+from catalog.demo.synth import generate_export
 from catalog.sqlonfhir.plan import compile_plan
+from catalog.sqlonfhir.views import ResourceEvaluationError, ViewDefinitionError, compile_view
 from tests.catalog.publishing import test_sql_on_fhir_conformance as conformance
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from catalog.publishing.sources import read_ndjson
-from catalog.publishing.views import ResourceEvaluationError, compile_view
 from catalog.sqlonfhir.engine import fast_rows
 from catalog.sqlonfhir.plan import FastView, compile_plan
+from catalog.sqlonfhir.views import ResourceEvaluationError, compile_view
 
 VITALS = {
     "resource": "Observation",

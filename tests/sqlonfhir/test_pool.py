@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
+from catalog.demo.synth import generate_export
 from catalog.publishing.sources import read_ndjson
-from catalog.publishing.synth import generate_export
-from catalog.publishing.views import ResourceEvaluationError, compile_view
 from catalog.sqlonfhir import pool
 from catalog.sqlonfhir.engine import fast_rows
+from catalog.sqlonfhir.views import ResourceEvaluationError, compile_view
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from catalog.kernel.settings import Settings
 from catalog.products import service
 from catalog.products.models import ProductSpec, VersionSpec
-from catalog.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import ACTOR, domain_body, make_domain
 

@@ -22,15 +22,17 @@ from deltalake import DeltaTable, write_deltalake
 from sqlmodel import Session
 from typer.testing import CliRunner
 
+from catalog.audit.record import Actor
 from catalog.cli import app as mesh
-from catalog.db import make_engine, transaction
-from catalog.events import Actor
+from catalog.kernel.db import make_engine, transaction
+from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import VersionSpec, VersionStatus
 from catalog.publishing import service as publishing
-from catalog.settings import Settings
 from sharing import delta
 from tests.live import demo_estate, free_port, serving
+
+pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
 TABLE = "sepsis-research.st-marys.patients"
 META = ["_change_type", "_commit_version", "_commit_timestamp"]

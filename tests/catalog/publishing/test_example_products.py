@@ -10,12 +10,12 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
+from catalog.kernel.settings import Settings
 from catalog.manifest.apply import apply_manifest
 from catalog.manifest.loader import load_manifest
 from catalog.products import service as products
 from catalog.products.models import VersionStatus
 from catalog.publishing import service
-from catalog.settings import Settings
 from tests.factories import ACTOR
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "products.example.yaml"

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 
 from catalog.app import create_app
 from catalog.cli import app
+from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import ColumnSpec, VersionSpec, VersionStatus
 from catalog.publishing import service
 from catalog.publishing.coerce import FieldCoercionError, RowCoercer
 from catalog.publishing.models import FindingRecord, QuarantineRecord
-from catalog.settings import Settings
 from tests.catalog.publishing.conftest import STAYS, new_product
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import ACTOR

@@ -309,7 +309,7 @@ def test_concurrent_publishes_of_one_version_make_one_version(
 
     from sqlmodel import Session
 
-    from catalog.errors import Conflict
+    from catalog.kernel.errors import Conflict
     from catalog.products import service as products
 
     session.commit()
@@ -366,7 +366,7 @@ def test_invalid_utf8_line_is_quarantined_with_its_line(
 def test_reconvert_with_a_view_that_does_not_fit_is_a_clear_error(
     session, clock, patients_version, export_dir, publish_settings
 ):
-    from catalog.errors import ValidationFailed
+    from catalog.kernel.errors import ValidationFailed
 
     version = publish(session, patients_version, export_dir, publish_settings, clock)
     session.commit()

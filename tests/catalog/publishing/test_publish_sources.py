@@ -9,13 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from catalog.demo.synth import generate_export
+from catalog.kernel.settings import Settings
 from catalog.manifest.apply import apply_manifest
 from catalog.manifest.loader import load_manifest
 from catalog.products import service as products
 from catalog.products.models import VersionSpec, VersionStatus
 from catalog.publishing import service
-from catalog.publishing.synth import generate_export
-from catalog.settings import Settings
 from tests.catalog.publishing.conftest import STAYS, new_product
 from tests.factories import ACTOR
 

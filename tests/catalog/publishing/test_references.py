@@ -9,7 +9,7 @@ import json
 import pytest
 from deltalake import DeltaTable
 
-from catalog.errors import ValidationFailed
+from catalog.kernel.errors import ValidationFailed
 from catalog.manifest.loader import ManifestError, parse_manifest
 from catalog.products import service as products
 from catalog.products.models import ProductSpec, VersionSpec, VersionStatus

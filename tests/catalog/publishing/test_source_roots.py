@@ -18,9 +18,9 @@ from sqlmodel import Session, col, select
 
 from catalog.app import create_app
 from catalog.audit.models import AuditEvent
-from catalog.errors import Forbidden
+from catalog.kernel.errors import Forbidden
+from catalog.kernel.settings import Settings
 from catalog.publishing import service
-from catalog.settings import Settings
 from tests.catalog.publishing.conftest import LEGACY_FORMATS, PATIENT_COLUMNS, PATIENT_VIEW
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body

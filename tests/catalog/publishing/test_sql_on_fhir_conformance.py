@@ -1,4 +1,4 @@
-"""Run the official SQL-on-FHIR v2 conformance suite against catalog.publishing.views.
+"""Run the official SQL-on-FHIR v2 conformance suite against catalog.sqlonfhir.views.
 
 The suite is read in place from /work/shared/conformance/sql-on-fhir-v2/tests (never copied).
 Rows are compared the way the upstream JS runner does: order-insensitively, array cells element
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from catalog.publishing.views import (
+from catalog.sqlonfhir.views import (
     ResourceEvaluationError,
     ViewDefinitionError,
     compile_view,

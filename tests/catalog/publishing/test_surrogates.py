@@ -7,7 +7,7 @@ from deltalake import DeltaTable
 
 from catalog.products.models import Classification, ColumnSpec
 from catalog.publishing.storage import Storage
-from catalog.publishing.surrogates import (
+from catalog.publishing.tiers.surrogates import (
     BUCKETS,
     SurrogateStore,
     id_buckets,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from catalog.publishing.synth import (
+from catalog.demo.synth import (
     AGE_EDGE_RATE,
     AGED_90_PLUS_RATE,
     CONDITION_DUPLICATE_RATE,

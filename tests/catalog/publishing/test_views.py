@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from catalog.publishing.views import (
+from catalog.sqlonfhir.views import (
     ResourceEvaluationError,
     ViewColumn,
     ViewDefinitionError,

@@ -99,8 +99,8 @@ def _join_or_kill(processes: list[BaseProcess], seconds: float) -> None:
 
 def _relay(path: Path, log_config: dict[str, Any]) -> None:
     from catalog.audit import relay
-    from catalog.db import engine_for
-    from catalog.settings import Settings
+    from catalog.kernel.db import engine_for
+    from catalog.kernel.settings import Settings
 
     logging.config.dictConfig(log_config)
     relay.serve(path, engine_for(Settings()))

@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
-from catalog.db import saved_id
-from catalog.errors import InvalidParameter, NotFound
+from catalog.kernel.db import saved_id
+from catalog.kernel.errors import InvalidParameter, NotFound
+from catalog.kernel.settings import Settings
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
-from catalog.settings import Settings
 from policies.access import PolicyRefusal, check_grant, grant_state, readable
 from policies.enforcer import PolicyEngine
 from policies.models import AccessRequest, Dua, Grant, Organization, Purpose

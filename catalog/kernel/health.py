@@ -15,8 +15,8 @@ from litestar.di import NamedDependency
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from catalog import migrate
-from catalog.errors import Unavailable
+from catalog.kernel import migrate
+from catalog.kernel.errors import Unavailable
 
 _PROBES = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mesh-readyz")
 

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from catalog.clock import SystemClock
-from catalog.commands import Home, cli_actor, load_settings, out, unit_of_work
-from catalog.settings import Settings
+from catalog.kernel.clock import SystemClock
+from catalog.kernel.commands import Home, cli_actor, load_settings, out, unit_of_work
+from catalog.kernel.settings import Settings
 from policies.principals import get_organization
-from sharing import recipients
-from sharing.files import PREFIX
+from sharing.files.urls import PREFIX
+from sharing.recipients import service as recipients
 
 recipients_app = typer.Typer(help="Delta Sharing recipients.", no_args_is_help=True)
 Endpoint = Annotated[

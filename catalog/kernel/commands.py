@@ -16,11 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 from typer._click.globals import get_current_context
 
-from catalog import migrate
-from catalog.db import engine_for, transaction
-from catalog.errors import Forbidden, MeshError
-from catalog.events import Actor, record_refusal
-from catalog.settings import Settings
+from catalog.audit.record import Actor, record_refusal
+from catalog.kernel import migrate
+from catalog.kernel.db import engine_for, transaction
+from catalog.kernel.errors import Forbidden, MeshError
+from catalog.kernel.settings import Settings
 
 if TYPE_CHECKING:
     from catalog.wiring import Wiring

@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from catalog.audit.context import redact
+from catalog.audit.record import Actor, refusal_entry
 from catalog.audit.writer import writer_for
-from catalog.errors import (
+from catalog.kernel.errors import (
     PROBLEM_TYPE_BASE,
     Conflict,
     FieldError,
@@ -23,7 +24,6 @@ from catalog.errors import (
     Unavailable,
     ValidationFailed,
 )
-from catalog.events import Actor, refusal_entry
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("mesh.errors")

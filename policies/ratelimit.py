@@ -18,8 +18,8 @@ import threading
 from collections import OrderedDict, deque
 from datetime import datetime
 
-from catalog.clock import Clock
-from catalog.errors import TooManyRequests
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import TooManyRequests
 
 MAX_KEYS = 100_000
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from litestar import Request
 from litestar.types import Empty
 
-from catalog.errors import MeshError
+from catalog.kernel.errors import MeshError
 
 MAX_JSON_DEPTH = 64
 

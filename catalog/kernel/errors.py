@@ -41,8 +41,8 @@ class MeshError(Exception):
         self.errors = errors or []
         self.headers: dict[str, str] = {}  # HTTP headers the answer must carry (Retry-After)
         # Refusals (Forbidden) are audited once, where the request or command ends
-        # (`catalog.problems.record_refusal`, the CLI's units of work): facts for the entry, and
-        # whether it was written.
+        # (`catalog.kernel.problems.record_refusal`, the CLI's units of work): facts for
+        # the entry, and whether it was written.
         self.audit_details: dict[str, Any] = {}
         self.audited = False
 

@@ -21,19 +21,19 @@ from litestar.params import FromPath
 from litestar.response import Stream
 from sqlmodel import Session
 
-from catalog.blocking import inline_first, may_block
-from catalog.clock import Clock
-from catalog.errors import Forbidden, MeshError
-from catalog.events import Actor, new_entry, record_entry
+from catalog.audit.record import Actor, new_entry, record_entry
+from catalog.kernel.clock import Clock
+from catalog.kernel.errors import Forbidden, MeshError
+from catalog.kernel.settings import Settings
 from catalog.publishing.storage import tier_table_of
-from catalog.settings import Settings
+from catalog.serving.blocking import inline_first, may_block
 from policies.auth import client_address
 from sharing import refusals
 from sharing.cache import CacheView, current_view
-from sharing.presign import object_store_signer
+from sharing.files.presign import object_store_signer
 from sharing.protocol import HANDLERS
-from sharing.recipients import check_address, recipient_of, token_row
-from sharing.service import SharedTable, mac, shared_tables, signing_key
+from sharing.reads import SharedTable, mac, shared_tables, signing_key
+from sharing.recipients.service import check_address, recipient_of, token_row
 
 PREFIX = "/delta-sharing"
 _BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)

@@ -15,15 +15,15 @@ from litestar.params import JSONBody, Parameter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from catalog.clock import Clock
-from catalog.events import Actor
-from catalog.problems import problem_responses
-from catalog.settings import Settings
+from catalog.audit.record import Actor
+from catalog.kernel.clock import Clock
+from catalog.kernel.problems import problem_responses
+from catalog.kernel.settings import Settings
 from policies.auth import client_address
 from policies.principals import get_organization
-from sharing import recipients
-from sharing.files import PREFIX
+from sharing.files.urls import PREFIX
 from sharing.protocol import HANDLERS, dumps
+from sharing.recipients import service as recipients
 
 Organization = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 

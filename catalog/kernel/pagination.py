@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from catalog import bodies
-from catalog.errors import InvalidParameter
+from catalog.kernel import bodies
+from catalog.kernel.errors import InvalidParameter
 
 T = TypeVar("T")
 

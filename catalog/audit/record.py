@@ -19,7 +19,7 @@ from catalog.audit import chain
 from catalog.audit.context import RequestContext, current_request
 from catalog.audit.models import AuditEntry, AuditEvent, Outcome
 from catalog.audit.writer import writer_for
-from catalog.errors import Forbidden, MeshError, Unavailable
+from catalog.kernel.errors import Forbidden, MeshError, Unavailable
 
 log = logging.getLogger("mesh.audit")
 

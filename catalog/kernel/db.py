@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
-from catalog.errors import Busy
-from catalog.settings import Settings
+from catalog.kernel.errors import Busy
+from catalog.kernel.settings import Settings
 
 LOCK_TIMEOUT_SECONDS = 5.0
 IDLE_IN_TRANSACTION_SECONDS = 300.0

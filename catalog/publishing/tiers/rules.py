@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from catalog.products.arrow_types import parse_arrow_type
 from catalog.products.models import Classification, ColumnSpec, Tier
-from catalog.publishing.surrogates import SurrogateColumn
+from catalog.publishing.tiers.surrogates import SurrogateColumn
 
 Transform = Callable[[pa.Array], pa.Array]
 _ZIP5 = r"^\s*(?P<zip>\d{5})(?:-?\d{4})?\s*$"

@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from catalog.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
-from catalog.events import Actor, record_event
-from catalog.settings import Settings
+from catalog.audit.record import Actor, record_event
+from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
+from catalog.kernel.settings import Settings
 from policies.auth import new_secret, secret_matches, split_secret
 from policies.models import Organization
 from sharing.cache import CacheView
-from sharing.models import RecipientActivation, RecipientNetwork, RecipientToken
+from sharing.recipients.models import RecipientActivation, RecipientNetwork, RecipientToken
 
 TOKEN_PREFIX = "dsr_"  # noqa: S105  (a prefix, not a secret)
 ACTIVATION_PREFIX = "dsa_"

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from catalog.db import UtcDateTime
+from catalog.kernel.db import UtcDateTime
 
 
 class RecipientToken(SQLModel, table=True):

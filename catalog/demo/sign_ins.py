@@ -1,10 +1,10 @@
 """Sign-in tokens for the console's demo roles, printed by `mesh demo`."""
 
-from catalog.clock import SystemClock
-from catalog.commands import cli_actor, migrated_engine
-from catalog.db import transaction
-from catalog.errors import NotFound
-from catalog.settings import Settings
+from catalog.kernel.clock import SystemClock
+from catalog.kernel.commands import cli_actor, migrated_engine
+from catalog.kernel.db import transaction
+from catalog.kernel.errors import NotFound
+from catalog.kernel.settings import Settings
 from policies import principals
 from policies.commands import DEMO_CONSUMER, DEMO_REVIEWER
 from policies.models import PrincipalCreate, PrincipalKind, Role

@@ -1,0 +1,1 @@
+"""The catalog domain: domains, products, versions, schemas, SLAs and tiers offered."""
