@@ -52,7 +52,7 @@ def setup(out: Path, resources: int) -> Path:
     marker = export / "Observation.ndjson"
     if marker.is_file():
         return export
-    from catalog.audit.record import Actor
+    from catalog.audit.record import Operator
     from catalog.cli import example_products_file, read_manifest
     from catalog.demo.synth import generate_export
     from catalog.kernel import migrate
@@ -68,7 +68,7 @@ def setup(out: Path, resources: int) -> Path:
     migrate.upgrade(engine)
     manifest = read_manifest(example_products_file(), settings)
     with transaction(engine) as session:
-        apply_manifest(session, manifest, actor=Actor("bench"), clock=SystemClock())
+        apply_manifest(session, manifest, actor=Operator("bench"), clock=SystemClock())
     engine.dispose()
     synth = out / "synth"
     # As of now: the vitals contract's freshness check must pass, or no tier is written.
@@ -257,7 +257,7 @@ def phase_convert(export: Path, home: Path, workers: int, general: bool) -> dict
 
 
 def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
-    from catalog.audit.record import Actor
+    from catalog.audit.record import Operator
     from catalog.kernel.clock import SystemClock
     from catalog.kernel.commands import migrated_engine
     from catalog.kernel.db import transaction
@@ -277,7 +277,7 @@ def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
             export.resolve(),
             settings=settings,
             clock=SystemClock(),
-            actor=Actor("bench"),
+            actor=Operator("bench"),
         )
         counts = dict(result.counts or {})
         status, tiers = str(result.status), sorted(result.tier_tables or {})

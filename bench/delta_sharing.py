@@ -420,14 +420,14 @@ def publish_products(
     engine: Any, settings: Any, args: argparse.Namespace, big: Path, small: Path, estate: Estate
 ) -> list[tuple[str, int, str]]:
     """Register and publish the big product and the small ones; (key, product id, tier) pairs."""
-    from catalog.audit.record import Actor
+    from catalog.audit.record import Operator
     from catalog.kernel.clock import SystemClock
     from catalog.kernel.db import transaction
     from catalog.products import service as products
     from catalog.products.models import DomainCreate, ProductSpec, VersionSpec, VersionStatus
     from catalog.publishing.service import publish_version
 
-    actor, clock = Actor("bench-publisher"), SystemClock()
+    actor, clock = Operator("bench-publisher"), SystemClock()
     plan = [(*BIG_PRODUCT, big)]
     for i in range(args.products):
         domain = DOMAINS[i % len(DOMAINS)][0]
@@ -496,7 +496,7 @@ def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
     """The read phase's recipient, through the governance services end to end."""
     import hashlib
 
-    from catalog.audit.record import Actor
+    from catalog.audit.record import Operator
     from catalog.kernel.clock import SystemClock
     from catalog.kernel.db import transaction
     from catalog.products.models import Tier
@@ -513,7 +513,7 @@ def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
     )
     from sharing.recipients.commands import write_profile
 
-    clock, operator = SystemClock(), Actor("bench-operator")
+    clock, operator = SystemClock(), Operator("bench-operator")
     with transaction(engine) as session:
         principals.create_organization(
             session,
@@ -605,7 +605,7 @@ def add_recipients(
     """
     import hashlib
 
-    from catalog.audit.record import Actor
+    from catalog.audit.record import Operator
     from catalog.kernel.clock import SystemClock
     from catalog.kernel.db import transaction
     from catalog.products.models import Tier
@@ -621,7 +621,11 @@ def add_recipients(
 
     if -(-args.grants // args.recipients) > len(pairs):
         raise SystemExit(f"--grants: at most {len(pairs)} grants per recipient (products x tiers)")
-    clock, operator, reviewer = SystemClock(), Actor("bench-operator"), Actor("bench-approver")
+    clock, operator, reviewer = (
+        SystemClock(),
+        Operator("bench-operator"),
+        Operator("bench-approver"),
+    )
     policy = PolicyEngine(engine, clock, refresh_seconds=3600)
     rng = np.random.default_rng(SEED + 2)
     base, extra = divmod(args.grants, args.recipients)
@@ -700,12 +704,13 @@ def add_recipients(
 
 
 def _issue_token(session: Any, organization: Any, now: datetime) -> str:
-    """A recipient bearer token (the function moved between modules; take either)."""
+    """A recipient bearer token (the function moved between modules; take either, so the bench
+    also runs on trees from before the move)."""
     try:
-        from sharing.recipients.service import issue_token
+        from sharing.recipients.service import issue_recipient_token
     except ImportError:
-        from sharing.reads import issue_recipient_token as issue_token
-    return str(issue_token(session, organization, days=7, now=now)[1])
+        from sharing.recipients import issue_token as issue_recipient_token
+    return str(issue_recipient_token(session, organization, days=7, now=now)[1])
 
 
 # --- the server (a child process) ----------------------------------------------------------------

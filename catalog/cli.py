@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from catalog.audit import commands as audit
 from catalog.audit.context import RequestContext, new_cli_request_id, request_scope
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from catalog.kernel import migrate
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
@@ -468,7 +468,7 @@ def demo(
     products_file = example_products_file()
     manifest = read_manifest(products_file, settings)
     with transaction(engine) as session:
-        plan = apply_manifest(session, manifest, actor=Actor("demo"), clock=SystemClock())
+        plan = apply_manifest(session, manifest, actor=Operator("demo"), clock=SystemClock())
         print_plan(plan, products_file.name)
         if plan.is_refused:
             raise fail("the example products file was refused")

@@ -217,7 +217,7 @@ def product_filter(ref: str) -> Any:
 
 
 @dataclass(frozen=True)
-class TierContext:
+class TierRuleFacts:
     """Attributes the tier rules in model.conf read (r2.ctx.*)."""
 
     dua_active: bool
@@ -245,12 +245,12 @@ class TierContext:
         return out
 
 
-def tier_context(
+def tier_rule_facts(
     dua: Dua, *, product: str, tier: Tier, purpose: Purpose, justification: str, now: datetime
-) -> TierContext:
+) -> TierRuleFacts:
     """The minimum-necessary context of `tier` of `product` under `dua`: the one builder, used
     when a request is filed, when it is approved and at every read of the grant."""
-    return TierContext(
+    return TierRuleFacts(
         dua_active=dua_active(dua, now),
         dua_covers_product=dua_covers(dua, product),
         dua_permits_tier=str(tier) in dua.tiers,
@@ -271,7 +271,7 @@ def check_minimum_necessary(
     now: datetime,
 ) -> None:
     """Refuse, naming every unmet rule, unless the policy allows `tier` of `product`."""
-    context = tier_context(
+    context = tier_rule_facts(
         dua, product=product, tier=tier, purpose=purpose, justification=justification, now=now
     )
     if not policy.tier_allowed(str(tier), context):

@@ -82,7 +82,7 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_token(
+def issue_api_token(
     session: Session,
     principal: Principal,
     *,

@@ -331,7 +331,7 @@ class TokenCreate(BaseModel):
     description: str = Field(default="", max_length=200)
 
 
-class TokenIssued(BaseModel):
+class ApiTokenIssued(BaseModel):
     """A new token; `token` is shown this once and never stored."""
 
     id: str
@@ -461,25 +461,25 @@ class GrantRead(BaseModel):
     notices: list[NoticeRead]
 
 
-class Page(BaseModel):
+class ListPage(BaseModel):
     """A page of results; pass `next_cursor` back as `cursor`."""
 
     next_cursor: str | None
 
 
-class AccessRequestPage(Page):
+class AccessRequestPage(ListPage):
     """A page of access requests."""
 
     items: list[AccessRequestRead]
 
 
-class GrantPage(Page):
+class GrantPage(ListPage):
     """A page of grants."""
 
     items: list[GrantRead]
 
 
-class DuaPage(Page):
+class DuaPage(ListPage):
     """A page of DUAs."""
 
     items: list[DuaRead]

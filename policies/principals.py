@@ -9,7 +9,7 @@ from catalog.kernel.clock import Clock
 from catalog.kernel.db import claim
 from catalog.kernel.errors import Conflict, InvalidParameter, NotFound
 from catalog.products.models import Domain
-from policies.auth import issue_token
+from policies.auth import issue_api_token
 from policies.enforcer import (
     ROLE_PREFIX,
     USER_PREFIX,
@@ -20,6 +20,7 @@ from policies.enforcer import (
 )
 from policies.models import (
     ApiToken,
+    ApiTokenIssued,
     CasbinRule,
     Organization,
     OrganizationCreate,
@@ -27,7 +28,6 @@ from policies.models import (
     PrincipalCreate,
     PrincipalRead,
     Role,
-    TokenIssued,
 )
 
 MEMBER = "member"
@@ -197,7 +197,7 @@ def disable_principal(
 
 def create_token(
     session: Session, name: str, *, days: int, description: str, actor: Actor, clock: Clock
-) -> TokenIssued:
+) -> ApiTokenIssued:
     """Issue an API token for a principal (admins, or the principal itself)."""
     if actor.name != name:
         actor.require("*", "token", "create")
@@ -205,7 +205,7 @@ def create_token(
     if principal.disabled_at is not None:
         raise Conflict(f"principal {name!r} is disabled")
     now = clock.now()
-    token, secret = issue_token(
+    token, secret = issue_api_token(
         session, principal, days=days, description=description, now=now, issued_by=actor.name
     )
     record_event(
@@ -217,7 +217,7 @@ def create_token(
         subject=token.id,
         details={"principal": name, "expires_at": token.expires_at.isoformat()},
     )
-    return TokenIssued(id=token.id, token=secret, expires_at=token.expires_at)
+    return ApiTokenIssued(id=token.id, token=secret, expires_at=token.expires_at)
 
 
 def revoke_token(session: Session, token_id: str, *, actor: Actor, clock: Clock) -> ApiToken:

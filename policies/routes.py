@@ -20,6 +20,7 @@ from policies.models import (
     AccessRequestCreate,
     AccessRequestPage,
     AccessRequestRead,
+    ApiTokenIssued,
     CommentCreate,
     CommentRead,
     Decision,
@@ -34,7 +35,6 @@ from policies.models import (
     PrincipalRead,
     RequestStatus,
     TokenCreate,
-    TokenIssued,
 )
 
 ANY = {"permission": "authenticated"}  # fine-grained checks happen in the service
@@ -152,7 +152,7 @@ class PrincipalController(Controller):
         session: NamedDependency[Session],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
-    ) -> TokenIssued:
+    ) -> ApiTokenIssued:
         """Issue a token (admins for anyone, a principal for itself); shown once."""
         return principals.create_token(
             session, name, days=data.days, description=data.description, actor=actor, clock=clock

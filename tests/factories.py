@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from catalog.products import service
 from catalog.products.models import (
     DataProduct,
@@ -18,7 +18,7 @@ from catalog.products.models import (
 from policies.models import Organization
 from sharing.recipients import service as recipients
 
-ACTOR = Actor("tester")
+ACTOR = Operator("tester")
 
 
 class FixedClock:
@@ -140,7 +140,7 @@ def activation_link(session: Session, org: Organization) -> str:
         org,
         token_days=7,
         valid_for=timedelta(hours=1),
-        actor=Actor("cli:test"),
+        actor=Operator("cli:test"),
         now=datetime.now(UTC),
     )
     return link

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from catalog.audit import chain
 from catalog.audit.context import RequestContext, current_request
-from catalog.audit.models import AuditEntry, AuditEvent, Outcome
+from catalog.audit.models import AuditEntry, Outcome
 from catalog.audit.writer import writer_for
 from catalog.kernel.errors import Forbidden, MeshError, Unavailable
 
@@ -25,11 +25,12 @@ log = logging.getLogger("mesh.audit")
 
 
 class Actor:
-    """Who is acting: a principal (API) or `cli:<os user>`, a local operator (command line).
+    """Who is acting, as the audit trail names them; allowed nothing unless a subclass says so.
 
-    Services ask the actor whether an action is allowed; an API principal answers through the
-    policy engine (policies/), while a local operator, who holds the database credentials
-    anyway, is allowed everything. (A plain class: the framework passes it through as is.)
+    Services ask the actor whether an action is allowed. An API principal (`policies.enforcer.
+    Caller`) answers through the policy engine; a recipient or an anonymous caller is only named
+    in entries; the local operator (`Operator`) is the one permissive exception. (A plain class:
+    the framework passes it through as is.)
     """
 
     # The API token the actor authenticated with (its id, never the secret) and its
@@ -45,7 +46,7 @@ class Actor:
 
     def can(self, domain: str, obj: str, action: str) -> bool:
         """Whether this actor may do `action` on `obj` in `domain` (`*` = every domain)."""
-        return True
+        return False
 
     def require(self, domain: str, obj: str, action: str) -> None:
         """Raise Forbidden, naming the missing permission, unless allowed."""
@@ -54,8 +55,13 @@ class Actor:
             raise Forbidden(f"missing permission {obj}:{action} in {where}")
 
 
-# The audit store used to be called `change_event`; the old name still works.
-ChangeEvent = AuditEvent
+class Operator(Actor):
+    """The local operator of the command line (`cli:<os user>`) or of the demo: holds the
+    database credentials anyway, so every action is allowed (and audited under this name)."""
+
+    def can(self, domain: str, obj: str, action: str) -> bool:
+        return True
+
 
 _SECRET_KEYS = frozenset(
     {"token", "secret", "password", "credential", "authorization", "signature", "api_key"}

@@ -298,7 +298,7 @@ class RelayServer:
         sock.close()
 
 
-def serve(path: Path, engine: Engine) -> None:
+def run_relay(path: Path, engine: Engine) -> None:
     """Accept workers on the Unix socket at `path` and write what they send, until killed."""
     server = RelayServer(path, engine)
     log.info("audit relay listening on %s", path)

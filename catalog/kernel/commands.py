@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 from typer._click.globals import get_current_context
 
-from catalog.audit.record import Actor, record_refusal
+from catalog.audit.record import Actor, Operator, record_refusal
 from catalog.kernel import migrate
 from catalog.kernel.db import engine_for, transaction
 from catalog.kernel.errors import Forbidden, MeshError
@@ -44,9 +44,9 @@ def load_settings(home: Path | None) -> Settings:
     return Settings(home=home) if home is not None else Settings()
 
 
-def cli_actor() -> Actor:
+def cli_actor() -> Operator:
     """The operating-system user running the command."""
-    return Actor(name=f"cli:{getpass.getuser()}")
+    return Operator(name=f"cli:{getpass.getuser()}")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

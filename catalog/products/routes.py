@@ -30,7 +30,7 @@ from catalog.products.models import (
 
 PRODUCT = "/{domain:str}/{name:str}"
 WRITE = {"permission": "product:write"}
-VERSION = PRODUCT + "/versions/{version:str}"
+VERSION_PATH = PRODUCT + "/versions/{version:str}"
 # The errors each kind of route answers, documented as problem+json (429: too many
 # failed authentications from the caller's address or token).
 LIST_ERRORS = problem_responses(401, 403, 429)
@@ -194,7 +194,9 @@ class ProductController(Controller):
             service.register_version(session, product, data, actor=actor, clock=clock)
         )
 
-    @get(VERSION, sync_to_thread=True, opt={"permission": "catalog:read"}, responses=READ_ERRORS)
+    @get(
+        VERSION_PATH, sync_to_thread=True, opt={"permission": "catalog:read"}, responses=READ_ERRORS
+    )
     def get_version(
         self,
         domain: FromPath[str],
@@ -206,7 +208,7 @@ class ProductController(Controller):
         return service.version_read(service.get_version(session, domain, name, version))
 
     @post(
-        VERSION + "/deprecate",
+        VERSION_PATH + "/deprecate",
         sync_to_thread=True,
         status_code=200,
         opt=WRITE,
@@ -244,7 +246,11 @@ class ProductController(Controller):
         )
 
     @post(
-        VERSION + "/retire", sync_to_thread=True, status_code=200, opt=WRITE, responses=WRITE_ERRORS
+        VERSION_PATH + "/retire",
+        sync_to_thread=True,
+        status_code=200,
+        opt=WRITE,
+        responses=WRITE_ERRORS,
     )
     def retire_version(
         self,

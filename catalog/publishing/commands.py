@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from catalog.demo.synth import generate_export
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
@@ -288,7 +288,7 @@ def publish_demo(settings: Settings, engine: Engine, *, patients: int, seed: int
         part.rename(target)
     shutil.rmtree(scratch)
     out.print(f"Synthetic export of {report.people} people written to {sources}/<domain>/{folder}")
-    actor, clock = Actor("demo"), SystemClock()
+    actor, clock = Operator("demo"), SystemClock()
     for domain, name, version in drafts:
         with transaction(engine) as session:
             found = products.get_version(session, domain, name, version)

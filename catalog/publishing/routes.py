@@ -25,7 +25,7 @@ from catalog.publishing.models import (
     ReconvertRequest,
 )
 
-VERSION = "/{domain:str}/{name:str}/versions/{version:str}"
+VERSION_PATH = "/{domain:str}/{name:str}/versions/{version:str}"
 PUBLISH = {"permission": "version:publish"}
 # Documented as problem+json; 403 also covers a source outside the allowed roots, 429 too
 # many failed authentications.
@@ -46,7 +46,7 @@ class PublishingController(Controller):
     tags = ("publishing",)
 
     @post(
-        VERSION + "/publish",
+        VERSION_PATH + "/publish",
         sync_to_thread=True,
         status_code=200,
         opt=PUBLISH,
@@ -97,7 +97,7 @@ class PublishingController(Controller):
         return products.version_read(published)
 
     @post(
-        VERSION + "/reconvert",
+        VERSION_PATH + "/reconvert",
         sync_to_thread=True,
         status_code=201,
         opt=PUBLISH,

@@ -19,6 +19,7 @@ import pyarrow as pa
 from pyarrow import fs as pafs
 
 from catalog.kernel.settings import Settings
+from catalog.kernel.storage_options import client_options, flag, provider_of, provider_options
 
 CHUNK = 1 << 20
 
@@ -164,66 +165,6 @@ class Storage:
         return filesystem, f"{base}/{STAGING}/{uuid.uuid4().hex}.parquet"
 
 
-# deltalake storage option spellings (lower-cased) for what pyarrow's filesystems can take.
-S3_OPTIONS = {
-    "access_key": ("aws_access_key_id", "access_key_id"),
-    "secret_key": ("aws_secret_access_key", "secret_access_key"),
-    "session_token": ("aws_session_token", "session_token", "aws_token", "token"),
-    "region": ("aws_region", "region", "aws_default_region", "default_region"),
-    "endpoint": (
-        "aws_endpoint_url_s3",
-        "aws_endpoint_url",
-        "aws_endpoint",
-        "endpoint_url",
-        "endpoint",
-    ),
-    "allow_http": ("aws_allow_http", "allow_http"),
-    "virtual_hosted": ("aws_virtual_hosted_style_request", "virtual_hosted_style_request"),
-    "role_arn": ("aws_role_arn", "role_arn"),
-    "session_name": ("aws_role_session_name", "role_session_name"),
-    "anonymous": ("aws_skip_signature", "skip_signature"),
-    "proxy": ("aws_proxy_url", "proxy_url"),
-}
-AZURE_OPTIONS = {
-    "account_name": ("azure_storage_account_name", "azure_storage_account", "account_name"),
-    "account_key": (
-        "azure_storage_account_key",
-        "azure_storage_access_key",
-        "azure_storage_master_key",
-        "account_key",
-        "access_key",
-        "master_key",
-    ),
-    "sas_token": ("azure_storage_sas_key", "azure_storage_sas_token", "sas_key", "sas_token"),
-    "client_id": ("azure_storage_client_id", "azure_client_id", "client_id"),
-    "client_secret": ("azure_storage_client_secret", "azure_client_secret", "client_secret"),
-    "tenant_id": (
-        "azure_storage_tenant_id",
-        "azure_storage_authority_id",
-        "azure_tenant_id",
-        "azure_authority_id",
-        "tenant_id",
-        "authority_id",
-    ),
-    "endpoint": ("azure_storage_endpoint", "azure_endpoint", "endpoint"),
-    "use_emulator": ("azure_storage_use_emulator", "use_emulator"),
-    "allow_http": ("azure_allow_http", "allow_http"),
-}
-GCS_OPTIONS = {
-    "endpoint": ("google_base_url", "base_url"),
-    "anonymous": ("google_skip_signature", "skip_signature"),
-    "allow_http": ("google_allow_http", "allow_http"),
-    "service_account": (
-        "google_service_account",
-        "google_service_account_path",
-        "service_account",
-        "service_account_path",
-        "google_service_account_key",
-        "service_account_key",
-        "google_application_credentials",
-        "application_credentials",
-    ),
-}
 AZURITE = "127.0.0.1:10000"
 
 
@@ -239,30 +180,21 @@ def remote_filesystem(
     """
     given = {key.lower(): value for key, value in options}
     url = urlsplit(root)
-    scheme = url.scheme.lower()
-    if scheme in ("s3", "s3a"):
-        return _s3(_pick(given, S3_OPTIONS)), f"{url.netloc}{url.path}".rstrip("/")
-    if scheme in ("az", "azure", "abfs", "abfss"):
-        container, _, host = url.netloc.partition("@")
-        return _azure(_pick(given, AZURE_OPTIONS), host), f"{container}{url.path}".rstrip("/")
-    if scheme == "gs":
-        return _gcs(_pick(given, GCS_OPTIONS)), f"{url.netloc}{url.path}".rstrip("/")
+    provider = provider_of(root)
+    if provider is not None:
+        picked = provider_options(given, provider) | client_options(given, provider)
+        if provider == "s3":
+            return _s3(picked), f"{url.netloc}{url.path}".rstrip("/")
+        if provider == "azure":
+            container, _, host = url.netloc.partition("@")
+            return _azure(picked, host), f"{container}{url.path}".rstrip("/")
+        return _gcs(picked), f"{url.netloc}{url.path}".rstrip("/")
     filesystem, path = pafs.FileSystem.from_uri(root)
     return filesystem, path
 
 
-def _pick(given: Mapping[str, str], spellings: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
-    picked: dict[str, str] = {}
-    for name, keys in spellings.items():
-        for key in keys:
-            if key in given:
-                picked[name] = given[key]
-                break
-    return picked
-
-
-def _true(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1", "yes", "on")
+def _true(options: Mapping[str, str], key: str) -> bool:
+    return flag(key, options.get(key))
 
 
 def _endpoint(endpoint: str | None, allow_http: bool) -> tuple[str | None, str]:
@@ -276,19 +208,19 @@ def _endpoint(endpoint: str | None, allow_http: bool) -> tuple[str | None, str]:
 
 
 def _s3(options: Mapping[str, str]) -> pafs.FileSystem:
-    endpoint, scheme = _endpoint(options.get("endpoint"), _true(options.get("allow_http")))
+    endpoint, scheme = _endpoint(options.get("endpoint"), _true(options, "allow_http"))
     return pafs.S3FileSystem(
-        access_key=options.get("access_key"),
-        secret_key=options.get("secret_key"),
+        access_key=options.get("access_key_id"),
+        secret_key=options.get("secret_access_key"),
         session_token=options.get("session_token"),
-        anonymous=_true(options.get("anonymous")),
+        anonymous=_true(options, "skip_signature"),
         region=options.get("region"),
         scheme=scheme,
         endpoint_override=endpoint,
         role_arn=options.get("role_arn"),
-        session_name=options.get("session_name"),
-        proxy_options=options.get("proxy"),
-        force_virtual_addressing=_true(options.get("virtual_hosted")),
+        session_name=options.get("role_session_name"),
+        proxy_options=options.get("proxy_url"),
+        force_virtual_addressing=_true(options, "virtual_hosted_style_request"),
     )
 
 
@@ -296,10 +228,10 @@ def _azure(options: Mapping[str, str], host: str) -> pafs.FileSystem:
     account = options.get("account_name") or host.split(".", 1)[0]
     if not account:
         raise ValueError("az:// storage needs AZURE_STORAGE_ACCOUNT_NAME in the storage options")
-    authority, scheme = _endpoint(options.get("endpoint"), _true(options.get("allow_http")))
-    if _true(options.get("use_emulator")) and authority is None:
+    authority, scheme = _endpoint(options.get("endpoint"), _true(options, "allow_http"))
+    if _true(options, "use_emulator") and authority is None:
         authority, scheme = AZURITE, "http"
-    sas = options.get("sas_token")
+    sas = options.get("sas_key")
     return pafs.AzureFileSystem(
         account,
         account_key=options.get("account_key"),
@@ -315,15 +247,15 @@ def _azure(options: Mapping[str, str], host: str) -> pafs.FileSystem:
 
 
 def _gcs(options: Mapping[str, str]) -> pafs.FileSystem:
-    if "service_account" in options:
+    if options.keys() & {"service_account", "service_account_key", "application_credentials"}:
         raise ValueError(
             "pyarrow's GCS filesystem cannot take a service account from the storage options: "
             "point GOOGLE_APPLICATION_CREDENTIALS at the key file in the environment instead "
             "(deltalake and signing read it from there too)"
         )
-    endpoint, scheme = _endpoint(options.get("endpoint"), _true(options.get("allow_http")))
+    endpoint, scheme = _endpoint(options.get("base_url"), _true(options, "allow_http"))
     return pafs.GcsFileSystem(
-        anonymous=_true(options.get("anonymous")),
+        anonymous=_true(options, "skip_signature"),
         scheme=scheme,
         endpoint_override=endpoint,
     )

@@ -103,7 +103,7 @@ def _relay(path: Path, log_config: dict[str, Any]) -> None:
     from catalog.kernel.settings import Settings
 
     logging.config.dictConfig(log_config)
-    relay.serve(path, engine_for(Settings()))
+    relay.run_relay(path, engine_for(Settings()))
 
 
 def serve_workers(

@@ -141,7 +141,9 @@ def write_profile(
 ) -> tuple[Path, str]:
     """Issue a recipient token and write HOME/profiles/ORG.share (owner-readable only)."""
     org = get_organization(session, organization)
-    token, secret = recipients.issue_token(session, org, days=days, now=SystemClock().now())
+    token, secret = recipients.issue_recipient_token(
+        session, org, days=days, now=SystemClock().now()
+    )
     base = recipients.settings_profile_endpoint(settings, endpoint)
     return _write(settings, organization, recipients.profile(base, token, secret)), token.id
 

@@ -51,7 +51,7 @@ class TokenRead(BaseModel):
     revoked_at: datetime | None
 
 
-class TokenIssued(BaseModel):
+class RecipientTokenIssued(BaseModel):
     """A new token and the profile carrying it (shown once)."""
 
     token: TokenRead
@@ -121,7 +121,7 @@ class RecipientController(Controller):
         settings: NamedDependency[Settings],
         actor: NamedDependency[Actor],
         clock: NamedDependency[Clock],
-    ) -> TokenIssued:
+    ) -> RecipientTokenIssued:
         """A new token; the older ones end after the grace period (never later than before)."""
         org = get_organization(session, organization)
         token, credential = recipients.rotate_token(
@@ -133,7 +133,7 @@ class RecipientController(Controller):
             now=clock.now(),
         )
         endpoint = recipients.settings_profile_endpoint(settings, data.endpoint)
-        return TokenIssued(
+        return RecipientTokenIssued(
             token=_token(token), profile=recipients.profile(endpoint, token, credential)
         )
 

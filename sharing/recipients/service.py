@@ -36,7 +36,7 @@ class Recipient:
     cidrs: tuple[str, ...] = ()
 
 
-def issue_token(
+def issue_recipient_token(
     session: Session, organization: Organization, *, days: int, now: datetime
 ) -> tuple[RecipientToken, str]:
     """A new bearer token for a recipient; the returned string is the only copy."""
@@ -73,7 +73,7 @@ def rotate_token(
             old.expires_at = cutoff
             session.add(old)
         shortened.append(old.id)
-    token, credential = issue_token(session, organization, days=days, now=now)
+    token, credential = issue_recipient_token(session, organization, days=days, now=now)
     record_event(
         session,
         at=now,
@@ -269,7 +269,9 @@ def redeem_activation(
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("this activation link was already used; ask for a new one")
     lock_recipient(session, organization)
-    token, credential = issue_token(session, organization, days=activation.token_days, now=now)
+    token, credential = issue_recipient_token(
+        session, organization, days=activation.token_days, now=now
+    )
     session.execute(
         update(RecipientActivation)
         .where(col(RecipientActivation.id) == activation.id)

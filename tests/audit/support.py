@@ -8,11 +8,11 @@ from sqlmodel import Session, col, select
 
 from catalog.audit.chain import verify_chain
 from catalog.audit.models import AuditEvent, VerifyReport
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Operator, record_event
 from catalog.kernel.db import transaction
 from tests.db_support import audit_protection_lifted
 
-AUDITOR = Actor("tester")
+AUDITOR = Operator("tester")
 
 
 def record(session: Session, clock: Any, **overrides: Any) -> AuditEvent:

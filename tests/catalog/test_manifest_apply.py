@@ -4,7 +4,7 @@ from pathlib import Path
 
 from sqlmodel import func, select
 
-from catalog.audit.record import ChangeEvent
+from catalog.audit.models import AuditEvent
 from catalog.manifest.apply import Action, apply_manifest
 from catalog.manifest.loader import load_manifest, parse_manifest
 from catalog.products import service
@@ -23,7 +23,7 @@ def apply(session, manifest, clock):
 
 
 def event_count(session):
-    return session.exec(select(func.count()).select_from(ChangeEvent)).one()
+    return session.exec(select(func.count()).select_from(AuditEvent)).one()
 
 
 def test_apply_twice_changes_nothing_the_second_time(session, clock):

@@ -3,7 +3,7 @@
 import pytest
 from sqlmodel import select
 
-from catalog.audit.record import ChangeEvent
+from catalog.audit.models import AuditEvent
 from catalog.kernel.errors import BreakingChange, Conflict, InvalidParameter, NotFound
 from catalog.products import service
 from catalog.products.models import ProductStatus, Tier, VersionSpec, VersionStatus
@@ -27,7 +27,7 @@ def test_register_domain_product_version(session, clock):
     assert read.sla.completeness[0].column == "birth_date"
     assert read.created_by == ACTOR.name and read.created_at == clock.now()
     assert version.semver.major == 1
-    actions = session.exec(select(ChangeEvent.action).order_by(ChangeEvent.id)).all()
+    actions = session.exec(select(AuditEvent.action).order_by(AuditEvent.id)).all()
     assert actions == ["domain.create", "product.create", "version.register"]
 
 
@@ -133,7 +133,7 @@ def test_product_lifecycle(session, clock):
     with pytest.raises(Conflict, match="retired"):
         make_version(session, clock, product, "1.1.0")
     session.commit()  # audit entries are chained and written when their transaction commits
-    events = session.exec(select(ChangeEvent).where(ChangeEvent.reason.is_not(None))).all()
+    events = session.exec(select(AuditEvent).where(AuditEvent.reason.is_not(None))).all()
     assert {(e.action, e.reason) for e in events} == {
         ("product.deprecated", "superseded by v2 feed"),
         ("product.retired", "source system decommissioned"),

@@ -336,7 +336,7 @@ def test_concurrent_approvals_make_one_set_of_grants(backend, engine, estate, se
 
     from sqlmodel import Session, select
 
-    from catalog.audit.record import Actor
+    from catalog.audit.record import Operator
     from catalog.kernel.errors import Conflict
     from policies.access import approve_request
     from policies.enforcer import PolicyEngine
@@ -357,7 +357,7 @@ def test_concurrent_approvals_make_one_set_of_grants(backend, engine, estate, se
                     own,
                     rid,
                     reason=None,
-                    actor=Actor(f"cli:{name}"),
+                    actor=Operator(f"cli:{name}"),
                     policy=policy,
                     settings=settings,
                     clock=clock,

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from catalog.audit.models import AuditEvent
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from catalog.kernel.settings import Settings
 from policies.auth import split_secret
 from policies.models import Organization
@@ -84,7 +84,7 @@ def test_concurrent_rotations_and_revoke_all_leave_no_live_token(engine):
     rotation that committed before it may outlive it (each sees the others' tokens)."""
     with Session(engine, expire_on_commit=False) as session:
         org = _organization(session, "rotate-lab")
-        recipients.issue_token(session, org, days=30, now=datetime.now(UTC))
+        recipients.issue_recipient_token(session, org, days=30, now=datetime.now(UTC))
         session.commit()
     now = datetime.now(UTC)
 
@@ -93,7 +93,7 @@ def test_concurrent_rotations_and_revoke_all_leave_no_live_token(engine):
             org_here = session.get(Organization, org.id)
             assert org_here is not None
             token, _ = recipients.rotate_token(
-                session, org_here, days=30, grace=timedelta(0), actor=Actor("cli:t"), now=now
+                session, org_here, days=30, grace=timedelta(0), actor=Operator("cli:t"), now=now
             )
             session.commit()
             return token.id

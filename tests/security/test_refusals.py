@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import text
 from sqlmodel import Session
 
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from policies.auth import split_secret
 from policies.principals import get_organization
 from sharing.files.urls import FILES, _signed_message
@@ -178,10 +178,10 @@ def test_every_kind_of_refusal_is_audited_once_with_the_token_and_route(own_esta
         org = get_organization(session, SHARE)
         _, link = recipients.create_activation(
             session, org, token_days=1, valid_for=timedelta(hours=1),
-            actor=Actor("cli:test"), now=datetime.now(UTC),
+            actor=Operator("cli:test"), now=datetime.now(UTC),
         )  # fmt: skip
         recipients.set_networks(
-            session, org, ["10.0.0.0/8"], actor=Actor("cli:test"), now=datetime.now(UTC)
+            session, org, ["10.0.0.0/8"], actor=Operator("cli:test"), now=datetime.now(UTC)
         )
         session.commit()
     try:
@@ -198,7 +198,9 @@ def test_every_kind_of_refusal_is_audited_once_with_the_token_and_route(own_esta
     finally:
         with Session(engine) as session:
             org = get_organization(session, SHARE)
-            recipients.set_networks(session, org, [], actor=Actor("cli:t"), now=datetime.now(UTC))
+            recipients.set_networks(
+                session, org, [], actor=Operator("cli:t"), now=datetime.now(UTC)
+            )
             session.commit()
 
 
@@ -261,7 +263,9 @@ def test_a_revoked_token_stops_the_file_urls_it_was_given(own_estate):
     estate = own_estate
     with Session(estate["engine"], expire_on_commit=False) as session:
         org = get_organization(session, SHARE)
-        token, credential = recipients.issue_token(session, org, days=1, now=datetime.now(UTC))
+        token, credential = recipients.issue_recipient_token(
+            session, org, days=1, now=datetime.now(UTC)
+        )
         session.commit()
     auth = {"Authorization": f"Bearer {credential}"}
     query = requests.post(estate["base"] + QUERY, json={}, headers=auth, timeout=10)
@@ -271,7 +275,7 @@ def test_a_revoked_token_stops_the_file_urls_it_was_given(own_estate):
     with Session(estate["engine"]) as session:
         recipients.revoke_tokens(
             session, get_organization(session, SHARE), token_id=token.id,
-            actor=Actor("cli:test"), now=datetime.now(UTC),
+            actor=Operator("cli:test"), now=datetime.now(UTC),
         )  # fmt: skip
         session.commit()
     answer, rid = _probe("GET", url, headers={"Range": "bytes=4-11"})

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from catalog.kernel.settings import Settings
 from policies.models import Organization
 from sharing.recipients import service as recipients
@@ -44,12 +44,14 @@ def test_a_token_revoked_after_a_restore_stays_revoked_when_the_counter_catches_
     engine: Engine, settings: Settings, tmp_path: Path
 ):
     database = Path(str(engine.url.database))
-    actor = Actor("cli:test")
+    actor = Operator("cli:test")
     with Session(engine, expire_on_commit=False) as session:
         org = organization("restore-lab", title="t", email="r@example.org")
         session.add(org)
         session.flush()
-        token, credential = recipients.issue_token(session, org, days=30, now=datetime.now(UTC))
+        token, credential = recipients.issue_recipient_token(
+            session, org, days=30, now=datetime.now(UTC)
+        )
         session.commit()
     backup = tmp_path / "backup.db"
     _copy(database, backup)

@@ -12,7 +12,7 @@ import requests
 from deltalake import DeltaTable
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from catalog.kernel.clock import SystemClock
 from catalog.products.models import DataProduct
 from policies.access import revoke_grant
@@ -68,7 +68,7 @@ def test_a_name_keeps_its_tier_when_the_grant_it_was_first_served_under_is_revok
 
     with Session(estate["engine"]) as session:
         revoke_grant(
-            session, first.id, reason="tier no longer needed", actor=Actor("cli:test"),
+            session, first.id, reason="tier no longer needed", actor=Operator("cli:test"),
             clock=SystemClock(),
         )  # fmt: skip
         session.commit()

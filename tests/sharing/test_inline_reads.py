@@ -23,7 +23,7 @@ from catalog.serving.blocking import WouldBlock, may_block, nonblocking
 from policies.enforcer import PolicyEngine
 from policies.principals import get_organization
 from sharing import delta
-from sharing.recipients.service import issue_token
+from sharing.recipients.service import issue_recipient_token
 from tests.factories import FixedClock
 from tests.live import free_port, serving
 
@@ -142,7 +142,7 @@ def test_refusals_are_decided_and_audited_in_a_thread(inline_server):
     base, _, handed_off, engine = inline_server
     with Session(engine) as session:  # a token of its own: its failure counts are its own
         organization = get_organization(session, "sepsis-research")
-        _, token = issue_token(session, organization, days=1, now=datetime.now(UTC))
+        _, token = issue_recipient_token(session, organization, days=1, now=datetime.now(UTC))
         session.commit()
     assert _post_from("127.0.0.2", base, QUERY, token)[0] == 200  # cold: in a thread
     assert _post_from("127.0.0.2", base, QUERY, token)[0] == 200  # warm: inline

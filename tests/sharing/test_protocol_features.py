@@ -14,7 +14,7 @@ import requests
 from deltalake import DeltaTable, write_deltalake
 from sqlmodel import Session, select
 
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from catalog.kernel.db import make_engine
 from catalog.products.models import DataProduct
 from policies.principals import get_organization
@@ -205,12 +205,12 @@ def _shares(base: str, token: str) -> int:
 def test_rotation_keeps_the_old_token_for_the_grace_period_only(estate, session):
     org = get_organization(session, "sepsis-research")
     now = datetime.now(UTC)
-    old, old_secret = recipients.issue_token(session, org, days=30, now=now)
-    short, _ = recipients.issue_token(session, org, days=1, now=now)
+    old, old_secret = recipients.issue_recipient_token(session, org, days=30, now=now)
+    short, _ = recipients.issue_recipient_token(session, org, days=1, now=now)
     short.expires_at = now + timedelta(minutes=10)
     session.add(short)
     _, new_secret = recipients.rotate_token(
-        session, org, days=30, grace=timedelta(hours=1), actor=Actor("cli:test"), now=now
+        session, org, days=30, grace=timedelta(hours=1), actor=Operator("cli:test"), now=now
     )
     session.commit()
     assert old.expires_at == now + timedelta(hours=1)  # shortened to the grace period
@@ -218,24 +218,24 @@ def test_rotation_keeps_the_old_token_for_the_grace_period_only(estate, session)
     base = _base(estate)
     assert _shares(base, old_secret) == 200 and _shares(base, new_secret) == 200
     recipients.rotate_token(
-        session, org, days=30, grace=timedelta(0), actor=Actor("cli:test"), now=now
+        session, org, days=30, grace=timedelta(0), actor=Operator("cli:test"), now=now
     )
     session.commit()
     assert _shares(base, old_secret) == 401 and _shares(base, new_secret) == 401
     assert _shares(base, _token(estate)) == 401  # the profile's token was rotated out too
     # Put a fresh profile token back for the other tests.
-    token, secret = recipients.issue_token(session, org, days=30, now=datetime.now(UTC))
+    token, secret = recipients.issue_recipient_token(session, org, days=30, now=datetime.now(UTC))
     session.commit()
     profile = json.loads(Path(estate["profile"]).read_text())
     profile["bearerToken"] = secret
     Path(estate["profile"]).write_text(json.dumps(profile))
     revoked = recipients.revoke_tokens(
-        session, org, token_id=token.id, actor=Actor("cli:test"), now=datetime.now(UTC)
+        session, org, token_id=token.id, actor=Operator("cli:test"), now=datetime.now(UTC)
     )
     session.commit()
     assert revoked == [token.id]
     assert _shares(base, secret) == 401
-    token, secret = recipients.issue_token(session, org, days=30, now=datetime.now(UTC))
+    token, secret = recipients.issue_recipient_token(session, org, days=30, now=datetime.now(UTC))
     session.commit()
     profile["bearerToken"] = secret
     Path(estate["profile"]).write_text(json.dumps(profile))
@@ -277,10 +277,10 @@ def test_network_allow_list_guards_protocol_files_and_activation(estate, session
     link = activation_link(session, org)
     with pytest.raises(Exception, match="CIDR"):
         recipients.set_networks(
-            session, org, ["not-a-network"], actor=Actor("cli:test"), now=datetime.now(UTC)
+            session, org, ["not-a-network"], actor=Operator("cli:test"), now=datetime.now(UTC)
         )
     recipients.set_networks(
-        session, org, ["10.0.0.0/8"], actor=Actor("cli:test"), now=datetime.now(UTC)
+        session, org, ["10.0.0.0/8"], actor=Operator("cli:test"), now=datetime.now(UTC)
     )
     session.commit()
     try:
@@ -296,7 +296,7 @@ def test_network_allow_list_guards_protocol_files_and_activation(estate, session
             session,
             org,
             ["10.0.0.0/8", "127.0.0.0/8"],
-            actor=Actor("cli:test"),
+            actor=Operator("cli:test"),
             now=datetime.now(UTC),
         )
         session.commit()
@@ -306,7 +306,7 @@ def test_network_allow_list_guards_protocol_files_and_activation(estate, session
         )
         assert requests.get(file_url, timeout=10).status_code == 200
     finally:
-        recipients.set_networks(session, org, [], actor=Actor("cli:test"), now=datetime.now(UTC))
+        recipients.set_networks(session, org, [], actor=Operator("cli:test"), now=datetime.now(UTC))
         session.commit()
 
 
@@ -382,7 +382,7 @@ def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
                 session,
                 grant.id,
                 reason="study closed",
-                actor=Actor("cli:test"),
+                actor=Operator("cli:test"),
                 clock=SystemClock(),
             )
     session.commit()

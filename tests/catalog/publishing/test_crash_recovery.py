@@ -22,7 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from catalog.audit.record import Actor
+from catalog.audit.record import Operator
 from catalog.cli import app as mesh
 from catalog.kernel.db import make_engine, transaction
 from catalog.kernel.settings import Settings
@@ -90,7 +90,7 @@ def crashed_then_retried(request, tmp_path_factory, fresh_database_url):
         spec = VersionSpec.model_validate(
             {**latest.spec().model_dump(), "version": "1.1.1", "changelog": "Fresh export."}
         )
-        products.register_version(session, product, spec, actor=Actor("test"), clock=_Now())
+        products.register_version(session, product, spec, actor=Operator("test"), clock=_Now())
     source = str(_fresh_export(home))
     args = ["publish", "st-marys/patients", "--version", "1.1.1", "--from", source]
     killed = subprocess.run(
@@ -230,7 +230,7 @@ def test_a_publish_clears_what_any_crashed_publish_left(
         export_dir,
         settings=publish_settings,
         clock=clock,
-        actor=Actor("test"),
+        actor=Operator("test"),
     )
     assert version.status == VersionStatus.PUBLISHED
     assert not staged.exists() and not landing.exists()
