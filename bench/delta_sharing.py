@@ -333,7 +333,7 @@ def free_port() -> int:
 def database(args: argparse.Namespace, home: Path) -> Iterator[str]:
     """SQLite in the home, or a fresh PostgreSQL database next to `--database-url` (dropped)."""
     if not args.database_url:
-        yield f"sqlite:///{(home / 'catalog.kernel.db').resolve()}"
+        yield f"sqlite:///{(home / 'catalog.db').resolve()}"
         return
     from sqlalchemy import text
     from sqlalchemy.engine import make_url

@@ -70,7 +70,7 @@ def fresh_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[obj
 
     def make(backend: str) -> str:
         if backend == "sqlite":
-            path = tmp_path_factory.mktemp("db") / "catalog.kernel.db"
+            path = tmp_path_factory.mktemp("db") / "catalog.db"
             return f"sqlite:///{path}"
         if not admin_url:
             pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL cases skipped")

@@ -14,6 +14,7 @@ import requests
 from sqlalchemy import text
 
 from catalog.kernel.db import make_engine
+from tests.problems import assert_problem
 
 pytestmark = pytest.mark.slow
 
@@ -171,8 +172,8 @@ def test_workers_audit_through_the_relay(served, tmp_path):
             headers={"Authorization": f"Bearer {forged}"},
             timeout=HTTP_TIMEOUT,
         )
-        assert answer.status_code == 401
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.kernel.db'}")
+        assert_problem(answer, 401)
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
     with engine.connect() as conn:
         failures = conn.execute(
             text("SELECT count(*) FROM audit_event WHERE action = 'auth.failed'")

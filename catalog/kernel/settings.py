@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".mesh"), description="Folder for the embedded defaults.")
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL; default is SQLite at HOME/catalog.kernel.db. "
+        description="SQLAlchemy URL; default is SQLite at HOME/catalog.db. "
         "PostgreSQL: postgresql+psycopg://user@host/db",
     )
     storage_url: str | None = Field(
@@ -240,7 +240,7 @@ class Settings(BaseSettings):
         """The database URL in force: the explicit one, or SQLite under `home`."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.home / 'catalog.kernel.db').resolve()}"
+        return f"sqlite:///{(self.home / 'catalog.db').resolve()}"
 
     @property
     def storage_root(self) -> str:

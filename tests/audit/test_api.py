@@ -13,6 +13,7 @@ from catalog.kernel.db import transaction
 from tests.audit.support import entries, record, tamper
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body
+from tests.problems import assert_problem
 
 SECRET_TOKEN = "mesh_0123456789abcdef_" + "Q" * 43
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -97,10 +98,10 @@ def test_a_change_records_its_request(client):
 
 def test_a_401_records_auth_failed_without_the_secret(client, engine):
     refused = client.get("/api/v1/domains", headers={"Authorization": f"Bearer {SECRET_TOKEN}"})
-    assert refused.status_code == 401
+    assert_problem(refused, 401)
     assert refused.json()["type"] == "https://fhir-mesh.dev/problems/unauthenticated"
     anonymous = client.get("/api/v1/products", headers={"Authorization": ""})
-    assert anonymous.status_code == 401
+    assert_problem(anonymous, 401)
 
     page = client.get("/api/v1/audit", params={"action": "auth.failed"}).json()
     first, second = reversed(page["items"])
@@ -126,7 +127,7 @@ def test_only_auditors_and_platform_admins_read_the_audit_log(client):
     auditor = add_principal(client, "compliance", ["auditor"])
     for path in ("/api/v1/audit", "/api/v1/audit/verify", "/api/v1/audit/export"):
         refused = client.get(path, headers=consumer)
-        assert refused.status_code == 403
+        assert_problem(refused, 403)
         body = refused.json()
         assert (body["type"], body["status"], body["errorCode"]) == (
             "https://fhir-mesh.dev/problems/forbidden",
@@ -225,7 +226,7 @@ def test_pagination_is_stable_while_entries_are_appended(client, trail, engine, 
 )
 def test_bad_parameters_are_400(client, params):
     response = client.get("/api/v1/audit", params=params)
-    assert response.status_code == 400
+    assert_problem(response, 400)
     body = response.json()
     assert (body["type"], body["errorCode"]) == (
         "https://fhir-mesh.dev/problems/invalid-parameter",

@@ -5,6 +5,7 @@ from datetime import timedelta
 from catalog.audit.record import Actor, record_event
 from catalog.audit.service import list_disclosures
 from catalog.kernel.db import transaction
+from tests.problems import assert_problem
 
 RESEARCH = {"dua": "12", "purpose": "research"}
 QUALITY = {"dua": "31", "purpose": "quality-improvement"}
@@ -117,5 +118,5 @@ def test_disclosures_api(client, engine, clock):
     assert only["product_versions"] == ["1.2.0", "1.10.0"]
     assert only["requests"] == 2
     bad = client.get("/api/v1/audit/disclosures", params={"product": "patients"})
-    assert bad.status_code == 400
+    assert_problem(bad, 400)
     assert bad.json()["errorCode"] == "INVALID_PARAMETER_VALUE"

@@ -17,6 +17,7 @@ from catalog.kernel.errors import Unavailable
 from catalog.products import service
 from tests.audit.support import entries, verify
 from tests.factories import domain_body, make_domain
+from tests.problems import assert_problem
 
 
 @contextmanager
@@ -76,7 +77,7 @@ def test_the_api_refuses_a_change_it_cannot_audit(client, engine):
         response = client.post("/api/v1/domains", json=domain_body("riverside"))
         assert response.status_code >= 400
         assert "audit store" not in response.text
-    assert client.get("/api/v1/domains/riverside").status_code == 404
+    assert_problem(client.get("/api/v1/domains/riverside"), 404)
 
 
 def read_entry(clock, action="sharing.query"):

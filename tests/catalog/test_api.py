@@ -7,9 +7,7 @@ from sqlalchemy import create_engine
 
 from catalog.app import create_app
 from tests.factories import domain_body, product_body, version_body
-
-PROBLEM = "application/problem+json"
-TYPE = "https://fhir-mesh.dev/problems/"
+from tests.problems import PROBLEM, assert_problem
 
 
 def seed(client, domain="st-marys", product="patients", versions=("1.0.0",)):
@@ -21,20 +19,6 @@ def seed(client, domain="st-marys", product="patients", versions=("1.0.0",)):
     for v in versions:
         r = client.post(f"/api/v1/products/{domain}/{product}/versions", json=version_body(v))
         assert r.status_code == 201, r.text
-
-
-def assert_problem(response, status, slug, detail=None):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["type"] == TYPE + slug
-    assert body["status"] == status
-    assert isinstance(body["title"], str) and body["title"]
-    assert body["instance"] == response.request.url.path
-    assert body["message"] == body["detail"]
-    if detail is not None:
-        assert body["detail"] == detail
-    return body
 
 
 def test_domains(client, clock):
@@ -262,7 +246,7 @@ def test_openapi_docs_and_probes(client):
 
 
 def test_readyz_reports_unreachable_database(settings, tmp_path):
-    broken = create_engine(f"sqlite:///{tmp_path}/missing-dir/nope/catalog.kernel.db")
+    broken = create_engine(f"sqlite:///{tmp_path}/missing-dir/nope/catalog.db")
     from litestar.testing import TestClient
 
     with TestClient(create_app(settings, engine=broken)) as c:
@@ -277,7 +261,7 @@ def test_the_openapi_document_describes_request_bodies_as_the_server_checks_them
     assert body["additionalProperties"] is False
     name_pattern = body["properties"]["name"]["pattern"]
     assert re.fullmatch(name_pattern, "st-marys") and not re.fullmatch(name_pattern, "St_Marys")
-    assert client.post("/api/v1/domains", json=domain_body("St_Marys")).status_code == 422
+    assert_problem(client.post("/api/v1/domains", json=domain_body("St_Marys")), 422)
     extra = domain_body("riverside") | {"owner": "someone"}
-    assert client.post("/api/v1/domains", json=extra).status_code == 422
+    assert_problem(client.post("/api/v1/domains", json=extra), 422)
     assert client.post("/api/v1/domains", json=domain_body("riverside")).status_code == 201

@@ -126,7 +126,7 @@ def test_unmigrated_database_is_refused(tmp_path):
         app, ["db", "upgrade", "--home", str(home)], env={"MESH_DATABASE_URL": ""}
     )
     assert upgraded.exit_code == 0
-    assert (home / "catalog.kernel.db").is_file()
+    assert (home / "catalog.db").is_file()
     current = runner.invoke(
         app, ["db", "current", "--home", str(home)], env={"MESH_DATABASE_URL": ""}
     )
@@ -143,7 +143,7 @@ def test_demo_is_safe_to_rerun(tmp_path):
     assert first.exit_code == 0, first.output
     assert "20 to create" in first.stdout
     assert (
-        (home / "catalog.kernel.db").is_file()
+        (home / "catalog.db").is_file()
         and (home / "storage").is_dir()
         and (home / "profiles").is_dir()
     )

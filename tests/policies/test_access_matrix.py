@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 
+from tests.problems import assert_problem
+
 # --- minimum necessary: DUA state x tier x purpose ------------------------------------------------
 
 DUA_STATES = {
@@ -88,7 +90,7 @@ def test_minimum_necessary(estate, state, tier, purpose, status, reason):
 def test_dua_of_another_organization_is_not_found(estate):
     dua = estate.dua(organization="quality-team", purpose="quality-improvement")
     r = estate.request(dua_id=dua["id"], purpose="quality-improvement")
-    assert r.status_code == 404
+    assert_problem(r, 404)
 
 
 # --- roles x actions ------------------------------------------------------------------------------

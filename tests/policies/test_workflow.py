@@ -13,6 +13,7 @@ from catalog.app import create_app
 from catalog.products import service as products
 from catalog.products.models import VersionStatus
 from tests.factories import version_body
+from tests.problems import assert_problem
 
 IRB = "IRB approved"
 
@@ -23,7 +24,7 @@ def test_four_eyes(estate):
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
     own = estate.call("dual", "POST", f"/api/v1/access-requests/{rid}/approve", json={})
-    assert own.status_code == 403
+    assert_problem(own, 403)
     assert "four-eyes" in own.json()["detail"]
     assert (
         estate.call("admin1", "POST", f"/api/v1/access-requests/{rid}/approve", json={}).status_code
@@ -37,7 +38,7 @@ def test_full_tier_approval_needs_a_reason(estate):
         "quality", dua_id=dua["id"], tier="full", purpose="quality-improvement"
     ).json()["id"]
     bare = estate.approve(rid)
-    assert bare.status_code == 400
+    assert_problem(bare, 400)
     ok = estate.approve(rid, reason="Sepsis bundle compliance audit, QI committee minute 12")
     assert ok.status_code == 200
     grant = ok.json()["items"][0]
@@ -114,8 +115,8 @@ def test_consumers_see_only_their_own(estate):
     assert estate.call("quality", "GET", "/api/v1/grants").json()["items"] == []
     assert len(estate.call("researcher", "GET", "/api/v1/access-requests").json()["items"]) == 1
     assert estate.call("quality", "GET", "/api/v1/access-requests").json()["items"] == []
-    assert estate.call("quality", "GET", "/api/v1/access-requests/1").status_code == 404
-    assert estate.call("quality", "GET", "/api/v1/grants/1").status_code == 404
+    assert_problem(estate.call("quality", "GET", "/api/v1/access-requests/1"), 404)
+    assert_problem(estate.call("quality", "GET", "/api/v1/grants/1"), 404)
     assert estate.call("quality", "GET", "/api/v1/duas").json()["items"] == []
 
 
@@ -126,7 +127,7 @@ def test_publishers_see_and_comment_on_requests_for_their_products_only(estate):
     assert [
         r["id"] for r in estate.call("pub-sm", "GET", "/api/v1/access-requests").json()["items"]
     ] == [rid]
-    assert estate.call("pub-rv", "GET", f"/api/v1/access-requests/{rid}").status_code == 404
+    assert_problem(estate.call("pub-rv", "GET", f"/api/v1/access-requests/{rid}"), 404)
     assert estate.call("pub-rv", "GET", "/api/v1/access-requests").json()["items"] == []
     c = estate.call(
         "pub-sm",
@@ -157,7 +158,7 @@ def test_publisher_scope_on_catalog_writes(estate):
     other = estate.call(
         "pub-sm", "POST", "/api/v1/products/riverside/vitals/versions", json=version_body()
     )
-    assert other.status_code == 403
+    assert_problem(other, 403)
     assert other.json()["detail"] == "missing permission product:write in domain 'riverside'"
     publish = estate.call(
         "pub-sm",
@@ -165,7 +166,7 @@ def test_publisher_scope_on_catalog_writes(estate):
         "/api/v1/products/riverside/vitals/versions/1.0.0/publish",
         json={"source": "/x"},
     )
-    assert publish.status_code == 403
+    assert_problem(publish, 403)
 
 
 def test_deprecation_notifies_grant_holders(estate, session):
@@ -194,7 +195,7 @@ def test_deprecation_notifies_grant_holders(estate, session):
 
 def test_anonymous_and_bad_tokens_get_401(estate, clock):
     anonymous = estate.client.get("/api/v1/products")
-    assert anonymous.status_code == 401
+    assert_problem(anonymous, 401)
     assert anonymous.headers["www-authenticate"].startswith("Bearer")
     assert anonymous.json()["type"].endswith("/unauthenticated")
     for token in (
@@ -205,7 +206,7 @@ def test_anonymous_and_bad_tokens_get_401(estate, clock):
         estate.tokens["researcher"][:20],
     ):
         r = estate.client.get("/api/v1/products", headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == 401
+        assert_problem(r, 401)
         assert r.json()["detail"] == "missing, invalid, expired or revoked credentials"
     assert estate.client.get("/healthz").status_code == 200
     assert estate.client.get("/schema/openapi.json").status_code == 200
@@ -218,7 +219,7 @@ def test_token_expiry_revocation_and_disabling(estate, clock):
     headers = {"Authorization": f"Bearer {issued['token']}"}
     assert estate.client.get("/api/v1/products", headers=headers).status_code == 200
     clock.advance(days=1, seconds=1)
-    assert estate.client.get("/api/v1/products", headers=headers).status_code == 401
+    assert_problem(estate.client.get("/api/v1/products", headers=headers), 401)
     other = estate.call(
         "researcher", "POST", "/api/v1/principals/researcher/tokens", json={}
     ).json()
@@ -238,7 +239,7 @@ def test_token_expiry_revocation_and_disabling(estate, clock):
         "admin1", "POST", "/api/v1/principals/researcher/disable", json={"reason": "left the lab"}
     )
     assert d.status_code == 200 and d.json()["disabled"] is True
-    assert estate.call("researcher", "GET", "/api/v1/products").status_code == 401
+    assert_problem(estate.call("researcher", "GET", "/api/v1/products"), 401)
 
 
 def test_policy_change_reaches_a_second_process(settings, engine, clock, estate):

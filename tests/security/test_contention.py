@@ -33,6 +33,7 @@ from catalog.products.models import VersionStatus
 from policies.models import AccessRequest, Grant, RequestStatus
 from tests.conftest import ADMIN_TOKEN
 from tests.live import free_port, served, together
+from tests.problems import assert_problem
 
 pytestmark = pytest.mark.slow
 
@@ -202,7 +203,7 @@ def test_a_lock_held_elsewhere_answers_409_busy_with_retry_after(
             )
             waited = time.monotonic() - started
             holder.rollback()
-        assert answer.status_code == 409, answer.text
+        assert_problem(answer, 409)
         assert answer.json()["type"].endswith("/busy")
         assert answer.headers["Retry-After"] == "1"
         assert waited < 60  # bounded by the 1 s lock timeout, with room for a busy host

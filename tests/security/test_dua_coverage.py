@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from catalog.cli import app
 from policies.access import covers
 from policies.models import Dua
+from tests.problems import assert_problem
 
 GLOBS = [
     "[a-z]*/[!x]*",
@@ -35,7 +36,7 @@ def test_the_api_refuses_any_other_coverage_shape(estate, pattern):
         "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
     }
     r = estate.call("root", "POST", "/api/v1/duas", json=body)
-    assert r.status_code == 422, r.text
+    assert_problem(r, 422)
     problem = r.json()
     assert problem["type"] == "https://fhir-mesh.dev/problems/validation-error"
     assert "must be domain/name, domain/* or */*" in problem["detail"]

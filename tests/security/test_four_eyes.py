@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 from catalog.audit.models import AuditEvent
 from catalog.cli import app
 from policies.models import ApiToken, Principal
+from tests.problems import assert_problem
 
 
 def _sock_puppet(estate, creator: str, issuer: str) -> None:
@@ -53,7 +54,7 @@ def test_the_creator_of_the_requester_may_not_decide(estate, engine):
     for verb, body in (("approve", {}), ("deny", {"reason": "no"})):
         path = f"/api/v1/access-requests/{rid}/{verb}"
         r = estate.call("admin1", "POST", path, json=body)
-        assert r.status_code == 403, r.text
+        assert_problem(r, 403)
         problem = r.json()
         assert problem["type"] == "https://fhir-mesh.dev/problems/forbidden"
         assert "four-eyes rule" in problem["detail"]
@@ -71,7 +72,7 @@ def test_the_issuer_of_a_token_of_the_requester_may_not_decide(estate):
     assert t.status_code == 201, t.text
     rid = estate.request(dua_id=estate.dua()["id"]).json()["id"]
     r = estate.call("admin2", "POST", f"/api/v1/access-requests/{rid}/approve", json={})
-    assert r.status_code == 403
+    assert_problem(r, 403)
     assert "issued a token of its requester" in r.json()["detail"]
     ok = estate.call("admin1", "POST", f"/api/v1/access-requests/{rid}/approve", json={})
     assert ok.status_code == 200, ok.text

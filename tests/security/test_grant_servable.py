@@ -6,6 +6,7 @@ from catalog.kernel.clock import SystemClock
 from policies.access import check_grant, get_dua
 from policies.enforcer import PolicyEngine
 from policies.models import AccessRequest, Grant, Purpose
+from tests.problems import assert_problem
 
 JUSTIFICATION = "Cohort study of sepsis outcomes across the network"
 
@@ -50,7 +51,7 @@ def test_an_approval_the_reads_would_refuse_is_refused_naming_the_rule(estate):
     )
     assert revoked.status_code == 200, revoked.text
     r = estate.approve(rid, reason="approved by the QI committee")
-    assert r.status_code == 403
+    assert_problem(r, 403, "policy-refused")
     body = r.json()
     assert body["type"] == "https://fhir-mesh.dev/problems/policy-refused"
     assert "the DUA is not in force" in body["detail"]

@@ -53,7 +53,7 @@ def test_the_cli_creates_an_owner_only_home(tmp_path, permissive_umask):
 
     storage = home / "storage"
     kinds = {
-        "catalog.kernel.db": home / "catalog.kernel.db",
+        "catalog.db": home / "catalog.db",
         "full tier": storage / "products" / "st-marys" / "patients" / "full",
         "raw": storage / "raw",
         "surrogates": storage / "protected" / "surrogates",
@@ -67,7 +67,7 @@ def test_the_cli_creates_an_owner_only_home(tmp_path, permissive_umask):
     assert _exposed(home) == []
     assert _exposed(export) == []
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    assert stat.S_IMODE((home / "catalog.kernel.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "catalog.db").stat().st_mode) == 0o600
     (raw,) = list(kinds["raw"].iterdir())[:1]
     assert stat.S_IMODE(raw.stat().st_mode) == 0o400
 

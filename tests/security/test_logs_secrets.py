@@ -31,6 +31,7 @@ from catalog.kernel.db import make_engine
 from catalog.kernel.settings import Settings
 from policies.enforcer import route_subject
 from tests.live import free_port
+from tests.problems import assert_protocol_error
 from tests.security.served_demo import ADMIN_TOKEN, TABLE, build_demo, demo_settings
 
 pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
@@ -117,11 +118,13 @@ def test_no_log_line_carries_a_secret(tmp_path: Path) -> None:
             assert profile.status_code == 200, profile.text
             token = profile.json()["bearerToken"]
             secrets.append(secret_part(token))
-            assert http.post(link).status_code == 409
+            assert_protocol_error(http.post(link), 409)
             guessed = "dsa_0123456789abcdef_guessed-activation-secret"
             secrets.append(secret_part(guessed))
-            assert http.get(link.rsplit("/", 1)[0] + "/" + guessed).status_code == 404
-            assert http.post(base + "/delta-sharing/activation/typed-by-hand-x1").status_code == 404
+            assert_protocol_error(http.get(link.rsplit("/", 1)[0] + "/" + guessed), 404)
+            assert_protocol_error(
+                http.post(base + "/delta-sharing/activation/typed-by-hand-x1"), 404
+            )
             secrets.append("typed-by-hand-x1")
 
             reader = {"Authorization": f"Bearer {token}"}
@@ -140,7 +143,7 @@ def test_no_log_line_carries_a_secret(tmp_path: Path) -> None:
                 assert http.head(url).status_code == 200
                 assert http.get(url, headers={"Range": "bytes=0-7"}).status_code == 206
             tampered = urls[0][:-8] + "00000000"
-            assert http.get(tampered).status_code == 403
+            assert_protocol_error(http.get(tampered), 403)
 
             wrong = token.rsplit("_", 1)[0] + "_wrong-secret-of-a-real-id"
             shaped = "dsr_fedcba9876543210_a-guessed-secret-value"
@@ -149,15 +152,15 @@ def test_no_log_line_carries_a_secret(tmp_path: Path) -> None:
                 refused = http.get(
                     base + "/delta-sharing/shares", headers={"Authorization": f"Bearer {bad}"}
                 )
-                assert refused.status_code == 401
+                assert_protocol_error(refused, 401)
             secrets += [secret_part(wrong), secret_part(shaped), arbitrary]
             api_bad = http.get(
                 base + "/api/v1/products", headers={"Authorization": f"Bearer {arbitrary}x"}
             )
-            assert api_bad.status_code == 401
+            assert_protocol_error(api_bad, 401)
 
         # The same server with its database gone: the error lines name the route, not the secret.
-        missing = make_engine(f"sqlite:///{tmp_path / 'gone' / 'catalog.kernel.db'}")
+        missing = make_engine(f"sqlite:///{tmp_path / 'gone' / 'catalog.db'}")
         with (
             served_like_mesh_serve(settings, port, config, engine=missing) as base,
             httpx.Client(timeout=60) as http,
@@ -247,7 +250,7 @@ def test_error_bodies_carry_no_path_secret(client: Any) -> None:
     guessed = "dsa_0123456789abcdef_guessed-secret-value"
     for method in ("GET", "POST"):
         answer = client.request(method, f"/delta-sharing/activation/{guessed}")
-        assert answer.status_code == 404
+        assert_protocol_error(answer, 404)
         # The activation endpoint answers in the protocol's error shape, which names no path;
         # whatever shape answers, the secret is nowhere in it.
         refusal = answer.json()

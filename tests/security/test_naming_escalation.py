@@ -13,6 +13,7 @@ from catalog.kernel.db import make_engine
 from policies.enforcer import add_rule, role_subject, user_subject
 from policies.models import CasbinRule, Principal, PrincipalKind
 from tests.conftest import ADMIN_TOKEN
+from tests.problems import assert_problem
 
 
 def _principal_named_like_a_role(engine, name: str, org_id: int | None = None) -> None:
@@ -47,7 +48,7 @@ def test_a_principal_may_not_be_named_like_a_role(estate, name):
             "organization": "research-lab",
         },
     )
-    assert r.status_code == 400, r.text
+    assert_problem(r, 400)
     body = r.json()
     assert body["type"] == "https://fhir-mesh.dev/problems/invalid-parameter"
     assert "reserved" in body["detail"] and name in body["detail"]
@@ -66,10 +67,10 @@ def test_a_principal_named_like_a_role_gets_only_its_own_roles(estate, engine):
         "/api/v1/principals",
         json={"name": "mallory", "display_name": "M", "roles": ["platform-admin"]},
     )
-    assert created.status_code == 403, created.text
+    assert_problem(created, 403)
     assert created.json()["type"] == "https://fhir-mesh.dev/problems/forbidden"
     audit = estate.call("auditor", "GET", "/api/v1/audit")
-    assert audit.status_code == 403, audit.text
+    assert_problem(audit, 403)
     assert "audit:read" in audit.json()["detail"]
     # The real roles still work.
     assert estate.call("auditor1", "GET", "/api/v1/audit").status_code == 200

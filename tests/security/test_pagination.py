@@ -11,6 +11,7 @@ from litestar.testing import TestClient
 from catalog.kernel.errors import InvalidParameter
 from catalog.kernel.pagination import page_size
 from sharing.routes import MAX_PAGE
+from tests.problems import assert_protocol_error
 from tests.security.served_demo import Demo, served_demo
 
 pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
@@ -31,7 +32,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 def test_page_sizes_that_cannot_advance_are_refused(demo: Demo, path: str, size: str) -> None:
     with httpx.Client(timeout=60) as client:
         answer = client.get(demo.base + path, params={"maxResults": size}, headers=demo.recipient)
-    assert answer.status_code == 400, answer.text
+    assert_protocol_error(answer, 400)
     error = answer.json()
     assert set(error) == {"errorCode", "message"}
     assert error["errorCode"] == "INVALID_PARAMETER_VALUE"

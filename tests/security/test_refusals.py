@@ -28,6 +28,7 @@ from policies.principals import get_organization
 from sharing.files.urls import FILES, _signed_message
 from sharing.reads import mac, signing_key
 from sharing.recipients import service as recipients
+from tests.problems import assert_problem, assert_protocol_error
 
 SHARE = "sepsis-research"
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
@@ -105,7 +106,7 @@ def test_signed_urls_reach_only_data_files_of_tables_the_recipient_may_read(own_
     for name, relative in targets.items():
         for method in ("GET", "HEAD"):
             answer, rid = _probe(method, _sign(estate, relative))
-            assert answer.status_code == 403, (name, method)
+            assert_problem(answer, 403)
             (entry,) = _denied(estate, rid)
             assert entry["outcome"] == "denied", name
             if name != "dot-dot":  # clients normalise `..` away, so that signature fails
@@ -123,7 +124,7 @@ def test_signed_urls_reach_only_data_files_of_tables_the_recipient_may_read(own_
     assert token_id == _token_id(estate)
     # Signed for another recipient (which holds nothing here), the granted file is refused too.
     answer, rid = _probe("GET", _sign(estate, granted, recipient="quality-team"))
-    assert answer.status_code == 403
+    assert_protocol_error(answer, 403)
     assert len(_denied(estate, rid)) == 1
 
 
@@ -166,7 +167,7 @@ def test_every_kind_of_refusal_is_audited_once_with_the_token_and_route(own_esta
     url = json.loads(query.text.splitlines()[2])["file"]["url"]
     tampered = url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
     answer, rid = _probe("GET", tampered)
-    assert answer.status_code == 403
+    assert_protocol_error(answer, 403)
     (entry,) = _denied(estate, rid)
     assert entry["reason"] == "bad signature" and "[redacted]" in entry["subject"]
     signature = url.rpartition("X-Amz-Signature=")[2]
@@ -191,7 +192,7 @@ def test_every_kind_of_refusal_is_audited_once_with_the_token_and_route(own_esta
             ("POST", f"{base}/delta-sharing/activation/{link}", {}),
         ):
             answer, rid = _probe(method, target, headers=headers)
-            assert answer.status_code == 403, target
+            assert_protocol_error(answer, 403)
             (entry,) = _denied(estate, rid)
             assert entry["outcome"] == "denied"
             assert link.rpartition("_")[2] not in json.dumps(entry, default=str)
@@ -279,6 +280,6 @@ def test_a_revoked_token_stops_the_file_urls_it_was_given(own_estate):
         )  # fmt: skip
         session.commit()
     answer, rid = _probe("GET", url, headers={"Range": "bytes=4-11"})
-    assert answer.status_code == 403
+    assert_protocol_error(answer, 403)
     (entry,) = _denied(estate, rid)
     assert entry["token_id"] == token.id and "revoked" in entry["reason"]

@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from catalog.audit.models import AuditEvent
 from catalog.cli import app
+from tests.problems import assert_problem
 
 PROBLEMS = "https://fhir-mesh.dev/problems/"
 
@@ -35,7 +36,7 @@ def assert_refused_call(estate, engine, who, method, path, *, reason, **kw):
     """`who` calls `method path` (`kw`: its body), is refused 403 and audited once as forbidden."""
     before = denials(engine)
     r = estate.call(who, method, path, **kw)
-    assert r.status_code == 403, r.text
+    assert_problem(r, 403)
     entry = assert_one_denial(
         engine, before, actor=who, subject=f"{method} {path}", reason=reason, problem="forbidden"
     )
@@ -102,7 +103,7 @@ def test_a_policy_refusal_is_audited(estate, engine):
     dua = estate.dua()  # deidentified only
     before = denials(engine)
     r = estate.request(dua_id=dua["id"], tier="limited")
-    assert r.status_code == 403
+    assert_problem(r, 403, "policy-refused")
     body = r.json()
     assert body["type"] == PROBLEMS + "policy-refused"
     assert "does not permit the limited tier" in body["detail"]

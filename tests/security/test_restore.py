@@ -22,6 +22,7 @@ from policies.models import Organization
 from sharing.recipients import service as recipients
 from tests.factories import organization
 from tests.live import free_port, serving
+from tests.problems import assert_protocol_error
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -88,4 +89,4 @@ def test_a_token_revoked_after_a_restore_stays_revoked_when_the_counter_catches_
                 )
         assert _revision(engine) == cached_at
         refused = requests.get(shares, headers=auth, timeout=10)
-        assert refused.status_code == 401, refused.text
+        assert_protocol_error(refused, 401)

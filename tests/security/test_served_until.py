@@ -22,6 +22,7 @@ from catalog.products import service as products
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import FixedClock
 from tests.live import demo_estate, free_port, serving
+from tests.problems import assert_problem
 
 pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
@@ -80,7 +81,7 @@ def test_a_deprecated_version_stops_being_served_at_served_until(estate):
     clock: FixedClock = estate["clock"]
     now = clock.now()
     past = _deprecate(estate, "1.0.0", now - timedelta(minutes=1))
-    assert past.status_code == 422, past.text
+    assert_problem(past, 422)
     assert past.headers["content-type"].startswith("application/problem+json")
     assert "served_until" in past.json()["detail"] and "not in the future" in past.json()["detail"]
     assert past.json()["errors"][0]["path"] == "served_until"
@@ -128,7 +129,7 @@ def test_a_deprecated_version_stops_being_served_at_served_until(estate):
         ),
         _query(estate, {}),
     ):
-        assert answer.status_code == 404, answer.text
+        assert_problem(answer, 404)
 
 
 def test_the_cli_refuses_a_past_served_until_and_defaults_to_the_notice_period(estate):

@@ -82,7 +82,7 @@ def test_bad_tokens_and_tampered_urls(estate):
     assert requests.get(tampered, timeout=HTTP_TIMEOUT).status_code == 403
     other_path = file_url.replace("deidentified", "full")
     assert requests.get(other_path, timeout=HTTP_TIMEOUT).status_code == 403
-    for bad in ("..%2F..%2Fcatalog.db", "../../catalog.kernel.db"):
+    for bad in ("..%2F..%2Fcatalog.db", "../../catalog.db"):
         r = requests.get(
             f"{base}/shares/sepsis-research/schemas/{bad}/tables/x/version",
             headers={"Authorization": f"Bearer {token}"},

@@ -27,6 +27,7 @@ from catalog.publishing.models import FindingRecord, QuarantineRecord
 from tests.catalog.publishing.conftest import STAYS, new_product
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import ACTOR
+from tests.problems import assert_problem
 
 EXTRACTED = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
 ALL_LEGACY = [
@@ -612,7 +613,7 @@ def test_findings_over_the_api_and_the_cli(session, clock, product, settings, tm
         anonymous = client.get(
             "/api/v1/products/st-marys/people/findings", headers={"Authorization": ""}
         )
-        assert anonymous.status_code == 401
+        assert_problem(anonymous, 401)
     env = {"MESH_DATABASE_URL": settings.database_url, "MESH_HOME": str(settings.home)}
     listed = CliRunner().invoke(
         app, ["findings", "list", "st-marys/people", "--rule", "legacy-date", "--json"], env=env

@@ -11,6 +11,7 @@ from catalog.cli import app
 from tests.catalog.publishing.conftest import LEGACY_FORMATS, PATIENT_COLUMNS, PATIENT_VIEW, ROWS
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body
+from tests.problems import assert_problem
 
 VERSION_BODY = {
     "version": "1.0.0",
@@ -80,7 +81,7 @@ def test_publish_and_quarantine_over_the_api(api, export_dir):
         "/api/v1/products/st-marys/patients/versions/1.0.0/publish",
         json={"source": str(export_dir)},
     )
-    assert again.status_code == 409
+    assert_problem(again, 409)
     assert again.json()["type"].endswith("/conflict")
 
     rebuilt = api.post("/api/v1/products/st-marys/patients/versions/1.0.0/reconvert", json={})
@@ -93,7 +94,7 @@ def test_publish_api_refuses_sources_outside_the_roots(api, tmp_path):
     r = api.post(
         "/api/v1/products/st-marys/patients/versions/1.0.0/publish", json={"source": "/etc"}
     )
-    assert r.status_code == 403
+    assert_problem(r, 403)
     assert r.json()["detail"] == (
         "the source is outside the folders this server may publish from for domain st-marys"
     )
@@ -101,14 +102,14 @@ def test_publish_api_refuses_sources_outside_the_roots(api, tmp_path):
         "/api/v1/products/st-marys/patients/versions/1.0.0/publish",
         json={"source": str(tmp_path / "sources" / "st-marys" / "nothing-here")},
     )
-    assert missing.status_code == 400
+    assert_problem(missing, 400)
     assert missing.json()["type"].endswith("/invalid-parameter")
     assert missing.json()["detail"].endswith("does not exist")
     not_found = api.post(
         "/api/v1/products/st-marys/patients/versions/9.0.0/publish",
         json={"source": str(tmp_path / "sources" / "st-marys")},
     )
-    assert not_found.status_code == 404
+    assert_problem(not_found, 404)
 
 
 def test_publish_and_quarantine_on_the_cli(

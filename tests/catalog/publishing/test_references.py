@@ -16,6 +16,7 @@ from catalog.products.models import ProductSpec, VersionSpec, VersionStatus
 from catalog.publishing import service
 from tests.catalog.publishing.conftest import EXTRACTED
 from tests.factories import ACTOR, domain_body, make_domain
+from tests.problems import assert_problem
 
 PATIENT_VIEW = {
     "resourceType": "ViewDefinition",
@@ -329,7 +330,7 @@ def test_type_mismatch_is_a_problem_on_the_api(client):
             f"/api/v1/products/st-marys/{name}/versions",
             json={"version": "1.0.0", "columns": columns, "tiers": ["full"], "view": view},
         )
-    assert r.status_code == 422, r.text
+    assert_problem(r, 422)
     assert r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
     assert "patients.patient_id is string, not int64" in body["detail"]

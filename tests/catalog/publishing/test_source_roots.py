@@ -24,6 +24,7 @@ from catalog.publishing import service
 from tests.catalog.publishing.conftest import LEGACY_FORMATS, PATIENT_COLUMNS, PATIENT_VIEW
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body
+from tests.problems import assert_problem
 
 PUBLISH = "/api/v1/products/riverside/patients/versions/1.0.0/publish"
 
@@ -57,7 +58,7 @@ def api(publish_settings, engine, clock):
 
 def _refused(api, engine, source: Path | str, because: str) -> None:
     r = api.post(PUBLISH, json={"source": str(source)})
-    assert r.status_code == 403, r.text
+    assert_problem(r, 403)
     assert r.headers["content-type"].startswith("application/problem+json")
     assert because in r.json()["detail"] and "for domain riverside" in r.json()["detail"]
     with Session(engine) as session:
