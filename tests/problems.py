@@ -3,6 +3,7 @@
 (`assert_protocol_error`). A test that expects a refusal checks the shape, not the status alone."""
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from catalog.kernel.errors import PROBLEM_TYPE_BASE
 
@@ -39,7 +40,7 @@ def assert_problem(
     assert body["type"] == PROBLEM_TYPE_BASE + (slug or DEFAULT_SLUG[status]), body
     assert body["status"] == status, body
     assert isinstance(body["title"], str) and body["title"], body
-    assert body["instance"] == response.request.url.path, body
+    assert body["instance"] == urlsplit(str(response.request.url)).path, body
     assert body["message"] == body["detail"], body
     assert isinstance(body["errorCode"], str) and body["errorCode"], body
     if detail is not None:

@@ -31,7 +31,7 @@ from catalog.kernel.db import make_engine
 from catalog.kernel.settings import Settings
 from policies.enforcer import route_subject
 from tests.live import free_port
-from tests.problems import assert_protocol_error
+from tests.problems import assert_problem, assert_protocol_error
 from tests.security.served_demo import ADMIN_TOKEN, TABLE, build_demo, demo_settings
 
 pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
@@ -157,7 +157,7 @@ def test_no_log_line_carries_a_secret(tmp_path: Path) -> None:
             api_bad = http.get(
                 base + "/api/v1/products", headers={"Authorization": f"Bearer {arbitrary}x"}
             )
-            assert_protocol_error(api_bad, 401)
+            assert_problem(api_bad, 401)
 
         # The same server with its database gone: the error lines name the route, not the secret.
         missing = make_engine(f"sqlite:///{tmp_path / 'gone' / 'catalog.db'}")

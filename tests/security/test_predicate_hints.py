@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from sharing.delta import DataFile
 from sharing.predicates import MAX_DEPTH, may_match, parse_hint
-from tests.problems import assert_problem
+from tests.problems import assert_protocol_error
 from tests.security.served_demo import TABLE, Demo, served_demo
 
 pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
@@ -115,7 +115,7 @@ def test_malformed_query_fields_are_400_in_the_protocol_shape(
 ) -> None:
     with httpx.Client(timeout=60) as client:
         answer = query(client, demo, body)
-    assert_problem(answer, 400)
+    assert_protocol_error(answer, 400)
     assert answer.headers["content-type"].startswith("application/json")
     error = answer.json()
     assert set(error) == {"errorCode", "message"}

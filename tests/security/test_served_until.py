@@ -22,7 +22,7 @@ from catalog.products import service as products
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import FixedClock
 from tests.live import demo_estate, free_port, serving
-from tests.problems import assert_problem
+from tests.problems import assert_problem, assert_protocol_error
 
 pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
 
@@ -129,7 +129,7 @@ def test_a_deprecated_version_stops_being_served_at_served_until(estate):
         ),
         _query(estate, {}),
     ):
-        assert_problem(answer, 404)
+        assert_protocol_error(answer, 404)
 
 
 def test_the_cli_refuses_a_past_served_until_and_defaults_to_the_notice_period(estate):
