@@ -500,22 +500,20 @@ def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
     from catalog.kernel.clock import SystemClock
     from catalog.kernel.db import transaction
     from catalog.products.models import Tier
-    from policies import access, principals
     from policies.auth import Authenticator
+    from policies.duas.models import DuaCreate
+    from policies.duas.service import create_dua
     from policies.enforcer import PolicyEngine
-    from policies.models import (
-        AccessRequestCreate,
-        DuaCreate,
-        OrganizationCreate,
-        PrincipalCreate,
-        Purpose,
-        Role,
-    )
+    from policies.models import Purpose, Role
+    from policies.principals.models import OrganizationCreate, PrincipalCreate
+    from policies.principals.service import create_organization, create_principal, get_principal
+    from policies.requests.models import AccessRequestCreate
+    from policies.requests.service import approve_request, create_request
     from sharing.recipients.commands import write_profile
 
     clock, operator = SystemClock(), Operator("bench-operator")
     with transaction(engine) as session:
-        principals.create_organization(
+        create_organization(
             session,
             OrganizationCreate(
                 name=RESEARCH_ORG,
@@ -536,9 +534,9 @@ def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
                 organization=RESEARCH_ORG,
             ),
         ):
-            principals.create_principal(session, spec, actor=operator, clock=clock)
+            create_principal(session, spec, actor=operator, clock=clock)
         now = clock.now()
-        dua = access.create_dua(
+        dua = create_dua(
             session,
             DuaCreate(
                 organization=RESEARCH_ORG,
@@ -557,8 +555,8 @@ def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
     policy = PolicyEngine(engine, clock, refresh_seconds=0)
     auth = Authenticator(settings, policy, clock)
     with transaction(engine) as session:
-        analyst = auth.caller_for(session, principals.get_principal(session, "bench-analyst"))
-        request = access.create_request(
+        analyst = auth.caller_for(session, get_principal(session, "bench-analyst"))
+        request = create_request(
             session,
             AccessRequestCreate(
                 products=["/".join(BIG_PRODUCT)],
@@ -572,8 +570,8 @@ def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
             policy=policy,
             clock=clock,
         )
-        reviewer = auth.caller_for(session, principals.get_principal(session, "bench-reviewer"))
-        access.approve_request(
+        reviewer = auth.caller_for(session, get_principal(session, "bench-reviewer"))
+        approve_request(
             session,
             request.id or 0,
             reason="approved for the benchmark",
@@ -609,15 +607,14 @@ def add_recipients(
     from catalog.kernel.clock import SystemClock
     from catalog.kernel.db import transaction
     from catalog.products.models import Tier
-    from policies import access, principals
+    from policies.duas.models import DuaCreate
+    from policies.duas.service import create_dua
     from policies.enforcer import PolicyEngine
-    from policies.models import (
-        AccessRequest,
-        AccessRequestProduct,
-        DuaCreate,
-        OrganizationCreate,
-        Purpose,
-    )
+    from policies.models import Purpose
+    from policies.principals.models import OrganizationCreate
+    from policies.principals.service import create_organization
+    from policies.requests.models import AccessRequest, AccessRequestProduct
+    from policies.requests.service import approve_request
 
     if -(-args.grants // args.recipients) > len(pairs):
         raise SystemExit(f"--grants: at most {len(pairs)} grants per recipient (products x tiers)")
@@ -635,7 +632,7 @@ def add_recipients(
         with transaction(engine) as session:
             for i in range(first, min(first + 100, args.recipients)):
                 name = f"org-{i:04d}"
-                org = principals.create_organization(
+                org = create_organization(
                     session,
                     OrganizationCreate(
                         name=name,
@@ -645,7 +642,7 @@ def add_recipients(
                     actor=operator,
                     clock=clock,
                 )
-                dua = access.create_dua(
+                dua = create_dua(
                     session,
                     DuaCreate(
                         organization=name,
@@ -685,7 +682,7 @@ def add_recipients(
                         for _, product_id in wanted
                     )
                     estate.grants_total += len(
-                        access.approve_request(
+                        approve_request(
                             session,
                             request.id or 0,
                             reason="approved for the benchmark",

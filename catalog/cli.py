@@ -13,6 +13,7 @@ from sqlmodel import Session
 from catalog.audit import commands as audit
 from catalog.audit.context import RequestContext, new_cli_request_id, request_scope
 from catalog.audit.record import Operator
+from catalog.demo.governance import DEMO_ORG, governance_demo
 from catalog.kernel import migrate
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
@@ -40,6 +41,10 @@ from catalog.products import service
 from catalog.products.models import ProductStatus, Tier, VersionStatus
 from catalog.publishing import commands as publishing
 from policies import commands as governance
+from policies.duas.commands import duas_app
+from policies.grants.commands import grants_app
+from policies.principals.commands import admin_app, organizations_app, principals_app, tokens_app
+from policies.requests.commands import requests_app
 from sharing.recipients import commands as sharing
 
 app = typer.Typer(
@@ -81,14 +86,14 @@ app.command("publish")(publishing.publish)
 app.command("reconvert")(publishing.reconvert)
 app.command("synth")(publishing.synth)
 for typer_app, group in (
-    (governance.principals_app, "principals"),
-    (governance.tokens_app, "tokens"),
-    (governance.admin_app, "admin"),
+    (principals_app, "principals"),
+    (tokens_app, "tokens"),
+    (admin_app, "admin"),
     (governance.policy_app, "policy"),
-    (governance.organizations_app, "organizations"),
-    (governance.duas_app, "duas"),
-    (governance.requests_app, "requests"),
-    (governance.grants_app, "grants"),
+    (organizations_app, "organizations"),
+    (duas_app, "duas"),
+    (requests_app, "requests"),
+    (grants_app, "grants"),
     (sharing.recipients_app, "recipients"),
     (audit.audit_app, "audit"),
 ):
@@ -473,12 +478,10 @@ def demo(
         if plan.is_refused:
             raise fail("the example products file was refused")
     publishing.publish_demo(settings, engine, patients=patients, seed=7)
-    governance.governance_demo(settings)
+    governance_demo(settings)
     with transaction(engine) as session:
-        profile, _ = sharing.write_profile(
-            session, settings, governance.DEMO_ORG, days=90, endpoint=None
-        )
-    out.print(f"Delta Sharing profile of {governance.DEMO_ORG}: {profile}")
+        profile, _ = sharing.write_profile(session, settings, DEMO_ORG, days=90, endpoint=None)
+    out.print(f"Delta Sharing profile of {DEMO_ORG}: {profile}")
     out.print("Read the de-identified patients with the official client (server running):")
     for snippet_line in (
         "  import delta_sharing",

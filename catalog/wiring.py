@@ -16,9 +16,9 @@ from catalog.kernel.db import engine_for
 from catalog.kernel.settings import Settings
 from catalog.products.models import ProductVersion
 from catalog.products.service import VersionListener
-from policies.access import notify_version_change
 from policies.auth import ENV_ADMIN, Authenticator
 from policies.enforcer import PolicyEngine
+from policies.grants.service import notify_version_change
 from policies.models import Role
 
 

@@ -6,7 +6,11 @@ import catalog.audit.models
 import catalog.audit.record
 import catalog.products.models
 import catalog.publishing.models
+import policies.duas.models
+import policies.grants.models
 import policies.models
+import policies.principals.models
+import policies.requests.models
 import sharing.recipients.models
 
 # Named here so no tool mistakes the imports above for unused ones.
@@ -15,7 +19,11 @@ TABLE_MODULES = (
     catalog.audit.record,
     catalog.products.models,
     catalog.publishing.models,
+    policies.duas.models,
+    policies.grants.models,
     policies.models,
+    policies.principals.models,
+    policies.requests.models,
     sharing.recipients.models,
 )
 metadata = SQLModel.metadata

@@ -28,7 +28,7 @@ from catalog.kernel.clock import Clock
 from catalog.kernel.errors import Unauthenticated
 from catalog.kernel.settings import Settings
 from policies.enforcer import Caller, PolicyEngine, route_subject
-from policies.models import ApiToken, Organization, Principal
+from policies.principals.models import ApiToken, Organization, Principal
 from policies.ratelimit import FailureLimiter
 
 TOKEN_PREFIX = "mesh_"  # noqa: S105  (a prefix, not a secret)

@@ -26,9 +26,14 @@ from catalog.kernel.db import saved_id
 from catalog.kernel.errors import InvalidParameter, NotFound
 from catalog.kernel.settings import Settings
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
-from policies.access import PolicyRefusal, check_grant, grant_state, readable
+from policies.duas.models import Dua
 from policies.enforcer import PolicyEngine
-from policies.models import AccessRequest, Dua, Grant, Organization, Purpose
+from policies.grants.models import Grant
+from policies.grants.service import grant_state, readable
+from policies.minimum_necessary import PolicyRefusal, check_grant
+from policies.models import Purpose
+from policies.principals.models import Organization
+from policies.requests.models import AccessRequest
 from sharing.cache import CacheView
 
 SERVED = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)

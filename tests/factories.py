@@ -15,7 +15,7 @@ from catalog.products.models import (
     ProductVersion,
     VersionSpec,
 )
-from policies.models import Organization
+from policies.principals.models import Organization
 from sharing.recipients import service as recipients
 
 ACTOR = Operator("tester")

@@ -116,17 +116,10 @@ def list_events(
 ) -> AuditPage:
     """One page of matching entries, newest first; stable while entries are appended."""
     statement = select(AuditEvent).where(*query.conditions())
-    if cursor is not None:
-        (last,) = pagination.decode_cursor(cursor, width=1)
-        if not last.isdigit():
-            raise InvalidParameter("invalid cursor: pass back the next_cursor of a previous page")
-        statement = statement.where(col(AuditEvent.id) < int(last))
-    rows = session.exec(statement.order_by(col(AuditEvent.id).desc()).limit(limit + 1)).all()
-    items = [event_read(e) for e in rows[:limit]]
-    more = len(rows) > limit
-    return AuditPage(
-        items=items, next_cursor=pagination.encode_cursor([str(items[-1].id)]) if more else None
+    rows, next_cursor = pagination.keyset_page(
+        session, statement, AuditEvent, limit, cursor, newest_first=True
     )
+    return AuditPage(items=[event_read(e) for e in rows], next_cursor=next_cursor)
 
 
 def iter_events(

@@ -31,18 +31,25 @@ from catalog.kernel.errors import InvalidParameter, MeshError, NotFound, Unauthe
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import DataProduct, ProductStatus, Tier, VersionStatus
-from policies import access
 from policies.auth import Authenticator, record_auth_failure
+from policies.duas.models import Dua
+from policies.duas.service import dua_covers, dua_read, get_dua, list_duas
 from policies.enforcer import PolicyEngine
-from policies.models import (
-    AccessRequestCreate,
-    Dua,
-    GrantState,
-    Organization,
-    Purpose,
-    RequestStatus,
+from policies.grants.service import grant_read, list_grants, revoke_grant
+from policies.minimum_necessary import PolicyRefusal, check_minimum_necessary
+from policies.models import GrantState, Purpose, RequestStatus
+from policies.principals.models import Organization
+from policies.principals.service import get_organization
+from policies.requests.models import AccessRequestCreate
+from policies.requests.service import (
+    approve_request,
+    create_request,
+    deny_request,
+    four_eyes_refusal,
+    get_request,
+    list_requests,
+    request_read,
 )
-from policies.principals import get_organization
 from sharing.recipients import service as recipients
 
 # `authenticated` lets every caller through the app's guard; for the console's public pages the
@@ -296,7 +303,7 @@ class CatalogController(Controller):
 
 
 def _own_duas(session: Session, actor: Any, settings: Settings) -> list[Dua]:
-    items, _ = access.list_duas(
+    items, _ = list_duas(
         session, actor=actor, organization=None, limit=settings.max_page_size, cursor=None
     )
     return items
@@ -315,7 +322,7 @@ def _verdicts(
     out: list[tuple[str, str | None]] = []
     for ref in refs:
         try:
-            access.check_minimum_necessary(
+            check_minimum_necessary(
                 policy,
                 dua,
                 product=ref,
@@ -325,7 +332,7 @@ def _verdicts(
                 now=now,
             )
             out.append((ref, None))
-        except access.PolicyRefusal as exc:
+        except PolicyRefusal as exc:
             out.append((ref, exc.detail))
     return out
 
@@ -359,8 +366,8 @@ class ConsumerController(Controller):
         if dua is not None and chosen is None:
             raise NotFound(f"DUA {dua} not found")
         context: dict[str, Any] = {
-            "duas": [access.dua_read(session, d, now) for d in duas],
-            "dua": access.dua_read(session, chosen, now) if chosen else None,
+            "duas": [dua_read(session, d, now) for d in duas],
+            "dua": dua_read(session, chosen, now) if chosen else None,
             "tier": tier,
             "selected": product or [],
             "justification": justification or "",
@@ -379,7 +386,7 @@ class ConsumerController(Controller):
                 limit=settings.max_page_size,
             ).items
             refs = [products.product_key(p.domain.name, p.name) for p in catalog]
-            covered = [r for r in refs if access.dua_covers(chosen, r)]
+            covered = [r for r in refs if dua_covers(chosen, r)]
             context["candidates"] = covered
             probe = covered[:1] or refs[:1]
             for option in Tier:
@@ -418,7 +425,7 @@ class ConsumerController(Controller):
         me = viewer(request)
         now = clock.now()
         dua_id = int(_field(data, "dua") or 0)
-        dua = access.get_dua(session, dua_id)
+        dua = get_dua(session, dua_id)
         spec = AccessRequestCreate(
             products=_fields(data, "product"),
             tier=Tier(_field(data, "tier")),
@@ -427,7 +434,7 @@ class ConsumerController(Controller):
             justification=_field(data, "justification"),
             requested_days=requested_days(_field(data, "end"), dua, now),
         )
-        filed = access.create_request(session, spec, actor=me, policy=policy, clock=clock)
+        filed = create_request(session, spec, actor=me, policy=policy, clock=clock)
         return Redirect(f"{ROOT}/my/requests?notice=filed#request-{filed.id}", status_code=303)
 
     @get("/my/requests", opt=CONSUMER, sync_to_thread=True)
@@ -441,7 +448,7 @@ class ConsumerController(Controller):
     ) -> Response[str]:
         """The organisation's requests with their status."""
         me = viewer(request)
-        items, nxt = access.list_requests(
+        items, nxt = list_requests(
             session,
             actor=me,
             status=None,
@@ -453,7 +460,7 @@ class ConsumerController(Controller):
         return render(
             request,
             "my_requests.html",
-            requests=[access.request_read(session, r) for r in reversed(items)],
+            requests=[request_read(session, r) for r in reversed(items)],
             next_cursor=nxt,
             notice=NOTICES.get(notice or ""),
         )
@@ -468,7 +475,7 @@ class ConsumerController(Controller):
     ) -> Response[str]:
         """The organisation's grants: state, expiry countdown, notices."""
         me = viewer(request)
-        items, _ = access.list_grants(
+        items, _ = list_grants(
             session,
             actor=me,
             settings=settings,
@@ -480,7 +487,7 @@ class ConsumerController(Controller):
             cursor=None,
         )
         now = clock.now()
-        grants = [access.grant_read(session, g, settings=settings, now=now) for g in items]
+        grants = [grant_read(session, g, settings=settings, now=now) for g in items]
         return render(
             request,
             "my_grants.html",
@@ -524,7 +531,7 @@ class ReviewController(Controller):
         tier, dua = _choice(Tier, tier_field, "tier"), _number(dua_field, "dua")
         me = viewer(request)
         view = show or "mine"
-        items, nxt = access.list_requests(
+        items, nxt = list_requests(
             session,
             actor=me,
             status=None if view == "all" else RequestStatus.PENDING,
@@ -534,11 +541,11 @@ class ReviewController(Controller):
             cursor=cursor,
         )
         rows = [
-            access.request_read(session, r)
+            request_read(session, r)
             for r in items
             if (tier is None or r.tier == tier)
             and (dua is None or r.dua_id == dua)
-            and (view != "mine" or access.four_eyes_refusal(session, r, actor=me) is None)
+            and (view != "mine" or four_eyes_refusal(session, r, actor=me) is None)
         ]
         return render(
             request,
@@ -563,11 +570,11 @@ class ReviewController(Controller):
         """Everything needed to decide one request."""
         me = viewer(request)
         now = clock.now()
-        found = access.get_request(session, request_id, actor=me)
-        read = access.request_read(session, found)
-        dua = access.get_dua(session, read.dua_id)
+        found = get_request(session, request_id, actor=me)
+        read = request_read(session, found)
+        dua = get_dua(session, read.dua_id)
         org = session.get(Organization, found.organization_id)
-        existing, _ = access.list_grants(
+        existing, _ = list_grants(
             session,
             actor=me,
             settings=settings,
@@ -582,18 +589,18 @@ class ReviewController(Controller):
             t: _verdicts(policy, dua, read.products, t, read.purpose, read.justification, now)
             for t in Tier
         }
-        grants = [access.grant_read(session, g, settings=settings, now=now) for g in existing]
+        grants = [grant_read(session, g, settings=settings, now=now) for g in existing]
         return render(
             request,
             "review_one.html",
             req=read,
             org=org,
-            dua=access.dua_read(session, dua, now),
+            dua=dua_read(session, dua, now),
             verdicts=verdicts,
             tiers=list(Tier),
             own=read.requester == me.name,
             # The service's own rule (requester, its creator, an issuer of its token).
-            four_eyes=access.four_eyes_refusal(session, found, actor=me),
+            four_eyes=four_eyes_refusal(session, found, actor=me),
             grants=grants,
             created=[g for g in grants if g.request_id == read.id],
             requested_end=(read.created_at + timedelta(days=read.requested_days)).date(),
@@ -614,7 +621,7 @@ class ReviewController(Controller):
     ) -> Redirect:
         """Approve through the service (four eyes, minimum necessary re-checked there)."""
         end = _field(data, "end")
-        access.approve_request(
+        approve_request(
             session,
             request_id,
             reason=_field(data, "reason") or None,
@@ -636,7 +643,7 @@ class ReviewController(Controller):
         clock: NamedDependency[Clock],
     ) -> Redirect:
         """Deny with a reason."""
-        access.deny_request(
+        deny_request(
             session, request_id, reason=_field(data, "reason"), actor=viewer(request), clock=clock
         )
         return Redirect(f"{ROOT}/review/{request_id}?notice=denied", status_code=303)
@@ -651,7 +658,7 @@ class ReviewController(Controller):
     ) -> Response[str]:
         """A one-time activation link for the request's organisation, shown on this answer only."""
         me = viewer(request)
-        found = access.get_request(session, request_id, actor=me)
+        found = get_request(session, request_id, actor=me)
         org = session.get(Organization, found.organization_id)
         if org is None:
             raise NotFound(f"organisation of request {request_id} not found")
@@ -690,7 +697,7 @@ class GrantsController(Controller):
         """Grants with state and expiry."""
         grant_state = _choice(GrantState, state_field, "state")
         me = viewer(request)
-        items, nxt = access.list_grants(
+        items, nxt = list_grants(
             session,
             actor=me,
             settings=settings,
@@ -707,7 +714,7 @@ class GrantsController(Controller):
             "grants.html",
             grants=[
                 (g, countdown(g.expires_at, now))
-                for g in (access.grant_read(session, i, settings=settings, now=now) for i in items)
+                for g in (grant_read(session, i, settings=settings, now=now) for i in items)
             ],
             next_cursor=nxt,
             filters={
@@ -730,7 +737,7 @@ class GrantsController(Controller):
         clock: NamedDependency[Clock],
     ) -> Redirect:
         """Revoke at once, with a reason."""
-        access.revoke_grant(
+        revoke_grant(
             session, grant_id, reason=_field(data, "reason"), actor=viewer(request), clock=clock
         )
         return Redirect(f"{ROOT}/grants?notice=revoked", status_code=303)

@@ -1,13 +1,14 @@
 """Sign-in tokens for the console's demo roles, printed by `mesh demo`."""
 
+from catalog.demo.governance import DEMO_CONSUMER, DEMO_REVIEWER
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import cli_actor, migrated_engine
 from catalog.kernel.db import transaction
 from catalog.kernel.errors import NotFound
 from catalog.kernel.settings import Settings
-from policies import principals
-from policies.commands import DEMO_CONSUMER, DEMO_REVIEWER
-from policies.models import PrincipalCreate, PrincipalKind, Role
+from policies.models import PrincipalKind, Role
+from policies.principals.models import PrincipalCreate
+from policies.principals.service import create_principal, create_token, get_principal
 
 DEMO_AUDITOR = "compliance-auditor"
 DEMO_PUBLISHER = "stmarys-publisher"
@@ -30,9 +31,9 @@ def demo_sign_ins(settings: Settings, *, days: int = 7) -> list[tuple[str, str, 
     out = []
     with transaction(engine) as session:
         try:
-            principals.get_principal(session, DEMO_AUDITOR)
+            get_principal(session, DEMO_AUDITOR)
         except NotFound:
-            principals.create_principal(
+            create_principal(
                 session,
                 PrincipalCreate(
                     name=DEMO_AUDITOR,
@@ -44,7 +45,7 @@ def demo_sign_ins(settings: Settings, *, days: int = 7) -> list[tuple[str, str, 
                 clock=clock,
             )
         for role, name in ROLES:
-            issued = principals.create_token(
+            issued = create_token(
                 session,
                 name,
                 days=days,

@@ -4,7 +4,10 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
+
+from sqlmodel import Session, col
+from sqlmodel.sql.expression import SelectOfScalar
 
 from catalog.kernel import bodies
 from catalog.kernel.errors import InvalidParameter
@@ -53,3 +56,35 @@ def decode_cursor(cursor: str, *, width: int) -> list[str]:
     ):
         raise InvalidParameter("invalid cursor: pass back the next_cursor of a previous page")
     return key
+
+
+class Identified(Protocol):
+    """A row with an integer id (every governance and audit table)."""
+
+    id: int | None
+
+
+Row = TypeVar("Row", bound=Identified)
+
+
+def keyset_page(
+    session: Session,
+    stmt: SelectOfScalar[Row],
+    model: type[Row],
+    limit: int,
+    cursor: str | None,
+    *,
+    newest_first: bool = False,
+) -> tuple[list[Row], str | None]:
+    """One page of `stmt` keyed on the id column, oldest (or newest) first, and the cursor of
+    the next page: stable while rows are inserted, since a cursor is the last id seen."""
+    id_column = col(model.id)
+    if cursor:
+        (last,) = decode_cursor(cursor, width=1)
+        if not last.isdigit():
+            raise InvalidParameter("invalid cursor: pass back the next_cursor of a previous page")
+        stmt = stmt.where(id_column < int(last) if newest_first else id_column > int(last))
+    order = id_column.desc() if newest_first else id_column
+    rows = list(session.exec(stmt.order_by(order).limit(limit + 1)).all())
+    items = rows[:limit]
+    return items, encode_cursor([str(items[-1].id)]) if len(rows) > limit else None

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import Home, cli_actor, load_settings, out, unit_of_work
 from catalog.kernel.settings import Settings
-from policies.principals import get_organization
+from policies.principals.service import get_organization
 from sharing.files.urls import PREFIX
 from sharing.recipients import service as recipients
 

@@ -20,7 +20,7 @@ from catalog.kernel.clock import Clock
 from catalog.kernel.problems import problem_responses
 from catalog.kernel.settings import Settings
 from policies.auth import client_address
-from policies.principals import get_organization
+from policies.principals.service import get_organization
 from sharing.files.urls import PREFIX
 from sharing.protocol import HANDLERS, dumps
 from sharing.recipients import service as recipients

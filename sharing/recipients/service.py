@@ -18,7 +18,7 @@ from catalog.audit.record import Actor, record_event
 from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
 from catalog.kernel.settings import Settings
 from policies.auth import new_secret, secret_matches, split_secret
-from policies.models import Organization
+from policies.principals.models import Organization
 from sharing.cache import CacheView
 from sharing.recipients.models import RecipientActivation, RecipientNetwork, RecipientToken
 

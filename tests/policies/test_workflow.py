@@ -339,9 +339,9 @@ def test_concurrent_approvals_make_one_set_of_grants(backend, engine, estate, se
 
     from catalog.audit.record import Operator
     from catalog.kernel.errors import Conflict
-    from policies.access import approve_request
     from policies.enforcer import PolicyEngine
-    from policies.models import Grant
+    from policies.grants.models import Grant
+    from policies.requests.service import approve_request
 
     dua = estate.dua()
     rid = estate.request(dua_id=dua["id"], products=("st-marys/patients", "labs/lab-results"))

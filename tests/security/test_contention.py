@@ -30,7 +30,9 @@ from catalog.audit.chain import CHAIN_LOCK_KEY
 from catalog.kernel.db import make_engine
 from catalog.products import service as products
 from catalog.products.models import VersionStatus
-from policies.models import AccessRequest, Grant, RequestStatus
+from policies.grants.models import Grant
+from policies.models import RequestStatus
+from policies.requests.models import AccessRequest
 from tests.conftest import ADMIN_TOKEN
 from tests.live import free_port, served, together
 from tests.problems import assert_problem

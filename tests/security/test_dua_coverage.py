@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from policies.access import covers
-from policies.models import Dua
+from policies.duas.models import Dua
+from policies.duas.service import covers
 from tests.problems import assert_problem
 
 GLOBS = [
@@ -67,6 +67,6 @@ def test_matching_is_by_segment_not_by_glob():
     for glob in GLOBS:
         assert not covers(glob, "st-marys/patients"), glob
     dua = Dua(coverage=["[a-z]*/[!x]*"], tiers=[], purpose="research")
-    from policies.access import dua_covers
+    from policies.duas.service import dua_covers
 
     assert not dua_covers(dua, "st-marys/patients")

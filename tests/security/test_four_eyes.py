@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from catalog.audit.models import AuditEvent
 from catalog.cli import app
-from policies.models import ApiToken, Principal
+from policies.principals.models import ApiToken, Principal
 from tests.problems import assert_problem
 
 

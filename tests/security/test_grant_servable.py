@@ -3,9 +3,12 @@
 from sqlmodel import Session
 
 from catalog.kernel.clock import SystemClock
-from policies.access import check_grant, get_dua
+from policies.duas.service import get_dua
 from policies.enforcer import PolicyEngine
-from policies.models import AccessRequest, Grant, Purpose
+from policies.grants.models import Grant
+from policies.minimum_necessary import check_grant
+from policies.models import Purpose
+from policies.requests.models import AccessRequest
 from tests.problems import assert_problem
 
 JUSTIFICATION = "Cohort study of sepsis outcomes across the network"

@@ -11,7 +11,8 @@ from catalog.cli import app
 from catalog.kernel import migrate
 from catalog.kernel.db import make_engine
 from policies.enforcer import add_rule, role_subject, user_subject
-from policies.models import CasbinRule, Principal, PrincipalKind
+from policies.models import CasbinRule, PrincipalKind
+from policies.principals.models import Principal
 from tests.conftest import ADMIN_TOKEN
 from tests.problems import assert_problem
 

@@ -17,7 +17,7 @@ from catalog.audit.models import AuditEvent
 from catalog.audit.record import Operator
 from catalog.kernel.settings import Settings
 from policies.auth import split_secret
-from policies.models import Organization
+from policies.principals.models import Organization
 from sharing.recipients import service as recipients
 from sharing.recipients.models import RecipientToken
 from tests.factories import activation_link, organization

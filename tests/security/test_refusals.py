@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from catalog.audit.record import Operator
 from policies.auth import split_secret
-from policies.principals import get_organization
+from policies.principals.service import get_organization
 from sharing.files.urls import FILES, _signed_message
 from sharing.reads import mac, signing_key
 from sharing.recipients import service as recipients

@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from catalog.audit.record import Operator
 from catalog.kernel.settings import Settings
-from policies.models import Organization
+from policies.principals.models import Organization
 from sharing.recipients import service as recipients
 from tests.factories import organization
 from tests.live import free_port, serving

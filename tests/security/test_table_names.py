@@ -15,9 +15,11 @@ from sqlmodel import Session, col, select
 from catalog.audit.record import Operator
 from catalog.kernel.clock import SystemClock
 from catalog.products.models import DataProduct
-from policies.access import revoke_grant
-from policies.models import AccessRequest, Dua, Grant
-from policies.principals import get_organization
+from policies.duas.models import Dua
+from policies.grants.models import Grant
+from policies.grants.service import revoke_grant
+from policies.principals.service import get_organization
+from policies.requests.models import AccessRequest
 
 SHARE = "sepsis-research"
 

@@ -20,7 +20,7 @@ from catalog.kernel.db import make_engine
 from catalog.kernel.errors import Unauthenticated
 from policies.auth import split_secret
 from policies.enforcer import PolicyEngine
-from policies.principals import get_organization
+from policies.principals.service import get_organization
 from sharing import reads as service
 from sharing.cache import GovernanceCache, read_revision
 from sharing.recipients import service as recipients

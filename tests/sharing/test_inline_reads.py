@@ -21,7 +21,7 @@ import catalog.serving.blocking
 from catalog.kernel.db import make_engine
 from catalog.serving.blocking import WouldBlock, may_block, nonblocking
 from policies.enforcer import PolicyEngine
-from policies.principals import get_organization
+from policies.principals.service import get_organization
 from sharing import delta
 from sharing.recipients.service import issue_recipient_token
 from tests.factories import FixedClock

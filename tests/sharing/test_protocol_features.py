@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from catalog.audit.record import Operator
 from catalog.kernel.db import make_engine
 from catalog.products.models import DataProduct
-from policies.principals import get_organization
+from policies.principals.service import get_organization
 from sharing.delta import snapshot
 from sharing.protocol import UnsupportedOperation
 from sharing.recipients import service as recipients
@@ -362,8 +362,8 @@ def test_recipient_admin_api(estate):
 
 def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
     from catalog.kernel.clock import SystemClock
-    from policies.access import revoke_grant
-    from policies.models import Grant
+    from policies.grants.models import Grant
+    from policies.grants.service import revoke_grant
 
     base = f"{_base(estate)}/delta-sharing/shares/sepsis-research"
     auth = {"Authorization": f"Bearer {_token(estate)}"}

@@ -1,4 +1,4 @@
-"""Principals, their roles (Casbin grouping lines), tokens and consumer organisations."""
+"""Principals, their roles (Casbin grouping lines), API tokens and consumer organisations."""
 
 from datetime import datetime
 
@@ -6,31 +6,33 @@ from sqlmodel import Session, col, select
 
 from catalog.audit.record import Actor, record_event
 from catalog.kernel.clock import Clock
-from catalog.kernel.db import claim
-from catalog.kernel.errors import Conflict, InvalidParameter, NotFound
+from catalog.kernel.db import claim, saved_id
+from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from catalog.products.models import Domain
 from policies.auth import issue_api_token
 from policies.enforcer import (
     ROLE_PREFIX,
     USER_PREFIX,
+    Caller,
     add_rule,
     remove_rules,
     role_subject,
     user_subject,
 )
-from policies.models import (
+from policies.models import CasbinRule, Role
+from policies.principals.models import (
     ApiToken,
     ApiTokenIssued,
-    CasbinRule,
     Organization,
     OrganizationCreate,
     Principal,
     PrincipalCreate,
     PrincipalRead,
-    Role,
 )
 
 MEMBER = "member"
+
+
 # Names a principal may never have: the roles (Casbin namespaces keep them apart anyway, but a
 # principal called `auditor` would mislead every reader of the audit trail and `mesh policy`).
 RESERVED_NAMES = frozenset({MEMBER, *(role.value for role in Role)})
@@ -248,3 +250,11 @@ def revoke_token(session: Session, token_id: str, *, actor: Actor, clock: Clock)
     )
     session.flush()
     return token
+
+
+def own_organization_id(session: Session, actor: Actor) -> int:
+    """The id of the consumer organisation `actor` acts for; refused for anyone else."""
+    org_name = actor.organization if isinstance(actor, Caller) else None
+    if not org_name:
+        raise Forbidden("only members of a consumer organization act for one")
+    return saved_id(get_organization(session, org_name).id)

@@ -1,0 +1,1 @@
+"""Data use agreements (DUAs) of consumer organisations."""

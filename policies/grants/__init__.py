@@ -1,0 +1,1 @@
+"""Grants: what approved requests let organisations read."""

@@ -1,0 +1,1 @@
+"""Principals: people and service accounts, their roles and API tokens, consumer organisations."""

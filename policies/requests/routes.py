@@ -1,0 +1,181 @@
+"""Access requests under /api/v1/access-requests."""
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, QueryParameter
+from sqlmodel import Session
+
+from catalog.audit.record import Actor
+from catalog.kernel.clock import Clock
+from catalog.kernel.settings import Settings
+from policies.enforcer import PolicyEngine
+from policies.grants.models import GrantPage
+from policies.grants.service import grant_read
+from policies.models import Decision, RequestStatus
+from policies.requests.models import (
+    AccessRequestCreate,
+    AccessRequestPage,
+    AccessRequestRead,
+    CommentCreate,
+    CommentRead,
+)
+from policies.requests.service import (
+    approve_request,
+    comment_request,
+    create_request,
+    deny_request,
+    get_request,
+    list_requests,
+    request_read,
+    withdraw_request,
+)
+from policies.routing import (
+    ACTION_ERRORS,
+    ANY,
+    READ_ERRORS,
+    SEARCH_ERRORS,
+    WRITE_ERRORS,
+    Cursor,
+    Limit,
+    RowId,
+    page_size,
+)
+
+
+class AccessRequestController(Controller):
+    """Access requests and their review."""
+
+    path = "/api/v1/access-requests"
+    tags = ("governance",)
+
+    @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
+    def list_requests(
+        self,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        actor: NamedDependency[Actor],
+        status: Annotated[RequestStatus | None, QueryParameter()] = None,
+        product: Annotated[str | None, QueryParameter(max_length=130)] = None,
+        consumer: Annotated[str | None, QueryParameter(max_length=63)] = None,
+        limit: Limit = None,
+        cursor: Cursor = None,
+    ) -> AccessRequestPage:
+        """Requests visible to the caller."""
+        items, nxt = list_requests(
+            session,
+            actor=actor,
+            status=status,
+            product=product,
+            organization=consumer,
+            limit=page_size(settings, limit),
+            cursor=cursor,
+        )
+        return AccessRequestPage(items=[request_read(session, r) for r in items], next_cursor=nxt)
+
+    @post("/", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
+    def create_request(
+        self,
+        data: JSONBody[AccessRequestCreate],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
+    ) -> AccessRequestRead:
+        """File a request (consumers, for their organisation)."""
+        request = create_request(session, data, actor=actor, policy=policy, clock=clock)
+        return request_read(session, request)
+
+    @get("/{request_id:int}", sync_to_thread=True, opt=ANY, responses=READ_ERRORS)
+    def get_request(
+        self,
+        request_id: RowId,
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+    ) -> AccessRequestRead:
+        """One request with its comments."""
+        return request_read(session, get_request(session, request_id, actor=actor))
+
+    @post(
+        "/{request_id:int}/approve",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=WRITE_ERRORS,
+    )
+    def approve(
+        self,
+        request_id: RowId,
+        data: JSONBody[Decision],
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        policy: NamedDependency[PolicyEngine],
+    ) -> GrantPage:
+        """Approve (platform admins, never the requester): the grants are created."""
+        grants = approve_request(
+            session,
+            request_id,
+            reason=data.reason,
+            actor=actor,
+            policy=policy,
+            settings=settings,
+            clock=clock,
+        )
+        now = clock.now()
+        return GrantPage(
+            items=[grant_read(session, g, settings=settings, now=now) for g in grants],
+            next_cursor=None,
+        )
+
+    @post(
+        "/{request_id:int}/deny",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=WRITE_ERRORS,
+    )
+    def deny(
+        self,
+        request_id: RowId,
+        data: JSONBody[Decision],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> AccessRequestRead:
+        """Deny with a reason."""
+        request = deny_request(session, request_id, reason=data.reason, actor=actor, clock=clock)
+        return request_read(session, request)
+
+    @post(
+        "/{request_id:int}/withdraw",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=ACTION_ERRORS,
+    )
+    def withdraw(
+        self,
+        request_id: RowId,
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> AccessRequestRead:
+        """The requesting organisation withdraws its request."""
+        request = withdraw_request(session, request_id, actor=actor, clock=clock)
+        return request_read(session, request)
+
+    @post("/{request_id:int}/comments", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
+    def comment(
+        self,
+        request_id: RowId,
+        data: JSONBody[CommentCreate],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> CommentRead:
+        """Comment (reviewers, owning facility teams, the requesting organisation)."""
+        c = comment_request(session, request_id, data.body, actor=actor, clock=clock)
+        return CommentRead(author=c.author, body=c.body, created_at=c.created_at)
