@@ -22,7 +22,6 @@ from catalog.audit.context import (
 )
 from catalog.audit.record import Actor
 from catalog.audit.routes import AuditController
-from catalog.audit.writer import use_relay
 from catalog.kernel import unit_of_work
 from catalog.kernel.bodies import BoundedRequest
 from catalog.kernel.clock import Clock, SystemClock
@@ -125,6 +124,7 @@ def create_app(
     # Outside routing and every exception handler: each response carries X-Request-ID.
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
     app.state.engine = the_engine
+    app.state.audit = wired.audit
     app.state.clock = the_clock
     app.state.settings = settings
     app.state.policy = policy
@@ -133,7 +133,6 @@ def create_app(
     app.state.governance_cache = GovernanceCache()
     app.state.revisions = RevisionReader(the_engine)
     console.install(app, settings)
-    use_relay(settings.audit_relay)
     return app
 
 

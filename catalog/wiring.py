@@ -11,6 +11,8 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from catalog.audit.relay import RelaySink
+from catalog.audit.writer import AuditSink, GroupCommit
 from catalog.kernel.clock import Clock, SystemClock
 from catalog.kernel.db import engine_for
 from catalog.kernel.settings import Settings
@@ -32,6 +34,7 @@ class Wiring:
     policy: PolicyEngine
     authenticator: Authenticator
     version_listeners: list[VersionListener]
+    audit: AuditSink  # where reads and refusals are written: this process, or the relay
 
 
 def build(
@@ -75,4 +78,7 @@ def build(
         policy=policy,
         authenticator=Authenticator(settings=settings, policy=policy, clock=the_clock),
         version_listeners=[tell_grant_holders],
+        audit=RelaySink(settings.audit_relay)
+        if settings.audit_relay is not None
+        else GroupCommit(the_engine),
     )

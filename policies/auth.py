@@ -279,7 +279,7 @@ def record_auth_failure(
     address, token_id = client_address(connection), token_id_of(credential, prefix)
     now = state.clock.now()
     recorded = record_failure(
-        state.engine,
+        state.audit,
         at=now,
         actor=ANONYMOUS,
         action="auth.failed",

@@ -21,7 +21,7 @@ from litestar.background_tasks import BackgroundTask
 
 from catalog.audit.models import AuditEntry, Outcome
 from catalog.audit.record import Actor, new_entry
-from catalog.audit.writer import writer_for
+from catalog.audit.writer import AuditSink
 from catalog.kernel.errors import Unauthenticated
 
 log = logging.getLogger("mesh.audit")
@@ -82,11 +82,11 @@ def audited(request: Request[Any, Any, Any], exc: Exception, status: int, code: 
     except Exception:  # the refusal is answered whatever happens to its entry
         log.exception("audit entry of a refusal could not be built")
         return None
-    return BackgroundTask(_write, request.app.state.engine, entry)
+    return BackgroundTask(_write, request.app.state.audit, entry)
 
 
-async def _write(engine: Any, entry: AuditEntry) -> None:
+async def _write(sink: AuditSink, entry: AuditEntry) -> None:
     try:
-        await writer_for(engine).write_async([entry])
+        await sink.write_async([entry])
     except Exception as exc:
         log.error("audit entry of a refusal could not be written: %s", type(exc).__name__)

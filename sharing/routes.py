@@ -140,7 +140,7 @@ async def _audited(
     thread waiting for a commit would be one less for the requests behind.
     """
     response, entry = await _answer(request, read)
-    await record_entry(request.app.state.engine, entry)
+    await record_entry(request.app.state.audit, entry)
     return response
 
 

@@ -12,13 +12,12 @@ import re
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from catalog.audit import chain
 from catalog.audit.context import RequestContext, current_request
 from catalog.audit.models import AuditEntry, Outcome
-from catalog.audit.writer import writer_for
+from catalog.audit.writer import AuditSink
 from catalog.kernel.errors import Forbidden, MeshError, Unavailable
 
 log = logging.getLogger("mesh.audit")
@@ -188,7 +187,7 @@ def record_event(
 
 
 def record_now(
-    engine: Engine,
+    sink: AuditSink,
     *,
     at: datetime,
     actor: Actor,
@@ -200,8 +199,8 @@ def record_now(
 ) -> AuditEntry:
     """Write an entry that records no change of its own (a sharing read) before answering.
 
-    Returns once the entry is committed, group-committed with the entries other threads of
-    the process are writing at the same moment (`catalog.audit.writer`), which keeps appends
+    Returns once the entry is committed by `sink` (the wiring's: group-committed with the entries
+    other threads are writing at the same moment, here or in the relay), which keeps appends
     cheap under many concurrent readers; raises `Unavailable` (503) when it cannot be written,
     so the read is refused (fail closed). It blocks: call it from sync handlers (or through
     `sync_to_thread`). On SQLite (one writer at a time) call it while the request's own
@@ -216,18 +215,18 @@ def record_now(
         outcome=outcome,
         **fields,
     )
-    writer_for(engine).write([entry])
+    sink.write([entry])
     return entry
 
 
-async def record_entry(engine: Engine, entry: AuditEntry) -> None:
+async def record_entry(sink: AuditSink, entry: AuditEntry) -> None:
     """`record_now` for async handlers, with an entry from `new_entry`: awaits the group commit
     on the event loop without holding a thread; raises `Unavailable` (503) when it fails."""
-    await writer_for(engine).write_async([entry])
+    await sink.write_async([entry])
 
 
 def record_failure(
-    engine: Engine,
+    sink: AuditSink,
     *,
     at: datetime,
     actor: Actor,
@@ -246,7 +245,7 @@ def record_failure(
     """
     try:
         return record_now(
-            engine,
+            sink,
             at=at,
             actor=actor,
             action=action,
@@ -277,7 +276,7 @@ def refusal_entry(
 
 
 def record_refusal(
-    engine: Engine,
+    sink: AuditSink,
     *,
     at: datetime,
     actor: Actor,
@@ -296,6 +295,6 @@ def record_refusal(
         at=at, actor=actor, refusal=refusal, subject_type=subject_type, subject=subject
     )
     try:
-        writer_for(engine).write([entry])
+        sink.write([entry])
     except Unavailable:
         log.error("could not record access.denied in the audit log")

@@ -26,6 +26,7 @@ import selectors
 import socket
 import struct
 import threading
+import weakref
 from collections import deque
 from collections.abc import Coroutine
 from pathlib import Path
@@ -35,6 +36,8 @@ import msgspec
 from sqlalchemy.engine import Engine
 
 from catalog.audit.models import AuditEntry
+from catalog.audit.writer import BatchWriter, GroupCommit, Ticket, check
+from catalog.kernel.errors import Unavailable
 
 log = logging.getLogger("mesh.audit")
 _LENGTH = struct.Struct(">I")
@@ -102,7 +105,7 @@ def _flags(answer: bytes, groups: int) -> list[bool]:
 
 
 class RelayClient:
-    """One event loop's pipelined connection to the relay (`AuditWriter.write_async`).
+    """One event loop's pipelined connection to the relay (`RelaySink.write_async`).
 
     Entries handed in during one turn of the loop go out together as one frame; a frame does not
     wait for the answer to the one before, and the relay answers a connection's frames in order.
@@ -187,6 +190,42 @@ class RelayClient:
         self._in_flight.clear()
 
 
+class RelaySink(BatchWriter):
+    """A worker's sink when a relay writes for every worker: event loops send their entries
+    themselves (`RelayClient`, one per loop); threads hand theirs to a batching thread that
+    asks the relay over its own connection."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._path = path
+        self._socket: socket.socket | None = None  # used by the batching thread only
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RelayClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def write_async(self, entries: list[AuditEntry]) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = RelayClient(self._path)
+        check(await client.write(entries))
+
+    def _commit(self, tickets: list[Ticket]) -> tuple[list[Ticket], Exception | None]:
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._socket.settimeout(TIMEOUT_SECONDS)
+                self._socket.connect(str(self._path))
+            flags = ask(self._socket, [t.entries for t in tickets])
+        except (OSError, ValueError) as exc:  # unreachable or broken: refuse, reconnect next time
+            log.error("audit relay unavailable: %s", type(exc).__name__)
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+            return tickets, Unavailable("the audit relay is unavailable")
+        return [t for t, failed in zip(tickets, flags, strict=True) if failed], None
+
+
 class RelayServer:
     """The relay: accept workers on a Unix socket, group-commit what they send, answer each.
 
@@ -196,9 +235,7 @@ class RelayServer:
     """
 
     def __init__(self, path: Path, engine: Engine) -> None:
-        from catalog.audit.writer import AuditWriter  # the writer imports this module
-
-        self._writer = AuditWriter(engine)
+        self._writer = GroupCommit(engine)
         path.unlink(missing_ok=True)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(path))

@@ -7,26 +7,25 @@ transaction, so a single commit (one lock hold, one flush) serves many requests,
 returns only once its entry is durable, or gets `Unavailable` (fail closed).
 
 The writer has its own connection pool, so a batch never waits for a connection held by one of
-the requests waiting for it.
+the requests waiting for it. Where entries go is the sink's choice (`AuditSink`): this process's
+database (`GroupCommit`), or the relay process of `mesh serve --workers N` (`RelaySink`,
+catalog/audit/relay.py); the wiring picks one (`sink_for`).
 """
 
 import asyncio
 import fcntl
 import logging
-import socket
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from catalog.audit import chain, relay
+from catalog.audit import chain
 from catalog.audit.models import AuditEntry
-from catalog.audit.relay import RelayClient
 from catalog.kernel.db import make_engine
 from catalog.kernel.errors import Busy, Unavailable
 
@@ -35,73 +34,70 @@ IDLE_SECONDS = 30.0  # a writer thread with nothing to write for this long ends
 
 
 @dataclass(eq=False)  # tickets are compared by identity
-class _Ticket:
+class Ticket:
     entries: list[AuditEntry]
     written: Callable[[], object]  # called (from the writer thread) once `failed` is final
     failed: bool = False
 
 
-class AuditWriter:
-    """Writes entries for the threads of one process, many per transaction, on its own thread.
+class AuditSink(Protocol):
+    """Where entries that record no change of their own are written, durably, before answering."""
+
+    def write(self, entries: list[AuditEntry]) -> None:
+        """Return once `entries` are committed; raise `Unavailable` (fail closed) otherwise."""
+        ...
+
+    async def write_async(self, entries: list[AuditEntry]) -> None:
+        """`write` for the event loop, without holding a thread."""
+        ...
+
+
+class BatchWriter:
+    """Writes entries for the threads of one process, many per commit, on its own thread.
 
     Each caller waits on its own ticket, so a commit wakes exactly the callers it served, and
     async callers wait without holding a thread: a request waiting for its entry to be durable
     leaves the handler threads to requests that have work to do, so batches grow with load.
+    Subclasses say how one batch is committed (`_commit`).
     """
 
-    def __init__(self, engine: Engine, *, relay: Path | None = None) -> None:
-        own = make_engine(engine.url.render_as_string(hide_password=False))
-        self._engine = own.execution_options(**engine.get_execution_options())
-        self._relay = relay  # hand batches to the relay process instead (catalog.audit.relay)
-        self._relay_socket: socket.socket | None = None  # used by the writer thread only
-        self._relay_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RelayClient] = (
-            weakref.WeakKeyDictionary()
-        )
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queue: list[_Ticket] = []
+        self._queue: list[Ticket] = []
         self._pending = threading.Event()
         self._thread: threading.Thread | None = None
 
     def write(self, entries: list[AuditEntry]) -> None:
         """Chain and commit `entries` (with whatever else is queued); Unavailable on failure."""
         (failed,) = self.write_groups([entries])
-        _check(failed)
+        check(failed)
 
     async def write_async(self, entries: list[AuditEntry]) -> None:
-        """`write` for the event loop: waits for the commit without holding a thread.
-
-        Through the relay, the loop sends the entries itself (`RelayClient`).
-        """
+        """`write` for the event loop: waits for the commit without holding a thread."""
         loop = asyncio.get_running_loop()
-        if self._relay is not None:
-            client = self._relay_clients.get(loop)
-            if client is None:
-                client = self._relay_clients[loop] = RelayClient(self._relay)
-            _check(await client.write(entries))
-            return
         done = loop.create_future()
-        ticket = _Ticket(entries, lambda: loop.call_soon_threadsafe(_resolve, done))
+        ticket = Ticket(entries, lambda: loop.call_soon_threadsafe(_resolve, done))
         self._enqueue(ticket)
         await done
-        _check(ticket.failed)
+        check(ticket.failed)
 
     def write_here(self, groups: list[list[AuditEntry]]) -> list[bool]:
         """Write each group as its own ticket in this thread (the relay's); `failed` flags."""
-        tickets = [_Ticket(entries, _nothing) for entries in groups]
+        tickets = [Ticket(entries, _nothing) for entries in groups]
         self._write_batch(tickets)
         return [ticket.failed for ticket in tickets]
 
     def write_groups(self, groups: list[list[AuditEntry]]) -> list[bool]:
         """Write each group as its own ticket, in as few commits as possible; `failed` flags."""
         left = threading.Semaphore(0)
-        tickets = [_Ticket(entries, left.release) for entries in groups]
+        tickets = [Ticket(entries, left.release) for entries in groups]
         for ticket in tickets:
             self._enqueue(ticket)
         for _ in tickets:
             left.acquire()
         return [ticket.failed for ticket in tickets]
 
-    def _enqueue(self, ticket: _Ticket) -> None:
+    def _enqueue(self, ticket: Ticket) -> None:
         with self._lock:
             self._queue.append(ticket)
             if self._thread is None or not self._thread.is_alive():
@@ -123,11 +119,15 @@ class AuditWriter:
             if batch:
                 self._write_batch(batch)
 
-    def _write_batch(self, batch: list[_Ticket]) -> None:
+    def _write_batch(self, batch: list[Ticket]) -> None:
         failed = batch  # until written
         try:
             failed, why = self._commit(batch)
-            if failed and len(batch) > 1 and not isinstance(why, OperationalError | Busy):
+            if (
+                failed
+                and len(batch) > 1
+                and not isinstance(why, OperationalError | Busy | Unavailable)
+            ):
                 # A bad entry must not refuse everyone else's request: retry them one by one
                 # (not when the database is unreachable or the chain lock timed out: each retry
                 # would only wait as long again).
@@ -137,10 +137,20 @@ class AuditWriter:
                 ticket.failed = ticket in failed
                 ticket.written()
 
-    def _commit(self, tickets: list[_Ticket]) -> tuple[list[_Ticket], Exception | None]:
-        """Write the tickets' entries in one transaction; the tickets that failed, and why."""
-        if self._relay is not None:
-            return self._commit_through_relay(self._relay, tickets)
+    def _commit(self, tickets: list[Ticket]) -> tuple[list[Ticket], Exception | None]:
+        """Write the tickets' entries in one go; the tickets that failed, and why."""
+        raise NotImplementedError
+
+
+class GroupCommit(BatchWriter):
+    """The sink of one process: chains and commits its batches in its own database transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        own = make_engine(engine.url.render_as_string(hide_password=False))
+        self._engine = own.execution_options(**engine.get_execution_options())
+
+    def _commit(self, tickets: list[Ticket]) -> tuple[list[Ticket], Exception | None]:
         try:
             with _between_processes(self._engine), self._engine.begin() as connection:
                 chain.append(connection, [e for ticket in tickets for e in ticket.entries])
@@ -149,22 +159,9 @@ class AuditWriter:
             return tickets, exc
         return [], None
 
-    def _commit_through_relay(
-        self, path: Path, tickets: list[_Ticket]
-    ) -> tuple[list[_Ticket], Exception | None]:
-        try:
-            if self._relay_socket is None:
-                self._relay_socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._relay_socket.settimeout(relay.TIMEOUT_SECONDS)
-                self._relay_socket.connect(str(path))
-            flags = relay.ask(self._relay_socket, [t.entries for t in tickets])
-        except (OSError, ValueError) as exc:  # unreachable or broken: refuse, reconnect next time
-            log.error("audit relay unavailable: %s", type(exc).__name__)
-            if self._relay_socket is not None:
-                self._relay_socket.close()
-                self._relay_socket = None
-            return tickets, OperationalError("audit relay", {}, exc)
-        return [t for t, failed in zip(tickets, flags, strict=True) if failed], None
+    def dispose(self) -> None:
+        """Close the writer's own connections (its thread ends when idle)."""
+        self._engine.dispose()
 
 
 def _nothing() -> None:
@@ -176,7 +173,7 @@ def _resolve(future: "asyncio.Future[None]") -> None:
         future.set_result(None)
 
 
-def _check(failed: bool) -> None:
+def check(failed: bool) -> None:
     if failed:
         raise Unavailable("the audit log cannot be written right now; the request was refused")
 
@@ -199,25 +196,3 @@ def _between_processes(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-_writers: "weakref.WeakKeyDictionary[Engine, AuditWriter]" = weakref.WeakKeyDictionary()
-_writers_lock = threading.Lock()
-_relay: Path | None = None
-
-
-def use_relay(path: Path | None) -> None:
-    """Hand this process's entries to the relay at `path` (None: write them here)."""
-    global _relay
-    with _writers_lock:
-        _relay = path
-        _writers.clear()
-
-
-def writer_for(engine: Engine) -> AuditWriter:
-    """The process's writer for the database behind `engine`."""
-    with _writers_lock:
-        writer = _writers.get(engine)
-        if writer is None:
-            writer = _writers[engine] = AuditWriter(engine, relay=_relay)
-        return writer

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from typer._click.globals import get_current_context
 
 from catalog.audit.record import Actor, Operator, record_refusal
+from catalog.audit.writer import GroupCommit
 from catalog.kernel import migrate
 from catalog.kernel.db import engine_for, transaction
 from catalog.kernel.errors import Forbidden, MeshError
@@ -86,14 +87,18 @@ def refused(engine: Engine, actor: Actor, exc: MeshError) -> typer.Exit:
     """A command's MeshError as a clean message and exit code 1; a refusal (`Forbidden`) is
     recorded once as `access.denied` first, like the API's (its transaction rolled back)."""
     if isinstance(exc, Forbidden):
-        record_refusal(
-            engine,
-            at=datetime.now(UTC),
-            actor=actor,
-            refusal=exc,
-            subject_type="command",
-            subject=command_subject(),
-        )
+        sink = GroupCommit(engine)
+        try:
+            record_refusal(
+                sink,
+                at=datetime.now(UTC),
+                actor=actor,
+                refusal=exc,
+                subject_type="command",
+                subject=command_subject(),
+            )
+        finally:
+            sink.dispose()
     return fail(exc.detail)
 
 

@@ -14,7 +14,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from catalog.audit.context import redact
 from catalog.audit.record import Actor, refusal_entry
-from catalog.audit.writer import writer_for
 from catalog.kernel.errors import (
     PROBLEM_TYPE_BASE,
     Conflict,
@@ -181,7 +180,7 @@ async def record_refusal(exc: Exception, scope: Scope) -> None:
         at=state.clock.now(), actor=actor, refusal=exc, subject_type="route", subject=subject
     )
     try:
-        await writer_for(state.engine).write_async([entry])
+        await state.audit.write_async([entry])
     except Unavailable:
         log.error("could not record access.denied (%s) in the audit log", subject)
 

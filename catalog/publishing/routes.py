@@ -73,7 +73,7 @@ class PublishingController(Controller):
             source = service.check_source_allowed(settings, data.source, domain=domain)
         except Forbidden as exc:
             record_failure(
-                request.app.state.engine,
+                request.app.state.audit,
                 at=clock.now(),
                 actor=actor,
                 action="publish.refused",

@@ -151,7 +151,7 @@ class FileController(Controller):
                 "purpose": table.purpose if table else None,
             },
         )
-        await record_entry(request.app.state.engine, entry)
+        await record_entry(request.app.state.audit, entry)
         handle = file.path.open("rb")  # here, so a vanished file fails before the answer starts
         return Stream(
             _chunks(handle, start, length),

@@ -12,6 +12,7 @@ from catalog.audit.chain import CHECKPOINT_OPTION, entry_hash, fields_of, record
 from catalog.audit.context import RequestContext, request_scope
 from catalog.audit.models import GENESIS, AuditCheckpoint, AuditEvent
 from catalog.audit.record import record_failure, record_now
+from catalog.audit.writer import GroupCommit
 from catalog.kernel.db import transaction
 from catalog.kernel.errors import Forbidden
 from policies.enforcer import Caller
@@ -61,7 +62,7 @@ def test_record_failure_writes_in_its_own_transaction(engine, clock):
     with pytest.raises(Forbidden):
         refused_change(engine, clock)
     written = record_failure(
-        engine,
+        GroupCommit(engine),
         at=clock.now(),
         actor=AUDITOR,
         action="grant.revoke",
@@ -233,6 +234,7 @@ def test_concurrent_appends_keep_one_chain(engine, clock, how):
     threads, per_thread = 8, 10
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
+    sink = GroupCommit(engine)
 
     def work(worker: int) -> None:
         try:
@@ -241,7 +243,7 @@ def test_concurrent_appends_keep_one_chain(engine, clock, how):
                 fields = {"action": "sharing.query", "subject_type": "table"}
                 if how == "group-committed":
                     record_now(
-                        engine, at=clock.now(), actor=AUDITOR, subject=f"w{worker}/{i}", **fields
+                        sink, at=clock.now(), actor=AUDITOR, subject=f"w{worker}/{i}", **fields
                     )
                     continue
                 with transaction(engine) as session:

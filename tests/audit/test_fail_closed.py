@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from catalog.audit.record import Actor, new_entry, record_failure, record_now
-from catalog.audit.writer import AuditWriter, _Ticket
+from catalog.audit.writer import GroupCommit, Ticket
 from catalog.kernel.db import transaction
 from catalog.kernel.errors import Unavailable
 from catalog.products import service
@@ -98,21 +98,23 @@ def test_a_read_whose_entry_cannot_be_written_is_refused(engine, clock):
         "subject_type": "table",
         "subject": "sepsis-research.st-marys.patients",
     }
+    sink = GroupCommit(engine)
     with audit_writes_failing(engine), pytest.raises(Unavailable) as refused:
-        record_now(engine, **kwargs)
+        record_now(sink, **kwargs)
     assert refused.value.status == 503
-    assert record_failure(engine, **kwargs) is not None  # the store is back
+    assert record_failure(sink, **kwargs) is not None  # the store is back
     with audit_writes_failing(engine):
-        assert record_failure(engine, **kwargs) is None  # logged, not raised
+        assert record_failure(sink, **kwargs) is None  # logged, not raised
+    sink.dispose()
     assert [e.action for e in entries(engine)] == ["sharing.query"]
 
 
 def test_one_bad_entry_does_not_refuse_the_rest_of_its_batch(engine, clock):
-    writer = AuditWriter(engine)
+    writer = GroupCommit(engine)
     good, bad, also_good = (
-        _Ticket([read_entry(clock)], lambda: None),
-        _Ticket([read_entry(clock, "poison")], lambda: None),
-        _Ticket([read_entry(clock, "sharing.metadata")], lambda: None),
+        Ticket([read_entry(clock)], lambda: None),
+        Ticket([read_entry(clock, "poison")], lambda: None),
+        Ticket([read_entry(clock, "sharing.metadata")], lambda: None),
     )
     condition = "NEW.action = 'poison'"
     with audit_writes_failing(engine, when=condition):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from catalog.audit import relay
-from catalog.audit.writer import AuditWriter
+from catalog.audit.relay import RelaySink
 from catalog.kernel.errors import Unavailable
 from tests.audit.support import entries, verify
 from tests.audit.test_fail_closed import audit_writes_failing, read_entry
@@ -40,7 +40,7 @@ def relay_path(engine, tmp_path: Path) -> Iterator[Path]:
 
 
 def test_entries_sent_through_the_relay_are_chained_and_committed(engine, clock, relay_path):
-    worker = AuditWriter(engine, relay=relay_path)
+    worker = RelaySink(relay_path)
     worker.write([read_entry(clock)])
     asyncio.run(worker.write_async([read_entry(clock, "sharing.metadata")]))
     assert [e.action for e in entries(engine)] == ["sharing.query", "sharing.metadata"]
@@ -49,7 +49,7 @@ def test_entries_sent_through_the_relay_are_chained_and_committed(engine, clock,
 
 
 def test_a_bad_entry_fails_alone_through_the_relay(engine, clock, relay_path):
-    worker = AuditWriter(engine, relay=relay_path)
+    worker = RelaySink(relay_path)
     with audit_writes_failing(engine, when="NEW.action = 'poison'"):
         with pytest.raises(Unavailable):
             worker.write([read_entry(clock, "poison")])
@@ -60,7 +60,7 @@ def test_a_bad_entry_fails_alone_through_the_relay(engine, clock, relay_path):
 
 def test_without_the_relay_reads_are_refused_then_resume(engine, clock, tmp_path):
     path = tmp_path / "relay.sock"
-    worker = AuditWriter(engine, relay=path)
+    worker = RelaySink(path)
     with pytest.raises(Unavailable):  # fail closed: nothing is answered unaudited
         worker.write([read_entry(clock)])
     with relay_running(path, engine):
@@ -70,7 +70,7 @@ def test_without_the_relay_reads_are_refused_then_resume(engine, clock, tmp_path
 
 def test_an_event_loop_pipelines_its_entries_to_the_relay(engine, clock, relay_path):
     """Many reads awaiting at once: every entry is chained once, in few frames, all durable."""
-    worker = AuditWriter(engine, relay=relay_path)
+    worker = RelaySink(relay_path)
 
     async def many() -> None:
         await asyncio.gather(*(worker.write_async([read_entry(clock)]) for _ in range(200)))
@@ -82,7 +82,7 @@ def test_an_event_loop_pipelines_its_entries_to_the_relay(engine, clock, relay_p
 
 
 def test_a_bad_entry_fails_alone_on_the_event_loop_path(engine, clock, relay_path):
-    worker = AuditWriter(engine, relay=relay_path)
+    worker = RelaySink(relay_path)
 
     async def mixed() -> list[object]:
         return await asyncio.gather(
@@ -100,7 +100,7 @@ def test_a_bad_entry_fails_alone_on_the_event_loop_path(engine, clock, relay_pat
 
 def test_the_event_loop_refuses_while_the_relay_is_down_then_reconnects(engine, clock, tmp_path):
     path = tmp_path / "relay.sock"
-    worker = AuditWriter(engine, relay=path)
+    worker = RelaySink(path)
 
     async def scenario() -> None:
         with pytest.raises(Unavailable):  # nobody listening
@@ -124,7 +124,7 @@ def test_the_relay_drops_a_connection_that_sends_garbage(engine, clock, relay_pa
         rogue.connect(str(relay_path))
         rogue.sendall(relay.frame(b'[[{"at": "not a time"}]]'))
         assert rogue.recv(16) == b""  # closed, nothing answered
-    AuditWriter(engine, relay=relay_path).write([read_entry(clock)])  # others are unaffected
+    RelaySink(relay_path).write([read_entry(clock)])  # others are unaffected
     assert len(entries(engine)) == 1
 
 

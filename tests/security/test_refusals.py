@@ -28,7 +28,7 @@ from policies.principals.service import get_organization
 from sharing.files.urls import FILES, _signed_message
 from sharing.reads import mac, signing_key
 from sharing.recipients import service as recipients
-from tests.problems import assert_problem, assert_protocol_error
+from tests.problems import assert_protocol_error
 
 SHARE = "sepsis-research"
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
@@ -106,7 +106,10 @@ def test_signed_urls_reach_only_data_files_of_tables_the_recipient_may_read(own_
     for name, relative in targets.items():
         for method in ("GET", "HEAD"):
             answer, rid = _probe(method, _sign(estate, relative))
-            assert_problem(answer, 403)
+            if method == "HEAD":  # no body to check
+                assert answer.status_code == 403, (name, method)
+            else:
+                assert_protocol_error(answer, 403)
             (entry,) = _denied(estate, rid)
             assert entry["outcome"] == "denied", name
             if name != "dot-dot":  # clients normalise `..` away, so that signature fails
