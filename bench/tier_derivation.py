@@ -334,7 +334,7 @@ def phase_baseline(args: argparse.Namespace) -> dict[str, Any]:
     """Plain pyarrow read of the Parquet file written straight to a Delta table."""
     from deltalake import DeltaTable, write_deltalake
 
-    from catalog.publishing.service import WRITER_PROPERTIES
+    from catalog.publishing.tiers.derive import WRITER_PROPERTIES
 
     parquet = pq.ParquetFile(args.source)
     cpu = _cpu_seconds()
@@ -358,9 +358,9 @@ def phase_derive(args: argparse.Namespace) -> dict[str, Any]:
 
     from catalog.kernel.settings import Settings
     from catalog.products.models import Tier
-    from catalog.publishing.service import derive_tier_table
     from catalog.publishing.storage import Storage
     from catalog.publishing.tiers import surrogates as surrogate_module
+    from catalog.publishing.tiers.derive import derive_tier_table
     from catalog.publishing.tiers.surrogates import SurrogateStore
 
     tier = Tier(args.tier)

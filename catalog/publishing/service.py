@@ -14,21 +14,20 @@ What a killed publish leaves in storage (its staging file, an unfinished raw lan
 by the next publish, under the publish lock.
 """
 
-import contextlib
 import hashlib
 import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import DeltaTable
 from pydantic import ValidationError
 from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
@@ -52,7 +51,6 @@ from catalog.products.models import (
     ColumnSpec,
     DataProduct,
     ProductVersion,
-    Tier,
     VersionSpec,
     VersionStatus,
 )
@@ -75,8 +73,7 @@ from catalog.publishing.models import (
 from catalog.publishing.references import referential_checks
 from catalog.publishing.sources import SourceKind, discover
 from catalog.publishing.storage import RawFile, Storage
-from catalog.publishing.tiers.rules import TierColumn, TierContext, derive, tier_columns
-from catalog.publishing.tiers.surrogates import SurrogateStore, surrogate_columns
+from catalog.publishing.tiers.derive import write_tiers
 from catalog.sqlonfhir.engine import fast_rows
 from catalog.sqlonfhir.pool import evaluate_ndjson, workers_for
 from catalog.sqlonfhir.views import CompiledView, ResourceEvaluationError, compile_view
@@ -84,15 +81,11 @@ from catalog.sqlonfhir.views import CompiledView, ResourceEvaluationError, compi
 # Batches of 10k rows: deltalake's writer buffers several batches in flight, and 50k-row
 # batches cost ~300 MiB more at the same speed (bench/tier_derivation.py).
 BATCH_ROWS = 10_000
+
+
 PUBLISH_LOCK_KEY = 0x6D657368  # "mesh": the advisory lock every publish holds
-# Row groups of 128Ki rows: the writer holds one row group per open file in memory, and the
-# default (1Mi rows) cost ~300 MiB more at 5M rows with no speed gain (bench/tier_derivation.py).
-# zstd level 1: random surrogate ids barely compress with snappy, and uncompressed tier files
-# (what passing WriterProperties without a codec gave) doubled storage, egress and every
-# consumer's download (bench/delta_sharing.py: 80 -> 41 MB for the 1M-row table).
-WRITER_PROPERTIES = WriterProperties(
-    max_row_group_size=131_072, compression="ZSTD", compression_level=1
-)
+
+
 QUARANTINE_FLUSH = 2_000
 
 
@@ -202,9 +195,6 @@ class _Run:
         self.counts["rows"] += batch.num_rows
         self.stats.update(batch)
         self.writer.write_batch(batch)
-
-
-# --- public operations ---------------------------------------------------------------------------
 
 
 OUTSIDE_ROOTS = "the source is outside the folders this server may publish from"
@@ -453,9 +443,6 @@ def _list_records(
     return {"counts": counts, "total": total, "items": items, "next_cursor": next_cursor}
 
 
-# --- conversion ----------------------------------------------------------------------------------
-
-
 def _key(version: ProductVersion) -> str:
     product = version.product
     return f"{products.product_key(product.domain.name, product.name)}@{version.version}"
@@ -549,7 +536,7 @@ def _convert(
         }
         passed = all(c.passed for c in checks)
         if passed:
-            version.tier_tables = _write_tiers(
+            version.tier_tables = write_tiers(
                 version,
                 spec,
                 storage,
@@ -750,97 +737,3 @@ def _table_precision(values: pa.Array, dtype: pa.DataType) -> pa.Array:
     """Precision of a typed source's date or timestamp column: what its Arrow type carries."""
     precision = "day" if pa.types.is_date(dtype) else UNIT_PRECISION[dtype.unit]
     return pc.if_else(pc.is_valid(values), precision, pa.scalar(None, pa.string()))
-
-
-def _write_tiers(
-    version: ProductVersion,
-    spec: VersionSpec,
-    storage: Storage,
-    filesystem: Any,
-    staging: str,
-    *,
-    settings: Settings,
-    extracted_at: datetime,
-) -> dict[str, Any]:
-    """One Delta commit per tier table, each streamed from the staging file."""
-    product = version.product
-    tables: dict[str, Any] = {}
-    for tier in spec.tiers:
-        uri = storage.table_uri(product.domain.name, product.name, tier.value)
-        with filesystem.open_input_file(staging) as handle:
-            delta_version, columns = derive_tier_table(
-                uri,
-                pq.ParquetFile(handle),
-                stored_columns(spec.columns),
-                tier,
-                storage=storage,
-                reference_date=extracted_at.date(),
-                restricted_zip3=frozenset(settings.restricted_zip3),
-                product_version=version.version,
-            )
-        tables[tier.value] = {
-            "location": uri,
-            "delta_version": delta_version,
-            "columns": [c.name for c in columns],
-        }
-    return tables
-
-
-def derive_tier_table(
-    uri: str,
-    staged: pq.ParquetFile,
-    spec_columns: list[ColumnSpec],
-    tier: Tier,
-    *,
-    storage: Storage,
-    reference_date: date,
-    restricted_zip3: frozenset[str],
-    product_version: str,
-) -> tuple[int, list[TierColumn]]:
-    """Derive one tier from the full rows of a staging file and commit it (one Delta version).
-
-    Surrogates are looked up first (bucket by bucket), then the rows stream batch by batch into the
-    writer, so peak memory is the larger of the two phases, not their sum.
-    """
-    _use_jemalloc()
-    needed = [] if tier == Tier.FULL else spec_columns
-    surrogates = surrogate_columns(SurrogateStore(storage), tier.value, needed, staged)
-    context = TierContext(
-        reference_date=reference_date, restricted_zip3=restricted_zip3, surrogates=surrogates
-    )
-    columns = tier_columns(spec_columns, tier, context)
-    batches = staged.iter_batches(batch_size=BATCH_ROWS)
-    delta_version = write_tier(
-        uri, derive(batches, columns), storage=storage, product_version=product_version
-    )
-    return delta_version, columns
-
-
-def _use_jemalloc() -> None:
-    """Arrow's jemalloc pool where the build has it: it hands freed memory back to the OS.
-
-    The default (mimalloc) keeps what a surrogate lookup freed, so the Delta write that
-    follows would sit on top of it: ~100-300 MiB more peak RSS at 5M rows.
-    """
-    if pa.default_memory_pool().backend_name != "jemalloc":
-        with contextlib.suppress(NotImplementedError, pa.ArrowNotImplementedError):
-            pa.set_memory_pool(pa.jemalloc_memory_pool())
-
-
-def write_tier(
-    uri: str, reader: pa.RecordBatchReader, *, storage: Storage, product_version: str
-) -> int:
-    """Replace a tier table's content in one Delta commit (CDF on); returns the new version."""
-    write_deltalake(
-        uri,
-        reader,
-        mode="overwrite",
-        schema_mode="overwrite",
-        configuration={"delta.enableChangeDataFeed": "true"},
-        storage_options=storage.options or None,
-        writer_properties=WRITER_PROPERTIES,
-        commit_properties=CommitProperties(
-            custom_metadata={"mesh.productVersion": product_version}
-        ),
-    )
-    return int(DeltaTable(uri, storage_options=storage.options or None).version())

@@ -39,16 +39,16 @@ META = ["_change_type", "_commit_version", "_commit_timestamp"]
 CRASH = textwrap.dedent(
     """
     import os, sys
-    from catalog.publishing import service
+    from catalog.publishing.tiers import derive
 
-    real, after, commits = service.write_tier, int(sys.argv[1]), []
+    real, after, commits = derive.write_tier, int(sys.argv[1]), []
 
     def crash_after_commit(*args, **kwargs):
         commits.append(real(*args, **kwargs))
         if len(commits) == after:
             os._exit(137)  # killed: nothing after this tier's Delta commit runs
 
-    service.write_tier = crash_after_commit
+    derive.write_tier = crash_after_commit
     from catalog.cli import app
     app(sys.argv[2:])
     """

@@ -11,6 +11,7 @@ from sqlmodel import select
 from catalog.products.models import VersionStatus
 from catalog.publishing import service
 from catalog.publishing.models import QuarantineRecord
+from catalog.publishing.tiers.derive import write_tier
 from tests.catalog.publishing.conftest import EXTRACTED, GOOD, ROWS, dirty_lines
 from tests.factories import ACTOR
 
@@ -276,7 +277,7 @@ def test_crash_while_writing_leaves_prior_version_readable(
 
     reader = pa.RecordBatchReader.from_batches(before.schema, exploding())
     with pytest.raises(Exception, match="disk vanished"):
-        service.write_tier(
+        write_tier(
             uri,
             reader,
             storage=service.Storage.from_settings(publish_settings),
