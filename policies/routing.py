@@ -1,5 +1,5 @@
-"""What the governance controllers share: the catch-all permission, parameter types, page
-size and the documented error responses of each kind of route."""
+"""What the governance controllers share: the catch-all permission, parameter types, page size
+and the reason a decision must give."""
 
 from typing import Annotated
 
@@ -7,7 +7,6 @@ from litestar.params import PathParameter, QueryParameter
 
 from catalog.kernel import pagination
 from catalog.kernel.errors import InvalidParameter
-from catalog.kernel.problems import problem_responses
 from catalog.kernel.settings import Settings
 from policies.models import MAX_ROW_ID, Decision
 
@@ -21,23 +20,6 @@ Cursor = Annotated[str | None, QueryParameter(max_length=200)]
 
 
 RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
-
-
-# The errors each kind of route answers, documented as problem+json (429: too many
-# failed authentications from the caller's address or token).
-LIST_ERRORS = problem_responses(401, 403, 429)
-
-
-SEARCH_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)  # 404: unknown filter value
-
-
-READ_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)
-
-
-ACTION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
-
-
-WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429)
 
 
 def page_size(settings: Settings, limit: int | None) -> int:

@@ -76,6 +76,15 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
+# The errors each kind of route answers, documented as problem+json (429: too many failed
+# authentications from the caller's address or token; 404 on a search: an unknown filter value).
+LIST_ERRORS = problem_responses(401, 403, 429)
+SEARCH_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)
+READ_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)
+ACTION_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429)
+WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429)
+
+
 def _problem_response(
     request: Request[Any, Any, Any], body: dict[str, Any], status: int
 ) -> Response[Any]:

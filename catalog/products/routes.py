@@ -10,7 +10,12 @@ from sqlmodel import Session
 from catalog.audit.record import Actor
 from catalog.kernel.clock import Clock
 from catalog.kernel.pagination import page_size
-from catalog.kernel.problems import problem_responses
+from catalog.kernel.problems import (
+    LIST_ERRORS,
+    READ_ERRORS,
+    SEARCH_ERRORS,
+    WRITE_ERRORS,
+)
 from catalog.kernel.settings import Settings
 from catalog.products import service
 from catalog.products.models import (
@@ -33,10 +38,6 @@ WRITE = {"permission": "product:write"}
 VERSION_PATH = PRODUCT + "/versions/{version:str}"
 # The errors each kind of route answers, documented as problem+json (429: too many
 # failed authentications from the caller's address or token).
-LIST_ERRORS = problem_responses(401, 403, 429)
-SEARCH_ERRORS = problem_responses(400, 401, 403, 422, 429)
-READ_ERRORS = problem_responses(400, 401, 403, 404, 429)
-WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429)
 
 
 class DomainController(Controller):

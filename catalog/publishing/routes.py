@@ -13,7 +13,7 @@ from catalog.audit.record import Actor, record_failure
 from catalog.kernel.clock import Clock
 from catalog.kernel.errors import Forbidden
 from catalog.kernel.pagination import page_size
-from catalog.kernel.problems import problem_responses
+from catalog.kernel.problems import READ_ERRORS, WRITE_ERRORS
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import VersionRead
@@ -29,8 +29,6 @@ VERSION_PATH = "/{domain:str}/{name:str}/versions/{version:str}"
 PUBLISH = {"permission": "version:publish"}
 # Documented as problem+json; 403 also covers a source outside the allowed roots, 429 too
 # many failed authentications.
-WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429)
-READ_ERRORS = problem_responses(400, 401, 403, 404, 422, 429)
 # The filters and page of the record listings (quarantine, findings).
 VersionFilter = Annotated[str | None, QueryParameter(max_length=32)]
 RuleFilter = Annotated[str | None, QueryParameter(max_length=64)]

@@ -9,20 +9,12 @@ from sqlmodel import Session
 
 from catalog.audit.record import Actor
 from catalog.kernel.clock import Clock
+from catalog.kernel.problems import SEARCH_ERRORS, WRITE_ERRORS
 from catalog.kernel.settings import Settings
 from policies.duas.models import DuaCreate, DuaPage, DuaRead
 from policies.duas.service import create_dua, dua_read, list_duas, revoke_dua
 from policies.models import Decision
-from policies.routing import (
-    ANY,
-    SEARCH_ERRORS,
-    WRITE_ERRORS,
-    Cursor,
-    Limit,
-    RowId,
-    page_size,
-    required_reason,
-)
+from policies.routing import ANY, Cursor, Limit, RowId, page_size, required_reason
 
 
 class DuaController(Controller):

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from catalog.audit.record import Actor
 from catalog.kernel.clock import Clock
+from catalog.kernel.problems import READ_ERRORS, SEARCH_ERRORS, WRITE_ERRORS
 from catalog.kernel.settings import Settings
 from policies.grants.models import GrantPage, GrantRead
 from policies.grants.service import (
@@ -19,16 +20,7 @@ from policies.grants.service import (
     revoke_grant,
 )
 from policies.models import Decision, GrantState
-from policies.routing import (
-    ANY,
-    READ_ERRORS,
-    SEARCH_ERRORS,
-    WRITE_ERRORS,
-    Cursor,
-    Limit,
-    RowId,
-    page_size,
-)
+from policies.routing import ANY, Cursor, Limit, RowId, page_size
 
 
 class GrantController(Controller):

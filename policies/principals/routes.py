@@ -7,6 +7,7 @@ from sqlmodel import Session
 
 from catalog.audit.record import Actor
 from catalog.kernel.clock import Clock
+from catalog.kernel.problems import ACTION_ERRORS, LIST_ERRORS, WRITE_ERRORS
 from policies.enforcer import PolicyEngine
 from policies.models import Decision
 from policies.principals.models import (
@@ -26,7 +27,7 @@ from policies.principals.service import (
     principal_read,
     revoke_token,
 )
-from policies.routing import ACTION_ERRORS, ANY, LIST_ERRORS, WRITE_ERRORS, required_reason
+from policies.routing import ANY, required_reason
 
 
 class OrganizationController(Controller):

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from catalog.audit.record import Actor
 from catalog.kernel.clock import Clock
+from catalog.kernel.problems import ACTION_ERRORS, READ_ERRORS, SEARCH_ERRORS, WRITE_ERRORS
 from catalog.kernel.settings import Settings
 from policies.enforcer import PolicyEngine
 from policies.grants.models import GrantPage
@@ -31,17 +32,7 @@ from policies.requests.service import (
     request_read,
     withdraw_request,
 )
-from policies.routing import (
-    ACTION_ERRORS,
-    ANY,
-    READ_ERRORS,
-    SEARCH_ERRORS,
-    WRITE_ERRORS,
-    Cursor,
-    Limit,
-    RowId,
-    page_size,
-)
+from policies.routing import ANY, Cursor, Limit, RowId, page_size
 
 
 class AccessRequestController(Controller):

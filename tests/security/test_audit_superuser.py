@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from tests.audit.support import append
+from tests.catalog.audit.support import append
 
 
 @pytest.fixture

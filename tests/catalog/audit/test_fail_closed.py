@@ -15,7 +15,7 @@ from catalog.audit.writer import GroupCommit, Ticket
 from catalog.kernel.db import transaction
 from catalog.kernel.errors import Unavailable
 from catalog.products import service
-from tests.audit.support import entries, verify
+from tests.catalog.audit.support import entries, verify
 from tests.factories import domain_body, make_domain
 from tests.problems import assert_problem
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from catalog.audit.context import REQUEST_ID_HEADER
 from catalog.audit.record import Actor
 from catalog.kernel.db import transaction
-from tests.audit.support import entries, record, tamper
+from tests.catalog.audit.support import entries, record, tamper
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body
 from tests.problems import assert_problem

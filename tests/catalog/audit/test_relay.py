@@ -1,6 +1,6 @@
 """The audit relay (`mesh serve --workers N`): workers hand their entries to one writer process.
 
-Here the relay serves on a thread of the test process, on both backends; tests/test_workers.py
+Here the relay serves on a thread of the test process, on both backends; tests/catalog/serving/test_workers.py
 runs it as the process `mesh serve --workers 2` starts.
 """
 
@@ -15,8 +15,8 @@ import pytest
 from catalog.audit import relay
 from catalog.audit.relay import RelaySink
 from catalog.kernel.errors import Unavailable
-from tests.audit.support import entries, verify
-from tests.audit.test_fail_closed import audit_writes_failing, read_entry
+from tests.catalog.audit.support import entries, verify
+from tests.catalog.audit.test_fail_closed import audit_writes_failing, read_entry
 
 
 @contextmanager

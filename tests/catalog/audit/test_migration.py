@@ -8,7 +8,7 @@ from sqlmodel import Session
 from catalog.audit.chain import verify_chain
 from catalog.kernel import migrate
 from catalog.kernel.db import make_engine
-from tests.audit.support import entries
+from tests.catalog.audit.support import entries
 
 BEFORE = "b3f95fd95fa7"
 

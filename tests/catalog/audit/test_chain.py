@@ -16,7 +16,7 @@ from catalog.audit.writer import GroupCommit
 from catalog.kernel.db import transaction
 from catalog.kernel.errors import Forbidden
 from policies.enforcer import Caller
-from tests.audit.support import AUDITOR, append, entries, record, tamper, verify
+from tests.catalog.audit.support import AUDITOR, append, entries, record, tamper, verify
 
 
 def test_appends_chain_and_verify(engine, clock):

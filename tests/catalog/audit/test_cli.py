@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from catalog.audit.models import AuditCheckpoint, AuditEvent
 from catalog.cli import app
-from tests.audit.support import append, tamper
-from tests.audit.test_disclosures import build_trail
+from tests.catalog.audit.support import append, tamper
+from tests.catalog.audit.test_disclosures import build_trail
 
 
 @pytest.fixture
