@@ -7,6 +7,7 @@ import catalog.events
 import catalog.products.models
 import catalog.publishing.models
 import policies.models
+import policies.notifications.models
 import sharing.models
 
 # Named here so no tool mistakes the imports above for unused ones.
@@ -16,6 +17,7 @@ TABLE_MODULES = (
     catalog.products.models,
     catalog.publishing.models,
     policies.models,
+    policies.notifications.models,
     sharing.models,
 )
 metadata = SQLModel.metadata

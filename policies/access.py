@@ -45,6 +45,7 @@ from policies.models import (
     RequestComment,
     RequestStatus,
 )
+from policies.notifications import service as notifications
 from policies.principals import get_organization
 
 FULL_PURPOSES = {Purpose.OPERATIONS, Purpose.QUALITY_IMPROVEMENT}
@@ -361,6 +362,7 @@ def create_request(
         subject=str(request.id),
         details={"tier": str(spec.tier), "products": request.products},
     )
+    notifications.request_filed(session, request, actor=actor, now=now)
     session.flush()
     return request
 
@@ -519,6 +521,7 @@ def approve_request(
         reason=reason,
         details={"grants": [g.id for g in grants], "expires_at": expires.isoformat()},
     )
+    notifications.request_decided(session, request, actor=actor, now=now, grants=grants)
     return grants
 
 
@@ -542,6 +545,7 @@ def deny_request(
         subject=str(request_id),
         reason=reason,
     )
+    notifications.request_decided(session, request, actor=actor, now=now)
     return request
 
 
@@ -563,6 +567,7 @@ def withdraw_request(
         subject_type="request",
         subject=str(request_id),
     )
+    notifications.request_decided(session, request, actor=actor, now=now)
     return request
 
 
@@ -741,6 +746,7 @@ def revoke_grant(
         subject=str(grant_id),
         reason=reason,
     )
+    notifications.grant_revoked(session, grant, actor=actor, now=now)
     session.flush()
     return grant
 
