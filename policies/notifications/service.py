@@ -2,15 +2,13 @@
 
 Who hears of what (docs/notifications.md):
 
-| event | recipients |
-|---|---|
-| request filed, withdrawn | every platform admin; the publishers of each product's domain |
-| request approved, denied | the requester |
-| grant revoked, ending in 14 days / 1 day | the grantee organisation's principals; the publishers of
-  the product's domain |
-| grant review due | the same, and the platform admins (only they record a review) |
-| version deprecated or retired | the principals of every organisation with a live grant of the
-  product; its domain's publishers |
+- request filed, withdrawn: every platform admin; the publishers of each product's domain;
+- request approved, denied: the requester;
+- grant revoked, ending in 14 days / 1 day: the grantee organisation's principals; the
+  publishers of the product's domain (its owners);
+- grant review due: the same, and the platform admins (only they record a review);
+- version deprecated or retired: the principals of every organisation with a live grant of the
+  product; its owners.
 
 The one who acted is never told of their own action. Titles and bodies name products, ids,
 tiers, organisations and dates only: no justification, reason or comment (free text may carry
@@ -31,7 +29,15 @@ from catalog.events import Actor
 from catalog.pagination import decode_cursor, encode_cursor
 from catalog.products.models import DataProduct, ProductVersion, VersionStatus
 from policies.enforcer import USER_PREFIX, role_subject
-from policies.models import AccessRequest, CasbinRule, Grant, Organization, Principal, Role
+from policies.models import (
+    AccessRequest,
+    CasbinRule,
+    Grant,
+    Organization,
+    Principal,
+    RequestStatus,
+    Role,
+)
 from policies.notifications.models import (
     Notification,
     NotificationKind,
@@ -167,26 +173,65 @@ def members(session: Session, organization_id: int | None) -> list[str]:
     return sorted(rows)
 
 
-def review_link(request_id: int) -> str:
-    """The request's page in the review queue (platform admins)."""
-    return f"/console/review/{request_id}"
+REQUEST_KINDS = frozenset(
+    {
+        NotificationKind.REQUEST_FILED,
+        NotificationKind.REQUEST_APPROVED,
+        NotificationKind.REQUEST_DENIED,
+        NotificationKind.REQUEST_WITHDRAWN,
+    }
+)
+# Who hears of each kind, beyond principals: e-mail goes to the addresses of these audiences.
+AUDIENCES: dict[NotificationKind, tuple[str, ...]] = {
+    NotificationKind.REQUEST_FILED: (ADMIN, OWNER),
+    NotificationKind.REQUEST_WITHDRAWN: (ADMIN, OWNER),
+    NotificationKind.REQUEST_APPROVED: (REQUESTER,),
+    NotificationKind.REQUEST_DENIED: (REQUESTER,),
+    NotificationKind.GRANT_REVOKED: (GRANTEE, OWNER),
+    NotificationKind.GRANT_EXPIRING_14D: (GRANTEE, OWNER),
+    NotificationKind.GRANT_EXPIRING_1D: (GRANTEE, OWNER),
+    NotificationKind.GRANT_REVIEW_DUE: (GRANTEE, OWNER, ADMIN),
+    NotificationKind.VERSION_DEPRECATED: (GRANTEE, OWNER),
+    NotificationKind.VERSION_RETIRED: (GRANTEE, OWNER),
+}
 
 
-def my_request_link(request_id: int) -> str:
-    """The request in its organisation's list."""
-    return f"/console/my/requests#request-{request_id}"
+def audience_link(
+    kind: NotificationKind, audience: str, *, product: str | None, request_id: int | None
+) -> str:
+    """The console page that serves `audience`'s part in a notification of `kind`.
+
+    Admins decide requests in the review queue and manage grants on the grants page; owners
+    look at their product; a requester at its organisation's requests; a grantee at its grants.
+    """
+    if audience == ADMIN:
+        if kind in REQUEST_KINDS and request_id:
+            return f"/console/review/{request_id}"
+        return f"/console/grants?product={product}" if product else "/console/grants"
+    if audience == OWNER:
+        return f"/console/catalog/{product}" if product else "/console/catalog"
+    if audience == REQUESTER and request_id:
+        return f"/console/my/requests#request-{request_id}"
+    return "/console/my/grants"
 
 
-MY_GRANTS = "/console/my/grants"
-
-
-def product_link(product: str) -> str:
-    """A product's page in the catalog."""
-    return f"/console/catalog/{product}"
+def _to(
+    names: Iterable[str],
+    audience: str,
+    kind: NotificationKind,
+    product: str | None,
+    rid: int | None,
+) -> list[Recipient]:
+    link = audience_link(kind, audience, product=product, request_id=rid)
+    return [Recipient(name, audience, link) for name in names]
 
 
 def _domains(products: Sequence[str]) -> set[str]:
     return {p.partition("/")[0] for p in products}
+
+
+def _first(products: Sequence[str]) -> str | None:
+    return products[0] if products else None
 
 
 def _names(products: Sequence[str]) -> str:
@@ -203,18 +248,18 @@ def _day(moment: datetime) -> str:
 def request_filed(session: Session, request: AccessRequest, *, actor: Actor, now: datetime) -> None:
     """Tell the platform admins and the owning facilities that a request waits for a decision."""
     rid = request.id or 0
-    owner_link = product_link(request.products[0]) if request.products else "/console/"
-    recipients = [Recipient(a, ADMIN, review_link(rid)) for a in platform_admins(session)] + [
-        Recipient(p, OWNER, owner_link) for p in publishers(session, _domains(request.products))
-    ]
+    kind, product = NotificationKind.REQUEST_FILED, _first(request.products)
+    recipients = _to(platform_admins(session), ADMIN, kind, product, rid) + _to(
+        publishers(session, _domains(request.products)), OWNER, kind, product, rid
+    )
     event = Event(
-        kind=NotificationKind.REQUEST_FILED,
+        kind=kind,
         key=f"request:{rid}:filed",
         title=f"Access request #{rid} filed",
         body=f"Access request #{rid} asks for the {request.tier} tier of "
         f"{_names(request.products)} (filed {_day(now)}). It waits for a platform admin's "
         "decision.",
-        product=request.products[0] if request.products else None,
+        product=product,
         request_id=rid,
         facts=_request_facts(session, request),
     )
@@ -230,42 +275,40 @@ def request_decided(
     grants: Sequence[Grant] = (),
 ) -> None:
     """Tell the requester of a decision, or the reviewers that a request was withdrawn."""
-    rid, products = request.id or 0, _names(request.products)
+    rid, products, first = request.id or 0, _names(request.products), _first(request.products)
     facts = _request_facts(session, request)
-    if request.status == "withdrawn":
-        owner_link = product_link(request.products[0]) if request.products else "/console/"
-        recipients = [Recipient(a, ADMIN, review_link(rid)) for a in platform_admins(session)] + [
-            Recipient(p, OWNER, owner_link)
-            for p in publishers(session, _domains(request.products))
-        ]
+    if request.status == RequestStatus.WITHDRAWN:
         kind, title = NotificationKind.REQUEST_WITHDRAWN, f"Access request #{rid} withdrawn"
-        body = f"Access request #{rid} for {products} was withdrawn on {_day(now)}; nothing to decide."
+        body = (
+            f"Access request #{rid} for {products} was withdrawn on {_day(now)}: nothing to decide."
+        )
+        recipients = _to(platform_admins(session), ADMIN, kind, first, rid) + _to(
+            publishers(session, _domains(request.products)), OWNER, kind, first, rid
+        )
+    elif request.status == RequestStatus.APPROVED:
+        ends = min((g.expires_at for g in grants), default=None)
+        kind, title = NotificationKind.REQUEST_APPROVED, f"Access request #{rid} approved"
+        body = (
+            f"Your access request #{rid} for {products} ({request.tier} tier) was approved on "
+            f"{_day(now)}" + (f"; the grants end on {_day(ends)}." if ends else ".")
+        )
+        facts |= {"grants": [g.id for g in grants]}
+        if ends:
+            facts["expires_at"] = ends.isoformat()
+        recipients = _to(_active(session, [request.requester]), REQUESTER, kind, first, rid)
     else:
-        recipients = [
-            Recipient(r, REQUESTER, my_request_link(rid))
-            for r in _active(session, [request.requester])
-        ]
-        if request.status == "approved":
-            ends = min((g.expires_at for g in grants), default=None)
-            kind, title = NotificationKind.REQUEST_APPROVED, f"Access request #{rid} approved"
-            body = f"Your access request #{rid} for {products} ({request.tier} tier) was approved on {_day(now)}" + (
-                f"; the grants end on {_day(ends)}." if ends else "."
-            )
-            facts |= {"grants": [g.id for g in grants]}
-            if ends:
-                facts["expires_at"] = ends.isoformat()
-        else:
-            kind, title = NotificationKind.REQUEST_DENIED, f"Access request #{rid} denied"
-            body = (
-                f"Your access request #{rid} for {products} was denied on {_day(now)}. "
-                "The reason is on the request's page."
-            )
+        kind, title = NotificationKind.REQUEST_DENIED, f"Access request #{rid} denied"
+        body = (
+            f"Your access request #{rid} for {products} was denied on {_day(now)}. "
+            "The reason is on the request's page."
+        )
+        recipients = _to(_active(session, [request.requester]), REQUESTER, kind, first, rid)
     event = Event(
         kind=kind,
         key=f"request:{rid}:{request.status}",
         title=title,
         body=body,
-        product=request.products[0] if request.products else None,
+        product=first,
         request_id=rid,
         facts=facts,
     )
@@ -287,14 +330,13 @@ def _request_facts(session: Session, request: AccessRequest) -> dict[str, Any]:
 
 
 def grant_recipients(
-    session: Session, grant: Grant, product: str, *, admins: bool = False
+    session: Session, grant: Grant, kind: NotificationKind, product: str
 ) -> list[Recipient]:
-    """The grantee organisation's principals and the product's owners (and the admins)."""
-    out = [Recipient(m, GRANTEE, MY_GRANTS) for m in members(session, grant.organization_id)]
-    out += [Recipient(p, OWNER, product_link(product)) for p in publishers(session, _domains([product]))]
-    if admins:
-        grants_page = f"/console/grants?product={product}"
-        out += [Recipient(a, ADMIN, grants_page) for a in platform_admins(session)]
+    """The grantee organisation's principals, the product's owners (and admins for reviews)."""
+    out = _to(members(session, grant.organization_id), GRANTEE, kind, product, grant.request_id)
+    out += _to(publishers(session, _domains([product])), OWNER, kind, product, grant.request_id)
+    if ADMIN in AUDIENCES[kind]:
+        out += _to(platform_admins(session), ADMIN, kind, product, grant.request_id)
     return out
 
 
@@ -331,7 +373,6 @@ def grant_event(
         "expires_at": grant.expires_at.isoformat(),
         "review_due_at": grant.review_due_at.isoformat(),
     }
-    admins = False
     if kind == NotificationKind.GRANT_REVOKED:
         title = f"Grant #{gid} on {product} revoked"
         body = f"{what} was revoked on {_day(now)}; reads are refused from now on."
@@ -345,7 +386,6 @@ def grant_event(
         title = f"Grant #{gid} on {product} ends within a day"
         body = f"{what} ends on {_day(grant.expires_at)}; reads are refused from then on."
     elif kind == NotificationKind.GRANT_REVIEW_DUE:
-        admins = True
         title = f"Grant #{gid} on {product} is due for review"
         body = f"{what} was due for its periodic review on {_day(grant.review_due_at)}" + (
             f"; unless a platform admin reviews it, reads are suspended from {_day(review_ends)}."
@@ -364,7 +404,7 @@ def grant_event(
         grant_id=gid,
         facts=facts,
     )
-    recipients = grant_recipients(session, grant, product, admins=admins)
+    recipients = grant_recipients(session, grant, kind, product)
     return write(session, event, recipients, now=now, created_by=created_by)
 
 
@@ -377,30 +417,34 @@ def grant_revoked(session: Session, grant: Grant, *, actor: Actor, now: datetime
 
 
 def version_changed(
-    session: Session, version: ProductVersion, *, grant_ids: Sequence[int], served_until: datetime, now: datetime
+    session: Session,
+    version: ProductVersion,
+    *,
+    grant_ids: Sequence[int],
+    served_until: datetime,
+    now: datetime,
 ) -> None:
     """Tell the organisations holding live grants of the product, and its owners, that a
     version was deprecated (served until a date) or retired (no longer served)."""
     product = f"{version.product.domain.name}/{version.product.name}"
     retired = version.status == VersionStatus.RETIRED
     grants = [g for g in (session.get(Grant, i) for i in grant_ids) if g is not None]
-    recipients = [
-        Recipient(m, GRANTEE, MY_GRANTS)
-        for org_id in sorted({g.organization_id or 0 for g in grants})
-        for m in members(session, org_id)
+    kind = NotificationKind.VERSION_RETIRED if retired else NotificationKind.VERSION_DEPRECATED
+    holders = [
+        m for o in sorted({g.organization_id or 0 for g in grants}) for m in members(session, o)
     ]
-    recipients += [
-        Recipient(p, OWNER, product_link(product) + f"?version={version.version}")
-        for p in publishers(session, {version.product.domain.name})
-    ]
+    recipients = _to(holders, GRANTEE, kind, product, None)
+    recipients += _to(
+        publishers(session, {version.product.domain.name}), OWNER, kind, product, None
+    )
     if retired:
-        kind, title = NotificationKind.VERSION_RETIRED, f"{product} {version.version} retired"
+        title = f"{product} {version.version} retired"
         body = (
             f"Version {version.version} of {product} was retired on {_day(now)} and is no "
             "longer served."
         )
     else:
-        kind, title = NotificationKind.VERSION_DEPRECATED, f"{product} {version.version} deprecated"
+        title = f"{product} {version.version} deprecated"
         body = (
             f"Version {version.version} of {product} is deprecated and served until "
             f"{_day(served_until)}. Move to a newer version before then."
