@@ -40,6 +40,7 @@ from catalog.products.models import ProductStatus, Tier, VersionStatus
 from catalog.publishing import commands as publishing
 from catalog.settings import Settings
 from policies import commands as governance
+from policies.notifications import commands as notifications
 from sharing import commands as sharing
 
 app = typer.Typer(
@@ -91,6 +92,7 @@ for typer_app, group in (
     (governance.grants_app, "grants"),
     (sharing.recipients_app, "recipients"),
     (audit.audit_app, "audit"),
+    (notifications.notifications_app, "notifications"),
 ):
     app.add_typer(typer_app, name=group)
 

@@ -274,9 +274,7 @@ class Settings(BaseSettings):
     notify_retry_seconds: float = Field(
         default=30, gt=0, description="First retry delay; it doubles with each failed attempt..."
     )
-    notify_retry_max_seconds: float = Field(
-        default=3600, gt=0, description="...up to this."
-    )
+    notify_retry_max_seconds: float = Field(default=3600, gt=0, description="...up to this.")
     notify_poll_seconds: float = Field(
         default=5,
         ge=0,
@@ -294,7 +292,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _webhook_signed(self) -> Self:
         if self.notify_webhook_url and not self.notify_webhook_secret:
-            raise ValueError("MESH_NOTIFY_WEBHOOK_URL needs MESH_NOTIFY_WEBHOOK_SECRET to sign with")
+            raise ValueError(
+                "MESH_NOTIFY_WEBHOOK_URL needs MESH_NOTIFY_WEBHOOK_SECRET to sign with"
+            )
         return self
 
     @property

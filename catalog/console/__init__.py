@@ -18,6 +18,7 @@ from litestar_htmx import HTMXRequest
 
 from catalog.bodies import BoundedRequest
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
+from catalog.console.inbox import InboxController
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
 from catalog.console.views import STATIC, render
@@ -105,7 +106,7 @@ def console_router(settings: Settings) -> Router:
     )
     return Router(
         path="/",
-        route_handlers=[*CONTROLLERS, static],
+        route_handlers=[*CONTROLLERS, InboxController, static],
         middleware=[ConsoleMiddleware()],
         before_request=check_csrf,
         request_class=ConsoleRequest,
