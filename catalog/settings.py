@@ -260,6 +260,10 @@ class Settings(BaseSettings):
     notify_smtp_starttls: bool = Field(
         default=True, description="Upgrade the SMTP connection with STARTTLS before anything else."
     )
+    notify_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signs the SMTP server's certificate (default: the system's).",
+    )
     notify_smtp_username: str | None = None
     notify_smtp_password: SecretStr | None = None
     notify_smtp_from: str = Field(default="fhir-mesh@localhost", max_length=254)

@@ -362,7 +362,10 @@ def send_email(settings: Settings, message: Outgoing) -> None:
             host, settings.notify_smtp_port, timeout=settings.notify_smtp_timeout_seconds
         ) as smtp:
             if settings.notify_smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                ca_file = settings.notify_smtp_ca_file
+                smtp.starttls(
+                    context=ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+                )
             if settings.notify_smtp_username:
                 password = settings.notify_smtp_password
                 smtp.login(
