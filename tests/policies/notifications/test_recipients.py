@@ -68,10 +68,7 @@ def test_decisions_reach_the_requester_and_carry_no_free_text(estate, engine):
     # Free text (justification, reasons) never leaves in a notification.
     with Session(engine) as session:
         texts = json.dumps(
-            [
-                [n.title, n.body, n.facts]
-                for n in session.exec(select(Notification)).all()
-            ]
+            [[n.title, n.body, n.facts] for n in session.exec(select(Notification)).all()]
         )
     for secret in (JUSTIFICATION, "Jane Roe", "IRB reference checked"):
         assert secret not in texts
