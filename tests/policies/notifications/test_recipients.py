@@ -111,7 +111,7 @@ def test_a_refused_change_writes_no_notification(estate):
 
 
 def test_deprecation_reaches_grantees_and_owners(estate, engine, clock):
-    _, grant = estate.approved_grant()
+    estate.approved_grant()
     body = {
         "version": "1.0.0",
         "columns": [{"name": "patient_id", "type": "string", "classification": "none"}],
