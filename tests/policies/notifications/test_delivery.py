@@ -233,3 +233,31 @@ def test_webhooks_need_https_except_on_loopback(url, accepted):
 def test_a_webhook_needs_a_secret():
     with pytest.raises(ValidationError, match="MESH_NOTIFY_WEBHOOK_SECRET"):
         Settings(notify_webhook_url="https://hooks.example.org/mesh")
+
+
+def test_a_serving_app_delivers_from_the_outbox_on_its_own(estate, engine, settings, webhook):
+    """The app's delivery thread picks the notification up after the request's commit."""
+    from litestar.testing import TestClient
+
+    from catalog.app import create_app
+    from tests.conftest import ADMIN_TOKEN
+
+    wired = channels(settings, webhook=webhook, notify_poll_seconds=0.05)
+    dua = estate.dua()
+    with TestClient(create_app(wired, engine=engine, clock=estate.clock)) as client:
+        r = client.post(
+            "/api/v1/access-requests",
+            headers=estate.as_("researcher"),
+            json={
+                "products": ["st-marys/patients"],
+                "tier": "deidentified",
+                "dua_id": dua["id"],
+                "purpose": "research",
+                "justification": "Cohort study of sepsis outcomes across the network",
+            },
+        )
+        assert r.status_code == 201, r.text
+        assert webhook.arrived.wait(timeout=20), "the delivery thread never posted"
+        assert client.get("/healthz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    (post,) = webhook.posts
+    assert post.json["kind"] == "request-filed" and post.signed_with(WEBHOOK_SECRET)
