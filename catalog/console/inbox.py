@@ -1,7 +1,7 @@
 """The console's inbox: a principal's own notifications, mark read (forms; htmx in place).
 
-Served by the same service as `/api/v1/notifications` (policies/notifications/service.py), which
-only ever reads and marks the signed-in principal's own rows: another's id is "not found".
+Served by the same service as `/api/v1/notifications` (policies/notifications/inbox.py), which only
+ever reads and marks the signed-in principal's own rows: another's id is "not found".
 Forms carry the CSRF token (checked by the console router before any POST runs); with htmx a
 mark-read swaps just the item, without it the browser follows a redirect back to the list.
 """
@@ -19,7 +19,7 @@ from catalog.clock import Clock
 from catalog.console.auth import ROOT, viewer
 from catalog.console.views import render
 from catalog.settings import Settings
-from policies.notifications import service
+from policies.notifications import inbox as notifications
 
 # Everyone signed in has an inbox; the service keeps it to the viewer's own notifications.
 INBOX = {"permission": "authenticated"}
@@ -49,7 +49,7 @@ class InboxController(Controller):
         size = pagination.page_size(
             None, default=settings.default_page_size, maximum=settings.max_page_size
         )
-        items, nxt = service.list_inbox(
+        items, nxt = notifications.list_inbox(
             session, actor=me, unread_only=view == "unread", limit=size, cursor=cursor
         )
         return render(
@@ -58,7 +58,7 @@ class InboxController(Controller):
             items=items,
             next_cursor=nxt,
             show=view,
-            inbox_unread=service.unread_count(session, actor=me),
+            inbox_unread=notifications.unread_count(session, actor=me),
             may_decide=me.can("*", "request", "approve"),
             consumer=bool(me.organization),
             notice="Every notification is marked read." if notice == "all-read" else None,
@@ -67,7 +67,7 @@ class InboxController(Controller):
     @get("/count", opt=INBOX, sync_to_thread=True)
     def count(self, request: Req, session: NamedDependency[Session]) -> Response[str]:
         """The unread count for the navigation (htmx loads it into every page)."""
-        unread = service.unread_count(session, actor=viewer(request))
+        unread = notifications.unread_count(session, actor=viewer(request))
         return render(request, "inbox_count.html", inbox_unread=unread)
 
     @post("/{item_id:int}/read", opt=INBOX, sync_to_thread=True, status_code=303)
@@ -79,7 +79,7 @@ class InboxController(Controller):
         clock: NamedDependency[Clock],
     ) -> Response[Any]:
         """Mark one read: htmx gets the item back, a plain form a redirect to the list."""
-        item = service.mark_read(session, item_id, actor=viewer(request), now=clock.now())
+        item = notifications.mark_read(session, item_id, actor=viewer(request), now=clock.now())
         if request.headers.get("hx-request") == "true":
             return render(request, "inbox_item.html", item=item, status=200)
         return Redirect(f"{ROOT}/inbox#n-{item.id}", status_code=303)
@@ -89,5 +89,5 @@ class InboxController(Controller):
         self, request: Req, session: NamedDependency[Session], clock: NamedDependency[Clock]
     ) -> Redirect:
         """Mark every unread notification read."""
-        service.mark_all_read(session, actor=viewer(request), now=clock.now())
+        notifications.mark_all_read(session, actor=viewer(request), now=clock.now())
         return Redirect(f"{ROOT}/inbox?notice=all-read", status_code=303)

@@ -8,7 +8,7 @@ transaction that waits on the network:
    conditional update so that two processes never dispatch one notification twice;
 2. claim: due rows (pending, `next_attempt_at` passed) are leased (attempt counted, next attempt
    pushed past the send's timeouts), again by conditional update;
-3. send: outside any transaction;
+3. send (`transports.py`): outside any transaction;
 4. record: sent, or the error and the next attempt after a doubling backoff; after
    `MESH_NOTIFY_MAX_ATTEMPTS` the row is `failed`, an error is logged and an audit entry
    `notification.delivery_failed` records it.
@@ -18,21 +18,11 @@ receivers deduplicate by `X-Mesh-Delivery`). Server processes run `Deliverer` in
 `MESH_NOTIFY_POLL_SECONDS`; `mesh notifications deliver` does one round from the command line.
 """
 
-import hashlib
-import hmac
-import json
 import logging
-import smtplib
-import ssl
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -43,9 +33,9 @@ from catalog.db import transaction
 from catalog.errors import NotFound
 from catalog.events import Actor, record_event
 from catalog.products import service as products
-from catalog.settings import Settings, is_loopback, webhook_url_problem
+from catalog.settings import Settings
 from policies.models import Grant, Organization
-from policies.notifications import service
+from policies.notifications import audiences, service
 from policies.notifications.models import (
     Channel,
     DeliveryStatus,
@@ -54,22 +44,15 @@ from policies.notifications.models import (
     NotificationKind,
     NotificationRecipient,
 )
+from policies.notifications.transports import DeliveryError, Outgoing, send
 
 log = logging.getLogger("mesh.notifications")
-SIGNATURE_HEADER = "X-Mesh-Signature"
-DELIVERY_HEADER = "X-Mesh-Delivery"
-EVENT_HEADER = "X-Mesh-Event"
 WEBHOOK_AUDIENCE = "all"
 DELIVERER = Actor(service.SYSTEM)
 BATCH = 50
-
-
-class DeliveryError(Exception):
-    """A send that did not succeed; `permanent` when retrying cannot help (a 4xx, a 5yz reply)."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+# A notification first dispatched later than this after it was written is not sent out: it was
+# written while no channel was configured (or no process delivered), and it is old news.
+DISPATCH_WINDOW = timedelta(days=7)
 
 
 @dataclass
@@ -85,11 +68,6 @@ class Report:
 def channels_configured(settings: Settings) -> bool:
     """Whether anything leaves the process at all."""
     return bool(settings.notify_webhook_url or settings.notify_smtp_host)
-
-
-def signature(secret: str, body: bytes) -> str:
-    """The `X-Mesh-Signature` value: `sha256=` and the hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:
@@ -116,10 +94,10 @@ def email_targets(session: Session, note: Notification, settings: Settings) -> d
     """
     out: dict[str, str] = {}
     facts = note.facts or {}
-    for audience in service.AUDIENCES[note.kind]:
-        if audience == service.ADMIN:
+    for audience in audiences.AUDIENCES[note.kind]:
+        if audience == audiences.ADMIN:
             addresses = list(settings.notify_admin_emails)
-        elif audience == service.OWNER:
+        elif audience == audiences.OWNER:
             products = facts.get("products") or ([note.product] if note.product else [])
             addresses = [a for a in (_owner_email(session, p) for p in products) if a]
         else:
@@ -167,6 +145,8 @@ def dispatch(session: Session, *, settings: Settings, now: datetime) -> int:
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             continue
         done += 1
+        if note.created_at < now - DISPATCH_WINDOW:
+            continue  # turning a channel on does not replay old history
         targets: list[tuple[Channel, str, str]] = []
         if settings.notify_webhook_url:
             targets.append((Channel.WEBHOOK, settings.notify_webhook_url, WEBHOOK_AUDIENCE))
@@ -191,18 +171,6 @@ def dispatch(session: Session, *, settings: Settings, now: datetime) -> int:
 
 
 # --- 2. claim ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A leased outbox row with everything its send needs (no session)."""
-
-    delivery_id: int
-    attempt: int
-    channel: Channel
-    target: str
-    audience: str
-    payload: dict[str, Any]
 
 
 def claim_due(session: Session, *, settings: Settings, now: datetime) -> list[Outgoing]:
@@ -261,10 +229,10 @@ def _payload(
     base = settings.link_base
     links = {
         audience: base
-        + service.audience_link(
+        + audiences.audience_link(
             note.kind, audience, product=note.product, request_id=note.request_id
         )
-        for audience in service.AUDIENCES[note.kind]
+        for audience in audiences.AUDIENCES[note.kind]
     }
     return {
         "delivery": row.id,
@@ -282,116 +250,7 @@ def _payload(
     }
 
 
-# --- 3. send -------------------------------------------------------------------------------------
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A webhook answer that redirects is a failure: never re-POST the body somewhere else."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def send_webhook(settings: Settings, message: Outgoing) -> None:
-    """POST the payload as JSON, signed; a 2xx answer is success."""
-    secret = settings.notify_webhook_secret
-    problem = webhook_url_problem(message.target)
-    if problem is not None or secret is None:
-        raise DeliveryError(problem or "no webhook secret configured", permanent=True)
-    body = json.dumps(message.payload, separators=(",", ":"), sort_keys=True).encode()
-    request = urllib.request.Request(  # noqa: S310 (http(s) only: webhook_url_problem)
-        message.target,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "fhir-mesh-notifications",
-            SIGNATURE_HEADER: signature(secret.get_secret_value(), body),
-            DELIVERY_HEADER: str(message.delivery_id),
-            EVENT_HEADER: str(message.payload["kind"]),
-        },
-    )
-    handlers: list[Any] = [_NoRedirects()]
-    if is_loopback(urlsplit(message.target).hostname or ""):
-        handlers.append(urllib.request.ProxyHandler({}))  # loopback never goes via a proxy
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(request, timeout=settings.notify_webhook_timeout_seconds) as answer:
-            status = int(answer.status)
-    except urllib.error.HTTPError as exc:
-        retry = exc.code in (408, 425, 429) or exc.code >= 500
-        raise DeliveryError(f"webhook answered {exc.code}", permanent=not retry) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DeliveryError(f"webhook unreachable: {type(exc).__name__}: {exc}") from None
-    if not 200 <= status < 300:
-        raise DeliveryError(f"webhook answered {status}")
-
-
-def email_text(message: Outgoing) -> str:
-    """The plain-text e-mail: title, body, the audience's console link, why it came."""
-    payload = message.payload
-    link = payload["links"].get(message.audience, "")
-    why = {
-        service.ADMIN: "you are a platform admin",
-        service.OWNER: "you own the product",
-        service.REQUESTER: "your organisation filed the request",
-        service.GRANTEE: "your organisation holds the grant",
-    }.get(message.audience, "you are concerned")
-    return (
-        f"{payload['body']}\n\nOpen: {link}\n\n"
-        f"FHIR Mesh notification {payload['notification']} ({payload['kind']}), sent to this "
-        f"address because {why}. Details are in the console; this message carries none.\n"
-    )
-
-
-def send_email(settings: Settings, message: Outgoing) -> None:
-    """Send one plain-text e-mail through the configured SMTP server (smtplib)."""
-    host = settings.notify_smtp_host
-    if not host:
-        raise DeliveryError("no SMTP server configured", permanent=True)
-    email = EmailMessage()
-    email["From"] = settings.notify_smtp_from
-    email["To"] = message.target
-    email["Subject"] = f"[FHIR Mesh] {message.payload['title']}"
-    email["Date"] = format_datetime(datetime.fromisoformat(message.payload["created_at"]))
-    email["Message-ID"] = make_msgid(idstring=f"mesh-{message.delivery_id}")
-    email["X-Mesh-Delivery"] = str(message.delivery_id)
-    email.set_content(email_text(message))
-    try:
-        with smtplib.SMTP(
-            host, settings.notify_smtp_port, timeout=settings.notify_smtp_timeout_seconds
-        ) as smtp:
-            if settings.notify_smtp_starttls:
-                ca_file = settings.notify_smtp_ca_file
-                smtp.starttls(
-                    context=ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-                )
-            if settings.notify_smtp_username:
-                password = settings.notify_smtp_password
-                smtp.login(
-                    settings.notify_smtp_username, password.get_secret_value() if password else ""
-                )
-            smtp.send_message(email)
-    except smtplib.SMTPResponseException as exc:
-        # 5yz is a permanent refusal (RFC 5321 4.2.1); 4yz a transient one.
-        raise DeliveryError(
-            f"SMTP server answered {exc.smtp_code}", permanent=exc.smtp_code >= 500
-        ) from None
-    except smtplib.SMTPRecipientsRefused:
-        raise DeliveryError("SMTP server refused the recipient", permanent=True) from None
-    except (smtplib.SMTPException, OSError) as exc:
-        raise DeliveryError(f"SMTP server unreachable: {type(exc).__name__}: {exc}") from None
-
-
-def send(settings: Settings, message: Outgoing) -> None:
-    """Send one leased row over its channel; raises DeliveryError."""
-    if message.channel == Channel.WEBHOOK:
-        send_webhook(settings, message)
-    else:
-        send_email(settings, message)
-
-
-# --- 4. record -----------------------------------------------------------------------------------
+# --- 3. send (transports.py), 4. record -----------------------------------------------------------
 
 
 def record_result(

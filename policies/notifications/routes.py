@@ -13,7 +13,7 @@ from catalog.events import Actor
 from catalog.problems import problem_responses
 from catalog.settings import Settings
 from policies.models import MAX_ROW_ID
-from policies.notifications import service
+from policies.notifications import inbox as notifications
 from policies.notifications.models import MarkedRead, NotificationPage, NotificationRead
 
 # Every principal has an inbox; the service only ever reads the caller's own rows.
@@ -42,11 +42,11 @@ class NotificationController(Controller):
         size = pagination.page_size(
             limit, default=settings.default_page_size, maximum=settings.max_page_size
         )
-        items, nxt = service.list_inbox(
+        items, nxt = notifications.list_inbox(
             session, actor=actor, unread_only=unread, limit=size, cursor=cursor
         )
         return NotificationPage(
-            items=items, next_cursor=nxt, unread=service.unread_count(session, actor=actor)
+            items=items, next_cursor=nxt, unread=notifications.unread_count(session, actor=actor)
         )
 
     @post(
@@ -64,7 +64,7 @@ class NotificationController(Controller):
         clock: NamedDependency[Clock],
     ) -> NotificationRead:
         """Mark one of the caller's notifications read (404 for anyone else's)."""
-        return service.mark_read(session, notification_id, actor=actor, now=clock.now())
+        return notifications.mark_read(session, notification_id, actor=actor, now=clock.now())
 
     @post("/read-all", sync_to_thread=True, status_code=200, opt=ANY, responses=LIST_ERRORS)
     def mark_all_read(
@@ -74,4 +74,4 @@ class NotificationController(Controller):
         clock: NamedDependency[Clock],
     ) -> MarkedRead:
         """Mark every unread notification of the caller read."""
-        return MarkedRead(marked=service.mark_all_read(session, actor=actor, now=clock.now()))
+        return MarkedRead(marked=notifications.mark_all_read(session, actor=actor, now=clock.now()))

@@ -1,4 +1,4 @@
-"""Notifications written in the transaction of the change they tell of, and each inbox.
+"""Notifications written in the transaction of the change they tell of.
 
 Who hears of what (docs/notifications.md):
 
@@ -20,44 +20,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from catalog.errors import InvalidParameter, NotFound
 from catalog.events import Actor
-from catalog.pagination import decode_cursor, encode_cursor
 from catalog.products.models import DataProduct, ProductVersion, VersionStatus
-from policies.enforcer import USER_PREFIX, role_subject
-from policies.models import (
-    AccessRequest,
-    CasbinRule,
-    Grant,
-    Organization,
-    Principal,
-    RequestStatus,
-    Role,
+from policies.models import AccessRequest, Grant, Organization, RequestStatus
+from policies.notifications.audiences import (
+    ADMIN,
+    AUDIENCES,
+    GRANTEE,
+    OWNER,
+    PRIORITY,
+    REQUESTER,
+    Recipient,
+    enabled_principals,
+    members,
+    platform_admins,
+    publishers,
+    recipients_of,
 )
-from policies.notifications.models import (
-    Notification,
-    NotificationKind,
-    NotificationRead,
-    NotificationRecipient,
-)
+from policies.notifications.models import Notification, NotificationKind, NotificationRecipient
 
-ADMIN, OWNER, REQUESTER, GRANTEE = "admin", "owner", "requester", "grantee"
-# When one principal is reached in two ways, the first of these names its link.
-_PRIORITY = (ADMIN, OWNER, REQUESTER, GRANTEE)
 SYSTEM = "system:notifications"
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """A principal to tell, why (its audience), and where its console link leads."""
-
-    principal: str
-    audience: str
-    link: str
 
 
 @dataclass(frozen=True)
@@ -111,7 +97,7 @@ def write(
     if new_id is None:
         return None
     chosen: dict[str, Recipient] = {}
-    for recipient in sorted(recipients, key=lambda r: _PRIORITY.index(r.audience)):
+    for recipient in sorted(recipients, key=lambda r: PRIORITY.index(r.audience)):
         if recipient.principal != created_by:
             chosen.setdefault(recipient.principal, recipient)
     session.add_all(
@@ -122,108 +108,6 @@ def write(
     )
     session.flush()
     return new_id
-
-
-# --- who -----------------------------------------------------------------------------------------
-
-
-def _active(session: Session, names: Iterable[str]) -> list[str]:
-    """The principals among `names` that exist and are not disabled, sorted."""
-    wanted = set(names)
-    if not wanted:
-        return []
-    rows = session.exec(
-        select(Principal.name).where(
-            col(Principal.name).in_(wanted), col(Principal.disabled_at).is_(None)
-        )
-    ).all()
-    return sorted(rows)
-
-
-def _holders(session: Session, role: Role, domains: set[str]) -> list[str]:
-    """Principals holding `role` in one of `domains` (the policy table's grouping lines)."""
-    subjects = session.exec(
-        select(CasbinRule.v0).where(
-            CasbinRule.ptype == "g",
-            CasbinRule.v1 == role_subject(role.value),
-            col(CasbinRule.v2).in_(domains),
-        )
-    ).all()
-    names = [s.removeprefix(USER_PREFIX) for s in subjects if s and s.startswith(USER_PREFIX)]
-    return _active(session, names)
-
-
-def platform_admins(session: Session) -> list[str]:
-    """Every enabled platform-admin principal."""
-    return _holders(session, Role.PLATFORM_ADMIN, {"*"})
-
-
-def publishers(session: Session, domains: set[str]) -> list[str]:
-    """The principals publishing for any of `domains`: the owning facility's team."""
-    return _holders(session, Role.PUBLISHER, {*domains, "*"})
-
-
-def members(session: Session, organization_id: int | None) -> list[str]:
-    """The enabled principals of a consumer organisation."""
-    rows = session.exec(
-        select(Principal.name).where(
-            Principal.organization_id == organization_id, col(Principal.disabled_at).is_(None)
-        )
-    ).all()
-    return sorted(rows)
-
-
-REQUEST_KINDS = frozenset(
-    {
-        NotificationKind.REQUEST_FILED,
-        NotificationKind.REQUEST_APPROVED,
-        NotificationKind.REQUEST_DENIED,
-        NotificationKind.REQUEST_WITHDRAWN,
-    }
-)
-# Who hears of each kind, beyond principals: e-mail goes to the addresses of these audiences.
-AUDIENCES: dict[NotificationKind, tuple[str, ...]] = {
-    NotificationKind.REQUEST_FILED: (ADMIN, OWNER),
-    NotificationKind.REQUEST_WITHDRAWN: (ADMIN, OWNER),
-    NotificationKind.REQUEST_APPROVED: (REQUESTER,),
-    NotificationKind.REQUEST_DENIED: (REQUESTER,),
-    NotificationKind.GRANT_REVOKED: (GRANTEE, OWNER),
-    NotificationKind.GRANT_EXPIRING_14D: (GRANTEE, OWNER),
-    NotificationKind.GRANT_EXPIRING_1D: (GRANTEE, OWNER),
-    NotificationKind.GRANT_REVIEW_DUE: (GRANTEE, OWNER, ADMIN),
-    NotificationKind.VERSION_DEPRECATED: (GRANTEE, OWNER),
-    NotificationKind.VERSION_RETIRED: (GRANTEE, OWNER),
-}
-
-
-def audience_link(
-    kind: NotificationKind, audience: str, *, product: str | None, request_id: int | None
-) -> str:
-    """The console page that serves `audience`'s part in a notification of `kind`.
-
-    Admins decide requests in the review queue and manage grants on the grants page; owners
-    look at their product; a requester at its organisation's requests; a grantee at its grants.
-    """
-    if audience == ADMIN:
-        if kind in REQUEST_KINDS and request_id:
-            return f"/console/review/{request_id}"
-        return f"/console/grants?product={product}" if product else "/console/grants"
-    if audience == OWNER:
-        return f"/console/catalog/{product}" if product else "/console/catalog"
-    if audience == REQUESTER and request_id:
-        return f"/console/my/requests#request-{request_id}"
-    return "/console/my/grants"
-
-
-def _to(
-    names: Iterable[str],
-    audience: str,
-    kind: NotificationKind,
-    product: str | None,
-    rid: int | None,
-) -> list[Recipient]:
-    link = audience_link(kind, audience, product=product, request_id=rid)
-    return [Recipient(name, audience, link) for name in names]
 
 
 def _domains(products: Sequence[str]) -> set[str]:
@@ -249,7 +133,7 @@ def request_filed(session: Session, request: AccessRequest, *, actor: Actor, now
     """Tell the platform admins and the owning facilities that a request waits for a decision."""
     rid = request.id or 0
     kind, product = NotificationKind.REQUEST_FILED, _first(request.products)
-    recipients = _to(platform_admins(session), ADMIN, kind, product, rid) + _to(
+    recipients = recipients_of(platform_admins(session), ADMIN, kind, product, rid) + recipients_of(
         publishers(session, _domains(request.products)), OWNER, kind, product, rid
     )
     event = Event(
@@ -282,9 +166,9 @@ def request_decided(
         body = (
             f"Access request #{rid} for {products} was withdrawn on {_day(now)}: nothing to decide."
         )
-        recipients = _to(platform_admins(session), ADMIN, kind, first, rid) + _to(
-            publishers(session, _domains(request.products)), OWNER, kind, first, rid
-        )
+        recipients = recipients_of(
+            platform_admins(session), ADMIN, kind, first, rid
+        ) + recipients_of(publishers(session, _domains(request.products)), OWNER, kind, first, rid)
     elif request.status == RequestStatus.APPROVED:
         ends = min((g.expires_at for g in grants), default=None)
         kind, title = NotificationKind.REQUEST_APPROVED, f"Access request #{rid} approved"
@@ -295,14 +179,18 @@ def request_decided(
         facts |= {"grants": [g.id for g in grants]}
         if ends:
             facts["expires_at"] = ends.isoformat()
-        recipients = _to(_active(session, [request.requester]), REQUESTER, kind, first, rid)
+        recipients = recipients_of(
+            enabled_principals(session, [request.requester]), REQUESTER, kind, first, rid
+        )
     else:
         kind, title = NotificationKind.REQUEST_DENIED, f"Access request #{rid} denied"
         body = (
             f"Your access request #{rid} for {products} was denied on {_day(now)}. "
             "The reason is on the request's page."
         )
-        recipients = _to(_active(session, [request.requester]), REQUESTER, kind, first, rid)
+        recipients = recipients_of(
+            enabled_principals(session, [request.requester]), REQUESTER, kind, first, rid
+        )
     event = Event(
         kind=kind,
         key=f"request:{rid}:{request.status}",
@@ -333,10 +221,14 @@ def grant_recipients(
     session: Session, grant: Grant, kind: NotificationKind, product: str
 ) -> list[Recipient]:
     """The grantee organisation's principals, the product's owners (and admins for reviews)."""
-    out = _to(members(session, grant.organization_id), GRANTEE, kind, product, grant.request_id)
-    out += _to(publishers(session, _domains([product])), OWNER, kind, product, grant.request_id)
+    out = recipients_of(
+        members(session, grant.organization_id), GRANTEE, kind, product, grant.request_id
+    )
+    out += recipients_of(
+        publishers(session, _domains([product])), OWNER, kind, product, grant.request_id
+    )
     if ADMIN in AUDIENCES[kind]:
-        out += _to(platform_admins(session), ADMIN, kind, product, grant.request_id)
+        out += recipients_of(platform_admins(session), ADMIN, kind, product, grant.request_id)
     return out
 
 
@@ -433,8 +325,8 @@ def version_changed(
     holders = [
         m for o in sorted({g.organization_id or 0 for g in grants}) for m in members(session, o)
     ]
-    recipients = _to(holders, GRANTEE, kind, product, None)
-    recipients += _to(
+    recipients = recipients_of(holders, GRANTEE, kind, product, None)
+    recipients += recipients_of(
         publishers(session, {version.product.domain.name}), OWNER, kind, product, None
     )
     if retired:
@@ -463,92 +355,3 @@ def version_changed(
         },
     )
     write(session, event, recipients, now=now, created_by=version.status_changed_by or SYSTEM)
-
-
-# --- the inbox -----------------------------------------------------------------------------------
-
-
-def _read(row: NotificationRecipient, note: Notification) -> NotificationRead:
-    return NotificationRead(
-        id=row.id or 0,
-        kind=note.kind,
-        title=note.title,
-        body=note.body,
-        link=row.link,
-        product=note.product,
-        request_id=note.request_id,
-        grant_id=note.grant_id,
-        created_at=note.created_at,
-        read_at=row.read_at,
-    )
-
-
-def list_inbox(
-    session: Session, *, actor: Actor, unread_only: bool, limit: int, cursor: str | None
-) -> tuple[list[NotificationRead], str | None]:
-    """The actor's own notifications, newest first (only ever the actor's)."""
-    stmt = (
-        select(NotificationRecipient, Notification)
-        .join(Notification, col(Notification.id) == NotificationRecipient.notification_id)
-        .where(NotificationRecipient.principal == actor.name)
-    )
-    if unread_only:
-        stmt = stmt.where(col(NotificationRecipient.read_at).is_(None))
-    if cursor:
-        (last,) = decode_cursor(cursor, width=1)
-        if not last.isdigit():
-            raise InvalidParameter("invalid cursor: pass back the next_cursor of a previous page")
-        stmt = stmt.where(col(NotificationRecipient.id) < int(last))
-    rows = session.exec(stmt.order_by(col(NotificationRecipient.id).desc()).limit(limit + 1)).all()
-    items = [_read(row, note) for row, note in rows[:limit]]
-    more = len(rows) > limit
-    return items, encode_cursor([str(items[-1].id)]) if more and items else None
-
-
-def unread_count(session: Session, *, actor: Actor) -> int:
-    """How many of the actor's notifications are unread."""
-    count = session.exec(
-        select(func.count()).where(
-            NotificationRecipient.principal == actor.name,
-            col(NotificationRecipient.read_at).is_(None),
-        )
-    ).one()
-    return int(count)
-
-
-def mark_read(session: Session, item_id: int, *, actor: Actor, now: datetime) -> NotificationRead:
-    """Mark one of the actor's notifications read (again: no change); another principal's
-    looks exactly like a missing one."""
-    session.execute(
-        update(NotificationRecipient)
-        .where(
-            col(NotificationRecipient.id) == item_id,
-            col(NotificationRecipient.principal) == actor.name,
-            col(NotificationRecipient.read_at).is_(None),
-        )
-        .values(read_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    found = session.exec(
-        select(NotificationRecipient, Notification)
-        .join(Notification, col(Notification.id) == NotificationRecipient.notification_id)
-        .where(NotificationRecipient.id == item_id, NotificationRecipient.principal == actor.name)
-        .execution_options(populate_existing=True)
-    ).first()
-    if found is None:
-        raise NotFound(f"notification {item_id} not found")
-    return _read(*found)
-
-
-def mark_all_read(session: Session, *, actor: Actor, now: datetime) -> int:
-    """Mark every unread notification of the actor read; returns how many."""
-    result = session.execute(
-        update(NotificationRecipient)
-        .where(
-            col(NotificationRecipient.principal) == actor.name,
-            col(NotificationRecipient.read_at).is_(None),
-        )
-        .values(read_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -261,3 +261,14 @@ def test_a_serving_app_delivers_from_the_outbox_on_its_own(estate, engine, setti
         assert client.get("/healthz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     (post,) = webhook.posts
     assert post.json["kind"] == "request-filed" and post.signed_with(WEBHOOK_SECRET)
+
+
+def test_turning_a_channel_on_does_not_replay_old_notifications(
+    estate, engine, settings, clock, webhook
+):
+    file_request(estate)  # written while nothing was configured, and nothing delivered
+    clock.advance(days=8)
+    rid = file_request(estate)
+    report = deliver_due(engine, settings=channels(settings, webhook=webhook), clock=clock)
+    assert report.dispatched == 2 and len(report.sent) == 1
+    assert [p.json["request_id"] for p in webhook.posts] == [rid]
