@@ -81,7 +81,9 @@ class InboxController(Controller):
         """Mark one read: htmx gets the item back, a plain form a redirect to the list."""
         item = notifications.mark_read(session, item_id, actor=viewer(request), now=clock.now())
         if request.headers.get("hx-request") == "true":
-            return render(request, "inbox_item.html", item=item, status=200)
+            page = render(request, "inbox_item.html", item=item, status=200)
+            page.headers["HX-Trigger"] = "inbox-changed"  # the navigation's count refreshes
+            return page
         return Redirect(f"{ROOT}/inbox#n-{item.id}", status_code=303)
 
     @post("/read-all", opt=INBOX, sync_to_thread=True, status_code=303)

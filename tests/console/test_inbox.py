@@ -55,18 +55,20 @@ def test_mark_read_with_htmx_swaps_the_item(people, estate):
     assert r.status_code == 200
     assert r.text.lstrip().startswith(f'<li id="n-{item_id}" class="read"')
     assert "<html" not in r.text
+    assert r.headers["hx-trigger"] == "inbox-changed"  # the navigation's count refreshes
 
 
 def test_the_navigation_count(people, estate):
     admin = people("admin1")
     # Every page asks for the count with htmx; without JavaScript the link is still there.
     home = admin.get("/console/").text
-    assert 'hx-get="/console/inbox/count"' in home
+    assert 'hx-get="/console/inbox/count" hx-trigger="load, inbox-changed from:body"' in home
     assert "badge count" not in admin.get("/console/inbox/count").text
     _filed(estate)
     _filed(estate)
     count = admin.get("/console/inbox/count", headers={"HX-Request": "true"}).text
-    assert '<span id="inbox-count">' in count and ">2<" in count
+    assert count.startswith('<span id="inbox-count" hx-get="/console/inbox/count"')
+    assert ">2<" in count
 
 
 def test_a_principal_cannot_read_or_mark_anothers_notification(people, estate):
