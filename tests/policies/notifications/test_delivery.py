@@ -272,3 +272,28 @@ def test_turning_a_channel_on_does_not_replay_old_notifications(
     report = deliver_due(engine, settings=channels(settings, webhook=webhook), clock=clock)
     assert report.dispatched == 2 and len(report.sent) == 1
     assert [p.json["request_id"] for p in webhook.posts] == [rid]
+
+
+def test_a_webhook_that_never_answers_times_out_and_is_retried(estate, engine, settings, clock):
+    """A listening socket that accepts nothing: the POST gives up after the configured timeout
+    instead of holding the outbox."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        wired = channels(
+            settings,
+            notify_webhook_timeout_seconds=0.5,
+            notify_webhook_url=url,
+            notify_webhook_secret=WEBHOOK_SECRET,
+        )
+        file_request(estate)
+        report = deliver_due(engine, settings=wired, clock=clock)
+        assert len(report.retrying) == 1
+        (row,) = deliveries(engine)
+        assert row.status == DeliveryStatus.PENDING and "timed out" in row.last_error
+    finally:
+        silent.close()
