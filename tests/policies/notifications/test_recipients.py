@@ -138,3 +138,30 @@ def test_deprecation_reaches_grantees_and_owners(estate, engine, clock):
     # The publisher acted: not told. Another org without a grant: not told.
     assert all(n["kind"] != "version-deprecated" for n in inbox(estate, "pub-sm")["items"])
     assert all(n["kind"] != "version-deprecated" for n in inbox(estate, "quality")["items"])
+    # Retiring the product retires the version: told again, through the same listener.
+    r = estate.call(
+        "root", "POST", "/api/v1/products/st-marys/patients/retire", json={"reason": "closed"}
+    )
+    assert r.status_code == 200, r.text
+    retired = [n for n in inbox(estate, "researcher")["items"] if n["kind"] == "version-retired"]
+    assert [n["title"] for n in retired] == ["st-marys/patients 1.0.0 retired"]
+    assert "version-retired" in [n["kind"] for n in inbox(estate, "pub-sm")["items"]]
+
+
+def test_a_notification_commits_and_rolls_back_with_its_change(estate, engine, clock):
+    """Written in the change's own transaction: rolled back together, committed together."""
+    from catalog.events import Actor
+    from policies import access
+
+    dua = estate.dua()
+    rid = estate.request(dua_id=dua["id"]).json()["id"]
+    operator = Actor("cli:operator")
+    with Session(engine) as session:
+        access.deny_request(session, rid, reason="not now", actor=operator, clock=clock)
+        assert session.exec(select(Notification).where(Notification.kind == "request-denied")).all()
+        session.rollback()
+    assert ("request-denied", rid, None) not in kinds(estate, "researcher")
+    with Session(engine) as session:
+        access.deny_request(session, rid, reason="not now", actor=operator, clock=clock)
+        session.commit()
+    assert ("request-denied", rid, None) in kinds(estate, "researcher")
