@@ -36,6 +36,8 @@ from catalog.products.service import VersionListener
 from catalog.publishing.routes import PublishingController
 from policies.auth import BearerAuthMiddleware
 from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, permission_guard
+from policies.notifications.delivery import Deliverer
+from policies.notifications.routes import NotificationController
 from policies.ratelimit import FailureLimiter
 from policies.routes import CONTROLLERS as GOVERNANCE
 from sharing.cache import GovernanceCache, RevisionReader
@@ -74,6 +76,8 @@ def create_app(
     policy = wired.policy
 
     listeners: list[VersionListener] = wired.version_listeners
+    # Webhook and e-mail deliveries leave from the outbox in a thread, after commit.
+    deliverer = Deliverer(the_engine, settings, the_clock)
     app = Litestar(
         route_handlers=[
             healthz,
@@ -82,6 +86,7 @@ def create_app(
             ProductController,
             PublishingController,
             *GOVERNANCE,
+            NotificationController,
             AuditController,
             SharingController,
             *RECIPIENTS,
@@ -108,6 +113,8 @@ def create_app(
         guards=[permission_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[record_refusal],
+        on_startup=[deliverer.start],
+        on_shutdown=[deliverer.stop],
         openapi_config=OpenAPIConfig(
             title="FHIR Mesh",
             version=VERSION,

@@ -43,6 +43,7 @@ from catalog.publishing import commands as publishing
 from policies import commands as governance
 from policies.duas.commands import duas_app
 from policies.grants.commands import grants_app
+from policies.notifications import commands as notifications
 from policies.principals.commands import admin_app, organizations_app, principals_app, tokens_app
 from policies.requests.commands import requests_app
 from sharing.recipients import commands as sharing
@@ -96,6 +97,7 @@ for typer_app, group in (
     (grants_app, "grants"),
     (sharing.recipients_app, "recipients"),
     (audit.audit_app, "audit"),
+    (notifications.notifications_app, "notifications"),
 ):
     app.add_typer(typer_app, name=group)
 

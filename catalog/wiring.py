@@ -22,6 +22,7 @@ from policies.auth import ENV_ADMIN, Authenticator
 from policies.enforcer import PolicyEngine
 from policies.grants.service import notify_version_change
 from policies.models import Role
+from policies.notifications import service as notifications
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,15 @@ def build(
     def tell_grant_holders(
         session: Session, version: ProductVersion, reason: str, served_until: datetime
     ) -> list[int]:
-        return notify_version_change(
-            session,
-            version,
-            reason=reason,
-            served_until=served_until,
-            settings=settings,
-            now=the_clock.now(),
+        now = the_clock.now()
+        grant_ids = notify_version_change(
+            session, version, reason=reason, served_until=served_until, settings=settings, now=now
         )
+        # The people behind those grants, and the product's owners, in the same transaction.
+        notifications.version_changed(
+            session, version, grant_ids=grant_ids, served_until=served_until, now=now
+        )
+        return grant_ids
 
     return Wiring(
         settings=settings,

@@ -9,6 +9,7 @@ import catalog.publishing.models
 import policies.duas.models
 import policies.grants.models
 import policies.models
+import policies.notifications.models
 import policies.principals.models
 import policies.requests.models
 import sharing.recipients.models
@@ -25,5 +26,6 @@ TABLE_MODULES = (
     policies.principals.models,
     policies.requests.models,
     sharing.recipients.models,
+    policies.notifications.models,
 )
 metadata = SQLModel.metadata

@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from litestar_htmx import HTMXRequest
 
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
+from catalog.console.inbox import InboxController
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
 from catalog.console.views import STATIC, render
@@ -105,7 +106,7 @@ def console_router(settings: Settings) -> Router:
     )
     return Router(
         path="/",
-        route_handlers=[*CONTROLLERS, static],
+        route_handlers=[*CONTROLLERS, InboxController, static],
         middleware=[ConsoleMiddleware()],
         before_request=check_csrf,
         request_class=ConsoleRequest,

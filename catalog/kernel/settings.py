@@ -1,15 +1,17 @@
 """The one typed configuration object; built once by `mesh` or a test, never at import time."""
 
 import hmac
+import ipaddress
 import math
 import os
 import re
 import string
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # HHS OCR (2000 Census) and Microsoft's anonymizer (2010 ZCTAs) lists, united.
@@ -235,6 +237,75 @@ class Settings(BaseSettings):
         default=1000, ge=0, description="Record the audit chain head every N entries (0: never)."
     )
 
+    # Notifications (policies/notifications/): the in-app inbox always; webhook and e-mail
+    # delivery only when configured. Deliveries leave from an outbox after commit, retried.
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL of this service for links in e-mails and webhooks "
+        "(default http://HOST:PORT).",
+    )
+    notify_webhook_url: str | None = Field(
+        default=None,
+        description="POST every notification as JSON here; https, except on a loopback address.",
+    )
+    notify_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key of the X-Mesh-Signature header (required with a webhook).",
+    )
+    notify_webhook_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    notify_smtp_host: str | None = Field(
+        default=None, description="Send notification e-mails through this SMTP server."
+    )
+    notify_smtp_port: int = Field(default=587, ge=1, le=65535)
+    notify_smtp_starttls: bool = Field(
+        default=True, description="Upgrade the SMTP connection with STARTTLS before anything else."
+    )
+    notify_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signs the SMTP server's certificate (default: the system's).",
+    )
+    notify_smtp_username: str | None = None
+    notify_smtp_password: SecretStr | None = None
+    notify_smtp_from: str = Field(default="fhir-mesh@localhost", max_length=254)
+    notify_smtp_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    notify_admin_emails: list[str] = Field(
+        default_factory=list,
+        description="Where e-mails meant for the platform admins go (principals have no address).",
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Delivery attempts before a delivery is marked failed."
+    )
+    notify_retry_seconds: float = Field(
+        default=30, gt=0, description="First retry delay; it doubles with each failed attempt..."
+    )
+    notify_retry_max_seconds: float = Field(default=3600, gt=0, description="...up to this.")
+    notify_poll_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="How often a server process delivers from the outbox (0: it does not; run "
+        "`mesh notifications deliver`).",
+    )
+
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _webhook_https(cls, value: str | None) -> str | None:
+        if value is not None and (problem := webhook_url_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> Self:
+        if self.notify_webhook_url and not self.notify_webhook_secret:
+            raise ValueError(
+                "MESH_NOTIFY_WEBHOOK_URL needs MESH_NOTIFY_WEBHOOK_SECRET to sign with"
+            )
+        return self
+
+    @property
+    def link_base(self) -> str:
+        """The absolute base of links sent out of the process (e-mails, webhooks)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL in force: the explicit one, or SQLite under `home`."""
@@ -302,6 +373,26 @@ class Settings(BaseSettings):
             found = folder.stat()
             if found.st_mode & 0o077 and found.st_uid == os.getuid():
                 folder.chmod(0o700)
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why a webhook URL is refused (https required, except for a loopback host), or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"webhook URL {url!r} must be an http(s) URL with a host"
+    if parts.scheme == "https" or is_loopback(parts.hostname):
+        return None
+    return f"webhook URL {url!r} must use https (plain http only to a loopback address)"
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # A domain name (catalog.products.models.SLUG_PATTERN, not imported: settings import nothing).

@@ -19,6 +19,7 @@ from policies.enforcer import Caller
 from policies.grants.models import Grant, GrantNotice, GrantRead, NoticeRead
 from policies.listing import organization_filter, product_filter
 from policies.models import GrantState
+from policies.notifications import service as notifications
 from policies.principals.models import Organization
 from policies.principals.service import own_organization_id
 
@@ -88,6 +89,7 @@ def revoke_grant(
         subject=str(grant_id),
         reason=reason,
     )
+    notifications.grant_revoked(session, grant, actor=actor, now=now)
     session.flush()
     return grant
 

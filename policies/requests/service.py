@@ -21,6 +21,7 @@ from policies.grants.service import grant_state, readable
 from policies.listing import organization_filter, product_filter
 from policies.minimum_necessary import check_grant, check_minimum_necessary
 from policies.models import RequestStatus
+from policies.notifications import service as notifications
 from policies.principals.models import ApiToken, Organization, Principal
 from policies.principals.service import own_organization_id
 from policies.requests.models import (
@@ -88,6 +89,7 @@ def create_request(
         subject=str(request.id),
         details={"tier": str(spec.tier), "products": request.products},
     )
+    notifications.request_filed(session, request, actor=actor, now=now)
     session.flush()
     return request
 
@@ -246,6 +248,7 @@ def approve_request(
         reason=reason,
         details={"grants": [g.id for g in grants], "expires_at": expires.isoformat()},
     )
+    notifications.request_decided(session, request, actor=actor, now=now, grants=grants)
     return grants
 
 
@@ -269,6 +272,7 @@ def deny_request(
         subject=str(request_id),
         reason=reason,
     )
+    notifications.request_decided(session, request, actor=actor, now=now)
     return request
 
 
@@ -290,6 +294,7 @@ def withdraw_request(
         subject_type="request",
         subject=str(request_id),
     )
+    notifications.request_decided(session, request, actor=actor, now=now)
     return request
 
 

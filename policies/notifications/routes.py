@@ -1,0 +1,77 @@
+"""The inbox API: `GET /api/v1/notifications`, mark one or all read. Only one's own, ever."""
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import PathParameter, QueryParameter
+from sqlmodel import Session
+
+from catalog.audit.record import Actor
+from catalog.kernel import pagination
+from catalog.kernel.clock import Clock
+from catalog.kernel.problems import problem_responses
+from catalog.kernel.settings import Settings
+from policies.models import MAX_ROW_ID
+from policies.notifications import inbox as notifications
+from policies.notifications.models import MarkedRead, NotificationPage, NotificationRead
+
+# Every principal has an inbox; the service only ever reads the caller's own rows.
+ANY = {"permission": "authenticated"}
+LIST_ERRORS = problem_responses(400, 401, 422, 429)
+MARK_ERRORS = problem_responses(400, 401, 404, 422, 429)
+
+
+class NotificationController(Controller):
+    """The caller's notifications."""
+
+    path = "/api/v1/notifications"
+    tags = ("notifications",)
+
+    @get("/", sync_to_thread=True, opt=ANY, responses=LIST_ERRORS)
+    def list_notifications(
+        self,
+        session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        actor: NamedDependency[Actor],
+        unread: Annotated[bool, QueryParameter(description="Only unread ones.")] = False,
+        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    ) -> NotificationPage:
+        """The caller's notifications, newest first, with the unread count."""
+        size = pagination.page_size(
+            limit, default=settings.default_page_size, maximum=settings.max_page_size
+        )
+        items, nxt = notifications.list_inbox(
+            session, actor=actor, unread_only=unread, limit=size, cursor=cursor
+        )
+        return NotificationPage(
+            items=items, next_cursor=nxt, unread=notifications.unread_count(session, actor=actor)
+        )
+
+    @post(
+        "/{notification_id:int}/read",
+        sync_to_thread=True,
+        status_code=200,
+        opt=ANY,
+        responses=MARK_ERRORS,
+    )
+    def mark_read(
+        self,
+        notification_id: Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)],
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> NotificationRead:
+        """Mark one of the caller's notifications read (404 for anyone else's)."""
+        return notifications.mark_read(session, notification_id, actor=actor, now=clock.now())
+
+    @post("/read-all", sync_to_thread=True, status_code=200, opt=ANY, responses=LIST_ERRORS)
+    def mark_all_read(
+        self,
+        session: NamedDependency[Session],
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+    ) -> MarkedRead:
+        """Mark every unread notification of the caller read."""
+        return MarkedRead(marked=notifications.mark_all_read(session, actor=actor, now=clock.now()))
