@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 import catalog.audit.models
+import catalog.console.models
 import catalog.events
 import catalog.products.models
 import catalog.publishing.models
@@ -12,6 +13,7 @@ import sharing.models
 # Named here so no tool mistakes the imports above for unused ones.
 TABLE_MODULES = (
     catalog.audit.models,
+    catalog.console.models,
     catalog.events,
     catalog.products.models,
     catalog.publishing.models,

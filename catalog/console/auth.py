@@ -33,6 +33,7 @@ from catalog.console.session import (
     ConsoleSession,
     Sealer,
     cookie_header,
+    is_signed_out,
     new_session,
 )
 from catalog.errors import Forbidden, Unauthenticated
@@ -98,11 +99,11 @@ class ConsoleMiddleware(ASGIMiddleware):
         session = opened if opened is not None and not opened.expired(now) else None
         caller: Caller | None = None
         if session is not None and session.credential is not None:
-            caller = await _resolve(app_state, session.credential)
+            caller = await _resolve(app_state, session.credential, session.sid)
             if caller is None:  # revoked, expired or disabled since sign-in
                 await sync_to_thread(
                     record_auth_failure, request, session.credential, "console session ended"
-                )
+                )  # revoked, expired, disabled, or signed out (a replayed cookie)
                 session, expired = None, True
         if session is None or (caller is None and session.credential is not None):
             session = new_session(now)
@@ -140,11 +141,13 @@ class ConsoleMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send_with_cookie)
 
 
-async def _resolve(app_state: Any, credential: str) -> Caller | None:
+async def _resolve(app_state: Any, credential: str, sid: str) -> Caller | None:
     authenticator: Authenticator = app_state.authenticator
 
     def resolve() -> Caller | None:
         with Session(app_state.engine) as session:
+            if is_signed_out(session, sid):  # a copy of a signed-out cookie
+                return None
             try:
                 return authenticator.caller(session, credential)
             except Unauthenticated:

@@ -24,7 +24,7 @@ from catalog.audit import chain
 from catalog.audit import service as audit
 from catalog.clock import Clock
 from catalog.console.auth import ROOT, console_state, viewer
-from catalog.console.session import new_session
+from catalog.console.session import new_session, sign_out_session
 from catalog.console.views import countdown, freshness, render, tier_effect
 from catalog.db import transaction
 from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
@@ -182,10 +182,15 @@ class HomeController(Controller):
             target = f"{ROOT}/"
         return Redirect(target, status_code=303)
 
-    @post("/sign-out", opt=OPEN, sync_to_thread=False, status_code=303)
-    def sign_out(self, request: Req) -> Redirect:
-        """End the session: the cookie is cleared."""
-        console_state(request).clear = True
+    @post("/sign-out", opt=OPEN, sync_to_thread=True, status_code=303)
+    def sign_out(
+        self, request: Req, session: NamedDependency[Session], clock: NamedDependency[Clock]
+    ) -> Redirect:
+        """End the session: its id is refused from now on (a copied cookie included), and the
+        cookie is cleared."""
+        state = console_state(request)
+        sign_out_session(session, state.session, principal=viewer(request).name, now=clock.now())
+        state.clear = True
         return Redirect(f"{ROOT}/sign-in?notice=signed-out", status_code=303)
 
 

@@ -9,7 +9,8 @@ A session ends after `IDLE` without a request or `LIFETIME` after sign-in, which
 judged by the app's injectable clock. CSRF: each session has a random id; its token is
 HMAC(key, id), sent by every form (`_csrf`) and by htmx in the `X-CSRF-Token` header, and
 compared in constant time before any state-changing handler runs. Sign-in replaces the id
-(no session fixation) and sign-out clears the cookie.
+(no session fixation). Sign-out clears the cookie and records the id (`ConsoleSignOut`) until
+the session's lifetime would have ended it, so a copy of the cookie replayed later is refused.
 """
 
 import base64
@@ -23,7 +24,10 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete
+from sqlmodel import Session, col
 
+from catalog.console.models import ConsoleSignOut
 from catalog.settings import Settings
 from sharing.service import signing_key
 
@@ -118,3 +122,25 @@ def cookie_header(value: str, *, secure: bool, max_age: int | None = None) -> st
     if max_age is not None:
         parts.append(f"Max-Age={max_age}")
     return "; ".join(parts)
+
+
+def sign_out_session(
+    session: Session, console: ConsoleSession, *, principal: str, now: datetime
+) -> None:
+    """Refuse `console`'s id from now until its lifetime ends; prune ids past theirs."""
+    session.execute(delete(ConsoleSignOut).where(col(ConsoleSignOut.expires_at) <= now))
+    if session.get(ConsoleSignOut, console.sid) is None:
+        session.add(
+            ConsoleSignOut(
+                sid=console.sid,
+                principal=principal,
+                signed_out_at=now,
+                expires_at=console.issued_at + LIFETIME,
+            )
+        )
+    session.flush()
+
+
+def is_signed_out(session: Session, sid: str) -> bool:
+    """Whether the session `sid` was signed out (its cookie must not be honoured)."""
+    return session.get(ConsoleSignOut, sid) is not None
