@@ -603,8 +603,11 @@ def list_requests(
     organization: str | None,
     limit: int,
     cursor: str | None,
+    tier: Tier | None = None,
+    dua_id: int | None = None,
+    filed_before: datetime | None = None,
 ) -> tuple[list[AccessRequest], str | None]:
-    """Requests visible to the actor, newest id last, filtered."""
+    """Requests visible to the actor, newest id last, filtered (in SQL, so pages stay full)."""
     stmt = select(AccessRequest)
     if not actor.can("*", "request", "read"):
         scopes: list[Any] = []
@@ -633,6 +636,12 @@ def list_requests(
         stmt = stmt.where(AccessRequest.status == status)
     if organization:
         stmt = stmt.where(AccessRequest.organization_id == organization_filter(organization))
+    if tier is not None:
+        stmt = stmt.where(AccessRequest.tier == tier)
+    if dua_id is not None:
+        stmt = stmt.where(AccessRequest.dua_id == dua_id)
+    if filed_before is not None:
+        stmt = stmt.where(col(AccessRequest.created_at) <= filed_before)
     if product:
         stmt = stmt.where(
             col(AccessRequest.id).in_(
@@ -642,6 +651,31 @@ def list_requests(
             )
         )
     return _page(session, stmt, AccessRequest, limit, cursor)
+
+
+def recent_decisions(
+    session: Session, product: str, *, actor: Actor, exclude: int | None = None, limit: int = 5
+) -> list[AccessRequest]:
+    """The latest decided (approved or denied) requests for `product`, newest first.
+
+    What reviewers decided before on the same product, for the decision page."""
+    actor.require("*", "request", "read")
+    stmt = (
+        select(AccessRequest)
+        .where(
+            col(AccessRequest.id).in_(
+                select(AccessRequestProduct.request_id).where(
+                    AccessRequestProduct.product_id == product_filter(product)
+                )
+            ),
+            col(AccessRequest.status).in_([RequestStatus.APPROVED, RequestStatus.DENIED]),
+        )
+        .order_by(col(AccessRequest.decided_at).desc(), col(AccessRequest.id).desc())
+        .limit(limit)
+    )
+    if exclude is not None:
+        stmt = stmt.where(AccessRequest.id != exclude)
+    return list(session.exec(stmt).all())
 
 
 def request_read(session: Session, request: AccessRequest) -> AccessRequestRead:

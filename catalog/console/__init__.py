@@ -18,6 +18,7 @@ from litestar_htmx import HTMXRequest
 
 from catalog.bodies import BoundedRequest
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
+from catalog.console.decisions import BulkDecisionController
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
 from catalog.console.views import STATIC, render
@@ -25,6 +26,8 @@ from catalog.errors import MeshError, Unauthenticated
 from catalog.settings import Settings
 
 log = logging.getLogger("mesh.console")
+# The pages added beside routes.py, each module a role's pages.
+PAGES = [BulkDecisionController]
 CONSOLE_PATH = ROOT
 
 _HTTP_TITLES = {
@@ -105,7 +108,7 @@ def console_router(settings: Settings) -> Router:
     )
     return Router(
         path="/",
-        route_handlers=[*CONTROLLERS, static],
+        route_handlers=[*CONTROLLERS, *PAGES, static],
         middleware=[ConsoleMiddleware()],
         before_request=check_csrf,
         request_class=ConsoleRequest,

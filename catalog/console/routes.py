@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
@@ -523,12 +524,20 @@ class ReviewController(Controller):
         product: Text = None,
         tier_field: Annotated[str | None, QueryParameter(name="tier", max_length=20)] = None,
         dua_field: Annotated[str | None, QueryParameter(name="dua", max_length=12)] = None,
+        older: Annotated[str | None, QueryParameter(max_length=5)] = None,
+        notice: Text = None,
         cursor: Text = None,
     ) -> Response[str]:
-        """Pending requests; by default those this admin may decide (the four-eyes rule)."""
+        """Pending requests; by default those this admin may decide (the four-eyes rule).
+
+        Product, tier, DUA and age (filed at least `older` days ago) filter in the service's
+        query; "needs my decision" leaves out, per page, what the four-eyes rule refuses me.
+        """
         tier, dua = _choice(Tier, tier_field, "tier"), _number(dua_field, "dua")
+        age = _number(older, "age in days")
         me = viewer(request)
         view = show or "mine"
+        now = request.app.state.clock.now()
         items, nxt = access.list_requests(
             session,
             actor=me,
@@ -537,21 +546,31 @@ class ReviewController(Controller):
             organization=None,
             limit=_size(settings),
             cursor=cursor,
+            tier=tier,
+            dua_id=dua,
+            filed_before=now - timedelta(days=age) if age else None,
         )
         rows = [
             access.request_read(session, r)
             for r in items
-            if (tier is None or r.tier == tier)
-            and (dua is None or r.dua_id == dua)
-            and (view != "mine" or access.four_eyes_refusal(session, r, actor=me) is None)
+            if view != "mine" or access.four_eyes_refusal(session, r, actor=me) is None
         ]
+        filters = {
+            "show": view,
+            "product": product or "",
+            "tier": tier or "",
+            "dua": dua or "",
+            "older": age or "",
+        }
         return render(
             request,
             "review_queue.html",
             rows=rows,
             next_cursor=nxt,
-            filters={"show": view, "product": product or "", "tier": tier or "", "dua": dua or ""},
+            filters=filters,
+            query=urlencode({k: v for k, v in filters.items() if v}),
             tiers=list(Tier),
+            notice=NOTICES.get(notice or ""),
         )
 
     @get("/{request_id:int}", opt=REVIEW, sync_to_thread=True)
@@ -588,9 +607,25 @@ class ReviewController(Controller):
             for t in Tier
         }
         grants = [access.grant_read(session, g, settings=settings, now=now) for g in existing]
+        domains = {ref.partition("/")[0] for ref in read.products}
         return render(
             request,
             "review_one.html",
+            recent={
+                ref: [
+                    access.request_read(session, r)
+                    for r in access.recent_decisions(
+                        session, ref, actor=me, exclude=request_id, limit=5
+                    )
+                ]
+                for ref in read.products
+            },
+            owners={
+                c.author
+                for c in read.comments
+                if any(policy.allowed(c.author, d, "version", "publish") for d in domains)
+                and not policy.allowed(c.author, "*", "version", "publish")
+            },
             req=read,
             org=org,
             dua=access.dua_read(session, dua, now),
