@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from litestar_htmx import HTMXRequest
 
 from catalog.bodies import BoundedRequest
+from catalog.console.admin import DuasController, GrantReviewController, RecipientsController
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
 from catalog.console.decisions import BulkDecisionController
 from catalog.console.routes import CONTROLLERS
@@ -27,7 +28,12 @@ from catalog.settings import Settings
 
 log = logging.getLogger("mesh.console")
 # The pages added beside routes.py, each module a role's pages.
-PAGES = [BulkDecisionController]
+PAGES = [
+    BulkDecisionController,
+    GrantReviewController,
+    RecipientsController,
+    DuasController,
+]
 CONSOLE_PATH = ROOT
 
 _HTTP_TITLES = {

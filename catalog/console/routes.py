@@ -66,6 +66,7 @@ NOTICES = {
     "denied": "Denied; the requester sees your reason.",
     "filed": "Your request was filed; a platform admin will decide.",
     "revoked": "The grant was revoked; the next read is refused.",
+    "reviewed": "The re-review was recorded; the next review falls one review period later.",
     "signed-out": "You are signed out.",
 }
 
@@ -724,11 +725,14 @@ class GrantsController(Controller):
         consumer: Text = None,
         product: Text = None,
         state_field: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
+        expiring: Annotated[str | None, QueryParameter(max_length=5)] = None,
         notice: Text = None,
         cursor: Text = None,
     ) -> Response[str]:
-        """Grants with state and expiry."""
+        """Grants with state and expiry; expiring soon (within `expiring` days), review due,
+        suspended."""
         grant_state = _choice(GrantState, state_field, "state")
+        within = _number(expiring, "expiring within (days)")
         me = viewer(request)
         items, nxt = access.list_grants(
             session,
@@ -740,6 +744,7 @@ class GrantsController(Controller):
             state=grant_state,
             limit=_size(settings),
             cursor=cursor,
+            expiring_within=timedelta(days=within) if within else None,
         )
         now = clock.now()
         return render(
@@ -754,9 +759,11 @@ class GrantsController(Controller):
                 "consumer": consumer or "",
                 "product": product or "",
                 "state": grant_state or "",
+                "expiring": within or "",
             },
             states=list(GrantState),
             may_revoke=me.can("*", "grant", "revoke"),
+            may_review=me.can("*", "grant", "review"),
             notice=NOTICES.get(notice or ""),
         )
 

@@ -75,6 +75,10 @@ def navigation(user: Any) -> list[tuple[str, str]]:
         links.append(("/console/review", "Review queue"))
     if user.can("*", "grant", "revoke"):
         links.append(("/console/grants", "Grants"))
+    if user.can("*", "dua", "read"):
+        links.append(("/console/duas", "DUAs"))
+    if user.can("*", "recipient", "manage"):
+        links.append(("/console/recipients", "Recipients"))
     if user.can("*", "audit", "read"):
         links.append(("/console/audit", "Audit trail"))
     return links

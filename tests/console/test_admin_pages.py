@@ -2,6 +2,7 @@
 page, grants filters, recipient credentials, DUAs."""
 
 import re
+from datetime import timedelta
 
 from sqlmodel import Session, select
 
@@ -131,3 +132,120 @@ def test_decision_page_shows_recent_decisions_and_owner_comments(people, estate)
     assert '<strong>pub-sm</strong> <span class="badge tier">owning facility</span>' in page
     assert "Sepsis outcomes study" in page and "(end date)" in page
     assert "research-lab's grants" in page and "st-marys/patients (deidentified)" in page
+
+
+def test_grants_quick_filters_expiring_review_due_suspended(people, estate, clock, settings):
+    dua = estate.dua()["id"]
+    soon = _filed(estate, dua_id=dua, days=10)
+    later = _filed(estate, dua_id=dua, products=("labs/lab-results",), days=300)
+    for rid in (soon, later):
+        assert estate.approve(rid).status_code == 200
+    admin = people("admin1")
+    expiring = admin.get("/console/grants?expiring=14").text
+    assert "st-marys/patients" in expiring and "labs/lab-results" not in expiring
+    assert "Expiring within 14 days" in expiring
+    clock.advance(seconds=(settings.grant_review_days + 1) * 86400)
+    admin = people("root")  # a fresh session (the env admin token: estate tokens last 30 days)
+    due = admin.get("/console/grants?state=review-due").text
+    assert "labs/lab-results" in due and "Record re-review of grant" in due
+    grant_id = int(re.search(r'action="/console/grants/(\d+)/review"', due).group(1))
+    r = admin.post(
+        f"/console/grants/{grant_id}/review",
+        {"reason": "still needed"},
+        csrf_from="/console/grants",
+    )
+    assert r.status_code == 303 and "notice=reviewed" in r.headers["location"]
+    assert "labs/lab-results" not in admin.get("/console/grants?state=review-due").text
+    clock.advance(seconds=(settings.grant_review_days + settings.grant_review_grace_days) * 86400)
+    admin = people("root")
+    assert "labs/lab-results" in admin.get("/console/grants?state=suspended").text
+
+
+def test_recipient_credentials_rotate_revoke_link_and_allow_list(people, estate, engine):
+    admin = people("admin1")
+    index = admin.get("/console/recipients")
+    assert index.status_code == 200 and "/console/recipients/research-lab" in index.text
+    page = admin.get("/console/recipients/research-lab")
+    assert "No token yet" in page.text
+    link = admin.post(
+        "/console/recipients/research-lab/activation",
+        {"days": "30", "valid_hours": "24"},
+        csrf_from="/console/recipients/research-lab",
+    )
+    assert link.status_code == 200 and "shown once" in link.text
+    assert re.search(r'value="http://[^"]+/console/activate/dsa_[^"]+"', link.text)
+    rotated = admin.post(
+        "/console/recipients/research-lab/rotate",
+        {"days": "30", "grace_hours": "0"},
+        csrf_from="/console/recipients/research-lab",
+    )
+    assert rotated.status_code == 200 and "shown once" in rotated.text
+    assert "&#34;bearerToken&#34;: &#34;dsr_" in rotated.text
+    token_id = re.search(r"dsr_([0-9a-f]+)_", rotated.text).group(1)
+    page = admin.get("/console/recipients/research-lab").text
+    assert f'id="token-{token_id}"' in page and "live, ends in 30 days" in page
+    revoked = admin.post(
+        "/console/recipients/research-lab/revoke",
+        {"token_id": token_id},
+        csrf_from="/console/recipients/research-lab",
+    )
+    assert revoked.status_code == 303
+    assert "revoked" in admin.get("/console/recipients/research-lab").text
+    saved = admin.post(
+        "/console/recipients/research-lab/networks",
+        {"cidrs": "10.0.0.0/8\n192.168.1.7"},
+        csrf_from="/console/recipients/research-lab",
+    )
+    assert saved.status_code == 303
+    api = estate.call("root", "GET", "/api/v1/recipients/research-lab/networks").json()
+    assert api == {"cidrs": ["10.0.0.0/8", "192.168.1.7/32"]}
+    bad = admin.post(
+        "/console/recipients/research-lab/networks",
+        {"cidrs": "not-an-address"},
+        csrf_from="/console/recipients/research-lab",
+    )
+    assert bad.status_code == 400 and "is not an IP address or CIDR range" in bad.text
+    with Session(engine) as s:
+        actions = {
+            e.action for e in s.exec(select(AuditEvent).where(AuditEvent.actor == "admin1")).all()
+        }
+    assert {
+        "recipient.activation.create",
+        "recipient.token.rotate",
+        "recipient.token.revoke",
+        "recipient.networks.set",
+    } <= actions
+
+
+def test_duas_page_warns_of_expiry_and_lists_the_grants_each_covers(people, estate, clock):
+    soon = estate.dua(
+        title="Ending soon", expires_at=(clock.now() + timedelta(days=10)).isoformat()
+    )["id"]
+    rid = _filed(estate, dua_id=soon, days=5)
+    assert estate.approve(rid).status_code == 200
+    estate.dua(title="Long study")
+    page = people("admin1").get("/console/duas").text
+    assert "Ending soon" in page and "Long study" in page
+    section = page.split(f'id="dua-{soon}"')[1].split("</section>")[0]
+    assert "ends in 10 days: its grants end with it" in section
+    assert "st-marys/patients" in section and "active</span>" in section
+    assert page.index("Ending soon") < page.index("Long study")  # soonest first
+    assert "No grant under this DUA yet" in page
+    assert people("auditor1").get("/console/duas").status_code == 200
+
+
+def test_consumers_cannot_open_admin_pages_even_by_url(people, estate, engine):
+    consumer = people("researcher")
+    for path in (
+        "/console/recipients",
+        "/console/recipients/research-lab",
+        "/console/duas",
+        "/console/grants?expiring=14",
+    ):
+        r = consumer.get(path)
+        assert r.status_code == 403, path
+        assert "<h1>Forbidden</h1>" in r.text and "missing permission" in r.text
+    r = consumer.post("/console/recipients/research-lab/rotate", {})
+    assert r.status_code == 403 and "recipient:manage" in r.text
+    auditor = people("auditor1")  # reads grants and DUAs, not credentials
+    assert auditor.get("/console/recipients/research-lab").status_code == 403
