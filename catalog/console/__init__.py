@@ -19,6 +19,7 @@ from litestar_htmx import HTMXRequest
 from catalog.bodies import BoundedRequest
 from catalog.console.admin import DuasController, GrantReviewController, RecipientsController
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
+from catalog.console.consumer import RenewalController
 from catalog.console.decisions import BulkDecisionController
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
@@ -33,6 +34,7 @@ PAGES = [
     GrantReviewController,
     RecipientsController,
     DuasController,
+    RenewalController,
 ]
 CONSOLE_PATH = ROOT
 

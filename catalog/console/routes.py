@@ -32,7 +32,7 @@ from catalog.errors import InvalidParameter, MeshError, NotFound, Unauthenticate
 from catalog.products import service as products
 from catalog.products.models import DataProduct, ProductStatus, Tier, VersionStatus
 from catalog.settings import Settings
-from policies import access
+from policies import access, renewal
 from policies.auth import Authenticator, record_auth_failure
 from policies.enforcer import PolicyEngine
 from policies.models import (
@@ -65,6 +65,8 @@ NOTICES = {
     "approved": "Approved: the grants below were created.",
     "denied": "Denied; the requester sees your reason.",
     "filed": "Your request was filed; a platform admin will decide.",
+    "renewal": "Your renewal request was filed; a platform admin will decide. The grant keeps "
+    "working until it ends.",
     "revoked": "The grant was revoked; the next read is refused.",
     "reviewed": "The re-review was recorded; the next review falls one review period later.",
     "signed-out": "You are signed out.",
@@ -472,6 +474,7 @@ class ConsumerController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        notice: Text = None,
     ) -> Response[str]:
         """The organisation's grants: state, expiry countdown, notices."""
         me = viewer(request)
@@ -488,10 +491,15 @@ class ConsumerController(Controller):
         )
         now = clock.now()
         grants = [access.grant_read(session, g, settings=settings, now=now) for g in items]
+        duas = {g.dua_id: access.get_dua(session, g.dua_id) for g in grants}
         return render(
             request,
             "my_grants.html",
             grants=[(g, countdown(g.expires_at, now)) for g in reversed(grants)],
+            duas=duas,
+            renewal_due={g.id: renewal.renewal_due(g.expires_at, now) for g in grants},
+            noticed=[g for g in grants if g.notices and access.readable(g.state)],
+            notice=NOTICES.get(notice or ""),
         )
 
 
