@@ -18,6 +18,7 @@ from litestar_htmx import HTMXRequest
 
 from catalog.bodies import BoundedRequest
 from catalog.console.admin import DuasController, GrantReviewController, RecipientsController
+from catalog.console.auditor import DisclosuresController
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
 from catalog.console.consumer import RenewalController
 from catalog.console.decisions import BulkDecisionController
@@ -35,6 +36,7 @@ PAGES = [
     RecipientsController,
     DuasController,
     RenewalController,
+    DisclosuresController,
 ]
 CONSOLE_PATH = ROOT
 

@@ -81,6 +81,7 @@ def navigation(user: Any) -> list[tuple[str, str]]:
         links.append(("/console/recipients", "Recipients"))
     if user.can("*", "audit", "read"):
         links.append(("/console/audit", "Audit trail"))
+        links.append(("/console/audit/disclosures", "Disclosures"))
     return links
 
 
