@@ -22,6 +22,7 @@ from catalog.console.auditor import DisclosuresController
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
 from catalog.console.consumer import RenewalController
 from catalog.console.decisions import BulkDecisionController
+from catalog.console.publisher import PlanController, PublisherController
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
 from catalog.console.views import STATIC, render
@@ -37,6 +38,8 @@ PAGES = [
     DuasController,
     RenewalController,
     DisclosuresController,
+    PublisherController,
+    PlanController,
 ]
 CONSOLE_PATH = ROOT
 

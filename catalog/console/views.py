@@ -65,6 +65,8 @@ def render(
 def navigation(user: Any) -> list[tuple[str, str]]:
     """The sections a person's rights open, asked of the policy engine."""
     links = [("/console/catalog", "Catalog")]
+    if user.can("*", "version", "publish") or publishes_somewhere(user):
+        links.append(("/console/publish", "Publishing"))
     if user.organization and user.can("*", "own-request", "create"):
         links += [
             ("/console/requests/new", "Request access"),
@@ -83,6 +85,12 @@ def navigation(user: Any) -> list[tuple[str, str]]:
         links.append(("/console/audit", "Audit trail"))
         links.append(("/console/audit/disclosures", "Disclosures"))
     return links
+
+
+def publishes_somewhere(user: Any) -> bool:
+    """Whether the person holds the publisher role in some domain (roles are per domain)."""
+    policy = getattr(user, "policy", None)
+    return policy is not None and any(role == "publisher" for role, _ in policy.roles_of(user.name))
 
 
 # What each tier does to a column of each classification (catalog/publishing/tiers.py derives
