@@ -430,6 +430,32 @@ def four_eyes_refusal(
     return None
 
 
+def four_eyes_blocked(session: Session, requests: list[AccessRequest], *, actor: Actor) -> set[int]:
+    """The ids among `requests` that `four_eyes_refusal` refuses `actor`, in two queries.
+
+    The same three cases as `four_eyes_refusal` (requester, its creator, an issuer of one of
+    its tokens), asked for a page of requests at once (the review queue)."""
+    names = {r.requester for r in requests}
+    blocked = {actor.name} & names
+    if names - blocked:
+        blocked |= set(
+            session.exec(
+                select(Principal.name).where(
+                    col(Principal.name).in_(names), Principal.created_by == actor.name
+                )
+            ).all()
+        )
+        blocked |= set(
+            session.exec(
+                select(Principal.name)
+                .join(ApiToken, col(ApiToken.principal_id) == Principal.id)
+                .where(col(Principal.name).in_(names), ApiToken.issued_by == actor.name)
+                .distinct()
+            ).all()
+        )
+    return {r.id or 0 for r in requests if r.requester in blocked}
+
+
 def _decide(
     session: Session,
     request: AccessRequest,
@@ -678,14 +704,20 @@ def recent_decisions(
     return list(session.exec(stmt).all())
 
 
-def request_read(session: Session, request: AccessRequest) -> AccessRequestRead:
-    """API shape of a request with its comments."""
+def request_read(
+    session: Session, request: AccessRequest, *, with_comments: bool = True
+) -> AccessRequestRead:
+    """API shape of a request with its comments (a listing may leave them out)."""
     org = session.get(Organization, request.organization_id)
-    comments = session.exec(
-        select(RequestComment)
-        .where(RequestComment.request_id == request.id)
-        .order_by(col(RequestComment.id))
-    ).all()
+    comments = (
+        session.exec(
+            select(RequestComment)
+            .where(RequestComment.request_id == request.id)
+            .order_by(col(RequestComment.id))
+        ).all()
+        if with_comments
+        else []
+    )
     return AccessRequestRead(
         id=request.id or 0,
         organization=org.name if org else "",

@@ -249,10 +249,7 @@ class CatalogController(Controller):
             if fresh and state.state != fresh:
                 continue
             rows.append({"product": products.product_read(product), "freshness": state})
-        everything = products.search_products(
-            session, products.ProductQuery(), limit=settings.max_page_size
-        )
-        tags = sorted({t for p in everything.items for t in p.tags})
+        tags = products.list_tags(session)  # facets of the whole catalog, in one query
         return render(
             request,
             "catalog.html",
@@ -559,10 +556,11 @@ class ReviewController(Controller):
             dua_id=dua,
             filed_before=now - timedelta(days=age) if age else None,
         )
+        blocked = access.four_eyes_blocked(session, items, actor=me) if view == "mine" else set()
         rows = [
-            access.request_read(session, r)
+            access.request_read(session, r, with_comments=False)
             for r in items
-            if view != "mine" or access.four_eyes_refusal(session, r, actor=me) is None
+            if r.id not in blocked
         ]
         filters = {
             "show": view,

@@ -146,7 +146,10 @@ def freshness(version: ProductVersion | None, now: datetime) -> Freshness:
     """fresh: extracted within the promise; stale: within twice it; overdue: later than that."""
     if version is None or version.extracted_at is None:
         return Freshness("unknown", "not published yet")
-    promise = version.spec().sla.freshness
+    # The stored SLA is a validated `Sla` dumped; its one field is read without re-validating
+    # the whole version spec (a search page asks this of every row).
+    stored = (version.sla or {}).get("freshness")
+    promise = stored if isinstance(stored, str) else None
     age = now - version.extracted_at
     if not promise:
         return Freshness("unknown", f"extracted {_when(version.extracted_at)}; no promise")

@@ -54,6 +54,11 @@ def list_domains(session: Session) -> list[Domain]:
     return list(session.exec(select(Domain).order_by(col(Domain.name))).all())
 
 
+def list_tags(session: Session) -> list[str]:
+    """Every tag in use, alphabetically (one indexed query: search facets)."""
+    return list(session.exec(select(ProductTag.tag).distinct().order_by(col(ProductTag.tag))).all())
+
+
 def create_domain(session: Session, spec: DomainCreate, *, actor: Actor, clock: Clock) -> Domain:
     """Register a facility or clinical domain."""
     if session.exec(select(Domain.id).where(Domain.name == spec.name)).first() is not None:

@@ -249,3 +249,29 @@ def test_consumers_cannot_open_admin_pages_even_by_url(people, estate, engine):
     assert r.status_code == 403 and "recipient:manage" in r.text
     auditor = people("auditor1")  # reads grants and DUAs, not credentials
     assert auditor.get("/console/recipients/research-lab").status_code == 403
+
+
+def test_the_queues_batch_four_eyes_check_agrees_with_the_services_rule(estate, engine):
+    from sqlmodel import col
+
+    from catalog.events import Actor
+    from policies import access
+    from policies.models import AccessRequest, ApiToken, Principal
+
+    dua = estate.dua()["id"]
+    quality = estate.dua(organization="quality-team", purpose="quality-improvement")["id"]
+    _filed(estate, dua_id=dua)
+    _filed(estate, "dual", dua_id=quality, purpose="quality-improvement")
+    _filed(estate, "quality", dua_id=quality, purpose="quality-improvement")
+    with Session(engine) as s:
+        requests = list(s.exec(select(AccessRequest)).all())
+        creators = set(s.exec(select(Principal.created_by)).all())
+        issuers = set(
+            s.exec(select(ApiToken.issued_by).where(col(ApiToken.issued_by).is_not(None))).all()
+        )
+        for name in {"admin1", "dual", "quality", "nobody", *creators, *issuers}:
+            actor = Actor(name)
+            expected = {
+                r.id for r in requests if access.four_eyes_refusal(s, r, actor=actor) is not None
+            }
+            assert access.four_eyes_blocked(s, requests, actor=actor) == expected, name
