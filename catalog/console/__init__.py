@@ -22,6 +22,7 @@ from catalog.console.auditor import DisclosuresController
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
 from catalog.console.consumer import RenewalController
 from catalog.console.decisions import BulkDecisionController
+from catalog.console.oidc import OidcController
 from catalog.console.publisher import PlanController, PublisherController
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
@@ -40,6 +41,7 @@ PAGES = [
     DisclosuresController,
     PublisherController,
     PlanController,
+    OidcController,
 ]
 CONSOLE_PATH = ROOT
 

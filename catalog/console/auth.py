@@ -24,7 +24,7 @@ from litestar.types import (
     Scope,
     Send,
 )
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from catalog.console.session import (
     COOKIE,
@@ -40,8 +40,12 @@ from catalog.errors import Forbidden, Unauthenticated
 from catalog.events import Actor
 from policies.auth import Authenticator, record_auth_failure
 from policies.enforcer import Caller
+from policies.models import Principal
 
 ROOT = "/console"
+# The credential of a session signed in through the identity provider (catalog/console/oidc.py):
+# it only ever exists inside the sealed session cookie, never as something a person can paste.
+OIDC_CREDENTIAL = "oidc:"
 # Pages anyone may open: signing in, static files, and an activation link's page (the link
 # itself is the recipient's credential, as on /delta-sharing/activation).
 PUBLIC_PREFIXES = (f"{ROOT}/sign-in", f"{ROOT}/static/", f"{ROOT}/activate/")
@@ -149,6 +153,12 @@ async def _resolve(app_state: Any, credential: str, sid: str) -> Caller | None:
             if is_signed_out(session, sid):  # a copy of a signed-out cookie
                 return None
             try:
+                if credential.startswith(OIDC_CREDENTIAL):
+                    name = credential.removeprefix(OIDC_CREDENTIAL)
+                    principal = session.exec(
+                        select(Principal).where(Principal.name == name)
+                    ).first()
+                    return authenticator.caller_for(session, principal)
                 return authenticator.caller(session, credential)
             except Unauthenticated:
                 return None

@@ -103,6 +103,24 @@ class Sealer:
         except (InvalidTag, ValueError, KeyError, TypeError):
             return None
 
+    def seal_data(self, data: dict[str, Any], purpose: str) -> str:
+        """`data` sealed for one `purpose` (a value sealed for another never opens here)."""
+        body = json.dumps(data, separators=(",", ":")).encode()
+        nonce = secrets.token_bytes(_NONCE)
+        sealed = self._aead.encrypt(nonce, body, purpose.encode())
+        return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def open_data(self, value: str | None, purpose: str) -> dict[str, Any] | None:
+        """What `seal_data` sealed for `purpose`, or None when absent, malformed or tampered."""
+        if not value or len(value) > 4096:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            data = json.loads(self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], purpose.encode()))
+        except (InvalidTag, ValueError, TypeError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def csrf_token(self, session: ConsoleSession) -> str:
         """The CSRF token of a session."""
         return hmac.new(self._mac_key, session.sid.encode(), hashlib.sha256).hexdigest()

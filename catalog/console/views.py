@@ -50,6 +50,8 @@ def render(
     user = request.scope.get("user")
     signed_in = user is not None and not is_visitor(user)
     context.setdefault("notice", None)
+    settings = request.app.state.settings
+    context.setdefault("oidc_enabled", bool(settings.oidc_issuer and settings.oidc_client_id))
     body = _env.get_template(template).render(
         request=request,
         viewer=user if signed_in else None,
