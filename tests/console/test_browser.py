@@ -198,6 +198,40 @@ def test_request_approve_read_revoke_audit(demo, browser, tmp_path):
     export = auditor.request.get("/console/audit/export?action=grant.revoke")
     assert export.ok and '"action":"grant.revoke"' in export.text()
 
+    # the accounting of disclosures names the read, under its DUA and tier
+    auditor.goto("/console/audit/disclosures")
+    auditor.get_by_label("Product", exact=True).select_option("st-marys/encounters")
+    auditor.get_by_role("button", name="Show").click()
+    expect(auditor.locator("table").first).to_contain_text("sepsis-research")
+    expect(auditor.locator("table").first).to_contain_text("deidentified")
+    assert axe_serious(auditor) == []
+
+    # the admin's other pages
+    for path, heading in (
+        ("/console/duas", "Data use agreements"),
+        ("/console/recipients/sepsis-research", "Recipient"),
+        ("/console/grants?state=revoked", "Grants"),
+    ):
+        admin.goto(path)
+        expect(admin.get_by_role("heading", level=1)).to_contain_text(heading)
+        assert axe_serious(admin) == [], path
+
+    # the facility publisher: its product's use, and a products-file plan preview
+    publisher = signed_in(browser, base, tokens["publisher"][1])
+    publisher.goto("/console/publish")
+    publisher.get_by_role("link", name="st-marys/encounters").click()
+    expect(publisher.locator("#grants-h + table")).to_contain_text("sepsis-research")
+    expect(publisher.locator("#version-1\\.0\\.0")).to_contain_text("sepsis-research")
+    assert axe_serious(publisher) == []
+    publisher.screenshot(path=str(DOCS / "console-publisher.png"), full_page=True)
+    publisher.goto("/console/publish/plan")
+    example = Path(__file__).resolve().parents[2] / "products.example.yaml"
+    publisher.get_by_label("…or paste it").fill(example.read_text())
+    publisher.get_by_role("button", name="Show the plan").click()
+    expect(publisher.get_by_role("status")).to_contain_text("Plan:")
+    expect(publisher.get_by_text("not your facility").first).to_be_visible()
+    assert axe_serious(publisher) == []
+
 
 def test_reading_and_signing_in_work_without_javascript(demo, browser):
     context = browser.new_context(base_url=demo["base"], java_script_enabled=False)
