@@ -133,7 +133,17 @@ class OidcController(Controller):
         """Send the browser to the issuer with a fresh state, nonce and PKCE challenge."""
         if not configured(settings):
             raise NotFound("sign-in with an identity provider is not configured here")
-        document = _discovery(settings)
+        try:
+            document = _discovery(settings)
+        except OidcRefused as exc:  # the provider, not the person: nothing to count or audit
+            return render(
+                request,
+                "sign_in.html",
+                status=503,
+                notice=None,
+                error=f"{exc.detail}; sign in with an API token, or try again later.",
+                next_page=next_page,
+            )
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier = secrets.token_urlsafe(48)
         redirect_uri = _redirect_uri(request, settings)

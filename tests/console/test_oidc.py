@@ -219,3 +219,11 @@ def test_without_configuration_there_is_no_oidc_sign_in(people):
     p = people()
     assert "organisation's account" not in p.get("/console/sign-in").text
     assert p.get("/console/sign-in/oidc").status_code == 404
+
+
+def test_an_unreachable_issuer_is_said_on_the_sign_in_page(console, provider):
+    provider.server.shutdown()
+    provider.server.server_close()
+    r = console.get("/console/sign-in/oidc", follow_redirects=False)
+    assert r.status_code == 503 and "could not be reached" in r.text
+    assert "API token" in r.text
