@@ -226,7 +226,7 @@ def test_request_approve_read_revoke_audit(demo, browser, tmp_path):
 
     # the accounting of disclosures names the read, under its DUA and tier
     auditor.goto("/console/audit/disclosures")
-    auditor.get_by_label("Product", exact=True).select_option("st-marys/encounters")
+    auditor.get_by_label("Product (domain/name)").fill("st-marys/encounters")
     auditor.get_by_role("button", name="Show").click()
     expect(auditor.locator("table").first).to_contain_text("sepsis-research")
     expect(auditor.locator("table").first).to_contain_text("deidentified")
