@@ -557,11 +557,7 @@ class ReviewController(Controller):
             filed_before=now - timedelta(days=age) if age else None,
         )
         blocked = access.four_eyes_blocked(session, items, actor=me) if view == "mine" else set()
-        rows = [
-            access.request_read(session, r, with_comments=False)
-            for r in items
-            if r.id not in blocked
-        ]
+        rows = access.request_listing(session, [r for r in items if r.id not in blocked])
         filters = {
             "show": view,
             "product": product or "",
