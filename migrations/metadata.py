@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 import catalog.audit.models
 import catalog.audit.record
+import catalog.console.models
 import catalog.products.models
 import catalog.publishing.models
 import policies.duas.models
@@ -18,6 +19,7 @@ import sharing.recipients.models
 TABLE_MODULES = (
     catalog.audit.models,
     catalog.audit.record,
+    catalog.console.models,
     catalog.products.models,
     catalog.publishing.models,
     policies.duas.models,

@@ -156,9 +156,10 @@ _SECRET_TEXT = re.compile(
     r"|(?P<scheme>\b(?i:bearer|basic)\s+)[^\s\"',;]+"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
     # `name=value` of a signature, token, secret or password; the console's session cookie
-    # (`mesh_console=`, sealed around the API token) and CSRF token (`_csrf=`) too.
+    # (`mesh_console=`, sealed around the API token), its pending OIDC sign-in
+    # (`mesh_console_oidc=`, the PKCE verifier) and CSRF token (`_csrf=`) too.
     r"|(?P<param>\b(?i:[\w-]*(?:signature|sig|token|secret|password|credential|api_key"
-    r"|csrf|mesh_console))=)[^&\s\"';]+"
+    r"|csrf|mesh_console|mesh_console_oidc))=)[^&\s\"';]+"
     # The console's CSRF header as a line, a mapping or a pair: `X-CSRF-Token: v`, `'x-csrf-token':
     # 'v'`, `('x-csrf-token', 'v')`.
     r"|(?P<header>\b(?i:x-csrf-token)['\"]?\s*[:,]\s*['\"]?)[^\s\"',;]+"

@@ -16,8 +16,14 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar_htmx import HTMXRequest
 
+from catalog.console.admin import DuasController, GrantReviewController, RecipientsController
+from catalog.console.auditor import DisclosuresController
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
+from catalog.console.consumer import RenewalController
+from catalog.console.decisions import BulkDecisionController
 from catalog.console.inbox import InboxController
+from catalog.console.oidc import OidcController
+from catalog.console.publisher import PlanController, PublisherController
 from catalog.console.routes import CONTROLLERS
 from catalog.console.session import Sealer
 from catalog.console.views import STATIC, render
@@ -26,6 +32,18 @@ from catalog.kernel.errors import MeshError, Unauthenticated
 from catalog.kernel.settings import Settings
 
 log = logging.getLogger("mesh.console")
+# The pages added beside routes.py, each module a role's pages.
+PAGES = [
+    BulkDecisionController,
+    GrantReviewController,
+    RecipientsController,
+    DuasController,
+    RenewalController,
+    DisclosuresController,
+    PublisherController,
+    PlanController,
+    OidcController,
+]
 CONSOLE_PATH = ROOT
 
 _HTTP_TITLES = {
@@ -106,7 +124,7 @@ def console_router(settings: Settings) -> Router:
     )
     return Router(
         path="/",
-        route_handlers=[*CONTROLLERS, InboxController, static],
+        route_handlers=[*CONTROLLERS, *PAGES, InboxController, static],
         middleware=[ConsoleMiddleware()],
         before_request=check_csrf,
         request_class=ConsoleRequest,

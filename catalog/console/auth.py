@@ -24,7 +24,7 @@ from litestar.types import (
     Scope,
     Send,
 )
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from catalog.audit.record import Actor
 from catalog.console.session import (
@@ -34,13 +34,18 @@ from catalog.console.session import (
     ConsoleSession,
     Sealer,
     cookie_header,
+    is_signed_out,
     new_session,
 )
 from catalog.kernel.errors import Forbidden, Unauthenticated
 from policies.auth import Authenticator, record_auth_failure
 from policies.enforcer import Caller
+from policies.principals.models import Principal
 
 ROOT = "/console"
+# The credential of a session signed in through the identity provider (catalog/console/oidc.py):
+# it only ever exists inside the sealed session cookie, never as something a person can paste.
+OIDC_CREDENTIAL = "oidc:"
 # Pages anyone may open: signing in, static files, and an activation link's page (the link
 # itself is the recipient's credential, as on /delta-sharing/activation).
 PUBLIC_PREFIXES = (f"{ROOT}/sign-in", f"{ROOT}/static/", f"{ROOT}/activate/")
@@ -98,11 +103,11 @@ class ConsoleMiddleware(ASGIMiddleware):
         session = opened if opened is not None and not opened.expired(now) else None
         caller: Caller | None = None
         if session is not None and session.credential is not None:
-            caller = await _resolve(app_state, session.credential)
+            caller = await _resolve(app_state, session.credential, session.sid)
             if caller is None:  # revoked, expired or disabled since sign-in
                 await sync_to_thread(
                     record_auth_failure, request, session.credential, "console session ended"
-                )
+                )  # revoked, expired, disabled, or signed out (a replayed cookie)
                 session, expired = None, True
         if session is None or (caller is None and session.credential is not None):
             session = new_session(now)
@@ -140,12 +145,20 @@ class ConsoleMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send_with_cookie)
 
 
-async def _resolve(app_state: Any, credential: str) -> Caller | None:
+async def _resolve(app_state: Any, credential: str, sid: str) -> Caller | None:
     authenticator: Authenticator = app_state.authenticator
 
     def resolve() -> Caller | None:
         with Session(app_state.engine) as session:
+            if is_signed_out(session, sid):  # a copy of a signed-out cookie
+                return None
             try:
+                if credential.startswith(OIDC_CREDENTIAL):
+                    name = credential.removeprefix(OIDC_CREDENTIAL)
+                    principal = session.exec(
+                        select(Principal).where(Principal.name == name)
+                    ).first()
+                    return authenticator.caller_for(session, principal)
                 return authenticator.caller(session, credential)
             except Unauthenticated:
                 return None

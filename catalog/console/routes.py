@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
@@ -22,7 +23,7 @@ from sqlmodel import Session
 from catalog.audit import chain
 from catalog.audit import service as audit
 from catalog.console.auth import ROOT, console_state, viewer
-from catalog.console.session import new_session
+from catalog.console.session import new_session, sign_out_session
 from catalog.console.views import countdown, freshness, render, tier_effect
 from catalog.kernel import pagination
 from catalog.kernel.clock import Clock
@@ -31,11 +32,12 @@ from catalog.kernel.errors import InvalidParameter, MeshError, NotFound, Unauthe
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import DataProduct, ProductStatus, Tier, VersionStatus
+from policies import renewal
 from policies.auth import Authenticator, record_auth_failure
 from policies.duas.models import Dua
 from policies.duas.service import dua_covers, dua_read, get_dua, list_duas
 from policies.enforcer import PolicyEngine
-from policies.grants.service import grant_read, list_grants, revoke_grant
+from policies.grants.service import grant_read, list_grants, readable, revoke_grant
 from policies.minimum_necessary import PolicyRefusal, check_minimum_necessary
 from policies.models import GrantState, Purpose, RequestStatus
 from policies.principals.models import Organization
@@ -45,9 +47,12 @@ from policies.requests.service import (
     approve_request,
     create_request,
     deny_request,
+    four_eyes_blocked,
     four_eyes_refusal,
     get_request,
     list_requests,
+    recent_decisions,
+    request_listing,
     request_read,
 )
 from sharing.recipients import service as recipients
@@ -71,7 +76,10 @@ NOTICES = {
     "approved": "Approved: the grants below were created.",
     "denied": "Denied; the requester sees your reason.",
     "filed": "Your request was filed; a platform admin will decide.",
+    "renewal": "Your renewal request was filed; a platform admin will decide. The grant keeps "
+    "working until it ends.",
     "revoked": "The grant was revoked; the next read is refused.",
+    "reviewed": "The re-review was recorded; the next review falls one review period later.",
     "signed-out": "You are signed out.",
 }
 
@@ -189,10 +197,15 @@ class HomeController(Controller):
             target = f"{ROOT}/"
         return Redirect(target, status_code=303)
 
-    @post("/sign-out", opt=OPEN, sync_to_thread=False, status_code=303)
-    def sign_out(self, request: Req) -> Redirect:
-        """End the session: the cookie is cleared."""
-        console_state(request).clear = True
+    @post("/sign-out", opt=OPEN, sync_to_thread=True, status_code=303)
+    def sign_out(
+        self, request: Req, session: NamedDependency[Session], clock: NamedDependency[Clock]
+    ) -> Redirect:
+        """End the session: its id is refused from now on (a copied cookie included), and the
+        cookie is cleared."""
+        state = console_state(request)
+        sign_out_session(session, state.session, principal=viewer(request).name, now=clock.now())
+        state.clear = True
         return Redirect(f"{ROOT}/sign-in?notice=signed-out", status_code=303)
 
 
@@ -247,10 +260,7 @@ class CatalogController(Controller):
             if fresh and state.state != fresh:
                 continue
             rows.append({"product": products.product_read(product), "freshness": state})
-        everything = products.search_products(
-            session, products.ProductQuery(), limit=settings.max_page_size
-        )
-        tags = sorted({t for p in everything.items for t in p.tags})
+        tags = products.list_tags(session)  # facets of the whole catalog, in one query
         return render(
             request,
             "catalog.html",
@@ -472,6 +482,7 @@ class ConsumerController(Controller):
         session: NamedDependency[Session],
         settings: NamedDependency[Settings],
         clock: NamedDependency[Clock],
+        notice: Text = None,
     ) -> Response[str]:
         """The organisation's grants: state, expiry countdown, notices."""
         me = viewer(request)
@@ -488,10 +499,15 @@ class ConsumerController(Controller):
         )
         now = clock.now()
         grants = [grant_read(session, g, settings=settings, now=now) for g in items]
+        duas = {g.dua_id: get_dua(session, g.dua_id) for g in grants}
         return render(
             request,
             "my_grants.html",
             grants=[(g, countdown(g.expires_at, now)) for g in reversed(grants)],
+            duas=duas,
+            renewal_due={g.id: renewal.renewal_due(g.expires_at, now) for g in grants},
+            noticed=[g for g in grants if g.notices and readable(g.state)],
+            notice=NOTICES.get(notice or ""),
         )
 
 
@@ -525,12 +541,20 @@ class ReviewController(Controller):
         product: Text = None,
         tier_field: Annotated[str | None, QueryParameter(name="tier", max_length=20)] = None,
         dua_field: Annotated[str | None, QueryParameter(name="dua", max_length=12)] = None,
+        older: Annotated[str | None, QueryParameter(max_length=5)] = None,
+        notice: Text = None,
         cursor: Text = None,
     ) -> Response[str]:
-        """Pending requests; by default those this admin may decide (the four-eyes rule)."""
+        """Pending requests; by default those this admin may decide (the four-eyes rule).
+
+        Product, tier, DUA and age (filed at least `older` days ago) filter in the service's
+        query; "needs my decision" leaves out, per page, what the four-eyes rule refuses me.
+        """
         tier, dua = _choice(Tier, tier_field, "tier"), _number(dua_field, "dua")
+        age = _number(older, "age in days")
         me = viewer(request)
         view = show or "mine"
+        now = request.app.state.clock.now()
         items, nxt = list_requests(
             session,
             actor=me,
@@ -539,21 +563,28 @@ class ReviewController(Controller):
             organization=None,
             limit=_size(settings),
             cursor=cursor,
+            tier=tier,
+            dua_id=dua,
+            filed_before=now - timedelta(days=age) if age else None,
         )
-        rows = [
-            request_read(session, r)
-            for r in items
-            if (tier is None or r.tier == tier)
-            and (dua is None or r.dua_id == dua)
-            and (view != "mine" or four_eyes_refusal(session, r, actor=me) is None)
-        ]
+        blocked = four_eyes_blocked(session, items, actor=me) if view == "mine" else set()
+        rows = request_listing(session, [r for r in items if r.id not in blocked])
+        filters = {
+            "show": view,
+            "product": product or "",
+            "tier": tier or "",
+            "dua": dua or "",
+            "older": age or "",
+        }
         return render(
             request,
             "review_queue.html",
             rows=rows,
             next_cursor=nxt,
-            filters={"show": view, "product": product or "", "tier": tier or "", "dua": dua or ""},
+            filters=filters,
+            query=urlencode({k: v for k, v in filters.items() if v}),
             tiers=list(Tier),
+            notice=NOTICES.get(notice or ""),
         )
 
     @get("/{request_id:int}", opt=REVIEW, sync_to_thread=True)
@@ -590,9 +621,23 @@ class ReviewController(Controller):
             for t in Tier
         }
         grants = [grant_read(session, g, settings=settings, now=now) for g in existing]
+        domains = {ref.partition("/")[0] for ref in read.products}
         return render(
             request,
             "review_one.html",
+            recent={
+                ref: [
+                    request_read(session, r)
+                    for r in recent_decisions(session, ref, actor=me, exclude=request_id, limit=5)
+                ]
+                for ref in read.products
+            },
+            owners={
+                c.author
+                for c in read.comments
+                if any(policy.allowed(c.author, d, "version", "publish") for d in domains)
+                and not policy.allowed(c.author, "*", "version", "publish")
+            },
             req=read,
             org=org,
             dua=dua_read(session, dua, now),
@@ -691,11 +736,14 @@ class GrantsController(Controller):
         consumer: Text = None,
         product: Text = None,
         state_field: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
+        expiring: Annotated[str | None, QueryParameter(max_length=5)] = None,
         notice: Text = None,
         cursor: Text = None,
     ) -> Response[str]:
-        """Grants with state and expiry."""
+        """Grants with state and expiry; expiring soon (within `expiring` days), review due,
+        suspended."""
         grant_state = _choice(GrantState, state_field, "state")
+        within = _number(expiring, "expiring within (days)")
         me = viewer(request)
         items, nxt = list_grants(
             session,
@@ -707,6 +755,7 @@ class GrantsController(Controller):
             state=grant_state,
             limit=_size(settings),
             cursor=cursor,
+            expiring_within=timedelta(days=within) if within else None,
         )
         now = clock.now()
         return render(
@@ -721,9 +770,11 @@ class GrantsController(Controller):
                 "consumer": consumer or "",
                 "product": product or "",
                 "state": grant_state or "",
+                "expiring": within or "",
             },
             states=list(GrantState),
             may_revoke=me.can("*", "grant", "revoke"),
+            may_review=me.can("*", "grant", "review"),
             notice=NOTICES.get(notice or ""),
         )
 

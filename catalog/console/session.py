@@ -9,7 +9,8 @@ A session ends after `IDLE` without a request or `LIFETIME` after sign-in, which
 judged by the app's injectable clock. CSRF: each session has a random id; its token is
 HMAC(key, id), sent by every form (`_csrf`) and by htmx in the `X-CSRF-Token` header, and
 compared in constant time before any state-changing handler runs. Sign-in replaces the id
-(no session fixation) and sign-out clears the cookie.
+(no session fixation). Sign-out clears the cookie and records the id (`ConsoleSignOut`) until
+the session's lifetime would have ended it, so a copy of the cookie replayed later is refused.
 """
 
 import base64
@@ -23,7 +24,10 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete
+from sqlmodel import Session, col
 
+from catalog.console.models import ConsoleSignOut
 from catalog.kernel.settings import Settings
 from sharing.reads import signing_key
 
@@ -99,6 +103,24 @@ class Sealer:
         except (InvalidTag, ValueError, KeyError, TypeError):
             return None
 
+    def seal_data(self, data: dict[str, Any], purpose: str) -> str:
+        """`data` sealed for one `purpose` (a value sealed for another never opens here)."""
+        body = json.dumps(data, separators=(",", ":")).encode()
+        nonce = secrets.token_bytes(_NONCE)
+        sealed = self._aead.encrypt(nonce, body, purpose.encode())
+        return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def open_data(self, value: str | None, purpose: str) -> dict[str, Any] | None:
+        """What `seal_data` sealed for `purpose`, or None when absent, malformed or tampered."""
+        if not value or len(value) > 4096:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            data = json.loads(self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], purpose.encode()))
+        except (InvalidTag, ValueError, TypeError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def csrf_token(self, session: ConsoleSession) -> str:
         """The CSRF token of a session."""
         return hmac.new(self._mac_key, session.sid.encode(), hashlib.sha256).hexdigest()
@@ -118,3 +140,25 @@ def cookie_header(value: str, *, secure: bool, max_age: int | None = None) -> st
     if max_age is not None:
         parts.append(f"Max-Age={max_age}")
     return "; ".join(parts)
+
+
+def sign_out_session(
+    session: Session, console: ConsoleSession, *, principal: str, now: datetime
+) -> None:
+    """Refuse `console`'s id from now until its lifetime ends; prune ids past theirs."""
+    session.execute(delete(ConsoleSignOut).where(col(ConsoleSignOut.expires_at) <= now))
+    if session.get(ConsoleSignOut, console.sid) is None:
+        session.add(
+            ConsoleSignOut(
+                sid=console.sid,
+                principal=principal,
+                signed_out_at=now,
+                expires_at=console.issued_at + LIFETIME,
+            )
+        )
+    session.flush()
+
+
+def is_signed_out(session: Session, sid: str) -> bool:
+    """Whether the session `sid` was signed out (its cookie must not be honoured)."""
+    return session.get(ConsoleSignOut, sid) is not None

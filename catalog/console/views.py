@@ -50,6 +50,8 @@ def render(
     user = request.scope.get("user")
     signed_in = user is not None and not is_visitor(user)
     context.setdefault("notice", None)
+    settings = request.app.state.settings
+    context.setdefault("oidc_enabled", bool(settings.oidc_issuer and settings.oidc_client_id))
     body = _env.get_template(template).render(
         request=request,
         viewer=user if signed_in else None,
@@ -65,6 +67,8 @@ def render(
 def navigation(user: Any) -> list[tuple[str, str]]:
     """The sections a person's rights open, asked of the policy engine."""
     links = [("/console/catalog", "Catalog")]
+    if user.can("*", "version", "publish") or publishes_somewhere(user):
+        links.append(("/console/publish", "Publishing"))
     if user.organization and user.can("*", "own-request", "create"):
         links += [
             ("/console/requests/new", "Request access"),
@@ -75,9 +79,20 @@ def navigation(user: Any) -> list[tuple[str, str]]:
         links.append(("/console/review", "Review queue"))
     if user.can("*", "grant", "revoke"):
         links.append(("/console/grants", "Grants"))
+    if user.can("*", "dua", "read"):
+        links.append(("/console/duas", "DUAs"))
+    if user.can("*", "recipient", "manage"):
+        links.append(("/console/recipients", "Recipients"))
     if user.can("*", "audit", "read"):
         links.append(("/console/audit", "Audit trail"))
+        links.append(("/console/audit/disclosures", "Disclosures"))
     return links
+
+
+def publishes_somewhere(user: Any) -> bool:
+    """Whether the person holds the publisher role in some domain (roles are per domain)."""
+    policy = getattr(user, "policy", None)
+    return policy is not None and any(role == "publisher" for role, _ in policy.roles_of(user.name))
 
 
 # What each tier does to a column of each classification (catalog/publishing/tiers/rules.py derives
@@ -133,7 +148,10 @@ def freshness(version: ProductVersion | None, now: datetime) -> Freshness:
     """fresh: extracted within the promise; stale: within twice it; overdue: later than that."""
     if version is None or version.extracted_at is None:
         return Freshness("unknown", "not published yet")
-    promise = version.spec().sla.freshness
+    # The stored SLA is a validated `Sla` dumped; its one field is read without re-validating
+    # the whole version spec (a search page asks this of every row).
+    stored = (version.sla or {}).get("freshness")
+    promise = stored if isinstance(stored, str) else None
     age = now - version.extracted_at
     if not promise:
         return Freshness("unknown", f"extracted {_when(version.extracted_at)}; no promise")

@@ -162,6 +162,19 @@ class Settings(BaseSettings):
     oidc_principal_claim: str = Field(
         default="sub", description="JWT claim holding the principal name."
     )
+    # Console sign-in with the issuer (authorization code flow with PKCE); on when both the
+    # issuer and the client id are set. The discovery document and JWKS come from the issuer.
+    oidc_client_id: str | None = Field(
+        default=None, description="The console's client id at the OIDC issuer."
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="The console's client secret (none: a public client, PKCE only)."
+    )
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description="Callback URL registered at the issuer (default: this server's "
+        "/console/sign-in/oidc/callback).",
+    )
     policy_refresh_seconds: float = Field(
         default=2.0, ge=0, description="How often a process checks for policy changes."
     )

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import tuple_
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 from sqlmodel import Session, col, select
 
 from catalog.audit.record import Actor, record_event
@@ -52,6 +52,11 @@ def get_domain(session: Session, name: str) -> Domain:
 def list_domains(session: Session) -> list[Domain]:
     """All domains by name."""
     return list(session.exec(select(Domain).order_by(col(Domain.name))).all())
+
+
+def list_tags(session: Session) -> list[str]:
+    """Every tag in use, alphabetically (one indexed query: search facets)."""
+    return list(session.exec(select(ProductTag.tag).distinct().order_by(col(ProductTag.tag))).all())
 
 
 def create_domain(session: Session, spec: DomainCreate, *, actor: Actor, clock: Clock) -> Domain:
@@ -136,10 +141,38 @@ def get_product(session: Session, domain: str, name: str) -> DataProduct:
     return product
 
 
+# What a listing never reads of a version: its schema, view, lineage, checks, counts and tier
+# tables (JSON columns, decoded per row). Deferred, they load on first access (in the session)
+# if ever needed.
+_LISTING_DEFERRED = (
+    "columns",
+    "view",
+    "legacy_dates",
+    "lineage",
+    "checks",
+    "counts",
+    "tier_tables",
+    "changelog",
+)
+
+
 def _product_load_options() -> list[Any]:
     return [
         selectinload(DataProduct.tag_rows),  # type: ignore[arg-type]
         selectinload(DataProduct.versions).selectinload(ProductVersion.tier_rows),  # type: ignore[arg-type]
+        selectinload(DataProduct.domain),  # type: ignore[arg-type]
+    ]
+
+
+def _listing_load_options() -> list[Any]:
+    """As `_product_load_options`, with the versions' bulky columns deferred (search pages)."""
+    versions = selectinload(DataProduct.versions).options(  # type: ignore[arg-type]
+        selectinload(ProductVersion.tier_rows),  # type: ignore[arg-type]
+        *(defer(getattr(ProductVersion, name)) for name in _LISTING_DEFERRED),
+    )
+    return [
+        selectinload(DataProduct.tag_rows),  # type: ignore[arg-type]
+        versions,
         selectinload(DataProduct.domain),  # type: ignore[arg-type]
     ]
 
@@ -270,7 +303,7 @@ def search_products(
     session: Session, query: ProductQuery, *, limit: int, cursor: str | None = None
 ) -> Page[DataProduct]:
     """Products matching `query`, ordered by domain then name, one page at a time."""
-    stmt = select(DataProduct).join(Domain).options(*_product_load_options())
+    stmt = select(DataProduct).join(Domain).options(*_listing_load_options())
     if query.q:
         for term in query.q.lower().split()[:MAX_QUERY_TERMS]:
             stmt = stmt.where(col(DataProduct.search_text).like(_like_pattern(term), escape="\\"))

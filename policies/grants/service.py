@@ -134,12 +134,25 @@ def list_grants(
     state: GrantState | None,
     limit: int,
     cursor: str | None,
+    expiring_within: timedelta | None = None,
+    dua_id: int | None = None,
 ) -> tuple[list[Grant], str | None]:
-    """Grants visible to the actor (state filtering happens over the page's grants)."""
+    """Grants visible to the actor (state filtering happens over the page's grants).
+
+    `expiring_within`: only grants not revoked that end after now and within that time."""
     stmt = select(Grant)
     if not actor.can("*", "grant", "read"):
         actor.require("*", "own-grant", "read")
         stmt = stmt.where(Grant.organization_id == own_organization_id(session, actor))
+    if expiring_within is not None:
+        now = clock.now()
+        stmt = stmt.where(
+            col(Grant.revoked_at).is_(None),
+            col(Grant.expires_at) > now,
+            col(Grant.expires_at) <= now + expiring_within,
+        )
+    if dua_id is not None:
+        stmt = stmt.where(Grant.dua_id == dua_id)
     if organization:
         stmt = stmt.where(Grant.organization_id == organization_filter(organization))
     if product:

@@ -159,6 +159,32 @@ def four_eyes_refusal(
     return None
 
 
+def four_eyes_blocked(session: Session, requests: list[AccessRequest], *, actor: Actor) -> set[int]:
+    """The ids among `requests` that `four_eyes_refusal` refuses `actor`, in two queries.
+
+    The same three cases as `four_eyes_refusal` (requester, its creator, an issuer of one of
+    its tokens), asked for a page of requests at once (the review queue)."""
+    names = {r.requester for r in requests}
+    blocked = {actor.name} & names
+    if names - blocked:
+        blocked |= set(
+            session.exec(
+                select(Principal.name).where(
+                    col(Principal.name).in_(names), Principal.created_by == actor.name
+                )
+            ).all()
+        )
+        blocked |= set(
+            session.exec(
+                select(Principal.name)
+                .join(ApiToken, col(ApiToken.principal_id) == Principal.id)
+                .where(col(Principal.name).in_(names), ApiToken.issued_by == actor.name)
+                .distinct()
+            ).all()
+        )
+    return {r.id or 0 for r in requests if r.requester in blocked}
+
+
 def _decide(
     session: Session,
     request: AccessRequest,
@@ -335,8 +361,11 @@ def list_requests(
     organization: str | None,
     limit: int,
     cursor: str | None,
+    tier: Tier | None = None,
+    dua_id: int | None = None,
+    filed_before: datetime | None = None,
 ) -> tuple[list[AccessRequest], str | None]:
-    """Requests visible to the actor, newest id last, filtered."""
+    """Requests visible to the actor, newest id last, filtered (in SQL, so pages stay full)."""
     stmt = select(AccessRequest)
     if not actor.can("*", "request", "read"):
         scopes: list[Any] = []
@@ -365,6 +394,12 @@ def list_requests(
         stmt = stmt.where(AccessRequest.status == status)
     if organization:
         stmt = stmt.where(AccessRequest.organization_id == organization_filter(organization))
+    if tier is not None:
+        stmt = stmt.where(AccessRequest.tier == tier)
+    if dua_id is not None:
+        stmt = stmt.where(AccessRequest.dua_id == dua_id)
+    if filed_before is not None:
+        stmt = stmt.where(col(AccessRequest.created_at) <= filed_before)
     if product:
         stmt = stmt.where(
             col(AccessRequest.id).in_(
@@ -376,14 +411,65 @@ def list_requests(
     return keyset_page(session, stmt, AccessRequest, limit, cursor)
 
 
-def request_read(session: Session, request: AccessRequest) -> AccessRequestRead:
-    """API shape of a request with its comments."""
-    org = session.get(Organization, request.organization_id)
-    comments = session.exec(
-        select(RequestComment)
-        .where(RequestComment.request_id == request.id)
-        .order_by(col(RequestComment.id))
-    ).all()
+def recent_decisions(
+    session: Session, product: str, *, actor: Actor, exclude: int | None = None, limit: int = 5
+) -> list[AccessRequest]:
+    """The latest decided (approved or denied) requests for `product`, newest first.
+
+    What reviewers decided before on the same product, for the decision page."""
+    actor.require("*", "request", "read")
+    stmt = (
+        select(AccessRequest)
+        .where(
+            col(AccessRequest.id).in_(
+                select(AccessRequestProduct.request_id).where(
+                    AccessRequestProduct.product_id == product_filter(product)
+                )
+            ),
+            col(AccessRequest.status).in_([RequestStatus.APPROVED, RequestStatus.DENIED]),
+        )
+        .order_by(col(AccessRequest.decided_at).desc(), col(AccessRequest.id).desc())
+        .limit(limit)
+    )
+    if exclude is not None:
+        stmt = stmt.where(AccessRequest.id != exclude)
+    return list(session.exec(stmt).all())
+
+
+def request_listing(session: Session, requests: list[AccessRequest]) -> list[AccessRequestRead]:
+    """`request_read` of a page of requests without their comments, the organisations fetched
+    in one query (a queue page spans many organisations; one query each was most of its cost)."""
+    ids = {r.organization_id for r in requests}
+    found = session.exec(select(Organization).where(col(Organization.id).in_(ids))).all()
+    organizations = {o.id: o for o in found}
+    return [
+        request_read(session, r, with_comments=False, organizations=organizations) for r in requests
+    ]
+
+
+def request_read(
+    session: Session,
+    request: AccessRequest,
+    *,
+    with_comments: bool = True,
+    organizations: dict[int | None, Organization] | None = None,
+) -> AccessRequestRead:
+    """API shape of a request with its comments (a listing may leave them out, and pass the
+    organisations it fetched at once)."""
+    org = (
+        organizations.get(request.organization_id)
+        if organizations is not None
+        else session.get(Organization, request.organization_id)
+    )
+    comments = (
+        session.exec(
+            select(RequestComment)
+            .where(RequestComment.request_id == request.id)
+            .order_by(col(RequestComment.id))
+        ).all()
+        if with_comments
+        else []
+    )
     return AccessRequestRead(
         id=request.id or 0,
         organization=org.name if org else "",

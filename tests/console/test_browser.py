@@ -132,12 +132,38 @@ def test_request_approve_read_revoke_audit(demo, browser, tmp_path):
     expect(consumer.get_by_role("heading", level=1)).to_have_text("Forbidden")
     expect(consumer.get_by_role("alert")).to_contain_text("missing permission request:approve")
 
+    # a second request, filed through the API, to be decided in bulk
+    extra = requests.post(
+        f"{base}/api/v1/access-requests",
+        headers={"Authorization": f"Bearer {tokens['consumer'][1]}"},
+        json={
+            "products": ["labs/lab-results"],
+            "tier": "deidentified",
+            "dua_id": 1,
+            "purpose": "research",
+            "justification": "Lactate trends, a second cohort",
+            "requested_days": 30,
+        },
+        timeout=30,
+    )
+    assert extra.status_code == 201, extra.text
+    extra_id = extra.json()["id"]
+
     # the admin decides
     admin = signed_in(browser, base, tokens["platform admin"][1])
     admin.goto("/console/review")
     expect(admin.get_by_role("link", name=f"Request {number}")).to_be_visible()
     assert axe_serious(admin) == []
     admin.screenshot(path=str(DOCS / "console-review-queue.png"), full_page=True)
+    # in bulk, with htmx: the per-item result replaces a region of the queue
+    admin.get_by_label(f"Select request {extra_id}").check()
+    admin.get_by_label("Deny", exact=True).check()
+    admin.locator("#bulk-reason").fill("a second cohort is out of the DUA's scope")
+    admin.get_by_role("button", name="Decide the selected requests").click()
+    expect(admin.locator("#bulk-result")).to_contain_text("1 of 1 decided; 0 refused")
+    expect(admin.locator(f"#result-{extra_id}")).to_contain_text("denied")
+    assert admin.url.endswith("/console/review")  # the page stayed; only the region changed
+    assert axe_serious(admin) == []
     admin.get_by_role("link", name=f"Request {number}").click()
     expect(admin.get_by_text("IRB-2026-041")).to_be_visible()
     assert axe_serious(admin) == []
@@ -199,6 +225,45 @@ def test_request_approve_read_revoke_audit(demo, browser, tmp_path):
     assert len(found) == 6
     export = auditor.request.get("/console/audit/export?action=grant.revoke")
     assert export.ok and '"action":"grant.revoke"' in export.text()
+
+    # the accounting of disclosures names the read, under its DUA and tier
+    auditor.goto("/console/audit/disclosures")
+    auditor.get_by_label("Product (domain/name)").fill("st-marys/encounters")
+    auditor.get_by_role("button", name="Show").click()
+    expect(auditor.locator("table").first).to_contain_text("sepsis-research")
+    expect(auditor.locator("table").first).to_contain_text("deidentified")
+    assert axe_serious(auditor) == []
+
+    # the admin's other pages
+    admin.goto("/console/recipients/sepsis-research")
+    admin.get_by_role("button", name="Issue a one-time link").click()
+    expect(admin.get_by_role("note")).to_contain_text("shown once")
+    assert "/console/activate/dsa_" in admin.get_by_label("Link").input_value()
+    assert axe_serious(admin) == []
+    for path, heading in (
+        ("/console/duas", "Data use agreements"),
+        ("/console/recipients/sepsis-research", "Recipient"),
+        ("/console/grants?state=revoked", "Grants"),
+    ):
+        admin.goto(path)
+        expect(admin.get_by_role("heading", level=1)).to_contain_text(heading)
+        assert axe_serious(admin) == [], path
+
+    # the facility publisher: its product's use, and a products-file plan preview
+    publisher = signed_in(browser, base, tokens["publisher"][1])
+    publisher.goto("/console/publish")
+    publisher.get_by_role("link", name="st-marys/encounters").click()
+    expect(publisher.locator("#grants-h + table")).to_contain_text("sepsis-research")
+    expect(publisher.locator("#version-1\\.0\\.0")).to_contain_text("sepsis-research")
+    assert axe_serious(publisher) == []
+    publisher.screenshot(path=str(DOCS / "console-publisher.png"), full_page=True)
+    publisher.goto("/console/publish/plan")
+    example = Path(__file__).resolve().parents[2] / "products.example.yaml"
+    publisher.get_by_label("…or paste it").fill(example.read_text())
+    publisher.get_by_role("button", name="Show the plan").click()
+    expect(publisher.get_by_role("status")).to_contain_text("Plan:")
+    expect(publisher.get_by_text("not your facility").first).to_be_visible()
+    assert axe_serious(publisher) == []
 
 
 def test_reading_and_signing_in_work_without_javascript(demo, browser):

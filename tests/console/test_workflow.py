@@ -200,10 +200,14 @@ def test_activation_page_downloads_the_profile_once(people, estate):
     assert visitor.get("/console/activate/dsa_nope_nope").status_code == 404
 
 
-def test_publisher_sees_the_catalog_only(people):
+def test_publisher_sees_the_catalog_and_their_products_only(people):
     pub = people("pub-sm")
     nav = re.findall(r'<li><a href="([^"]+)"', pub.get("/console/").text)
-    assert set(nav) == {"/console/catalog", "/console/inbox"}  # every principal has an inbox
+    assert set(nav) == {
+        "/console/catalog",
+        "/console/inbox",
+        "/console/publish",
+    }  # an inbox for everyone
     assert pub.get("/console/catalog/st-marys/patients").status_code == 200
     for path in ("/console/review", "/console/requests/new", "/console/audit", "/console/grants"):
         assert pub.get(path).status_code == 403, path

@@ -197,6 +197,7 @@ def test_no_log_line_carries_a_secret(tmp_path: Path) -> None:
         ("id token eyJhbGciOiJI.eyJzdWIiOiJ4In0.c2ln", "eyJzdWIiOiJ4In0"),
         ("cookie: mesh_console=c2VhbGVk-c2Vzc2lvbg; theme=dark", "c2VhbGVk-c2Vzc2lvbg"),
         ("set-cookie mesh_console=QUJDREVGR0g; Path=/console", "QUJDREVGR0g"),
+        ("cookie: mesh_console_oidc=cGVuZGluZw; mesh_console=x", "cGVuZGluZw"),
         ("form token=not-prefixed-admin&_csrf=0a1b2c3d4e5f&next=/", "0a1b2c3d4e5f"),
         ("X-CSRF-Token: 9f8e7d6c5b4a", "9f8e7d6c5b4a"),
         ("headers {'x-csrf-token': '9f8e7d6c5b4a'}", "9f8e7d6c5b4a"),
