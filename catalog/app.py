@@ -37,7 +37,6 @@ from catalog.publishing.routes import PublishingController
 from policies.auth import BearerAuthMiddleware
 from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, permission_guard
 from policies.notifications.delivery import Deliverer
-from policies.notifications.routes import NotificationController
 from policies.ratelimit import FailureLimiter
 from policies.routes import CONTROLLERS as GOVERNANCE
 from sharing.cache import GovernanceCache, RevisionReader
@@ -86,7 +85,6 @@ def create_app(
             ProductController,
             PublishingController,
             *GOVERNANCE,
-            NotificationController,
             AuditController,
             SharingController,
             *RECIPIENTS,

@@ -1,7 +1,9 @@
-"""Governance API: organisations, principals and tokens, DUAs, access requests, grants."""
+"""Governance API: organisations, principals and tokens, DUAs, access requests, grants,
+notifications."""
 
 from policies.duas.routes import DuaController
 from policies.grants.routes import GrantController
+from policies.notifications.routes import NotificationController
 from policies.principals.routes import OrganizationController, PrincipalController
 from policies.requests.routes import AccessRequestController
 
@@ -11,4 +13,5 @@ CONTROLLERS = [
     DuaController,
     AccessRequestController,
     GrantController,
+    NotificationController,
 ]

@@ -369,6 +369,10 @@ class Settings(BaseSettings):
                     "MESH_ADMIN_TOKEN must differ from MESH_SIGNING_KEY: whoever holds the "
                     "admin token could forge file URLs, and a leaked URL key would be the admin"
                 )
+        webhook = self.notify_webhook_secret
+        if webhook is not None and (problem := secret_problem(webhook.get_secret_value())):
+            # Receivers trust what carries a valid signature: a guessable key forges notices.
+            problems.append(f"MESH_NOTIFY_WEBHOOK_SECRET, when set, {problem}")
         return problems
 
     def ensure_home(self) -> None:

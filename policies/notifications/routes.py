@@ -10,7 +10,7 @@ from sqlmodel import Session
 from catalog.audit.record import Actor
 from catalog.kernel import pagination
 from catalog.kernel.clock import Clock
-from catalog.kernel.problems import problem_responses
+from catalog.kernel.problems import LIST_ERRORS, READ_ERRORS, SEARCH_ERRORS
 from catalog.kernel.settings import Settings
 from policies.models import MAX_ROW_ID
 from policies.notifications import inbox as notifications
@@ -18,8 +18,6 @@ from policies.notifications.models import MarkedRead, NotificationPage, Notifica
 
 # Every principal has an inbox; the service only ever reads the caller's own rows.
 ANY = {"permission": "authenticated"}
-LIST_ERRORS = problem_responses(400, 401, 422, 429)
-MARK_ERRORS = problem_responses(400, 401, 404, 422, 429)
 
 
 class NotificationController(Controller):
@@ -28,7 +26,7 @@ class NotificationController(Controller):
     path = "/api/v1/notifications"
     tags = ("notifications",)
 
-    @get("/", sync_to_thread=True, opt=ANY, responses=LIST_ERRORS)
+    @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_notifications(
         self,
         session: NamedDependency[Session],
@@ -54,7 +52,7 @@ class NotificationController(Controller):
         sync_to_thread=True,
         status_code=200,
         opt=ANY,
-        responses=MARK_ERRORS,
+        responses=READ_ERRORS,
     )
     def mark_read(
         self,

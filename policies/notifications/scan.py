@@ -1,11 +1,11 @@
 """Grant dates people hear of before they pass: ending in 14 days, in 1 day, review due.
 
-`mesh notifications scan` runs `scan_grants` from cron as often as one likes. A grant's state is
-computed from the clock (policies/access.py), so nothing else marks these dates; each (grant,
-kind) is written once (a review-due notice once per review date, so a grant re-reviewed and due
-again is told again), because the notification's dedupe key is unique and every scan inserts its
-keys in the same order: of concurrent scans one writes, the others wait for its commit and find
-the keys taken, without deadlock.
+`mesh notifications scan` runs `scan_grants` from cron as often as one likes. A grant's state
+is computed from the clock (policies/grants/service.py), so nothing else marks these dates.
+Each (grant, kind) is written once (a review-due notice once per review date, so a grant
+re-reviewed and due again is told again): the notification's dedupe key is unique and every
+scan inserts its keys in the same order, so of concurrent scans one writes, the others wait for
+its commit and find the keys taken, without deadlock.
 """
 
 from dataclasses import dataclass

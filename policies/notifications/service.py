@@ -1,4 +1,5 @@
-"""Notifications written in the transaction of the change they tell of.
+"""Notifications written in the transaction of the change they tell of (requests: in
+`request_events.py`).
 
 Who hears of what (docs/notifications.md):
 
@@ -27,16 +28,13 @@ from catalog.audit.record import Actor
 from catalog.kernel.errors import InvalidParameter, NotFound
 from catalog.products.models import DataProduct, ProductVersion, VersionStatus
 from policies.grants.models import Grant
-from policies.models import RequestStatus
 from policies.notifications.audiences import (
     ADMIN,
     AUDIENCES,
     GRANTEE,
     OWNER,
     PRIORITY,
-    REQUESTER,
     Recipient,
-    enabled_principals,
     members,
     platform_admins,
     publishers,
@@ -44,7 +42,6 @@ from policies.notifications.audiences import (
 )
 from policies.notifications.models import Notification, NotificationKind, NotificationRecipient
 from policies.principals.models import Organization
-from policies.requests.models import AccessRequest
 
 SYSTEM = "system:notifications"
 
@@ -113,108 +110,24 @@ def write(
     return new_id
 
 
-def _domains(products: Sequence[str]) -> set[str]:
+def domains(products: Sequence[str]) -> set[str]:
+    """The domains of `domain/name` products."""
     return {p.partition("/")[0] for p in products}
 
 
-def _first(products: Sequence[str]) -> str | None:
+def first(products: Sequence[str]) -> str | None:
+    """The first product named, which a notification is filed under."""
     return products[0] if products else None
 
 
-def _names(products: Sequence[str]) -> str:
+def names(products: Sequence[str]) -> str:
+    """Products as text."""
     return ", ".join(products)
 
 
-def _day(moment: datetime) -> str:
+def day(moment: datetime) -> str:
+    """A date as text (`2027-01-15`): notifications name days, not times."""
     return moment.date().isoformat()
-
-
-# --- requests ------------------------------------------------------------------------------------
-
-
-def request_filed(session: Session, request: AccessRequest, *, actor: Actor, now: datetime) -> None:
-    """Tell the platform admins and the owning facilities that a request waits for a decision."""
-    rid = request.id or 0
-    kind, product = NotificationKind.REQUEST_FILED, _first(request.products)
-    recipients = recipients_of(platform_admins(session), ADMIN, kind, product, rid) + recipients_of(
-        publishers(session, _domains(request.products)), OWNER, kind, product, rid
-    )
-    event = Event(
-        kind=kind,
-        key=f"request:{rid}:filed",
-        title=f"Access request #{rid} filed",
-        body=f"Access request #{rid} asks for the {request.tier} tier of "
-        f"{_names(request.products)} (filed {_day(now)}). It waits for a platform admin's "
-        "decision.",
-        product=product,
-        request_id=rid,
-        facts=_request_facts(session, request),
-    )
-    write(session, event, recipients, now=now, created_by=actor.name)
-
-
-def request_decided(
-    session: Session,
-    request: AccessRequest,
-    *,
-    actor: Actor,
-    now: datetime,
-    grants: Sequence[Grant] = (),
-) -> None:
-    """Tell the requester of a decision, or the reviewers that a request was withdrawn."""
-    rid, products, first = request.id or 0, _names(request.products), _first(request.products)
-    facts = _request_facts(session, request)
-    if request.status == RequestStatus.WITHDRAWN:
-        kind, title = NotificationKind.REQUEST_WITHDRAWN, f"Access request #{rid} withdrawn"
-        body = (
-            f"Access request #{rid} for {products} was withdrawn on {_day(now)}: nothing to decide."
-        )
-        recipients = recipients_of(
-            platform_admins(session), ADMIN, kind, first, rid
-        ) + recipients_of(publishers(session, _domains(request.products)), OWNER, kind, first, rid)
-    elif request.status == RequestStatus.APPROVED:
-        ends = min((g.expires_at for g in grants), default=None)
-        kind, title = NotificationKind.REQUEST_APPROVED, f"Access request #{rid} approved"
-        body = (
-            f"Your access request #{rid} for {products} ({request.tier} tier) was approved on "
-            f"{_day(now)}" + (f"; the grants end on {_day(ends)}." if ends else ".")
-        )
-        facts |= {"grants": [g.id for g in grants]}
-        if ends:
-            facts["expires_at"] = ends.isoformat()
-        recipients = recipients_of(
-            enabled_principals(session, [request.requester]), REQUESTER, kind, first, rid
-        )
-    else:
-        kind, title = NotificationKind.REQUEST_DENIED, f"Access request #{rid} denied"
-        body = (
-            f"Your access request #{rid} for {products} was denied on {_day(now)}. "
-            "The reason is on the request's page."
-        )
-        recipients = recipients_of(
-            enabled_principals(session, [request.requester]), REQUESTER, kind, first, rid
-        )
-    event = Event(
-        kind=kind,
-        key=f"request:{rid}:{request.status}",
-        title=title,
-        body=body,
-        product=first,
-        request_id=rid,
-        facts=facts,
-    )
-    write(session, event, recipients, now=now, created_by=actor.name)
-
-
-def _request_facts(session: Session, request: AccessRequest) -> dict[str, Any]:
-    org = session.get(Organization, request.organization_id)
-    return {
-        "request": request.id,
-        "products": list(request.products),
-        "tier": str(request.tier),
-        "organization": org.name if org else None,
-        "status": str(request.status),
-    }
 
 
 # --- grants --------------------------------------------------------------------------------------
@@ -228,7 +141,7 @@ def grant_recipients(
         members(session, grant.organization_id), GRANTEE, kind, product, grant.request_id
     )
     out += recipients_of(
-        publishers(session, _domains([product])), OWNER, kind, product, grant.request_id
+        publishers(session, domains([product])), OWNER, kind, product, grant.request_id
     )
     if ADMIN in AUDIENCES[kind]:
         out += recipients_of(platform_admins(session), ADMIN, kind, product, grant.request_id)
@@ -270,20 +183,20 @@ def grant_event(
     }
     if kind == NotificationKind.GRANT_REVOKED:
         title = f"Grant #{gid} on {product} revoked"
-        body = f"{what} was revoked on {_day(now)}; reads are refused from now on."
+        body = f"{what} was revoked on {day(now)}; reads are refused from now on."
     elif kind == NotificationKind.GRANT_EXPIRING_14D:
         title = f"Grant #{gid} on {product} ends in 14 days or less"
         body = (
-            f"{what} ends on {_day(grant.expires_at)}. To keep access, file a new request "
+            f"{what} ends on {day(grant.expires_at)}. To keep access, file a new request "
             "before then."
         )
     elif kind == NotificationKind.GRANT_EXPIRING_1D:
         title = f"Grant #{gid} on {product} ends within a day"
-        body = f"{what} ends on {_day(grant.expires_at)}; reads are refused from then on."
+        body = f"{what} ends on {day(grant.expires_at)}; reads are refused from then on."
     elif kind == NotificationKind.GRANT_REVIEW_DUE:
         title = f"Grant #{gid} on {product} is due for review"
-        body = f"{what} was due for its periodic review on {_day(grant.review_due_at)}" + (
-            f"; unless a platform admin reviews it, reads are suspended from {_day(review_ends)}."
+        body = f"{what} was due for its periodic review on {day(grant.review_due_at)}" + (
+            f"; unless a platform admin reviews it, reads are suspended from {day(review_ends)}."
             if review_ends
             else "."
         )
@@ -335,14 +248,14 @@ def version_changed(
     if retired:
         title = f"{product} {version.version} retired"
         body = (
-            f"Version {version.version} of {product} was retired on {_day(now)} and is no "
+            f"Version {version.version} of {product} was retired on {day(now)} and is no "
             "longer served."
         )
     else:
         title = f"{product} {version.version} deprecated"
         body = (
             f"Version {version.version} of {product} is deprecated and served until "
-            f"{_day(served_until)}. Move to a newer version before then."
+            f"{day(served_until)}. Move to a newer version before then."
         )
     event = Event(
         kind=kind,

@@ -21,7 +21,7 @@ from policies.grants.service import grant_state, readable
 from policies.listing import organization_filter, product_filter
 from policies.minimum_necessary import check_grant, check_minimum_necessary
 from policies.models import RequestStatus
-from policies.notifications import service as notifications
+from policies.notifications import request_events as notifications
 from policies.principals.models import ApiToken, Organization, Principal
 from policies.principals.service import own_organization_id
 from policies.requests.models import (

@@ -2,9 +2,12 @@
 read in place with htmx (the count follows), the link to the page that serves it, and the same
 with JavaScript off. axe-core finds no serious violation on the inbox."""
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.console.test_browser import axe_serious, browser, demo, signed_in  # noqa: F401
+
+pytestmark = pytest.mark.slow  # builds a demo estate and drives a browser
 
 
 def test_inbox_with_htmx(demo, browser):  # noqa: F811

@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-WEBHOOK_SECRET = "whsec-" + "k" * 40
+WEBHOOK_SECRET = (
+    "pT7vK2mQ9xR4wL8nB3cF6hJ1sD5gA0zY-eU_iO2uN7tM4rV"  # random-looking: passes the entropy check
+)
 SMTP_USER, SMTP_PASSWORD = "mesh-mailer", "s3cret-mail-password"
 
 

@@ -4,7 +4,7 @@ import logging
 from datetime import timedelta
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from sqlmodel import Session, col, select
 
 from catalog.kernel.settings import Settings
@@ -297,3 +297,15 @@ def test_a_webhook_that_never_answers_times_out_and_is_retried(estate, engine, s
         assert row.status == DeliveryStatus.PENDING and "timed out" in row.last_error
     finally:
         silent.close()
+
+
+def test_mesh_serve_refuses_a_guessable_webhook_secret():
+    key = "Zq3" + "x9Lp2Wm7Rt5Yk8Nv4Bc6Hd1Jf0Gs" + "Ua"  # 33 random-looking characters
+    weak = Settings(
+        signing_key=key,
+        notify_webhook_url="https://hooks.example.org/mesh",
+        notify_webhook_secret="password1234password1234password1234",
+    )
+    assert any("MESH_NOTIFY_WEBHOOK_SECRET" in p for p in weak.production_problems())
+    strong = weak.model_copy(update={"notify_webhook_secret": SecretStr(WEBHOOK_SECRET)})
+    assert not any("MESH_NOTIFY_WEBHOOK_SECRET" in p for p in strong.production_problems())

@@ -1,8 +1,7 @@
 """The inbox API: only one's own notifications, marks, pages, problem+json errors."""
 
 from tests.policies.notifications.test_recipients import inbox
-
-PROBLEM = "application/problem+json"
+from tests.problems import assert_problem
 
 
 def _filed(estate):
@@ -27,18 +26,8 @@ def test_mark_read_is_ones_own_and_idempotent(estate, clock):
     # Someone else's notification, even by its id: exactly like a missing one.
     for target in (theirs["id"], 999_999):
         r = estate.call("admin1", "POST", f"/api/v1/notifications/{target}/read")
-        assert r.status_code == 404
-        assert r.headers["content-type"].startswith(PROBLEM)
-        body = r.json()
-        assert body == {
-            "type": "https://fhir-mesh.dev/problems/not-found",
-            "title": "Not found",
-            "status": 404,
-            "detail": f"notification {target} not found",
-            "instance": f"/api/v1/notifications/{target}/read",
-            "errorCode": "RESOURCE_DOES_NOT_EXIST",
-            "message": f"notification {target} not found",
-        }
+        body = assert_problem(r, 404, "not-found", f"notification {target} not found")
+        assert body["errorCode"] == "RESOURCE_DOES_NOT_EXIST"
     assert inbox(estate, "admin2")["items"][0]["read_at"] is None  # untouched
     # A consumer's inbox never lists the admins' notifications.
     assert inbox(estate, "researcher")["items"] == []
@@ -61,11 +50,9 @@ def test_pages_newest_first_and_read_all(estate):
 
 def test_bad_input_is_a_client_error(estate):
     r = estate.call("admin1", "GET", "/api/v1/notifications", params={"cursor": "nonsense"})
-    assert r.status_code == 400 and r.json()["type"].endswith("/invalid-parameter")
+    assert_problem(r, 400, "invalid-parameter")
     r = estate.call("admin1", "GET", "/api/v1/notifications", params={"limit": 100_000})
-    assert r.status_code == 400 and r.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    assert assert_problem(r, 400, "invalid-parameter")["errorCode"] == "INVALID_PARAMETER_VALUE"
     r = estate.call("admin1", "POST", "/api/v1/notifications/0/read")
-    assert r.status_code == 422 and r.json()["type"].endswith("/validation-error")
-    assert r.headers["content-type"].startswith(PROBLEM)
-    r = estate.client.get("/api/v1/notifications")  # no token
-    assert r.status_code == 401 and r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 422, "validation-error")
+    assert_problem(estate.client.get("/api/v1/notifications"), 401)  # no token

@@ -151,17 +151,17 @@ def test_deprecation_reaches_grantees_and_owners(estate, engine, clock):
 def test_a_notification_commits_and_rolls_back_with_its_change(estate, engine, clock):
     """Written in the change's own transaction: rolled back together, committed together."""
     from catalog.audit.record import Operator
-    from policies.requests.service import deny_request
+    from policies.requests import service as requests
 
     dua = estate.dua()
     rid = estate.request(dua_id=dua["id"]).json()["id"]
     operator = Operator("cli:operator")
     with Session(engine) as session:
-        deny_request(session, rid, reason="not now", actor=operator, clock=clock)
+        requests.deny_request(session, rid, reason="not now", actor=operator, clock=clock)
         assert session.exec(select(Notification).where(Notification.kind == "request-denied")).all()
         session.rollback()
     assert ("request-denied", rid, None) not in kinds(estate, "researcher")
     with Session(engine) as session:
-        deny_request(session, rid, reason="not now", actor=operator, clock=clock)
+        requests.deny_request(session, rid, reason="not now", actor=operator, clock=clock)
         session.commit()
     assert ("request-denied", rid, None) in kinds(estate, "researcher")
