@@ -241,7 +241,7 @@ def phase_convert(export: Path, home: Path, workers: int, general: bool) -> dict
         with pq.ParquetWriter(Path(tmp) / "staging.parquet", schema) as writer:
             version = type("V", (), {"id": 1})()
             run = service._Run(_NoSession(), version, spec, schema, writer, stats, *extra)
-            seen: dict[str, tuple[str, int, str]] = {}
+            seen: Any = getattr(service, "FirstSeen", dict)()  # `before` may predate it
             service._convert_ndjson(run, storage, raw, view, seen)
             run.flush_rows()
             run.flush_quarantine()

@@ -1,0 +1,357 @@
+"""NDJSON -> a version's typed rows as Arrow batches, chunk by chunk, in worker processes.
+
+The parent process only cuts the (decompressed) byte stream into blocks of whole lines and
+counts their newlines, so it knows the number of each block's first line. A worker does all the
+per-resource work of a block: it parses every line exactly as ``read_ndjson`` does, digests it,
+evaluates the view (its fast plan, the general evaluator behind), types the rows
+(:class:`~catalog.publishing.coerce.RowCoercer`, findings included) and builds one Arrow record
+batch. It sends back a :class:`Chunk`: that batch, the id, line and digest of every resource, and
+the few events (quarantine, findings, legacy conversions) in line order.
+
+Only duplicate detection needs to see the whole export, so it stays in the parent
+(:class:`FirstSeen`): blocks are consumed strictly in order, and a resource whose id was already
+seen is quarantined there, its rows filtered out of the batch and its events dropped, exactly as
+a serial run that checks duplicates before evaluating would do. With no worker (small files,
+``MESH_CONVERSION_WORKERS=0``) the same :class:`Converter` runs in the parent: both paths are the
+same code, so quarantine line numbers, findings and rows do not depend on workers or block size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import zlib
+from array import array
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import pyarrow as pa
+
+from catalog.products.arrow_types import parse_arrow_type
+from catalog.products.models import ColumnSpec, LegacyDateFormat
+from catalog.publishing.coerce import FieldCoercionError, RowCoercer, stored_columns
+from catalog.publishing.sources import GZIP_MAGIC, _chunks, _gunzip, _parse_line
+from catalog.publishing.views import ResourceEvaluationError, compile_view
+from catalog.sqlonfhir.engine import fast_rows
+
+__all__ = [
+    "BLOCK_BYTES",
+    "Chunk",
+    "ConversionFailed",
+    "Converter",
+    "FirstSeen",
+    "Recipe",
+    "convert_ndjson",
+    "full_schema",
+]
+
+# ~4 MiB of NDJSON per block (~6,000 FHIR Observations): big enough that shipping a block and
+# its batch costs little next to converting it, small enough that a few in flight stay cheap.
+BLOCK_BYTES = 4 << 20
+DIGEST_BYTES = 12  # blake2b-96 of the stripped line: what tells an exact duplicate apart
+
+# Status of each resource that has an id (Chunk.status, one byte each).
+ROWS, EXCLUDED, FAILED = 0, 1, 2
+
+# ("q", line, index, rule, detail, field, resource_id): the record is quarantined; index is the
+# resource's position in Chunk.ids, -1 when the line has no usable resource (bad JSON, no id...).
+# ("k", line, index, findings, conversions, resource_id): a kept resource's findings
+# [(rule, field, detail)] and legacy conversions.
+Event = tuple[Any, ...]
+
+
+class ConversionFailed(RuntimeError):
+    """A conversion worker died (killed, out of memory): the publish fails, nothing is kept."""
+
+
+def full_schema(columns: list[ColumnSpec]) -> pa.Schema:
+    """Arrow schema of the full tier: the declared columns and their precision columns."""
+    return pa.schema(
+        [pa.field(c.name, parse_arrow_type(c.type), c.nullable) for c in stored_columns(columns)]
+    )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a worker needs to convert blocks of one file: the view and the declared columns."""
+
+    view: dict[str, Any]
+    columns: list[ColumnSpec]
+    resource_type: str
+    legacy_formats: tuple[LegacyDateFormat, ...] = ()
+    legacy_time_zone: str | None = None
+
+
+@dataclass(slots=True)
+class Chunk:
+    """The conversion of one block of lines (see the module docstring)."""
+
+    records: int  # non-blank lines
+    ids: list[str] = field(default_factory=list)  # every resource that has an id, in order
+    lines: list[int] = field(default_factory=list)  # the line of each
+    digests: bytes = b""  # DIGEST_BYTES each
+    status: bytes = b""  # ROWS / EXCLUDED / FAILED each
+    events: list[Event] = field(default_factory=list)  # in line order
+    batch: pa.RecordBatch | None = None  # rows of the ROWS resources, in order
+    row_records: pa.Array | None = None  # per row: its resource's index in `ids`
+
+
+class Converter:
+    """Converts blocks of NDJSON lines of one file (in a worker, or in the parent)."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        view = compile_view(recipe.view)
+        self.rows_of = fast_rows(view, recipe.view)
+        self.coercer = RowCoercer(
+            recipe.columns,
+            legacy_formats=recipe.legacy_formats,
+            legacy_time_zone=recipe.legacy_time_zone,
+        )
+        self.schema = full_schema(recipe.columns)
+        self.resource_type = recipe.resource_type
+
+    def convert(self, first_line: int, block: bytes) -> Chunk:
+        """Every line of `block`, the first being line `first_line` of the file."""
+        rows_of, coerce, resource_type = self.rows_of, self.coercer.coerce, self.resource_type
+        blake2b = hashlib.blake2b
+        chunk = Chunk(0)
+        ids, lines, events = chunk.ids, chunk.lines, chunk.events
+        digests: list[bytes] = []
+        status = bytearray()
+        typed_rows: list[dict[str, Any]] = []
+        row_records: list[int] = []
+        records = 0
+        for offset, piece in enumerate(block.split(b"\n")):
+            text = piece.strip()
+            if not text:
+                continue
+            records += 1
+            number = first_line + offset
+            record = _parse_line(number, text, resource_type)
+            resource = record.resource
+            if record.rule is not None or resource is None:
+                rid = resource.get("id") if resource else None
+                events.append(
+                    (
+                        "q",
+                        number,
+                        -1,
+                        record.rule or "json",
+                        record.detail or "",
+                        None,
+                        rid if isinstance(rid, str) else None,
+                    )
+                )
+                continue
+            rid = str(resource.get("id"))
+            index = len(ids)
+            ids.append(rid)
+            lines.append(number)
+            digests.append(blake2b(text, digest_size=DIGEST_BYTES).digest())
+            try:
+                rows = rows_of(resource)
+            except ResourceEvaluationError as exc:
+                status.append(FAILED)
+                events.append(("q", number, index, "view", exc.detail, exc.path, rid))
+                continue
+            if not rows:
+                status.append(EXCLUDED)
+                continue
+            try:
+                typed = [coerce(row) for row in rows]
+            except FieldCoercionError as exc:
+                status.append(FAILED)
+                events.append(("q", number, index, exc.rule, exc.detail, exc.field, rid))
+                continue
+            status.append(ROWS)
+            findings: list[tuple[str, str, str]] = []
+            conversions: list[str] = []
+            for coerced in typed:
+                typed_rows.append(coerced.row)
+                row_records.append(index)
+                if coerced.findings:
+                    findings += [(f.rule, f.field, f.detail) for f in coerced.findings]
+                if coerced.conversions:
+                    conversions += coerced.conversions
+            if findings or conversions:
+                events.append(("k", number, index, findings, conversions, rid))
+        chunk.records = records
+        chunk.digests = b"".join(digests)
+        chunk.status = bytes(status)
+        if typed_rows:
+            chunk.batch = pa.RecordBatch.from_pylist(typed_rows, schema=self.schema)
+            chunk.row_records = pa.array(row_records, pa.int32())
+        return chunk
+
+
+def _blocks(stream: IO[bytes], block_bytes: int) -> Iterator[tuple[int, bytes] | Chunk]:
+    """(number of the first line, block of whole lines), in order; what read_ndjson would
+    number. A broken compressed stream ends, after its last whole line, with the Chunk of the
+    `encoding` record read_ndjson gives."""
+    head = stream.read(2)
+
+    def raw_chunks() -> Iterator[bytes]:
+        yield head
+        yield from _chunks(stream)
+
+    source = _gunzip(raw_chunks()) if head == GZIP_MAGIC else raw_chunks()
+    line = 1
+    parts: list[bytes] = []
+    size = 0
+    try:
+        for data in source:
+            parts.append(data)
+            size += len(data)
+            if size < block_bytes:
+                continue
+            joined = b"".join(parts)
+            cut = joined.rfind(b"\n") + 1
+            if cut:
+                block = joined[:cut]
+                yield line, block
+                line += block.count(b"\n")
+                joined = joined[cut:]
+            parts, size = [joined], len(joined)
+    except (OSError, EOFError, zlib.error) as exc:
+        joined = b"".join(parts)
+        cut = joined.rfind(b"\n") + 1  # read_ndjson drops the unfinished last line
+        if cut:
+            yield line, joined[:cut]
+            line += joined.count(b"\n", 0, cut)
+        detail = f"compressed stream broken: {exc}"
+        yield Chunk(1, events=[("q", line, -1, "encoding", detail, None, None)])
+        return
+    joined = b"".join(parts)
+    if joined:
+        yield line, joined
+
+
+_converter: Converter | None = None
+
+
+def _init_worker(recipe: Recipe) -> None:
+    global _converter
+    _converter = Converter(recipe)
+
+
+def _convert_block(first_line: int, block: bytes) -> Chunk:
+    if _converter is None:
+        raise RuntimeError("conversion worker not initialised")
+    return _converter.convert(first_line, block)
+
+
+def convert_ndjson(
+    stream: IO[bytes], recipe: Recipe, *, workers: int, block_bytes: int | None = None
+) -> Iterator[Chunk]:
+    """The chunks of an NDJSON stream, in order, converted by `workers` processes (0: here)."""
+    size = block_bytes or BLOCK_BYTES
+    if workers <= 0:
+        converter = Converter(recipe)
+        for item in _blocks(stream, size):
+            yield item if isinstance(item, Chunk) else converter.convert(*item)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding DB sessions
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(recipe,)
+    )
+    try:
+        pending: deque[Future[Chunk]] = deque()
+        tail: Chunk | None = None
+        window = 2 * workers + 1
+        for item in _blocks(stream, size):
+            if isinstance(item, Chunk):
+                tail = item
+                continue
+            pending.append(pool.submit(_convert_block, *item))
+            if len(pending) >= window:
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+        if tail is not None:
+            yield tail
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: Future[Chunk]) -> Chunk:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        raise ConversionFailed(f"a conversion worker died: {exc}") from exc
+
+
+class FirstSeen:
+    """Where each resource id of a publish was first seen, with the digest of its line.
+
+    Ids map to an index into compact arrays (line numbers, digests, file by index range), so a
+    publish of millions of resources keeps one dict entry per id and no tuple per resource.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.lines = array("q")
+        self.digests = bytearray()
+        self._file_starts: list[int] = []
+        self._file_names: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def file_of(self, index: int) -> str:
+        """Name of the file the resource at `index` came from."""
+        return self._file_names[bisect_right(self._file_starts, index) - 1]
+
+    def line_of(self, index: int) -> int:
+        """Line of the resource at `index`."""
+        return self.lines[index]
+
+    def digest_of(self, index: int) -> bytes:
+        """Digest of the line of the resource at `index`."""
+        return bytes(self.digests[index * DIGEST_BYTES : (index + 1) * DIGEST_BYTES])
+
+    def _add_file(self, name: str) -> None:
+        if not self._file_names or self._file_names[-1] != name:
+            self._file_starts.append(len(self.lines))
+            self._file_names.append(name)
+
+    def add(self, name: str, chunk: Chunk) -> dict[int, tuple[str, str]]:
+        """Record the chunk's resources; returns its duplicates: index -> (rule, detail)."""
+        self._add_file(name)
+        ids = chunk.ids
+        index = self.index
+        if index.keys().isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual chunk
+            start = len(self.lines)
+            index.update(zip(ids, range(start, start + len(ids)), strict=True))
+            self.lines.extend(chunk.lines)
+            self.digests += chunk.digests
+            return {}
+        duplicates: dict[int, tuple[str, str]] = {}
+        for i, rid in enumerate(ids):
+            digest = chunk.digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]
+            first = index.get(rid)
+            if first is None:
+                index[rid] = len(self.lines)
+                self.lines.append(chunk.lines[i])
+                self.digests += digest
+                continue
+            same = self.digest_of(first) == digest
+            rule = "duplicate" if same else "duplicate-id"
+            what = "exact duplicate of" if same else "same id as a different resource at"
+            duplicates[i] = (rule, f"{what} {self.file_of(first)} line {self.line_of(first)}")
+        return duplicates
+
+
+def without(chunk: Chunk, duplicates: Sequence[int]) -> pa.RecordBatch | None:
+    """The chunk's batch without the rows of the resources at `duplicates`."""
+    batch = chunk.batch
+    if batch is None or not duplicates or chunk.row_records is None:
+        return batch
+    import pyarrow.compute as pc
+
+    keep = pc.invert(pc.is_in(chunk.row_records, value_set=pa.array(duplicates, pa.int32())))
+    return batch.filter(keep)
