@@ -162,6 +162,19 @@ def _member(key: str) -> Path:
     shadow = "_" + key
 
     def member(items: list[Any]) -> list[Any]:
+        if len(items) == 1 and type(items[0]) is dict:  # the usual focus: one element
+            element = items[0]
+            if shadow in element:
+                raise Fallback
+            value = element.get(key)
+            if value is None:
+                return []
+            if type(value) is list:
+                for item in value:
+                    if item is None or type(item) is list:
+                        raise Fallback
+                return value[:]
+            return [value]
         out: list[Any] = []
         for element in items:
             if type(element) is dict:
@@ -267,6 +280,34 @@ def _where(condition: Path) -> Path:
         return kept
 
     return where
+
+
+def _where_equals(key: str, right: str) -> Path:
+    """`where(key = 'literal')` on a string-typed member: `_where(_equals(_member(key), ...))`
+    in one step, with the same results and the same Fallback cases."""
+    shadow = "_" + key
+
+    def where_equals(items: list[Any]) -> list[Any]:
+        kept: list[Any] = []
+        for item in items:
+            if type(item) is not dict or shadow in item:
+                raise Fallback
+            value = item.get(key)
+            if value is None:
+                continue
+            if type(value) is list:
+                if not value:
+                    continue
+                if len(value) != 1:
+                    raise Fallback
+                value = value[0]
+            if type(value) is not str:
+                raise Fallback
+            if value == right:
+                kept.append(item)
+        return kept
+
+    return where_equals
 
 
 def _equals(left: Path, right: str) -> Path:
@@ -403,13 +444,30 @@ def _compile(
                 condition, kind_of = _compile(params[0], current, typing, constants, False)
                 if kind_of != "boolean":
                     raise Unsupported("where needs a boolean criterion")
-                functions.append(_where(condition))
+                key = _member_equals(params[0])
+                if key is not None:
+                    functions.append(
+                        _where_equals(key, _string_literal(_children(params[0])[1], constants))
+                    )
+                else:
+                    functions.append(_where(condition))
             else:
                 raise Unsupported(f"function {name}()")
         else:
             raise Unsupported(f"{kind}")
         index += 1
     return _chain(functions), current
+
+
+def _member_equals(node: AstNode) -> str | None:
+    """`key = <literal>` with a bare member on the left (compiled already, so well-formed)."""
+    if node.get("type") != "EqualityExpression":
+        return None
+    left = _children(node)[0]
+    steps = _steps(left)
+    if len(steps) != 1 or steps[0].get("type") != "MemberInvocation":
+        return None
+    return _identifier(_children(steps[0])[0])
 
 
 def plain_values(items: list[Any]) -> list[Any]:

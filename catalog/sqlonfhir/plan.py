@@ -37,7 +37,10 @@ class _Column:
     collection: bool
 
     def value(self, focus: Any, env: dict[str, Any] | None) -> Any:
-        values = plain_values(self.path([focus]))
+        found = self.path([focus])
+        if not self.collection and len(found) == 1 and type(found[0]) is str:
+            return found[0]  # what plain_values keeps of one string
+        values = plain_values(found)
         if self.collection:
             return values
         if not values:
