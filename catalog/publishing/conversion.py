@@ -210,12 +210,16 @@ def _blocks(stream: IO[bytes], block_bytes: int) -> Iterator[tuple[int, bytes] |
             if size < block_bytes:
                 continue
             joined = b"".join(parts)
-            cut = joined.rfind(b"\n") + 1
-            if cut:
-                block = joined[:cut]
+            start = 0
+            while len(joined) - start >= block_bytes:  # blocks end at the first newline after
+                cut = joined.find(b"\n", start + block_bytes - 1) + 1  # block_bytes
+                if not cut:
+                    break
+                block = joined[start:cut]
                 yield line, block
                 line += block.count(b"\n")
-                joined = joined[cut:]
+                start = cut
+            joined = joined[start:]
             parts, size = [joined], len(joined)
     except (OSError, EOFError, zlib.error) as exc:
         joined = b"".join(parts)
