@@ -18,6 +18,7 @@ same code, so quarantine line numbers, findings and rows do not depend on worker
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import zlib
@@ -241,6 +242,7 @@ _converter: Converter | None = None
 def _init_worker(recipe: Recipe) -> None:
     global _converter
     _converter = Converter(recipe)
+    gc.freeze()  # modules and the compiled view: never garbage, so no collection scans them
 
 
 def _convert_block(first_line: int, block: bytes) -> Chunk:

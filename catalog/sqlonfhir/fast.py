@@ -241,6 +241,9 @@ def _resource_keys(items: list[Any]) -> list[Any]:
 
 def _reference_keys(wanted: str | None) -> Path:
     def reference_keys(items: list[Any]) -> list[Any]:
+        if len(items) == 1:
+            key = _reference_key(items[0], wanted)
+            return [] if key is None else [key]
         keys = (_reference_key(element, wanted) for element in items)
         return [key for key in keys if key is not None]
 
