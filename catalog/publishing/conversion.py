@@ -21,6 +21,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import multiprocessing
+import os
+import pickle
 import zlib
 from array import array
 from bisect import bisect_right
@@ -44,6 +46,7 @@ __all__ = [
     "BLOCK_BYTES",
     "Chunk",
     "ConversionFailed",
+    "ConversionPool",
     "Converter",
     "FirstSeen",
     "Recipe",
@@ -236,52 +239,96 @@ def _blocks(stream: IO[bytes], block_bytes: int) -> Iterator[tuple[int, bytes] |
         yield line, joined
 
 
-_converter: Converter | None = None
+_converters: dict[bytes, Converter] = {}
 
 
-def _init_worker(recipe: Recipe) -> None:
-    global _converter
-    _converter = Converter(recipe)
-    gc.freeze()  # modules and the compiled view: never garbage, so no collection scans them
+def _init_worker() -> None:
+    gc.freeze()  # the modules imported so far: never garbage, so no collection scans them
 
 
-def _convert_block(first_line: int, block: bytes) -> Chunk:
-    if _converter is None:
-        raise RuntimeError("conversion worker not initialised")
-    return _converter.convert(first_line, block)
+def _ready() -> int:
+    return os.getpid()
+
+
+def _convert_block(key: bytes, recipe: Recipe, first_line: int, block: bytes) -> Chunk:
+    converter = _converters.get(key)
+    if converter is None:
+        _converters.clear()  # one file (one recipe) at a time
+        converter = _converters[key] = Converter(recipe)
+        gc.freeze()
+    return converter.convert(first_line, block)
+
+
+class ConversionPool:
+    """Worker processes for the conversion of a publish's files, started ahead of time.
+
+    Starting a worker costs ~1 s (it imports the engine): `start()` spawns them at once, so a
+    publish can land its files meanwhile. `workers` = 0 converts in the calling process.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(0, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> ConversionPool:
+        if self.workers and self._pool is None:
+            context = multiprocessing.get_context("spawn")  # never fork a process holding DB
+            self._pool = ProcessPoolExecutor(  # sessions
+                self.workers, mp_context=context, initializer=_init_worker
+            )
+            for _ in range(self.workers):
+                self._pool.submit(_ready)
+        return self
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> ConversionPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def convert(
+        self, stream: IO[bytes], recipe: Recipe, *, block_bytes: int | None = None
+    ) -> Iterator[Chunk]:
+        """The chunks of an NDJSON stream, in order (see the module docstring)."""
+        size = block_bytes or BLOCK_BYTES
+        pool = self.start()._pool
+        if pool is None:
+            converter = Converter(recipe)
+            for item in _blocks(stream, size):
+                yield item if isinstance(item, Chunk) else converter.convert(*item)
+            return
+        pending: deque[Future[Chunk]] = deque()
+        tail: Chunk | None = None
+        window = 2 * self.workers + 1
+        key = hashlib.blake2b(pickle.dumps(recipe)).digest()
+        try:
+            for item in _blocks(stream, size):
+                if isinstance(item, Chunk):
+                    tail = item
+                    continue
+                pending.append(pool.submit(_convert_block, key, recipe, *item))
+                if len(pending) >= window:
+                    yield _result(pending.popleft())
+            while pending:
+                yield _result(pending.popleft())
+        finally:
+            for future in pending:  # a failed or abandoned conversion: drop what is queued
+                future.cancel()
+        if tail is not None:
+            yield tail
 
 
 def convert_ndjson(
     stream: IO[bytes], recipe: Recipe, *, workers: int, block_bytes: int | None = None
 ) -> Iterator[Chunk]:
     """The chunks of an NDJSON stream, in order, converted by `workers` processes (0: here)."""
-    size = block_bytes or BLOCK_BYTES
-    if workers <= 0:
-        converter = Converter(recipe)
-        for item in _blocks(stream, size):
-            yield item if isinstance(item, Chunk) else converter.convert(*item)
-        return
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding DB sessions
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(recipe,)
-    )
-    try:
-        pending: deque[Future[Chunk]] = deque()
-        tail: Chunk | None = None
-        window = 2 * workers + 1
-        for item in _blocks(stream, size):
-            if isinstance(item, Chunk):
-                tail = item
-                continue
-            pending.append(pool.submit(_convert_block, *item))
-            if len(pending) >= window:
-                yield _result(pending.popleft())
-        while pending:
-            yield _result(pending.popleft())
-        if tail is not None:
-            yield tail
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with ConversionPool(workers) as pool:
+        yield from pool.convert(stream, recipe, block_bytes=block_bytes)
 
 
 def _result(future: Future[Chunk]) -> Chunk:

@@ -60,9 +60,9 @@ from catalog.publishing.conversion import (
     EXCLUDED,
     ROWS,
     Chunk,
+    ConversionPool,
     FirstSeen,
     Recipe,
-    convert_ndjson,
     full_schema,
     without,
 )
@@ -339,30 +339,35 @@ def publish_version(
     # Landing happens under the publish lock too, so the leftovers cleared here are never a
     # concurrent publish's unfinished landing.
     _serialize_publishes(session, version)
-    storage.clear_leftovers()
-    raw_files = [
-        storage.land(f.path, name=f.name, resource_type=f.resource_type)
-        for f in _table_files(found.kind, found.files)
-    ]
-    lineage = {
-        "source_kind": found.kind.value,
-        "raw_files": [r.as_dict() for r in raw_files],
-        "ignored_files": found.ignored,
-    }
-    when = extracted_at or found.transaction_time or clock.now()
-    return _convert(
-        session,
-        version,
-        spec,
-        raw_files,
-        found.kind,
-        lineage,
-        storage=storage,
-        settings=settings,
-        clock=clock,
-        actor=actor,
-        extracted_at=when,
-    )
+    ndjson = found.kind == SourceKind.NDJSON
+    size = sum(f.path.stat().st_size for f in found.files) if ndjson else 0
+    # The conversion's worker processes start now and import the engine while the files land.
+    with ConversionPool(workers_for(size) if ndjson else 0) as pool:
+        storage.clear_leftovers()
+        raw_files = [
+            storage.land(f.path, name=f.name, resource_type=f.resource_type)
+            for f in _table_files(found.kind, found.files)
+        ]
+        lineage = {
+            "source_kind": found.kind.value,
+            "raw_files": [r.as_dict() for r in raw_files],
+            "ignored_files": found.ignored,
+        }
+        when = extracted_at or found.transaction_time or clock.now()
+        return _convert(
+            session,
+            version,
+            spec,
+            raw_files,
+            found.kind,
+            lineage,
+            storage=storage,
+            settings=settings,
+            clock=clock,
+            actor=actor,
+            extracted_at=when,
+            pool=pool,
+        )
 
 
 def reconvert_version(
@@ -556,7 +561,26 @@ def _convert(
     clock: Clock,
     actor: Actor,
     extracted_at: datetime,
+    pool: ConversionPool | None = None,
 ) -> ProductVersion:
+    if pool is None:
+        ndjson = kind == SourceKind.NDJSON
+        size = sum(r.bytes for r in raw_files) if ndjson else 0
+        with ConversionPool(workers_for(size) if ndjson else 0) as own:
+            return _convert(
+                session,
+                version,
+                spec,
+                raw_files,
+                kind,
+                lineage,
+                storage=storage,
+                settings=settings,
+                clock=clock,
+                actor=actor,
+                extracted_at=extracted_at,
+                pool=own,
+            )
     _serialize_publishes(session, version)
     storage.clear_leftovers()
     schema = full_schema(spec.columns)
@@ -575,7 +599,8 @@ def _convert(
                 view = compile_view(spec.view or {})
                 seen = FirstSeen()
                 for raw in raw_files:
-                    _convert_ndjson(run, storage, raw, view, seen)
+                    _convert_ndjson(run, storage, raw, view, seen, pool)
+                pool.close()  # the workers' memory is not needed while the tiers are written
                 del seen  # one entry per resource: not needed while the tiers are written
             else:
                 for raw in raw_files:
@@ -685,6 +710,7 @@ def _convert_ndjson(
     raw: RawFile,
     view: CompiledView,
     seen: FirstSeen,
+    pool: ConversionPool | None = None,
 ) -> None:
     """Rows, findings and quarantine of one NDJSON file (see catalog.publishing.conversion)."""
     spec = run.spec
@@ -695,8 +721,11 @@ def _convert_ndjson(
         legacy_formats=tuple(spec.legacy_date_formats),
         legacy_time_zone=spec.legacy_time_zone,
     )
-    with storage.open_raw(raw.sha256) as stream:
-        for chunk in convert_ndjson(stream, recipe, workers=workers_for(raw.bytes)):
+    with contextlib.ExitStack() as stack:
+        if pool is None:  # the file alone (the conversion benchmark)
+            pool = stack.enter_context(ConversionPool(workers_for(raw.bytes)))
+        stream = stack.enter_context(storage.open_raw(raw.sha256))
+        for chunk in pool.convert(stream, recipe):
             run.add_chunk(raw, chunk, seen)
             progress.update(run.counts)  # the bar of `mesh publish`
     progress.update(run.counts)

@@ -314,14 +314,14 @@ def test_a_failed_conversion_leaves_nothing_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A worker dying mid-export fails the publish: no tier, no staging file, still a draft."""
-    real = service.convert_ndjson
+    real = conversion.ConversionPool.convert
 
     def dying(*args: Any, **kwargs: Any) -> Any:
         chunks = real(*args, **kwargs)
         yield next(chunks)
         raise ConversionFailed("a conversion worker died: killed")
 
-    monkeypatch.setattr(service, "convert_ndjson", dying)
+    monkeypatch.setattr(conversion.ConversionPool, "convert", dying)
     monkeypatch.setattr(conversion, "BLOCK_BYTES", 1)
     version_id = patients_version.id
     session.commit()  # the draft exists before the publish starts
