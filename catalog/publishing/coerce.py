@@ -15,7 +15,7 @@ invalid code or a value outside the value set make the whole record fail (quaran
 import contextlib
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -699,20 +699,35 @@ class RowCoercer:
 
     def coerce(self, row: dict[str, Any]) -> Coerced:
         """The typed row with its findings; FieldCoercionError when the record must fail."""
-        out: dict[str, Any] = {}
+        cells, findings, conversions = self.coerce_values([row.get(c.name) for c in self._plan])
+        return Coerced(dict(zip(self.stored_names, cells, strict=True)), findings, conversions)
+
+    @property
+    def stored_names(self) -> list[str]:
+        """Names of the cells coerce_values returns: stored_columns(columns)."""
+        names: list[str] = []
+        for column in self._plan:
+            names.append(column.name)
+            if column.precision_column is not None:
+                names.append(column.precision_column)
+        return names
+
+    def coerce_values(self, values: Sequence[Any]) -> tuple[list[Any], list[Finding], list[str]]:
+        """`coerce` of the declared columns' values in order: the cells of stored_names."""
+        out: list[Any] = []
         findings: list[Finding] = []
         conversions: list[str] = []
-        for column in self._plan:
+        for column, value in zip(self._plan, values, strict=True):
             name = column.name
-            value = row.get(name)
-            if column.precision_column is not None:
-                out[column.precision_column] = None
             if value is None or (isinstance(value, list) and not value and column.required):
                 if column.required:
                     raise _field_error(name, CoercionError("required", f"{name} is required"))
-                out[name] = None
+                out.append(None)
+                if column.precision_column is not None:
+                    out.append(None)
                 continue
             cell: Any
+            precision = None
             try:
                 if column.is_list:
                     cell = self._list(column, value, findings, conversions)
@@ -722,22 +737,23 @@ class RowCoercer:
                 if column.required:
                     raise _field_error(name, exc) from None
                 findings.append(Finding(name, exc.rule, f"{name}: {exc.detail}"))
-                out[name] = None
-                continue
-            if isinstance(cell, Dated):
-                if column.precision_column is not None:
-                    out[column.precision_column] = cell.precision
-                cell = cell.value
-            if column.code_check is not None and not column.code_check(cell):
-                raise _field_error(
-                    name, CoercionError("code", f"{cell!r} is not a valid {column.system} code")
-                )
-            if column.allowed is not None and cell not in column.allowed:
-                raise _field_error(
-                    name, CoercionError("value-set", f"{cell!r} is not an allowed value")
-                )
-            out[name] = cell
-        return Coerced(out, findings, conversions)
+                cell = None
+            else:
+                if isinstance(cell, Dated):
+                    precision = cell.precision
+                    cell = cell.value
+                if column.code_check is not None and not column.code_check(cell):
+                    raise _field_error(
+                        name, CoercionError("code", f"{cell!r} is not a valid {column.system} code")
+                    )
+                if column.allowed is not None and cell not in column.allowed:
+                    raise _field_error(
+                        name, CoercionError("value-set", f"{cell!r} is not an allowed value")
+                    )
+            out.append(cell)
+            if column.precision_column is not None:
+                out.append(precision)
+        return out, findings, conversions
 
     @staticmethod
     def _scalar(column: _Column, value: Any, conversions: list[str]) -> Any:

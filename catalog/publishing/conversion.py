@@ -27,7 +27,7 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from catalog.publishing.coerce import FieldCoercionError, RowCoercer, stored_col
 from catalog.publishing.sources import GZIP_MAGIC, _chunks, _gunzip, _parse_line
 from catalog.publishing.views import ResourceEvaluationError, compile_view
 from catalog.sqlonfhir.engine import fast_rows
+from catalog.sqlonfhir.plan import FastView
 
 __all__ = [
     "BLOCK_BYTES",
@@ -110,24 +111,39 @@ class Converter:
 
     def __init__(self, recipe: Recipe) -> None:
         view = compile_view(recipe.view)
-        self.rows_of = fast_rows(view, recipe.view)
+        rows_of = fast_rows(view, recipe.view)
+        plan = getattr(rows_of, "__self__", None)
+        names = view.column_names
+        # The view's rows as tuples; the declared columns' values picked from them in order.
+        self.tuples_of: Callable[[dict[str, Any]], list[tuple[Any, ...]]] = (
+            plan.tuples
+            if isinstance(plan, FastView)
+            else lambda r: [tuple([row[n] for n in names]) for row in rows_of(r)]
+        )
         self.coercer = RowCoercer(
             recipe.columns,
             legacy_formats=recipe.legacy_formats,
             legacy_time_zone=recipe.legacy_time_zone,
+        )
+        positions = [names.index(c.name) if c.name in names else None for c in recipe.columns]
+        self.pick: Callable[[tuple[Any, ...]], Sequence[Any]] = (
+            (lambda row: row)
+            if positions == list(range(len(names)))
+            else lambda row: [None if i is None else row[i] for i in positions]
         )
         self.schema = full_schema(recipe.columns)
         self.resource_type = recipe.resource_type
 
     def convert(self, first_line: int, block: bytes) -> Chunk:
         """Every line of `block`, the first being line `first_line` of the file."""
-        rows_of, coerce, resource_type = self.rows_of, self.coercer.coerce, self.resource_type
+        tuples_of, coerce, pick = self.tuples_of, self.coercer.coerce_values, self.pick
+        resource_type = self.resource_type
         blake2b = hashlib.blake2b
         chunk = Chunk(0)
         ids, lines, events = chunk.ids, chunk.lines, chunk.events
         digests: list[bytes] = []
         status = bytearray()
-        typed_rows: list[dict[str, Any]] = []
+        typed_rows: list[list[Any]] = []
         row_records: list[int] = []
         records = 0
         for offset, piece in enumerate(block.split(b"\n")):
@@ -158,7 +174,7 @@ class Converter:
             lines.append(number)
             digests.append(blake2b(text, digest_size=DIGEST_BYTES).digest())
             try:
-                rows = rows_of(resource)
+                rows = tuples_of(resource)
             except ResourceEvaluationError as exc:
                 status.append(FAILED)
                 events.append(("q", number, index, "view", exc.detail, exc.path, rid))
@@ -167,7 +183,7 @@ class Converter:
                 status.append(EXCLUDED)
                 continue
             try:
-                typed = [coerce(row) for row in rows]
+                typed = [coerce(pick(row)) for row in rows]
             except FieldCoercionError as exc:
                 status.append(FAILED)
                 events.append(("q", number, index, exc.rule, exc.detail, exc.field, rid))
@@ -175,20 +191,25 @@ class Converter:
             status.append(ROWS)
             findings: list[tuple[str, str, str]] = []
             conversions: list[str] = []
-            for coerced in typed:
-                typed_rows.append(coerced.row)
+            for cells, found, converted in typed:
+                typed_rows.append(cells)
                 row_records.append(index)
-                if coerced.findings:
-                    findings += [(f.rule, f.field, f.detail) for f in coerced.findings]
-                if coerced.conversions:
-                    conversions += coerced.conversions
+                if found:
+                    findings += [(f.rule, f.field, f.detail) for f in found]
+                if converted:
+                    conversions += converted
             if findings or conversions:
                 events.append(("k", number, index, findings, conversions, rid))
         chunk.records = records
         chunk.digests = b"".join(digests)
         chunk.status = bytes(status)
         if typed_rows:
-            chunk.batch = pa.RecordBatch.from_pylist(typed_rows, schema=self.schema)
+            schema = self.schema
+            columns = zip(*typed_rows, strict=True)
+            chunk.batch = pa.RecordBatch.from_arrays(
+                [pa.array(cells, f.type) for cells, f in zip(columns, schema, strict=True)],
+                schema=schema,
+            )
             chunk.row_records = pa.array(row_records, pa.int32())
         return chunk
 

@@ -564,11 +564,11 @@ def _compile(
                 condition, kind_of = _compile(params[0], current, typing, constants, False)
                 if kind_of != "boolean":
                     raise Unsupported("where needs a boolean criterion")
-                key = _member_equals(params[0])
-                if key is not None:
+                member = _member_equals(params[0])
+                if member is not None:
                     literal = _string_literal(_children(params[0])[1], constants)
-                    functions.append(_where_equals(key, literal))
-                    shapes.append(("where_equals", key, literal))
+                    functions.append(_where_equals(member, literal))
+                    shapes.append(("where_equals", member, literal))
                 else:
                     functions.append(_where(condition))
                     shapes.append(("opaque",))

@@ -146,8 +146,13 @@ class FastView:
 
     def rows(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
         """Exactly ``CompiledView.rows(resource)``."""
+        names = self._names
+        return [dict(zip(names, row, strict=True)) for row in self.tuples(resource)]
+
+    def tuples(self, resource: dict[str, Any]) -> list[Row]:
+        """``rows(resource)`` as tuples of the cells in column order."""
         if type(resource) is not dict:
-            return self.general.rows(resource)
+            return self._general_tuples(resource)
         if resource.get("resourceType") != self.resource:
             return []
         try:
@@ -164,11 +169,13 @@ class FastView:
                 env = self._env.copy()
                 env["resource"] = env["rootResource"] = env["context"] = resource
                 env["rowIndex"] = 0
-            tuples = self._root.rows(resource, env)
+            return self._root.rows(resource, env)
         except Fallback:
-            return self.general.rows(resource)
+            return self._general_tuples(resource)
+
+    def _general_tuples(self, resource: Any) -> list[Row]:
         names = self._names
-        return [dict(zip(names, row, strict=True)) for row in tuples]
+        return [tuple([row[name] for name in names]) for row in self.general.rows(resource)]
 
 
 class _Builder:
