@@ -636,6 +636,11 @@ class _Column:
     precision_column: str | None
     is_list: bool
 
+    @property
+    def text(self) -> bool:
+        """A plain text column: a string value is its cell as it is."""
+        return self.convert is _to_text and not self.is_list
+
 
 def has_precision(column: ColumnSpec) -> bool:
     """Whether the publisher adds `<column>_precision` next to this column."""
@@ -697,6 +702,8 @@ class RowCoercer:
                 )
             )
 
+        self._text = [column.text for column in self._plan]
+
     def coerce(self, row: dict[str, Any]) -> Coerced:
         """The typed row with its findings; FieldCoercionError when the record must fail."""
         cells, findings, conversions = self.coerce_values([row.get(c.name) for c in self._plan])
@@ -717,8 +724,20 @@ class RowCoercer:
         out: list[Any] = []
         findings: list[Finding] = []
         conversions: list[str] = []
-        for column, value in zip(self._plan, values, strict=True):
+        for column, text, value in zip(self._plan, self._text, values, strict=True):
             name = column.name
+            if text and type(value) is str:  # what the general path below makes of it
+                if column.code_check is not None and not column.code_check(value):
+                    raise _field_error(
+                        name,
+                        CoercionError("code", f"{value!r} is not a valid {column.system} code"),
+                    )
+                if column.allowed is not None and value not in column.allowed:
+                    raise _field_error(
+                        name, CoercionError("value-set", f"{value!r} is not an allowed value")
+                    )
+                out.append(value)
+                continue
             if value is None or (isinstance(value, list) and not value and column.required):
                 if column.required:
                     raise _field_error(name, CoercionError("required", f"{name} is required"))

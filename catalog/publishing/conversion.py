@@ -33,12 +33,21 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import msgspec
 import pyarrow as pa
 
+from catalog.bodies import too_deep
 from catalog.products.arrow_types import parse_arrow_type
 from catalog.products.models import ColumnSpec, LegacyDateFormat
 from catalog.publishing.coerce import FieldCoercionError, RowCoercer, stored_columns
-from catalog.publishing.sources import GZIP_MAGIC, _chunks, _gunzip, _parse_line
+from catalog.publishing.sources import (
+    _DECODE,
+    GZIP_MAGIC,
+    MAX_RESOURCE_DEPTH,
+    _chunks,
+    _gunzip,
+    _parse_line,
+)
 from catalog.publishing.views import ResourceEvaluationError, compile_view
 from catalog.sqlonfhir.engine import fast_rows
 from catalog.sqlonfhir.plan import FastView
@@ -137,6 +146,7 @@ class Converter:
     def convert(self, first_line: int, block: bytes) -> Chunk:
         """Every line of `block`, the first being line `first_line` of the file."""
         tuples_of, coerce, pick = self.tuples_of, self.coercer.coerce_values, self.pick
+        decode = _DECODE
         resource_type = self.resource_type
         blake2b = hashlib.blake2b
         chunk = Chunk(0)
@@ -152,9 +162,24 @@ class Converter:
                 continue
             records += 1
             number = first_line + offset
-            record = _parse_line(number, text, resource_type)
-            resource = record.resource
-            if record.rule is not None or resource is None:
+            # The usual line, a resource of the file's type with an id, without building its
+            # InputRecord; anything else is read_ndjson's _parse_line, which decides exactly.
+            try:
+                resource = decode(text)
+            except (msgspec.DecodeError, RecursionError):
+                resource = None
+            if (
+                type(resource) is dict
+                and resource.get("resourceType") == resource_type
+                and type(resource.get("id")) is str
+                and resource["id"]
+                and not too_deep(text, MAX_RESOURCE_DEPTH)
+            ):
+                record = None
+            else:
+                record = _parse_line(number, text, resource_type)
+                resource = record.resource
+            if record is not None and (record.rule is not None or resource is None):
                 rid = resource.get("id") if resource else None
                 events.append(
                     (
@@ -167,6 +192,8 @@ class Converter:
                         rid if isinstance(rid, str) else None,
                     )
                 )
+                continue
+            if resource is None:  # (_parse_line gives a resource whenever it gives no rule)
                 continue
             rid = str(resource.get("id"))
             index = len(ids)
