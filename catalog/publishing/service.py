@@ -63,9 +63,9 @@ from catalog.publishing.conversion import (
     ConversionPool,
     FirstSeen,
     Recipe,
-    full_schema,
     without,
 )
+from catalog.publishing.conversion import full_schema as full_schema  # its home until it moved
 from catalog.publishing.models import (
     FindingPage,
     FindingRecord,
