@@ -7,6 +7,10 @@ worker, the export is cut into chunks of lines; each worker parses its chunk and
 view's fast plan on it, and the results are consumed strictly in chunk order, so the caller's
 duplicate detection and quarantine line numbers are those of a serial run. The parent parses
 every line too (msgspec, a few microseconds) so records are the ones ``read_ndjson`` makes.
+
+The publishing pipeline no longer uses :func:`evaluate_ndjson`: it converts whole blocks in its
+workers (parsing, view, coercion, Arrow) with :mod:`catalog.publishing.conversion`, which also
+takes :func:`workers_for` from here.
 """
 
 from __future__ import annotations
