@@ -135,8 +135,8 @@ class Converter:
             legacy_time_zone=recipe.legacy_time_zone,
         )
         positions = [names.index(c.name) if c.name in names else None for c in recipe.columns]
-        self.pick: Callable[[tuple[Any, ...]], Sequence[Any]] = (
-            (lambda row: row)
+        self.pick: Callable[[tuple[Any, ...]], Sequence[Any]] | None = (
+            None  # the view's columns are the declared columns, in order
             if positions == list(range(len(names)))
             else lambda row: [None if i is None else row[i] for i in positions]
         )
@@ -210,7 +210,7 @@ class Converter:
                 status.append(EXCLUDED)
                 continue
             try:
-                typed = [coerce(pick(row)) for row in rows]
+                typed = [coerce(row if pick is None else pick(row)) for row in rows]
             except FieldCoercionError as exc:
                 status.append(FAILED)
                 events.append(("q", number, index, exc.rule, exc.detail, exc.field, rid))

@@ -262,5 +262,7 @@ def compile_plan(view: Mapping[str, Any], general: CompiledView) -> FastView | N
         return None
     if root.width != len(general.column_names):
         return None
+    while not root.columns and not root.union and root.iterate is None and len(root.selects) == 1:
+        root = root.selects[0]  # a select around a single select gives that select's rows
     env = dict(general._base_env) if builder.general_columns else None
     return FastView(general, root, where, env)
