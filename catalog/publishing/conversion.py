@@ -23,6 +23,7 @@ import hashlib
 import multiprocessing
 import os
 import pickle
+import resource
 import zlib
 from array import array
 from bisect import bisect_right
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
 from typing import IO, Any
 
 import msgspec
@@ -49,8 +51,8 @@ from catalog.publishing.sources import (
     _parse_line,
 )
 from catalog.publishing.views import ResourceEvaluationError, compile_view
-from catalog.sqlonfhir.engine import fast_rows
-from catalog.sqlonfhir.plan import FastView
+from catalog.sqlonfhir.engine import ENGINE_ENV
+from catalog.sqlonfhir.plan import compile_plan
 
 __all__ = [
     "BLOCK_BYTES",
@@ -99,6 +101,9 @@ class Recipe:
     resource_type: str
     legacy_formats: tuple[LegacyDateFormat, ...] = ()
     legacy_time_zone: str | None = None
+    # MESH_CONVERSION_ENGINE as the publishing process sees it: a worker forked from a
+    # forkserver has the environment the forkserver started with, not today's.
+    engine: str | None = field(default_factory=lambda: os.environ.get(ENGINE_ENV))
 
 
 @dataclass(slots=True)
@@ -106,6 +111,7 @@ class Chunk:
     """The conversion of one block of lines (see the module docstring)."""
 
     records: int  # non-blank lines
+    worker: tuple[int, float, int] | None = None  # pid, CPU seconds, peak RSS KiB of its worker
     ids: list[str] = field(default_factory=list)  # every resource that has an id, in order
     lines: list[int] = field(default_factory=list)  # the line of each
     digests: bytes = b""  # DIGEST_BYTES each
@@ -120,13 +126,13 @@ class Converter:
 
     def __init__(self, recipe: Recipe) -> None:
         view = compile_view(recipe.view)
-        rows_of = fast_rows(view, recipe.view)
-        plan = getattr(rows_of, "__self__", None)
+        plan = None if recipe.engine == "general" else compile_plan(recipe.view, view)
+        rows_of = view.rows if plan is None else plan.rows
         names = view.column_names
         # The view's rows as tuples; the declared columns' values picked from them in order.
         self.tuples_of: Callable[[dict[str, Any]], list[tuple[Any, ...]]] = (
             plan.tuples
-            if isinstance(plan, FastView)
+            if plan is not None
             else lambda r: [tuple([row[n] for n in names]) for row in rows_of(r)]
         )
         self.coercer = RowCoercer(
@@ -304,14 +310,32 @@ def _convert_block(key: bytes, recipe: Recipe, first_line: int, block: bytes) ->
         _converters.clear()  # one file (one recipe) at a time
         converter = _converters[key] = Converter(recipe)
         gc.freeze()
-    return converter.convert(first_line, block)
+    chunk = converter.convert(first_line, block)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    chunk.worker = (os.getpid(), usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+    return chunk
+
+
+# What the workers of this process's pools reported: pid -> (CPU seconds, peak RSS KiB). They
+# are the forkserver's children, not this process's, so getrusage here does not see them.
+WORKERS: dict[int, tuple[float, int]] = {}
+
+
+def _context() -> BaseContext:
+    """Workers forked from a forkserver that imported the engine once: a fresh interpreter
+    (never a fork of a process holding database sessions), and a worker starts in milliseconds
+    instead of importing the engine (~1 CPU second) for every publish."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # only before the forkserver's first start
+    return context
 
 
 class ConversionPool:
     """Worker processes for the conversion of a publish's files, started ahead of time.
 
-    Starting a worker costs ~1 s (it imports the engine): `start()` spawns them at once, so a
-    publish can land its files meanwhile. `workers` = 0 converts in the calling process.
+    Workers are forked from a forkserver that imported the engine (~1 CPU second, once per
+    server process); `start()` starts them at once, so a publish lands its files meanwhile.
+    `workers` = 0 converts in the calling process.
     """
 
     def __init__(self, workers: int) -> None:
@@ -320,9 +344,8 @@ class ConversionPool:
 
     def start(self) -> ConversionPool:
         if self.workers and self._pool is None:
-            context = multiprocessing.get_context("spawn")  # never fork a process holding DB
-            self._pool = ProcessPoolExecutor(  # sessions
-                self.workers, mp_context=context, initializer=_init_worker
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=_context(), initializer=_init_worker
             )
             for _ in range(self.workers):
                 self._pool.submit(_ready)
@@ -381,9 +404,13 @@ def convert_ndjson(
 
 def _result(future: Future[Chunk]) -> Chunk:
     try:
-        return future.result()
+        chunk = future.result()
     except BrokenProcessPool as exc:
         raise ConversionFailed(f"a conversion worker died: {exc}") from exc
+    if chunk.worker is not None:
+        pid, cpu, rss = chunk.worker
+        WORKERS[pid] = (cpu, rss)
+    return chunk
 
 
 class FirstSeen:

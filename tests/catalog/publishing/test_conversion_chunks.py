@@ -340,3 +340,17 @@ def test_a_failed_conversion_leaves_nothing_behind(
     staged = [p for p in Path(publish_settings.home).rglob("*.parquet")]
     assert staged == []  # no staging file, no tier data file
     assert not list(Path(publish_settings.home).rglob("_delta_log"))
+
+
+def test_the_engine_choice_travels_with_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers fork from a forkserver whose environment is the one it started with: the
+    publishing process's MESH_CONVERSION_ENGINE goes to them in the recipe."""
+    spec = _vitals_spec()
+    monkeypatch.setenv("MESH_CONVERSION_ENGINE", "general")
+    recipe = Recipe(view=dict(spec.view or {}), columns=list(spec.columns), resource_type="x")
+    assert recipe.engine == "general"
+    assert conversion.Converter(recipe).tuples_of.__name__ == "<lambda>"  # no fast plan
+    monkeypatch.delenv("MESH_CONVERSION_ENGINE")
+    recipe = Recipe(view=dict(spec.view or {}), columns=list(spec.columns), resource_type="x")
+    assert recipe.engine is None
+    assert conversion.Converter(recipe).tuples_of.__name__ == "tuples"
