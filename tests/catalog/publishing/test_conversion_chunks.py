@@ -229,6 +229,7 @@ def test_serial_chunks_match_the_record_by_record_oracle(
         monkeypatch.setattr(conversion, "BLOCK_BYTES", block_bytes)
     for name, (data, spec) in {
         "patients": (_patients_export(), version_spec()),
+        "patients-no-final-newline": (_patients_export().rstrip(b"\n"), version_spec()),
         "vitals": vitals,
     }.items():
         folder = tmp_path / name
