@@ -22,7 +22,7 @@ from catalog.kernel.pagination import decode_cursor, encode_cursor
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import DataProduct, Domain, ProductVersion, Tier, VersionStatus
-from policies.enforcer import Caller, PolicyEngine
+from policies.enforcer import Caller, PolicyEngine, PolicyRules
 from policies.models import (
     COVERAGE_PATTERN,
     AccessRequest,
@@ -261,7 +261,7 @@ def tier_context(
 
 
 def check_minimum_necessary(
-    policy: PolicyEngine,
+    policy: PolicyEngine | PolicyRules,
     dua: Dua,
     *,
     product: str,
@@ -280,7 +280,13 @@ def check_minimum_necessary(
 
 
 def check_grant(
-    policy: PolicyEngine, grant: Grant, dua: Dua, *, purpose: Purpose, product: str, now: datetime
+    policy: PolicyEngine | PolicyRules,
+    grant: Grant,
+    dua: Dua,
+    *,
+    purpose: Purpose,
+    product: str,
+    now: datetime,
 ) -> None:
     """The minimum-necessary rules over a grant's own fields (its tier and justification, its
     DUA, its request's purpose): checked before an approval creates the grant and at every

@@ -27,9 +27,8 @@ from catalog.kernel.errors import InvalidParameter, NotFound
 from catalog.kernel.settings import Settings
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
 from policies.access import PolicyRefusal, check_grant, grant_state, readable
-from policies.enforcer import PolicyEngine
+from policies.enforcer import PolicyEngine, PolicyRules
 from policies.models import AccessRequest, Dua, Grant, Organization, Purpose
-from sharing.cache import CacheView
 
 SERVED = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
 NAMESPACE = uuid.UUID("8f1d2c3e-4b5a-4c6d-9e8f-0a1b2c3d4e5f")
@@ -100,6 +99,7 @@ class GrantFacts:
         settings: Settings,
         first_tiers: dict[int, str] | None = None,
     ) -> None:
+        self.settings = settings
         # (grant, its DUA, the request's purpose, product name, domain name), oldest first
         self.grants = grants
         # product id -> the tier of the recipient's first grant of it ever (revoked included)
@@ -167,37 +167,36 @@ def shared_tables(
     organization: Organization,
     *,
     settings: Settings,
-    policy: PolicyEngine,
+    policy: PolicyEngine | PolicyRules,
     now: datetime,
-    cache: CacheView | None = None,
 ) -> list[SharedTable]:
-    """Every table the recipient may read now, ordered by schema then name.
+    """Every table the recipient may read now, ordered by schema then name, read afresh.
 
     A grant counts only while it is readable (not expired, revoked or suspended, DUA in force)
-    and the policy's minimum-necessary rule still allows its tier under its DUA and purpose,
-    so a policy or DUA change takes effect on the next request. With `cache`, the rows come
-    from this governance revision's cache and the tables derived from them are reused until
-    the next instant at which any rule could decide differently (`GrantFacts.tables`).
+    and the policy's minimum-necessary rule still allows its tier under its DUA and purpose.
+    The sharing routes derive the same from their access snapshot (`sharing.access`).
     """
-    org_id = saved_id(organization.id)
-    if cache is None:
-        return _derive(grant_facts(session, org_id, settings), organization, settings, policy, now)
-    facts = cache.get(("grants", org_id), lambda: grant_facts(session, org_id, settings))
-    return facts.tables(
-        now, policy.rules(), lambda: _derive(facts, organization, settings, policy, now)
-    )
+    facts = grant_facts(session, saved_id(organization.id), settings)
+    return _derive(facts, organization, policy, now)
+
+
+def tables_of(
+    facts: GrantFacts, organization: Organization, *, rules: PolicyRules, now: datetime
+) -> list[SharedTable]:
+    """The tables `facts` allow at `now` under `rules`; the last derivation is reused until the
+    next instant at which any rule could decide differently (`GrantFacts.tables`). No I/O."""
+    return facts.tables(now, rules, lambda: _derive(facts, organization, rules, now))
 
 
 def _derive(
     facts: GrantFacts,
     organization: Organization,
-    settings: Settings,
-    policy: PolicyEngine,
+    policy: PolicyEngine | PolicyRules,
     now: datetime,
 ) -> list[SharedTable]:
     tables: dict[tuple[str, str], SharedTable] = {}
     for grant, dua, purpose, product_name, domain_name in facts.grants:
-        if not readable(grant_state(grant, dua, now, settings)):
+        if not readable(grant_state(grant, dua, now, facts.settings)):
             continue
         try:
             check_grant(
