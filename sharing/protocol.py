@@ -3,29 +3,22 @@ response format, headers and errors.
 
 Each class is one JSON object the protocol defines (the reference server's `model.scala` and the
 Python client's `protocol.py` name the same ones): `protocol`, `metaData`, `file` (parquet and
-delta formats), the change lines `add`, `cdf` and `remove`, and the share, schema and table
-listings. Field names are the wire's (`rename="camel"`); optional fields left at their default
-are not written (`omit_defaults`), as the reference server leaves them out.
+delta formats), the change lines `add`, `cdf` and `remove`, the share, schema and table
+listings, and errors. Field names are the wire's (`rename="camel"`); optional fields left at
+their default are not written (`omit_defaults`), as the reference server leaves them out.
 """
 
 import json
-import logging
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
-from litestar.types import ExceptionHandlersMap
+from litestar import Response
 
 from catalog.kernel.errors import MeshError
-from sharing import refusals
 
 if TYPE_CHECKING:
     from sharing.delta import Change, DataFile, Snapshot
-
-log = logging.getLogger("mesh.sharing")
 
 NDJSON = "application/x-ndjson; charset=utf-8"
 JSON = "application/json; charset=utf-8"
@@ -442,63 +435,10 @@ def capabilities(fmt: Format) -> str:
     return f"responseformat={fmt}"
 
 
-# --- errors: `{"errorCode", "message"}`; client mistakes never 5xx (the client retries those)
+# --- errors: `{"errorCode", "message"}` (answered by `sharing.errors`)
 
 
 class UnsupportedOperation(MeshError):
     """A protocol feature this server does not offer."""
 
     slug, title, status, code = "unsupported", "Unsupported operation", 400, "UNSUPPORTED_OPERATION"
-
-
-def error(status: int, code: str, message: str) -> Response[bytes]:
-    """A protocol error response."""
-    return Response(
-        content=dumps(ErrorResponse(code, message)), status_code=status, media_type=JSON
-    )
-
-
-def _mesh_error(request: Request[Any, Any, Any], exc: MeshError) -> Response[bytes]:
-    response = error(exc.status, exc.code, exc.detail)
-    response.headers.update(exc.headers)
-    response.background = refusals.audited(request, exc, exc.status, exc.code)
-    return response
-
-
-def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
-    """The parameters at fault and why, never their values nor the URL (which may be long)."""
-    faults = [
-        f"{_wire_name(str(item.get('key') or 'request'))}: {item.get('message', 'invalid')}"
-        for item in (exc.extra if isinstance(exc.extra, list) else [])
-        if isinstance(item, dict)
-    ]
-    response = error(400, "INVALID_PARAMETER_VALUE", "; ".join(faults)[:500] or "invalid request")
-    response.background = refusals.audited(request, exc, 400, "INVALID_PARAMETER_VALUE")
-    return response
-
-
-def _wire_name(key: str) -> str:
-    """The protocol's camelCase name of a handler parameter (`max_results` -> `maxResults`)."""
-    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
-
-
-def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    if exc.status_code >= 500:  # the framework's own 5xx (a response it could not render) is a bug
-        return _internal(request, exc)
-    code = "RESOURCE_DOES_NOT_EXIST" if exc.status_code == 404 else "MALFORMED_REQUEST"
-    response = error(exc.status_code, code, exc.detail)
-    response.background = refusals.audited(request, exc, exc.status_code, code)
-    return response
-
-
-def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error(500, "INTERNAL_ERROR", "internal error")
-
-
-HANDLERS: ExceptionHandlersMap = {
-    MeshError: _mesh_error,
-    ValidationException: _validation_error,
-    HTTPException: _http_error,
-    Exception: _internal,
-}

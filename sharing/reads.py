@@ -162,24 +162,6 @@ def grant_facts(session: Session, organization_id: int, settings: Settings) -> G
     return GrantFacts(grants, served, settings, first_tiers)
 
 
-def shared_tables(
-    session: Session,
-    organization: Organization,
-    *,
-    settings: Settings,
-    policy: PolicyEngine | PolicyRules,
-    now: datetime,
-) -> list[SharedTable]:
-    """Every table the recipient may read now, ordered by schema then name, read afresh.
-
-    A grant counts only while it is readable (not expired, revoked or suspended, DUA in force)
-    and the policy's minimum-necessary rule still allows its tier under its DUA and purpose.
-    The sharing routes derive the same from their access snapshot (`sharing.access`).
-    """
-    facts = grant_facts(session, saved_id(organization.id), settings)
-    return _derive(facts, organization, policy, now)
-
-
 def tables_of(
     facts: GrantFacts, organization: Organization, *, rules: PolicyRules, now: datetime
 ) -> list[SharedTable]:

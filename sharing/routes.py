@@ -24,9 +24,9 @@ from sharing import answers, protocol, refusals
 from sharing.access import Access
 from sharing.answers import TableAnswer, TableRef, Visit
 from sharing.delta import DeltaSnapshots
+from sharing.errors import HANDLERS
 from sharing.files.urls import PREFIX
 from sharing.params import ChangesParams, query_body
-from sharing.protocol import HANDLERS
 from sharing.recipients import service as recipients
 
 TABLE = "/shares/{share:str}/schemas/{schema:str}/tables/{table:str}"

@@ -27,8 +27,8 @@ from catalog.kernel.settings import Settings
 from catalog.publishing.storage import tier_table_of
 from policies.auth import client_address
 from sharing import refusals
+from sharing.errors import HANDLERS
 from sharing.files.presign import object_store_signer
-from sharing.protocol import HANDLERS
 from sharing.reads import SharedTable, mac, signing_key
 from sharing.recipients.service import check_address
 

@@ -181,12 +181,6 @@ def verify(found: TokenRow | None, secret: str, *, now: datetime) -> Recipient:
     return Recipient(organization=organization, token_id=token.id, cidrs=cidrs)
 
 
-def authenticate(session: Session, credential: str | None, *, now: datetime) -> Recipient:
-    """The recipient behind a bearer token, read afresh, or Unauthenticated."""
-    token_id, secret = token_id_in(credential)
-    return verify(token_row(session, token_id), secret, now=now)
-
-
 def token_row(session: Session, token_id: str) -> TokenRow | None:
     """A token with its organisation and allow-list, in one round trip."""
     found = session.execute(
@@ -359,16 +353,6 @@ def networks_of(session: Session, name: str) -> tuple[str, ...] | None:
         .where(Organization.name == name)
     ).first()
     return None if row is None else tuple(row[1] or ())
-
-
-def recipient_of(session: Session, name: str) -> tuple[Organization, tuple[str, ...]] | None:
-    """The recipient called `name` and its allow-list; None when there is no such recipient."""
-    row = session.execute(
-        select(Organization, RecipientNetwork.cidrs)
-        .outerjoin(RecipientNetwork, col(RecipientNetwork.organization_id) == Organization.id)
-        .where(Organization.name == name)
-    ).first()
-    return None if row is None else (row[0], tuple(row[1] or ()))
 
 
 def check_network(session: Session, organization: Organization, client: str | None) -> None:
