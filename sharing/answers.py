@@ -175,7 +175,7 @@ async def query(
         at = await sync_to_thread(last_at_or_before, found, params.timestamp, times)
     snap = await deltas.get(found.location, at)
     fmt = response_format(capabilities, snap)
-    chosen: list[delta.DataFile] = params.wants(snap.files)
+    chosen = params.wants(snap.files)
 
     def lines() -> list[Line]:
         until = found.not_after([snap.version])

@@ -17,6 +17,7 @@ import msgspec
 from catalog.kernel.bodies import MalformedBody, check_body
 from catalog.kernel.errors import InvalidParameter
 from sharing import predicates
+from sharing.delta import DataFile
 from sharing.protocol import UnsupportedOperation
 from sharing.reads import SharedTable, page_offset, page_token
 
@@ -53,9 +54,9 @@ class QueryParams:
     limit: int | None
     hint: predicates.Node | None
 
-    def wants(self, files: list[Any]) -> list[Any]:
+    def wants(self, files: list[DataFile]) -> list[DataFile]:
         """The files the hint may match, until `limit` rows are covered."""
-        chosen: list[Any] = []
+        chosen: list[DataFile] = []
         rows = 0
         for f in files:
             if self.limit is not None and rows >= self.limit:
