@@ -155,7 +155,9 @@ def test_a_snapshot_never_serves_a_revoked_token(estate, estate_engine):
     snapshots = _snapshots(estate_engine, estate["settings"])
     with Session(estate_engine) as session:  # a token of its own: the estate's stays live
         org = get_organization(session, "sepsis-research")
-        _, credential = recipients.issue_token(session, org, days=1, now=datetime.now(UTC))
+        _, credential = recipients.issue_recipient_token(
+            session, org, days=1, now=datetime.now(UTC)
+        )
         session.commit()
     token_id, secret = recipients.token_id_in(credential)
     before = _revision_pair(estate_engine)
@@ -206,7 +208,7 @@ def test_snapshots_are_bounded_and_share_an_organisations_grants(estate, estate_
     assert again.grants is not None and first.grants is not None
     with Session(estate_engine) as session:  # a second token of the same organisation
         org = get_organization(session, "sepsis-research")
-        row, _ = recipients.issue_token(session, org, days=1, now=datetime.now(UTC))
+        row, _ = recipients.issue_recipient_token(session, org, days=1, now=datetime.now(UTC))
         session.commit()
         second_id = row.id
     revision = _revision_pair(estate_engine)

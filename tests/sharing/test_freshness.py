@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from catalog.kernel.db import make_engine
 from policies.principals.service import get_organization
-from sharing.recipients.service import issue_token, token_id_in
+from sharing.recipients.service import issue_recipient_token, token_id_in
 from tests.live import free_port
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
@@ -108,7 +108,7 @@ def check_every_change_reaches_the_next_request(home: Path, database_url: str, e
     """Revocation, grant and policy changes committed from outside, seen by the next request."""
     with Session(engine) as session:  # a token of its own: the estate's other tests keep theirs
         organization = get_organization(session, "sepsis-research")
-        _, token = issue_token(session, organization, days=1, now=datetime.now(UTC))
+        _, token = issue_recipient_token(session, organization, days=1, now=datetime.now(UTC))
         session.commit()
     token_id, _ = token_id_in(token)
     with engine.connect() as conn:

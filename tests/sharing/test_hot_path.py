@@ -20,7 +20,7 @@ from sqlmodel import Session
 from catalog.kernel.db import make_engine
 from policies.principals.service import get_organization
 from sharing.delta import DeltaSnapshots
-from sharing.recipients.service import issue_token
+from sharing.recipients.service import issue_recipient_token
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
 
@@ -38,7 +38,7 @@ def _own_token(engine) -> str:
     """A token of its own: its failure counts and snapshot are its own."""
     with Session(engine) as session:
         organization = get_organization(session, "sepsis-research")
-        _, token = issue_token(session, organization, days=1, now=datetime.now(UTC))
+        _, token = issue_recipient_token(session, organization, days=1, now=datetime.now(UTC))
         session.commit()
     return token
 
