@@ -43,12 +43,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from support import bench_database
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -77,25 +78,9 @@ def _log(message: str) -> None:
 
 @contextmanager
 def database(args: argparse.Namespace, home: Path) -> Iterator[str]:
-    """SQLite in the home, or a fresh PostgreSQL database next to `--database-url` (dropped)."""
-    if not args.database_url:
-        yield f"sqlite:///{(home / 'catalog.db').resolve()}"
-        return
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from catalog.kernel.db import make_engine
-
-    admin = make_engine(args.database_url).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"mesh_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(args.database_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """The bench's catalog database (`support.bench_database`)."""
+    with bench_database(home, args.database_url, keep=False) as url:
+        yield url
 
 
 def _settings(home: Path, database_url: str, port: int) -> Any:

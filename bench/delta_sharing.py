@@ -77,7 +77,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -89,6 +88,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from support import bench_database
 
 READ_RATIO_TARGET = 1.3
 P99_TARGET_MS = 50.0
@@ -331,26 +331,9 @@ def free_port() -> int:
 
 @contextmanager
 def database(args: argparse.Namespace, home: Path) -> Iterator[str]:
-    """SQLite in the home, or a fresh PostgreSQL database next to `--database-url` (dropped)."""
-    if not args.database_url:
-        yield f"sqlite:///{(home / 'catalog.db').resolve()}"
-        return
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from catalog.kernel.db import make_engine
-
-    admin = make_engine(args.database_url).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"mesh_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(args.database_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        if not args.keep:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """The bench's catalog database (`support.bench_database`)."""
+    with bench_database(home, args.database_url, keep=args.keep) as url:
+        yield url
 
 
 def _timed_step(estate: Estate, name: str) -> Callable[[], None]:

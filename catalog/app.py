@@ -39,7 +39,8 @@ from policies.enforcer import PUBLIC_PATHS, RECIPIENT_PATHS, permission_guard
 from policies.notifications.delivery import Deliverer
 from policies.ratelimit import FailureLimiter
 from policies.routes import CONTROLLERS as GOVERNANCE
-from sharing.cache import GovernanceCache, RevisionReader
+from sharing.access import Access
+from sharing.delta import DeltaSnapshots
 from sharing.files.urls import FileController
 from sharing.recipients.routes import CONTROLLERS as RECIPIENTS
 from sharing.routes import SharingController
@@ -135,8 +136,10 @@ def create_app(
     app.state.policy = policy
     app.state.authenticator = wired.authenticator
     app.state.limiter = limiter
-    app.state.governance_cache = GovernanceCache()
-    app.state.revisions = RevisionReader(the_engine)
+    # The sharing hot path's state: access snapshots per (token, governance revision), and the
+    # Delta snapshots read so far (sharing/access.py, sharing/delta.py).
+    app.state.access = Access(the_engine, policy, settings)
+    app.state.deltas = DeltaSnapshots(settings.storage_options)
     console.install(app, settings)
     return app
 

@@ -119,9 +119,14 @@ class Authenticator:
     clock: Clock
 
     def caller(self, session: Session, credential: str | None) -> Caller:
-        """The principal behind `credential`."""
+        """The principal behind `credential`.
+
+        The policy is brought to the governance revision read now, on this session, so the
+        request's permission checks see every change committed before it (`PolicyEngine.observe`).
+        """
         if not credential:
             raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+        self.policy.observe(session)
         admin = self.settings.admin_token
         if admin is not None and hmac.compare_digest(
             credential.encode(), admin.get_secret_value().encode()

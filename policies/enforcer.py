@@ -1,9 +1,12 @@
 """The one policy engine: every authorization decision goes through `PolicyEngine`.
 
-Casbin holds the rules (`model.conf`, lines in the `casbin_rule` table). Each process keeps one
-enforcer and reloads it when the shared `policy_revision` counter moves, checking at most every
-`policy_refresh_seconds`, so a change made by one server process is enforced by the others
-within that interval.
+Casbin holds the rules (`model.conf`, lines in the `casbin_rule` table). Each process keeps the
+rules of one governance revision (`policies/revision.py`), which triggers bump whenever a policy
+line changes, and reads the lines again when it moves. The sharing server asks for the rules at
+the revision read for each request (`PolicyEngine.at`); an API request brings the engine to the
+revision as it is authenticated (`PolicyEngine.observe`). Either way a policy change is enforced
+from the next request. Checks made outside a request (commands, listeners) read the revision
+again at most every `policy_refresh_seconds`.
 """
 
 import threading
@@ -12,17 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import casbin
+from casbin import persist
 from casbin.util import key_match
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from catalog.audit.context import redact
 from catalog.audit.record import Actor
 from catalog.kernel.clock import Clock
 from catalog.kernel.errors import Forbidden, Unauthenticated
-from catalog.serving.blocking import may_block
 from policies.adapter import SessionAdapter, rule_values
-from policies.models import CasbinRule, PolicyRevision
+from policies.models import CasbinRule
+from policies.revision import Revision, read_revision
 
 MODEL_PATH = Path(__file__).with_name("model.conf")
 # Subjects and roles live in separate namespaces of the Casbin policy: a principal is
@@ -66,8 +70,65 @@ def _new_enforcer() -> casbin.Enforcer:
     return enforcer
 
 
+PolicyLines = tuple[tuple[str, ...], ...]
+
+
+class PolicyRules:
+    """The policy lines read at one revision and casbin's enforcer over them; never changes."""
+
+    def __init__(self, lines: PolicyLines, extra_grouping: list[tuple[str, str, str]]) -> None:
+        self.lines = lines
+        self._enforcer = _new_enforcer()
+        model = self._enforcer.get_model()
+        for line in lines:
+            persist.load_policy_line(", ".join(line), model)
+        for name, role, domain in extra_grouping:
+            model.add_policy("g", "g", [user_subject(name), role_subject(role), domain])
+        self._enforcer.build_role_links()
+        self._decide = threading.Lock()  # casbin's eval (ast.parse) is not thread-safe
+        self._tier_decisions: dict[tuple[str, Any], bool] = {}
+
+    def allowed(self, principal: str, domain: str, obj: str, action: str) -> bool:
+        """The decision for one request of principal `principal` (deny by default)."""
+        with self._decide:
+            return bool(self._enforcer.enforce(user_subject(principal), domain, obj, action))
+
+    def explain(self, principal: str, domain: str, obj: str, action: str) -> tuple[bool, list[str]]:
+        """The decision for principal `principal` and the policy line that allowed it (empty
+        when none did)."""
+        with self._decide:
+            allowed, rule = self._enforcer.enforce_ex(user_subject(principal), domain, obj, action)
+        return bool(allowed), list(rule)
+
+    def tier_allowed(self, tier: str, context: Any) -> bool:
+        """Minimum-necessary rule for a tier over a request context (hashable: kept)."""
+        key = (tier, context)
+        with self._decide:
+            found = self._tier_decisions.get(key)
+            if found is None:
+                enforcer = self._enforcer
+                found = bool(enforcer.enforce(enforcer.new_enforce_context("2"), tier, context))
+                self._tier_decisions[key] = found
+            return found
+
+    def roles_of(self, principal: str) -> list[tuple[str, str]]:
+        """(role, domain) pairs held by principal `principal` (role names without namespace)."""
+        subject = user_subject(principal)
+        return [
+            (r[1].removeprefix(ROLE_PREFIX), r[2])
+            for r in self._enforcer.get_model().get_policy("g", "g")
+            if r[0] == subject
+        ]
+
+
+def read_policy_lines(session: Session) -> PolicyLines:
+    """Every stored policy line, `(ptype, values...)`, in the order they were added."""
+    rows = session.exec(select(CasbinRule).order_by(col(CasbinRule.id))).all()
+    return tuple((rule.ptype, *rule_values(rule)) for rule in rows)
+
+
 class PolicyEngine:
-    """A process's view of the policy, refreshed from the database when it changes.
+    """A process's view of the policy: the rules of the latest governance revision it read.
 
     (A plain class rather than a dataclass: the framework hands dependencies through unchanged.)
     """
@@ -84,98 +145,82 @@ class PolicyEngine:
         self.clock = clock
         self.refresh_seconds = refresh_seconds
         self.extra_grouping = extra_grouping or []
-        self._enforcer: casbin.Enforcer | None = None
-        self._revision = -1
+        self._rules: PolicyRules | None = None
+        self._rules_at: Revision | None = None  # the revision they were read at
         self._checked_at: datetime | None = None
-        self._lock = threading.Lock()  # one refresh at a time
-        self._decide = threading.Lock()  # casbin's eval (ast.parse) is not thread-safe
-        self._tier_decisions: dict[tuple[str, Any], bool] = {}
+        self._lock = threading.Lock()  # one read of the lines at a time
 
     def invalidate(self) -> None:
-        """Reload before the next decision (after a change made in this process)."""
+        """Read the lines again before the next decision (after a change made in this process)."""
         with self._lock:
             self._checked_at = None
-            self._revision = -1
+            self._rules_at = None
+
+    def at(self, revision: Revision | None) -> PolicyRules:
+        """The rules in force at `revision`, read after it for the request that asks.
+
+        Blocking when the revision moved since the rules were read (it reads the lines): call it
+        in a thread. Lines equal to those held keep the same `PolicyRules` (and the decisions
+        it has kept), so a grant or token change costs one read of the lines, not a new
+        enforcer. Without a counter (None) the lines are read every time.
+        """
+        with self._lock:
+            current = self._rules
+            if current is not None and revision is not None and revision == self._rules_at:
+                return current
+            with Session(self.engine) as session:
+                lines = read_policy_lines(session)
+            if current is None or lines != current.lines:
+                current = PolicyRules(lines, self.extra_grouping)
+            self._rules, self._rules_at = current, revision
+            self._checked_at = self.clock.now()
+            return current
+
+    def observe(self, session: Session) -> PolicyRules:
+        """The rules at the revision read now on `session`, held for the checks that follow.
+
+        Called as an API request is authenticated (in its handler thread, on its session): the
+        request's permission checks then see every change committed before it, the same rule as
+        the sharing routes'. One read of the counter per request; the lines only when it moved.
+        """
+        return self.at(read_revision(session.connection()))
 
     def _stale(self, now: datetime) -> bool:
         checked = self._checked_at
         return checked is None or now - checked >= timedelta(seconds=self.refresh_seconds)
 
-    def _current(self) -> casbin.Enforcer:
-        """The rules in force; a stale copy keeps serving while one thread reloads.
+    def current(self) -> PolicyRules:
+        """The rules for a check outside the sharing path (the API, commands): the revision is
+        read again once `refresh_seconds` have passed (or after `invalidate`).
 
-        Only an invalidation (a change made by this process) or the first call waits for the
-        reload, so a slow database never queues every request behind the policy check.
+        While one thread reads the lines, others keep deciding on the rules held; only the
+        first call and a call after an invalidation wait.
         """
-        now = self.clock.now()
-        current = self._enforcer
-        if current is not None and not self._stale(now):
+        current = self._rules
+        if current is not None and not self._stale(self.clock.now()):
             return current
-        may_block()  # the revision check reads the database
-        must_wait = current is None or self._checked_at is None
-        if not self._lock.acquire(blocking=must_wait):
-            return current  # not None: only the first call waits
-        try:
-            if self._enforcer is not None and not self._stale(now):
-                return self._enforcer
-            with Session(self.engine) as session:
-                row = session.get(PolicyRevision, 1)
-                revision = row.revision if row else 0
-                if self._enforcer is None or revision != self._revision:
-                    enforcer = _new_enforcer()
-                    SessionAdapter(session).load_policy(enforcer.get_model())
-                    for name, role, domain in self.extra_grouping:
-                        enforcer.get_model().add_policy(
-                            "g", "g", [user_subject(name), role_subject(role), domain]
-                        )
-                    enforcer.build_role_links()
-                    with self._decide:
-                        self._enforcer, self._revision = enforcer, revision
-                        self._tier_decisions = {}
-            self._checked_at = now
-            return self._enforcer
-        finally:
-            self._lock.release()
-
-    def rules(self) -> object:
-        """The rules in force, as an opaque value that changes whenever they are reloaded."""
-        return self._current()
+        if current is not None and self._checked_at is not None and self._lock.locked():
+            return current
+        with self.engine.connect() as connection:
+            revision = read_revision(connection)
+        return self.at(revision)
 
     def allowed(self, principal: str, domain: str, obj: str, action: str) -> bool:
         """The decision for one request of principal `principal` (deny by default)."""
-        enforcer = self._current()
-        with self._decide:
-            return bool(enforcer.enforce(user_subject(principal), domain, obj, action))
+        return self.current().allowed(principal, domain, obj, action)
 
     def explain(self, principal: str, domain: str, obj: str, action: str) -> tuple[bool, list[str]]:
         """The decision for principal `principal` and the policy line that allowed it (empty
         when none did)."""
-        enforcer = self._current()
-        with self._decide:
-            allowed, rule = enforcer.enforce_ex(user_subject(principal), domain, obj, action)
-        return bool(allowed), list(rule)
+        return self.current().explain(principal, domain, obj, action)
 
     def tier_allowed(self, tier: str, context: Any) -> bool:
-        """Minimum-necessary rule for a tier over a request context (hashable: cached)."""
-        enforcer = self._current()
-        key = (tier, context)
-        with self._decide:
-            if enforcer is not self._enforcer or key not in self._tier_decisions:
-                decision = bool(enforcer.enforce(enforcer.new_enforce_context("2"), tier, context))
-                if enforcer is self._enforcer:
-                    self._tier_decisions[key] = decision
-                return decision
-            return self._tier_decisions[key]
+        """Minimum-necessary rule for a tier over a request context."""
+        return self.current().tier_allowed(tier, context)
 
     def roles_of(self, principal: str) -> list[tuple[str, str]]:
         """(role, domain) pairs held by principal `principal` (role names without namespace)."""
-        model = self._current().get_model()
-        subject = user_subject(principal)
-        return [
-            (r[1].removeprefix(ROLE_PREFIX), r[2])
-            for r in model.get_policy("g", "g")
-            if r[0] == subject
-        ]
+        return self.current().roles_of(principal)
 
 
 class Caller(Actor):
@@ -199,18 +244,7 @@ class Caller(Actor):
         return self.policy is not None and self.policy.allowed(self.name, domain, obj, action)
 
 
-# --- policy changes (always in the caller's transaction, with the revision bumped) --------------
-
-
-def bump_revision(session: Session, now: datetime) -> None:
-    """Tell every process the policy changed."""
-    row = session.get(PolicyRevision, 1)
-    if row is None:
-        session.add(PolicyRevision(id=1, revision=1, changed_at=now))
-    else:
-        row.revision += 1
-        row.changed_at = now
-    session.flush()
+# --- policy changes (always in the caller's transaction; triggers bump the governance revision)
 
 
 def add_rule(session: Session, ptype: str, values: list[str], *, now: datetime) -> None:
@@ -219,13 +253,11 @@ def add_rule(session: Session, ptype: str, values: list[str], *, now: datetime) 
     if any(rule_values(r) == values for r in stored):
         return
     SessionAdapter(session).add_policy(ptype[0], ptype, values)
-    bump_revision(session, now)
 
 
 def remove_rules(session: Session, ptype: str, *values: str, now: datetime) -> None:
     """Remove the policy lines starting with `values`."""
     SessionAdapter(session).remove_filtered_policy(ptype[0], ptype, 0, *values)
-    bump_revision(session, now)
 
 
 def seed_default_policy(session: Session, *, now: datetime) -> bool:
@@ -235,7 +267,6 @@ def seed_default_policy(session: Session, *, now: datetime) -> bool:
     adapter = SessionAdapter(session)
     for ptype, *values in default_policy_lines():
         adapter.add_policy(ptype[0], ptype, values)
-    bump_revision(session, now)
     return True
 
 

@@ -11,7 +11,7 @@ from catalog.kernel.errors import Forbidden
 from catalog.products.models import Tier
 from policies.duas.models import Dua
 from policies.duas.service import dua_active, dua_covers
-from policies.enforcer import PolicyEngine
+from policies.enforcer import PolicyEngine, PolicyRules
 from policies.grants.models import Grant
 from policies.models import Purpose
 
@@ -69,7 +69,7 @@ def tier_rule_facts(
 
 
 def check_minimum_necessary(
-    policy: PolicyEngine,
+    policy: PolicyEngine | PolicyRules,
     dua: Dua,
     *,
     product: str,
@@ -88,7 +88,13 @@ def check_minimum_necessary(
 
 
 def check_grant(
-    policy: PolicyEngine, grant: Grant, dua: Dua, *, purpose: Purpose, product: str, now: datetime
+    policy: PolicyEngine | PolicyRules,
+    grant: Grant,
+    dua: Dua,
+    *,
+    purpose: Purpose,
+    product: str,
+    now: datetime,
 ) -> None:
     """The minimum-necessary rules over a grant's own fields (its tier and justification, its
     DUA, its request's purpose): checked before an approval creates the grant and at every

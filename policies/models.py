@@ -1,14 +1,11 @@
 """Governance entities: principals and tokens, consumer organisations, DUAs, requests, grants."""
 
-from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import BigInteger
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
-
-from catalog.kernel.db import UtcDateTime
 
 PRINCIPAL_PATTERN = r"^[a-z0-9][a-z0-9._@-]{0,99}$"
 
@@ -81,19 +78,10 @@ class CasbinRule(SQLModel, table=True):
     v5: str | None = SQLField(default=None, max_length=255)
 
 
-class PolicyRevision(SQLModel, table=True):
-    """A counter bumped with every policy change, so every process knows when to reload."""
-
-    __tablename__ = "policy_revision"
-
-    id: int = SQLField(default=1, primary_key=True)
-    revision: int = 0
-    changed_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
-
-
 class GovernanceRevision(SQLModel, table=True):
     """A counter that database triggers bump whenever anything a recipient's access rests on
-    changes (tokens, allow-lists, organisations, DUAs, requests, grants, products, versions).
+    changes (tokens, allow-lists, organisations, DUAs, requests, grants, products, versions,
+    policy lines): the one revision of governance (`policies/revision.py`).
 
     The sharing server reuses what it read while the counter stays put, so a change made by any
     process (API worker, CLI, migration) reaches the next request without a per-request reload.
@@ -106,7 +94,7 @@ class GovernanceRevision(SQLModel, table=True):
     id: int = SQLField(default=1, primary_key=True)
     revision: int = SQLField(default=0, sa_type=BigInteger)
     # Random, rewritten by every bump: after a restore the counter can climb back to numbers
-    # a server has cached, but never with the same stamps (sharing/cache.py).
+    # a server has cached, but never with the same stamps (sharing/access.py).
     stamp: str = SQLField(default="", max_length=32)
 
 

@@ -1,19 +1,23 @@
 """The only module reading Delta tables for sharing: snapshots, versions, file lists, changes.
 
-Returns our own small dataclasses so no DeltaTable object leaks into routes.
+Returns our own small dataclasses so no DeltaTable object leaks into routes. Every function here
+reads storage (blocking: call it in a thread) except `DeltaSnapshots.cached`, the lookup of a
+snapshot already read, which a warm request makes on the event loop.
 """
 
 import json
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
+from litestar.concurrency import sync_to_thread
 
 from catalog.publishing.storage import Storage
-from catalog.serving.blocking import may_block
 
 MAX_SNAPSHOTS = 1024
 
@@ -71,23 +75,44 @@ def _stats(row: dict[str, Any]) -> str | None:
     )
 
 
-_SnapshotKey = tuple[str, int, tuple[tuple[str, str], ...]]
-_snapshots: dict[_SnapshotKey, Snapshot] = {}
-_snapshots_lock = threading.Lock()
+class DeltaSnapshots:
+    """The snapshots a process has read, by (location, version): a committed Delta version never
+    changes, so one read serves every later request. Lives on the app (`app.state.deltas`).
+    """
+
+    def __init__(
+        self, storage_options: dict[str, str] | None, max_entries: int = MAX_SNAPSHOTS
+    ) -> None:
+        self.storage_options = storage_options or None
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[str, int], Snapshot] = OrderedDict()
+
+    def cached(self, location: str, version: int) -> Snapshot | None:
+        """The snapshot if it was read before; no I/O."""
+        return self._kept.get((location, version))
+
+    def load(self, location: str, version: int) -> Snapshot:
+        """Read the table at `version` and keep it (blocking: storage I/O)."""
+        found = self.cached(location, version)
+        if found is not None:
+            return found
+        found = snapshot(location, version, self.storage_options)
+        with self._lock:
+            if len(self._kept) >= self._max_entries:
+                self._kept.popitem(last=False)  # the oldest read
+            self._kept[(location, version)] = found
+        return found
+
+    async def get(self, location: str, version: int) -> Snapshot:
+        """The kept snapshot, else read in a handler thread."""
+        found = self.cached(location, version)
+        return found if found is not None else await sync_to_thread(self.load, location, version)
 
 
 def snapshot(location: str, version: int, storage_options: dict[str, str] | None) -> Snapshot:
-    """The table at `version` (kept: a committed Delta version never changes)."""
-    key = (location, version, tuple(sorted((storage_options or {}).items())))
-    found = _snapshots.get(key)
-    if found is None:
-        may_block()
-        found = _read_snapshot(location, version, storage_options)
-        with _snapshots_lock:
-            if len(_snapshots) >= MAX_SNAPSHOTS:
-                del _snapshots[next(iter(_snapshots))]  # the oldest read
-            _snapshots[key] = found
-    return found
+    """The table at `version`, read from storage."""
+    return _read_snapshot(location, version, storage_options)
 
 
 def _read_snapshot(location: str, version: int, options: dict[str, str] | None) -> Snapshot:
@@ -160,6 +185,7 @@ def changes(
     storage_options: dict[str, str] | None,
     *,
     previous: int | None = None,
+    snapshots: DeltaSnapshots | None = None,
 ) -> list[Change]:
     """The change feed of the given published versions, each against the published one before it.
 
@@ -171,9 +197,9 @@ def changes(
     commit of a crashed publish, or a version no longer served, lies between them) is computed
     from the two published snapshots instead: deletes are the files of the previous published
     version that it does not keep, inserts its files the previous one did not have. So nothing
-    a consumer sees is shaped by a commit no served product version references.
+    a consumer sees is shaped by a commit no served product version references. Snapshots come
+    from `snapshots` when given (and are kept there).
     """
-    may_block()
     filesystem, base = Storage(root=location, options=dict(storage_options or {})).filesystem()
     out: list[Change] = []
     before = previous
@@ -187,7 +213,8 @@ def changes(
         if direct:
             out += _logged_changes(actions, version, timestamp)
         else:
-            out += _snapshot_changes(location, before, version, timestamp, storage_options)
+            read = snapshots.load if snapshots is not None else _reader(storage_options)
+            out += _snapshot_changes(read, location, before, version, timestamp)
         before = version
     return out
 
@@ -204,15 +231,19 @@ def _logged_changes(actions: list[dict[str, Any]], version: int, timestamp: int)
     ]
 
 
+def _reader(storage_options: dict[str, str] | None) -> Callable[[str, int], Snapshot]:
+    return lambda location, version: snapshot(location, version, storage_options)
+
+
 def _snapshot_changes(
+    read: Callable[[str, int], Snapshot],
     location: str,
     before: int | None,
     version: int,
     timestamp: int,
-    storage_options: dict[str, str] | None,
 ) -> list[Change]:
-    after = snapshot(location, version, storage_options).files
-    prior = [] if before is None else snapshot(location, before, storage_options).files
+    after = read(location, version).files
+    prior = [] if before is None else read(location, before).files
     kept = {f.path for f in after}
     had = {f.path for f in prior}
     removes = [
@@ -254,6 +285,5 @@ def _snapshot_changes(
 
 def commit_times(location: str, storage_options: dict[str, str] | None) -> dict[int, int]:
     """Commit timestamp (epoch ms) of every version."""
-    may_block()
     table = DeltaTable(location, storage_options=storage_options or None)
     return {int(h["version"]): int(h["timestamp"]) for h in table.history()}

@@ -27,14 +27,13 @@ from catalog.kernel.errors import InvalidParameter, NotFound
 from catalog.kernel.settings import Settings
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
 from policies.duas.models import Dua
-from policies.enforcer import PolicyEngine
+from policies.enforcer import PolicyEngine, PolicyRules
 from policies.grants.models import Grant
 from policies.grants.service import grant_state, readable
 from policies.minimum_necessary import PolicyRefusal, check_grant
 from policies.models import Purpose
 from policies.principals.models import Organization
 from policies.requests.models import AccessRequest
-from sharing.cache import CacheView
 
 SERVED = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
 NAMESPACE = uuid.UUID("8f1d2c3e-4b5a-4c6d-9e8f-0a1b2c3d4e5f")
@@ -105,6 +104,7 @@ class GrantFacts:
         settings: Settings,
         first_tiers: dict[int, str] | None = None,
     ) -> None:
+        self.settings = settings
         # (grant, its DUA, the request's purpose, product name, domain name), oldest first
         self.grants = grants
         # product id -> the tier of the recipient's first grant of it ever (revoked included)
@@ -167,42 +167,23 @@ def grant_facts(session: Session, organization_id: int, settings: Settings) -> G
     return GrantFacts(grants, served, settings, first_tiers)
 
 
-def shared_tables(
-    session: Session,
-    organization: Organization,
-    *,
-    settings: Settings,
-    policy: PolicyEngine,
-    now: datetime,
-    cache: CacheView | None = None,
+def tables_of(
+    facts: GrantFacts, organization: Organization, *, rules: PolicyRules, now: datetime
 ) -> list[SharedTable]:
-    """Every table the recipient may read now, ordered by schema then name.
-
-    A grant counts only while it is readable (not expired, revoked or suspended, DUA in force)
-    and the policy's minimum-necessary rule still allows its tier under its DUA and purpose,
-    so a policy or DUA change takes effect on the next request. With `cache`, the rows come
-    from this governance revision's cache and the tables derived from them are reused until
-    the next instant at which any rule could decide differently (`GrantFacts.tables`).
-    """
-    org_id = saved_id(organization.id)
-    if cache is None:
-        return _derive(grant_facts(session, org_id, settings), organization, settings, policy, now)
-    facts = cache.get(("grants", org_id), lambda: grant_facts(session, org_id, settings))
-    return facts.tables(
-        now, policy.rules(), lambda: _derive(facts, organization, settings, policy, now)
-    )
+    """The tables `facts` allow at `now` under `rules`; the last derivation is reused until the
+    next instant at which any rule could decide differently (`GrantFacts.tables`). No I/O."""
+    return facts.tables(now, rules, lambda: _derive(facts, organization, rules, now))
 
 
 def _derive(
     facts: GrantFacts,
     organization: Organization,
-    settings: Settings,
-    policy: PolicyEngine,
+    policy: PolicyEngine | PolicyRules,
     now: datetime,
 ) -> list[SharedTable]:
     tables: dict[tuple[str, str], SharedTable] = {}
     for grant, dua, purpose, product_name, domain_name in facts.grants:
-        if not readable(grant_state(grant, dua, now, settings)):
+        if not readable(grant_state(grant, dua, now, facts.settings)):
             continue
         try:
             check_grant(

@@ -176,7 +176,10 @@ class Settings(BaseSettings):
         "/console/sign-in/oidc/callback).",
     )
     policy_refresh_seconds: float = Field(
-        default=2.0, ge=0, description="How often a process checks for policy changes."
+        default=2.0,
+        ge=0,
+        description="How often a policy check made outside a request looks for changes "
+        "(requests always see the revision committed before them).",
     )
     grant_review_days: int = Field(
         default=90, ge=1, description="Grants are re-reviewed this often."

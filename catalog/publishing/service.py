@@ -14,6 +14,7 @@ What a killed publish leaves in storage (its staging file, an unfinished raw lan
 by the next publish, under the publish lock.
 """
 
+import contextlib
 import hashlib
 import json
 import tempfile
@@ -44,7 +45,6 @@ from catalog.kernel.errors import (
 from catalog.kernel.pagination import decode_cursor, encode_cursor
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
-from catalog.products.arrow_types import parse_arrow_type
 from catalog.products.models import (
     PRECISION_SUFFIX,
     Classification,
@@ -62,6 +62,17 @@ from catalog.publishing.coerce import (
     stored_columns,
 )
 from catalog.publishing.contract import Check, ContractStats, evaluate
+from catalog.publishing.conversion import (
+    EXCLUDED,
+    ROWS,
+    Chunk,
+    ConversionPool,
+    FirstSeen,
+    Recipe,
+    full_schema,
+    without,
+    workers_for,
+)
 from catalog.publishing.models import (
     FindingPage,
     FindingRecord,
@@ -74,9 +85,8 @@ from catalog.publishing.references import referential_checks
 from catalog.publishing.sources import SourceKind, discover
 from catalog.publishing.storage import RawFile, Storage
 from catalog.publishing.tiers.derive import write_tiers
-from catalog.sqlonfhir.engine import fast_rows
-from catalog.sqlonfhir.pool import evaluate_ndjson, workers_for
-from catalog.sqlonfhir.views import CompiledView, ResourceEvaluationError, compile_view
+from catalog.sqlonfhir import progress
+from catalog.sqlonfhir.views import CompiledView, compile_view
 
 # Batches of 10k rows: deltalake's writer buffers several batches in flight, and 50k-row
 # batches cost ~300 MiB more at the same speed (bench/tier_derivation.py).
@@ -87,13 +97,8 @@ PUBLISH_LOCK_KEY = 0x6D657368  # "mesh": the advisory lock every publish holds
 
 
 QUARANTINE_FLUSH = 2_000
-
-
-def full_schema(columns: list[ColumnSpec]) -> pa.Schema:
-    """Arrow schema of the full tier: the declared columns and their precision columns."""
-    return pa.schema(
-        [pa.field(c.name, parse_arrow_type(c.type), c.nullable) for c in stored_columns(columns)]
-    )
+# The staging file is written in row groups of at least this many rows (chunks are smaller).
+STAGING_ROWS = 65_536
 
 
 @dataclass
@@ -113,35 +118,81 @@ class _Run:
     conversions: Counter[str] = field(default_factory=Counter)
     rows: list[dict[str, Any]] = field(default_factory=list)
     pending: list[QuarantineRecord | FindingRecord] = field(default_factory=list)
+    staged: list[pa.RecordBatch] = field(default_factory=list)
+    staged_rows: int = 0
 
     def keep(
         self, raw: RawFile, line: int, coerced: list[Coerced], resource_id: str | None = None
     ) -> None:
         """Rows of one input record, with the findings and conversions typing them needed."""
         self.add_rows([c.row for c in coerced])
-        found = False
-        for c in coerced:
-            self.conversions.update(c.conversions)
-            for f in c.findings:
-                found = True
-                self.findings_by_rule[f.rule] += 1
-                self.pending.append(
-                    FindingRecord(
-                        version_id=self.version.id,
-                        source_file=raw.name,
-                        source_sha256=raw.sha256,
-                        line=line,
-                        resource_type=raw.resource_type,
-                        resource_id=resource_id[:200] if resource_id else None,
-                        rule=f.rule,
-                        field=f.field,
-                        detail=f.detail[:2000],
-                    )
+        self.found(
+            raw,
+            line,
+            [(f.rule, f.field, f.detail) for c in coerced for f in c.findings],
+            [name for c in coerced for name in c.conversions],
+            resource_id,
+        )
+
+    def found(
+        self,
+        raw: RawFile,
+        line: int,
+        findings: list[tuple[str, str, str]],
+        conversions: list[str],
+        resource_id: str | None,
+    ) -> None:
+        """The findings [(rule, field, detail)] and legacy conversions of one kept record."""
+        self.conversions.update(conversions)
+        for rule, field_name, detail in findings:
+            self.findings_by_rule[rule] += 1
+            self.pending.append(
+                FindingRecord(
+                    version_id=self.version.id,
+                    source_file=raw.name,
+                    source_sha256=raw.sha256,
+                    line=line,
+                    resource_type=raw.resource_type,
+                    resource_id=resource_id[:200] if resource_id else None,
+                    rule=rule,
+                    field=field_name,
+                    detail=detail[:2000],
                 )
-        if found:
+            )
+        if findings:
             self.counts["records_with_findings"] += 1
             if len(self.pending) >= QUARANTINE_FLUSH:
                 self.flush_quarantine()
+
+    def add_chunk(self, raw: RawFile, chunk: Chunk, seen: FirstSeen) -> None:
+        """One converted chunk of an NDJSON file: duplicates decided here, in file order."""
+        self.counts["input_records"] += chunk.records
+        duplicates = seen.add(raw.name, chunk)
+        status = chunk.status
+        rows_records, excluded = status.count(ROWS), status.count(EXCLUDED)
+        events = chunk.events
+        if duplicates:
+            for i in duplicates:
+                rows_records -= status[i] == ROWS
+                excluded -= status[i] == EXCLUDED
+            events = [e for e in events if e[2] not in duplicates]
+            events += [
+                ("q", chunk.lines[i], i, rule, detail, "id", chunk.ids[i])
+                for i, (rule, detail) in duplicates.items()
+            ]
+            events.sort(key=lambda e: e[1])  # one event per line: file order
+        for event in events:
+            if event[0] == "q":
+                _, line, _, rule, detail, field_name, rid = event
+                self.quarantine(raw, line, rule, detail, field_name=field_name, resource_id=rid)
+            else:
+                _, line, _, findings, conversions, rid = event
+                self.found(raw, line, findings, conversions, rid)
+        self.counts["records_with_rows"] += rows_records
+        self.counts["excluded_by_view"] += excluded
+        batch = without(chunk, sorted(duplicates))
+        if batch is not None and batch.num_rows:
+            self.stage(batch)
 
     def quarantine(
         self,
@@ -190,8 +241,26 @@ class _Run:
         if self.rows:
             self._write(pa.RecordBatch.from_pylist(self.rows, schema=self.schema))
             self.rows.clear()
+        self.flush_staged()
+
+    def stage(self, batch: pa.RecordBatch) -> None:
+        """Rows for the staging file, written in row groups of STAGING_ROWS or more."""
+        self.counts["rows"] += batch.num_rows
+        self.stats.update(batch)
+        self.staged.append(batch)
+        self.staged_rows += batch.num_rows
+        if self.staged_rows >= STAGING_ROWS:
+            self.flush_staged()
+
+    def flush_staged(self) -> None:
+        if self.staged:
+            table = pa.Table.from_batches(self.staged, schema=self.schema)
+            self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            self.staged.clear()
+            self.staged_rows = 0
 
     def _write(self, batch: pa.RecordBatch) -> None:
+        self.flush_staged()
         self.counts["rows"] += batch.num_rows
         self.stats.update(batch)
         self.writer.write_batch(batch)
@@ -267,30 +336,35 @@ def publish_version(
     # Landing happens under the publish lock too, so the leftovers cleared here are never a
     # concurrent publish's unfinished landing.
     _serialize_publishes(session, version)
-    storage.clear_leftovers()
-    raw_files = [
-        storage.land(f.path, name=f.name, resource_type=f.resource_type)
-        for f in _table_files(found.kind, found.files)
-    ]
-    lineage = {
-        "source_kind": found.kind.value,
-        "raw_files": [r.as_dict() for r in raw_files],
-        "ignored_files": found.ignored,
-    }
-    when = extracted_at or found.transaction_time or clock.now()
-    return _convert(
-        session,
-        version,
-        spec,
-        raw_files,
-        found.kind,
-        lineage,
-        storage=storage,
-        settings=settings,
-        clock=clock,
-        actor=actor,
-        extracted_at=when,
-    )
+    ndjson = found.kind == SourceKind.NDJSON
+    size = sum(f.path.stat().st_size for f in found.files) if ndjson else 0
+    # The conversion's worker processes start now and import the engine while the files land.
+    with ConversionPool(workers_for(size) if ndjson else 0) as pool:
+        storage.clear_leftovers()
+        raw_files = [
+            storage.land(f.path, name=f.name, resource_type=f.resource_type)
+            for f in _table_files(found.kind, found.files)
+        ]
+        lineage = {
+            "source_kind": found.kind.value,
+            "raw_files": [r.as_dict() for r in raw_files],
+            "ignored_files": found.ignored,
+        }
+        when = extracted_at or found.transaction_time or clock.now()
+        return _convert(
+            session,
+            version,
+            spec,
+            raw_files,
+            found.kind,
+            lineage,
+            storage=storage,
+            settings=settings,
+            clock=clock,
+            actor=actor,
+            extracted_at=when,
+            pool=pool,
+        )
 
 
 def reconvert_version(
@@ -481,7 +555,26 @@ def _convert(
     clock: Clock,
     actor: Actor,
     extracted_at: datetime,
+    pool: ConversionPool | None = None,
 ) -> ProductVersion:
+    if pool is None:
+        ndjson = kind == SourceKind.NDJSON
+        size = sum(r.bytes for r in raw_files) if ndjson else 0
+        with ConversionPool(workers_for(size) if ndjson else 0) as own:
+            return _convert(
+                session,
+                version,
+                spec,
+                raw_files,
+                kind,
+                lineage,
+                storage=storage,
+                settings=settings,
+                clock=clock,
+                actor=actor,
+                extracted_at=extracted_at,
+                pool=own,
+            )
     _serialize_publishes(session, version)
     storage.clear_leftovers()
     schema = full_schema(spec.columns)
@@ -498,9 +591,11 @@ def _convert(
             run = _Run(session, version, spec, schema, writer, stats, coercer)
             if kind == SourceKind.NDJSON:
                 view = compile_view(spec.view or {})
-                seen: dict[str, tuple[str, int, str]] = {}
+                seen = FirstSeen()
                 for raw in raw_files:
-                    _convert_ndjson(run, storage, raw, view, seen)
+                    _convert_ndjson(run, storage, raw, view, seen, pool)
+                pool.close()  # the workers' memory is not needed while the tiers are written
+                del seen  # one entry per resource: not needed while the tiers are written
             else:
                 for raw in raw_files:
                     checks += _convert_table(run, storage, raw)
@@ -608,67 +703,26 @@ def _convert_ndjson(
     storage: Storage,
     raw: RawFile,
     view: CompiledView,
-    seen: dict[str, tuple[str, int, str]],
+    seen: FirstSeen,
+    pool: ConversionPool | None = None,
 ) -> None:
-    coercer = run.coercer
-    rows_of = fast_rows(view, run.spec.view)  # exactly view.rows, compiled (catalog/sqlonfhir)
-    with storage.open_raw(raw.sha256) as stream:
-        for record, evaluate in evaluate_ndjson(  # read_ndjson + rows_of, in worker processes
-            stream,
-            resource_type=raw.resource_type or view.resource,
-            view_json=run.spec.view,
-            rows_of=rows_of,
-            names=view.column_names,
-            workers=workers_for(raw.bytes),
-            counts=run.counts,  # progress of `mesh publish`
-        ):
-            run.counts["input_records"] += 1
-            resource = record.resource
-            rid = resource.get("id") if resource else None
-            if record.rule is not None or resource is None:
-                run.quarantine(
-                    raw,
-                    record.line,
-                    record.rule or "json",
-                    record.detail or "",
-                    resource_id=rid if isinstance(rid, str) else None,
-                )
-                continue
-            rid = str(rid)
-            digest = hashlib.blake2b(record.text, digest_size=12).hexdigest()
-            first = seen.get(rid)
-            if first is not None:
-                same = first[2] == digest
-                rule = "duplicate" if same else "duplicate-id"
-                what = "exact duplicate of" if same else "same id as a different resource at"
-                run.quarantine(
-                    raw,
-                    record.line,
-                    rule,
-                    f"{what} {first[0]} line {first[1]}",
-                    field_name="id",
-                    resource_id=rid,
-                )
-                continue
-            seen[rid] = (raw.name, record.line, digest)
-            try:
-                rows = evaluate()
-            except ResourceEvaluationError as exc:
-                run.quarantine(
-                    raw, record.line, "view", exc.detail, field_name=exc.path, resource_id=rid
-                )
-                continue
-            if not rows:
-                run.counts["excluded_by_view"] += 1
-                continue
-            try:
-                typed = [coercer.coerce(row) for row in rows]
-            except FieldCoercionError as exc:
-                run.quarantine(
-                    raw, record.line, exc.rule, exc.detail, field_name=exc.field, resource_id=rid
-                )
-                continue
-            run.keep(raw, record.line, typed, rid)
+    """Rows, findings and quarantine of one NDJSON file (see catalog.publishing.conversion)."""
+    spec = run.spec
+    recipe = Recipe(
+        view=dict(spec.view or {}),
+        columns=list(spec.columns),
+        resource_type=raw.resource_type or view.resource,
+        legacy_formats=tuple(spec.legacy_date_formats),
+        legacy_time_zone=spec.legacy_time_zone,
+    )
+    with contextlib.ExitStack() as stack:
+        if pool is None:  # the file alone (the conversion benchmark)
+            pool = stack.enter_context(ConversionPool(workers_for(raw.bytes)))
+        stream = stack.enter_context(storage.open_raw(raw.sha256))
+        for chunk in pool.convert(stream, recipe):
+            run.add_chunk(raw, chunk, seen)
+            progress.update(run.counts)  # the bar of `mesh publish`
+    progress.update(run.counts)
 
 
 def _convert_table(run: _Run, storage: Storage, raw: RawFile) -> list[Check]:

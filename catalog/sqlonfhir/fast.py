@@ -162,6 +162,19 @@ def _member(key: str) -> Path:
     shadow = "_" + key
 
     def member(items: list[Any]) -> list[Any]:
+        if len(items) == 1 and type(items[0]) is dict:  # the usual focus: one element
+            element = items[0]
+            if shadow in element:
+                raise Fallback
+            value = element.get(key)
+            if value is None:
+                return []
+            if type(value) is list:
+                for item in value:
+                    if item is None or type(item) is list:
+                        raise Fallback
+                return value[:]
+            return [value]
         out: list[Any] = []
         for element in items:
             if type(element) is dict:
@@ -228,6 +241,9 @@ def _resource_keys(items: list[Any]) -> list[Any]:
 
 def _reference_keys(wanted: str | None) -> Path:
     def reference_keys(items: list[Any]) -> list[Any]:
+        if len(items) == 1:
+            key = _reference_key(items[0], wanted)
+            return [] if key is None else [key]
         keys = (_reference_key(element, wanted) for element in items)
         return [key for key in keys if key is not None]
 
@@ -269,6 +285,34 @@ def _where(condition: Path) -> Path:
     return where
 
 
+def _where_equals(key: str, right: str) -> Path:
+    """`where(key = 'literal')` on a string-typed member: `_where(_equals(_member(key), ...))`
+    in one step, with the same results and the same Fallback cases."""
+    shadow = "_" + key
+
+    def where_equals(items: list[Any]) -> list[Any]:
+        kept: list[Any] = []
+        for item in items:
+            if type(item) is not dict or shadow in item:
+                raise Fallback
+            value = item.get(key)
+            if value is None:
+                continue
+            if type(value) is list:
+                if not value:
+                    continue
+                if len(value) != 1:
+                    raise Fallback
+                value = value[0]
+            if type(value) is not str:
+                raise Fallback
+            if value == right:
+                kept.append(item)
+        return kept
+
+    return where_equals
+
+
 def _equals(left: Path, right: str) -> Path:
     def equals(items: list[Any]) -> list[Any]:
         values = left(items)
@@ -308,6 +352,113 @@ def _chain(functions: list[Path]) -> Path:
     return chain
 
 
+def _listed(values: list[Any]) -> list[Any]:
+    """A member's list value as `_member` passes it on (None or nested lists: Fallback)."""
+    for item in values:
+        if item is None or type(item) is list:
+            raise Fallback
+    return values[:]
+
+
+def _single_focus(functions: list[Path], shapes: list[tuple[Any, ...]]) -> Path:
+    """`_chain(functions)`, with the usual case -- one focus item, one value per step --
+    generated as straight-line Python that keeps the value in a variable instead of building a
+    list per step. Each step does exactly what its function does to a one-item collection;
+    as soon as a step meets more than one value (a list) or a step without a straight-line
+    form, the rest of the path is the functions themselves."""
+    chain = _chain(functions)
+    rest = [
+        _chain(functions[k:]) if k < len(functions) else _as_is for k in range(len(functions) + 1)
+    ]
+    names: dict[str, Any] = {
+        "Fallback": Fallback,
+        "chain": chain,
+        "rest": rest,
+        "listed": _listed,
+        "reference_key": _reference_key,
+        "resource_key": _resource_key,
+    }
+    lines = [
+        "def single_focus(items):",
+        "    if len(items) != 1:",
+        "        return chain(items)",
+        "    x = items[0]",
+        "    if x is None or type(x) is list:",
+        "        return chain(items)",
+    ]
+    plain = ("member", "choice", "first", "where_equals", "reference_key", "resource_key")
+    for k, shape in enumerate(shapes):
+        kind = shape[0]
+        after = f"rest[{k + 1}]"
+        # An empty collection stays empty through plain steps; exists()/empty() and the
+        # functions make something of it.
+        nothing = (
+            "return []" if all(s[0] in plain for s in shapes[k + 1 :]) else f"return {after}([])"
+        )
+        if kind in ("member", "choice"):
+            key = shape[1]
+            names[f"k{k}"] = key
+            guards = (
+                ("_" + key,)
+                if kind == "member"
+                else ("_" + key, *shape[2], *("_" + o for o in shape[2]))
+            )
+            names[f"g{k}"] = guards
+            lines += [
+                "    if type(x) is not dict:",
+                f"        {nothing}",
+                f"    for guard in g{k}:",
+                "        if guard in x:",
+                "            raise Fallback",
+                f"    x = x.get(k{k})",
+                "    if x is None:",
+                f"        {nothing}",
+                "    if type(x) is list:",
+                f"        return {after}(listed(x))"
+                if kind == "member"
+                else "        raise Fallback",
+            ]
+        elif kind == "first":
+            continue
+        elif kind in ("exists", "empty"):
+            lines.append(f"    x = {kind == 'exists'}")
+        elif kind == "where_equals":
+            names[f"k{k}"], names[f"l{k}"], names[f"s{k}"] = shape[1], shape[2], "_" + shape[1]
+            lines += [
+                f"    if type(x) is not dict or s{k} in x:",
+                "        raise Fallback",
+                f"    v = x.get(k{k})",
+                "    if v is None:",
+                f"        {nothing}",
+                "    if type(v) is list:",
+                "        if not v:",
+                f"            {nothing}",
+                "        if len(v) != 1:",
+                "            raise Fallback",
+                "        v = v[0]",
+                "    if type(v) is not str:",
+                "        raise Fallback",
+                f"    if v != l{k}:",
+                f"        {nothing}",
+            ]
+        elif kind in ("reference_key", "resource_key"):
+            call = "resource_key(x)" if kind == "resource_key" else f"reference_key(x, w{k})"
+            names[f"w{k}"] = shape[1] if kind == "reference_key" else None
+            lines += [f"    x = {call}", "    if x is None:", f"        {nothing}"]
+        else:
+            lines.append(f"    return rest[{k}]([x])")
+            break
+    else:
+        lines.append("    return [x]")
+    exec(compile("\n".join(lines), "<fast path>", "exec"), names)  # noqa: S102
+    function: Path = names["single_focus"]
+    return function
+
+
+def _as_is(items: list[Any]) -> list[Any]:
+    return items
+
+
 def compile_path(
     node: AstNode, start_type: str, model: Mapping[str, Any], constants: Mapping[str, Any]
 ) -> tuple[Path, str]:
@@ -335,6 +486,7 @@ def _compile(
         return _union(left, right), (left_type if left_type == right_type else "")
     steps = _steps(node)
     functions: list[Path] = []
+    shapes: list[tuple[Any, ...]] = []  # what each function is, for _single_focus
     current = start_type
     keyed = False
     index = 0
@@ -349,6 +501,7 @@ def _compile(
             (inner,) = _children(step) or [{}]
             function, current = _compile(inner, current, typing, constants, at_root)
             functions.append(function)
+            shapes.append(("opaque",))
         elif kind == "MemberInvocation":
             if not current:
                 raise Unsupported("navigation from a union of types")
@@ -374,42 +527,68 @@ def _compile(
                     key + s for s in choices if s != suffix and typing.derives(s, wanted)
                 )
                 functions.append(_choice(key + suffix, others))
+                shapes.append(("choice", key + suffix, others))
                 current = wanted
                 index += 2
                 continue
             functions.append(_member(key))
+            shapes.append(("member", key))
             current = typing.member_type(child, key)
         elif kind == "FunctionInvocation":
             name, params = _call(step)
             if name == "first" and not params:
                 functions.append(_first)
+                shapes.append(("first",))
             elif name == "exists" and not params:
                 functions.append(_exists)
+                shapes.append(("exists",))
                 current = "boolean"
             elif name == "empty" and not params:
                 functions.append(_empty)
+                shapes.append(("empty",))
                 current = "boolean"
             elif name == "getResourceKey" and not params and at_root and index == 0:
                 functions.append(_resource_keys)
+                shapes.append(("resource_key",))
                 current, keyed = "string", True
             elif name == "getReferenceKey" and len(params) <= 1 and index > 0:
                 wanted_type = _type_name(params[0]).strip("'") if params else None
                 functions.append(_reference_keys(wanted_type))
+                shapes.append(("reference_key", wanted_type))
                 current, keyed = "string", True
             elif name == "extension" and len(params) == 1:
                 functions.append(_extension(_string_literal(params[0], constants)))
+                shapes.append(("opaque",))
                 current = "Extension"
             elif name == "where" and len(params) == 1 and index > 0:
                 condition, kind_of = _compile(params[0], current, typing, constants, False)
                 if kind_of != "boolean":
                     raise Unsupported("where needs a boolean criterion")
-                functions.append(_where(condition))
+                member = _member_equals(params[0])
+                if member is not None:
+                    literal = _string_literal(_children(params[0])[1], constants)
+                    functions.append(_where_equals(member, literal))
+                    shapes.append(("where_equals", member, literal))
+                else:
+                    functions.append(_where(condition))
+                    shapes.append(("opaque",))
             else:
                 raise Unsupported(f"function {name}()")
         else:
             raise Unsupported(f"{kind}")
         index += 1
-    return _chain(functions), current
+    return _single_focus(functions, shapes), current
+
+
+def _member_equals(node: AstNode) -> str | None:
+    """`key = <literal>` with a bare member on the left (compiled already, so well-formed)."""
+    if node.get("type") != "EqualityExpression":
+        return None
+    left = _children(node)[0]
+    steps = _steps(left)
+    if len(steps) != 1 or steps[0].get("type") != "MemberInvocation":
+        return None
+    return _identifier(_children(steps[0])[0])
 
 
 def plain_values(items: list[Any]) -> list[Any]:

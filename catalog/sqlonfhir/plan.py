@@ -37,7 +37,10 @@ class _Column:
     collection: bool
 
     def value(self, focus: Any, env: dict[str, Any] | None) -> Any:
-        values = plain_values(self.path([focus]))
+        found = self.path([focus])
+        if not self.collection and len(found) == 1 and type(found[0]) is str:
+            return found[0]  # what plain_values keeps of one string
+        values = plain_values(found)
         if self.collection:
             return values
         if not values:
@@ -143,8 +146,13 @@ class FastView:
 
     def rows(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
         """Exactly ``CompiledView.rows(resource)``."""
+        names = self._names
+        return [dict(zip(names, row, strict=True)) for row in self.tuples(resource)]
+
+    def tuples(self, resource: dict[str, Any]) -> list[Row]:
+        """``rows(resource)`` as tuples of the cells in column order."""
         if type(resource) is not dict:
-            return self.general.rows(resource)
+            return self._general_tuples(resource)
         if resource.get("resourceType") != self.resource:
             return []
         try:
@@ -161,11 +169,13 @@ class FastView:
                 env = self._env.copy()
                 env["resource"] = env["rootResource"] = env["context"] = resource
                 env["rowIndex"] = 0
-            tuples = self._root.rows(resource, env)
+            return self._root.rows(resource, env)
         except Fallback:
-            return self.general.rows(resource)
+            return self._general_tuples(resource)
+
+    def _general_tuples(self, resource: Any) -> list[Row]:
         names = self._names
-        return [dict(zip(names, row, strict=True)) for row in tuples]
+        return [tuple([row[name] for name in names]) for row in self.general.rows(resource)]
 
 
 class _Builder:
@@ -252,5 +262,7 @@ def compile_plan(view: Mapping[str, Any], general: CompiledView) -> FastView | N
         return None
     if root.width != len(general.column_names):
         return None
+    while not root.columns and not root.union and root.iterate is None and len(root.selects) == 1:
+        root = root.selects[0]  # a select around a single select gives that select's rows
     env = dict(general._base_env) if builder.general_columns else None
     return FastView(general, root, where, env)

@@ -236,7 +236,7 @@ def _resource_key(data: object) -> str | None:
 
 def _reference_key(data: object, wanted_type: str | None) -> str | None:
     """Key a Reference points at, or None if it is unresolvable or of another type."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         return None
     ref = data.get("reference")
     if not isinstance(ref, str) or not ref or ref.startswith("#"):

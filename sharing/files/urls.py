@@ -12,28 +12,28 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from urllib.parse import quote
 
 from litestar import Controller, MediaType, Request, Response, get, head
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Stream
-from sqlmodel import Session
 
 from catalog.audit.record import Actor, new_entry, record_entry
 from catalog.kernel.clock import Clock
 from catalog.kernel.errors import Forbidden, MeshError
 from catalog.kernel.settings import Settings
 from catalog.publishing.storage import tier_table_of
-from catalog.serving.blocking import inline_first, may_block
 from policies.auth import client_address
 from sharing import refusals
-from sharing.cache import CacheView, current_view
+from sharing.errors import HANDLERS
 from sharing.files.presign import object_store_signer
-from sharing.protocol import HANDLERS
-from sharing.reads import SharedTable, mac, shared_tables, signing_key
-from sharing.recipients.service import check_address, recipient_of, token_row
+from sharing.reads import SharedTable, mac, signing_key
+from sharing.recipients.service import check_address
+
+if TYPE_CHECKING:
+    from sharing.access import Access, AccessSnapshot
 
 PREFIX = "/delta-sharing"
 _BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
@@ -60,8 +60,7 @@ def file_urls(
     `not_after` (the end of service of a deprecated version), no URL outlives it.
     """
     signer = object_store_signer(settings.storage_root, settings.storage_options)
-    if signer is not None:
-        may_block()  # a store may fetch or refresh its credentials while signing
+    if signer is not None:  # a store may fetch or refresh its credentials: `signs_remotely`
         lifetime = expiry(settings, now, not_after) - int(now.timestamp())
         return lambda path: signer.sign(f"{location}/{path}", lifetime)
     root = _relative(location, settings)
@@ -78,6 +77,12 @@ def file_urls(
         return f"{base}{FILES}/{quote(relative)}?{query}&X-Amz-Signature={signature}"
 
     return url
+
+
+def signs_remotely(settings: Settings) -> bool:
+    """True when an object store signs the URLs (it may fetch or refresh credentials while
+    signing, so URLs are made in a handler thread); local URLs are an HMAC, made on the loop."""
+    return object_store_signer(settings.storage_root, settings.storage_options) is not None
 
 
 def _signed_message(relative: str, expires: int, recipient: str, token_id: str) -> str:
@@ -213,51 +218,74 @@ async def signed_file(
 
     The URL is checked first, without I/O; then the recipient named in it must still exist,
     the caller's address must be inside its allow-list, and the file must be a data file of a
-    tier table the recipient may read now (a live grant, at this request's revision): a valid
-    signature alone never reaches `raw/`, `protected/`, `staging/`, a Delta log or another
-    product's or tier's table, and a revoked grant stops its URLs at once.
+    tier table the recipient may read now (a live grant, at this request's revision, from the
+    access snapshot of the token the URL was issued to): a valid signature alone never reaches
+    `raw/`, `protected/`, `staging/`, a Delta log or another product's or tier's table, and a
+    revoked grant or token stops its URLs at once.
     """
-    file = _verified(request, path, settings, clock)
-    view = await current_view(request.app.state)
-    table = await inline_first(check_recipient_access, request, view, file)
+    query = request.query_params
+    url = SignedUrl.of(
+        path,
+        recipient=query.get("X-Mesh-Recipient", ""),
+        token_id=query.get("X-Mesh-Token", ""),
+        expires=query.get("X-Amz-Expires", ""),
+        signature=query.get("X-Amz-Signature", ""),
+    )
+    url.check_signature(settings)
+    request.state[refusals.RECIPIENT] = url.recipient  # signed: the URL was issued to it
+    request.state[refusals.TOKEN] = url.token_id or None
+    request.state[refusals.TABLE] = tier_table_of(url.relative)
+    now = clock.now()
+    file = url.local_file(settings, now)
+    access: Access = request.app.state.access
+    snapshot = await access.snapshot(url.token_id)
+    table = recipient_table(snapshot, file, client_address(request), now, settings)
     return file._replace(table=table)
 
 
-def _verified(
-    request: Request[Any, Any, Any], path: str, settings: Settings, clock: Clock
-) -> SignedFile:
-    """The file of an unexpired URL whose signature holds: a data file of a tier table."""
-    relative = path.lstrip("/")
-    recipient = request.query_params.get("X-Mesh-Recipient", "")
-    token_id = request.query_params.get("X-Mesh-Token", "")
-    try:
-        expires = int(request.query_params.get("X-Amz-Expires", ""))
-    except ValueError:
-        raise _refused("malformed expiry") from None
-    signature = request.query_params.get("X-Amz-Signature", "")
-    if not hmac.compare_digest(
-        signature.encode(),
-        mac(
-            signing_key(settings), _signed_message(relative, expires, recipient, token_id)
-        ).encode(),
-    ):
-        raise _refused("bad signature")
-    request.state[refusals.RECIPIENT] = recipient  # signed: the URL was issued to it
-    request.state[refusals.TOKEN] = token_id or None
-    request.state[refusals.TABLE] = tier_table_of(relative)
-    if expires < clock.now().timestamp():
-        raise _refused("expired")
-    root = Path(settings.storage_root).resolve()
-    file = (root / relative).resolve()
-    if root not in file.parents:
-        raise _refused("outside the storage root")
-    # Only the canonical path of a data file of a tier table: no `..`, `.`, empty or hidden
-    # segments, links or Delta log files, whatever was signed.
-    if str(file.relative_to(root)) != relative or not is_data_file(relative):
-        raise _refused("not a data file of a tier table")
-    if not file.is_file():
-        raise _refused("no such file")
-    return SignedFile(file, file.stat().st_size, relative, recipient, token_id)
+class SignedUrl(NamedTuple):
+    """The parts of a file URL, as sent."""
+
+    relative: str
+    recipient: str
+    token_id: str
+    expires: int
+    signature: str
+
+    @classmethod
+    def of(
+        cls, path: str, *, recipient: str, token_id: str, expires: str, signature: str
+    ) -> "SignedUrl":
+        """The URL's parts; FileRefused when the expiry is not a number."""
+        try:
+            expiry_at = int(expires)
+        except ValueError:
+            raise _refused("malformed expiry") from None
+        return cls(path.lstrip("/"), recipient, token_id, expiry_at, signature)
+
+    def check_signature(self, settings: Settings) -> None:
+        """FileRefused unless this server signed these parts."""
+        message = _signed_message(self.relative, self.expires, self.recipient, self.token_id)
+        expected = mac(signing_key(settings), message)
+        if not hmac.compare_digest(self.signature.encode(), expected.encode()):
+            raise _refused("bad signature")
+
+    def local_file(self, settings: Settings, now: datetime) -> SignedFile:
+        """The file of an unexpired URL: a data file of a tier table under the storage root."""
+        if self.expires < now.timestamp():
+            raise _refused("expired")
+        root = Path(settings.storage_root).resolve()
+        file = (root / self.relative).resolve()
+        if root not in file.parents:
+            raise _refused("outside the storage root")
+        # Only the canonical path of a data file of a tier table: no `..`, `.`, empty or hidden
+        # segments, links or Delta log files, whatever was signed.
+        if str(file.relative_to(root)) != self.relative or not is_data_file(self.relative):
+            raise _refused("not a data file of a tier table")
+        if not file.is_file():
+            raise _refused("no such file")
+        size = file.stat().st_size
+        return SignedFile(file, size, self.relative, self.recipient, self.token_id)
 
 
 def is_data_file(relative: str) -> bool:
@@ -271,43 +299,27 @@ def is_data_file(relative: str) -> bool:
     )
 
 
-def check_recipient_access(
-    request: Request[Any, Any, Any], view: CacheView, file: SignedFile
+def recipient_table(
+    snapshot: "AccessSnapshot",
+    file: SignedFile,
+    address: str | None,
+    now: datetime,
+    settings: Settings,
 ) -> SharedTable:
-    """The recipient's table holding `file`; Forbidden unless the recipient exists, the caller
-    is inside its allow-list and a live grant lets it read that tier table now."""
-    state = request.app.state
-    with Session(bind=state.engine) as session:
-        found = view.get(
-            ("recipient", file.recipient), lambda: recipient_of(session, file.recipient)
-        )
-        if found is None:
-            raise _refused("unknown recipient")
-        organization, allowed = found
-        check_address(allowed, client_address(request))
-        # The URL lives only as long as the token it was issued to (revoked, expired, rotated
-        # out): a revoked token stops its URLs, like its queries.
-        token_id = file.token_id
-        issued = view.get(("token", token_id), lambda: token_row(session, token_id))
-        now = state.clock.now()
-        if (
-            issued is None
-            or issued[1].id != organization.id
-            or issued[0].revoked_at is not None
-            or issued[0].expires_at <= now
-        ):
-            raise _refused("the token the URL was issued to is revoked, expired or not its own")
-        tables = shared_tables(
-            session,
-            organization,
-            settings=state.settings,
-            policy=state.policy,
-            now=now,
-            cache=view,
-        )
-    for table in tables:
+    """The recipient's table holding `file`; Forbidden unless the token the URL was issued to is
+    the recipient's and live, the caller is inside its allow-list and a live grant lets it read
+    that tier table now. No I/O: everything comes from the token's access snapshot."""
+    if snapshot.token is None or snapshot.token[1].name != file.recipient:
+        raise _refused("the token the URL was issued to is unknown or not the recipient's")
+    token, organization, allowed = snapshot.token
+    check_address(allowed, address)
+    # The URL lives only as long as the token it was issued to (revoked, expired, rotated
+    # out): a revoked token stops its URLs, like its queries.
+    if token.revoked_at is not None or token.expires_at <= now:
+        raise _refused("the token the URL was issued to is revoked or expired")
+    for table in snapshot.tables(organization, now):
         try:
-            root = _relative(table.location, state.settings)
+            root = _relative(table.location, settings)
         except ValueError:  # a table outside the local root is never served from here
             continue
         if file.relative.startswith(root + "/"):

@@ -21,8 +21,9 @@ from catalog.kernel.problems import problem_responses
 from catalog.kernel.settings import Settings
 from policies.auth import client_address
 from policies.principals.service import get_organization
+from sharing.errors import HANDLERS
 from sharing.files.urls import PREFIX
-from sharing.protocol import HANDLERS, dumps
+from sharing.protocol import dumps
 from sharing.recipients import service as recipients
 
 Organization = Annotated[str, Parameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]

@@ -19,7 +19,6 @@ from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFoun
 from catalog.kernel.settings import Settings
 from policies.auth import new_secret, secret_matches, split_secret
 from policies.principals.models import Organization
-from sharing.cache import CacheView
 from sharing.recipients.models import RecipientActivation, RecipientNetwork, RecipientToken
 
 TOKEN_PREFIX = "dsr_"  # noqa: S105  (a prefix, not a secret)
@@ -154,39 +153,35 @@ def _live_tokens(session: Session, organization: Organization, now: datetime) ->
     ]
 
 
-def authenticate(
-    session: Session, credential: str | None, *, now: datetime, cache: CacheView | None = None
-) -> Recipient:
-    """The recipient behind a bearer token, or Unauthenticated (one message for every cause).
+TokenRow = tuple[RecipientToken, Organization, tuple[str, ...]]
+REFUSED = "missing, invalid, expired or revoked bearer token"
 
-    With `cache`, the token's row may come from this governance revision's cache; the secret,
-    revocation and expiry are checked on every call either way.
-    """
-    refused = Unauthenticated("missing, invalid, expired or revoked bearer token")
+
+def token_id_in(credential: str | None) -> tuple[str, str]:
+    """(token id, secret) of a bearer credential, or Unauthenticated (one message for every
+    cause)."""
     parts = split_secret(credential or "", TOKEN_PREFIX)
     if parts is None:
-        raise refused
-    token_id = parts[0]
-    found = (
-        cache.get(("token", token_id), lambda: token_row(session, token_id))
-        if cache is not None
-        else token_row(session, token_id)
-    )
+        raise Unauthenticated(REFUSED)
+    return parts
+
+
+def verify(found: TokenRow | None, secret: str, *, now: datetime) -> Recipient:
+    """The recipient behind a token row and the secret presented for it, or Unauthenticated:
+    the secret, revocation and expiry are checked at `now` on every request. No I/O."""
     if found is None:
-        raise refused
+        raise Unauthenticated(REFUSED)
     token, organization, cidrs = found
     if (
-        not secret_matches(token.secret_sha256, parts[1])
+        not secret_matches(token.secret_sha256, secret)
         or token.revoked_at is not None
         or token.expires_at <= now
     ):
-        raise refused
+        raise Unauthenticated(REFUSED)
     return Recipient(organization=organization, token_id=token.id, cidrs=cidrs)
 
 
-def token_row(
-    session: Session, token_id: str
-) -> tuple[RecipientToken, Organization, tuple[str, ...]] | None:
+def token_row(session: Session, token_id: str) -> TokenRow | None:
     """A token with its organisation and allow-list, in one round trip."""
     found = session.execute(
         select(RecipientToken, Organization, RecipientNetwork.cidrs)
@@ -360,16 +355,6 @@ def networks_of(session: Session, name: str) -> tuple[str, ...] | None:
         .where(Organization.name == name)
     ).first()
     return None if row is None else tuple(row[1] or ())
-
-
-def recipient_of(session: Session, name: str) -> tuple[Organization, tuple[str, ...]] | None:
-    """The recipient called `name` and its allow-list; None when there is no such recipient."""
-    row = session.execute(
-        select(Organization, RecipientNetwork.cidrs)
-        .outerjoin(RecipientNetwork, col(RecipientNetwork.organization_id) == Organization.id)
-        .where(Organization.name == name)
-    ).first()
-    return None if row is None else (row[0], tuple(row[1] or ()))
 
 
 def check_network(session: Session, organization: Organization, client: str | None) -> None:

@@ -243,6 +243,8 @@ def test_token_expiry_revocation_and_disabling(estate, clock):
 
 
 def test_policy_change_reaches_a_second_process(settings, engine, clock, estate):
+    """The second process's next request sees the change (one governance revision, read as the
+    request is authenticated), however long its refresh interval."""
     other_settings = settings.model_copy(update={"policy_refresh_seconds": 2.0})
     with TestClient(create_app(other_settings, engine=engine, clock=clock)) as second:
         headers = {"Authorization": f"Bearer {estate.tokens['pub-sm']}"}
@@ -266,13 +268,6 @@ def test_policy_change_reaches_a_second_process(settings, engine, clock, estate)
                 now=clock.now(),
             )
             s.commit()
-        assert (
-            second.post(
-                "/api/v1/products/riverside/vitals/versions", json=body, headers=headers
-            ).status_code
-            == 403
-        )
-        clock.advance(seconds=2)
         assert (
             second.post(
                 "/api/v1/products/riverside/vitals/versions", json=body, headers=headers

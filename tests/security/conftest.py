@@ -18,7 +18,7 @@ def own_estate(tmp_path_factory):  # type: ignore[no-untyped-def]
     home = tmp_path_factory.mktemp("security-home")
     port = free_port()
     demo = demo_estate(home, port)
-    settings = Settings(home=home, port=port, policy_refresh_seconds=0)
+    settings = Settings(home=home, port=port)
     engine = make_engine(settings.resolved_database_url)
     with serving(settings, port, engine=engine):
         yield {

@@ -54,7 +54,7 @@ def build_demo(home: Path, port: int) -> dict[str, Any]:
 
 def demo_settings(home: Path, port: int) -> Settings:
     """The settings the demo is served with (its SQLite catalog, an admin token)."""
-    return Settings(home=home, port=port, policy_refresh_seconds=0, admin_token=ADMIN_TOKEN)
+    return Settings(home=home, port=port, admin_token=ADMIN_TOKEN)
 
 
 @contextmanager

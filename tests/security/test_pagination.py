@@ -10,7 +10,7 @@ from litestar.testing import TestClient
 
 from catalog.kernel.errors import InvalidParameter
 from catalog.kernel.pagination import page_size
-from sharing.routes import MAX_PAGE
+from sharing.params import MAX_PAGE
 from tests.problems import assert_protocol_error
 from tests.security.served_demo import Demo, served_demo
 

@@ -41,7 +41,6 @@ def estate(request, tmp_path_factory, fresh_database_url):
     demo = demo_estate(home, port, database_url=database)
     settings = Settings(
         home=home, database_url=database or None, port=port, admin_token=ADMIN_TOKEN,
-        policy_refresh_seconds=0,
     )  # fmt: skip
     engine = make_engine(settings.resolved_database_url)
     clock = FixedClock(datetime.now(UTC))

@@ -23,7 +23,7 @@ from sqlmodel import SQLModel
 from catalog.app import create_app, tune_for_serving
 from catalog.kernel.settings import Settings
 
-app = create_app(Settings(home=sys.argv[1], policy_refresh_seconds=0))
+app = create_app(Settings(home=sys.argv[1]))
 tune_for_serving()
 unconfigured = [m.class_.__name__ for m in SQLModel._sa_registry.mappers if not m.configured]
 table = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients"

@@ -19,9 +19,8 @@ from catalog.kernel.db import make_engine
 from catalog.products.models import DataProduct
 from policies.principals.service import get_organization
 from sharing.delta import snapshot
-from sharing.protocol import UnsupportedOperation
+from sharing.protocol import UnsupportedOperation, response_format
 from sharing.recipients import service as recipients
-from sharing.routes import response_format
 from tests.factories import activation_link
 
 TABLE = "sepsis-research.st-marys.patients"

@@ -17,13 +17,11 @@ import requests
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-import catalog.serving.blocking
-import sharing.cache
 from catalog.kernel.db import make_engine
 from catalog.kernel.errors import Unavailable
 from catalog.kernel.settings import Settings
 from policies.auth import split_secret
-from sharing.cache import RevisionReader
+from policies.revision import RevisionReader
 from sharing.recipients import service as recipients
 from tests.live import demo_estate, free_port, serving
 
@@ -33,21 +31,6 @@ QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/
 def _bump(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE governance_revision SET revision = revision + 1 WHERE id = 1"))
-
-
-@pytest.fixture
-def thread_hops(monkeypatch) -> list[str]:
-    """Names of the functions handed to a handler thread while the test runs."""
-    hops: list[str] = []
-    for module in (catalog.serving.blocking, sharing.cache):
-        original = module.sync_to_thread
-
-        async def counting(fn, *args, _original=original, **kwargs):
-            hops.append(getattr(fn, "__name__", repr(fn)))
-            return await _original(fn, *args, **kwargs)
-
-        monkeypatch.setattr(module, "sync_to_thread", counting)
-    return hops
 
 
 def test_every_read_sees_what_was_committed_before_it_without_a_thread(engine, thread_hops):
@@ -133,7 +116,7 @@ def postgres_estate(tmp_path_factory, fresh_database_url):
     home = tmp_path_factory.mktemp("sharing-pg-home")
     port = free_port()
     demo = demo_estate(home, port, database_url=url)
-    settings = Settings(home=home, database_url=url, port=port, policy_refresh_seconds=60)
+    settings = Settings(home=home, database_url=url, port=port)
     engine = make_engine(url)
     with serving(settings, port):
         yield demo.base, demo.profile_path, engine
@@ -165,3 +148,13 @@ def test_on_postgresql_warm_queries_run_on_the_event_loop_and_revocation_is_imme
     assert (refused.status_code, refused.json()["errorCode"]) == (401, "UNAUTHENTICATED")
     listed = requests.get(endpoint + "/delta-sharing/shares", headers=auth, timeout=10)
     assert listed.status_code == 401
+
+
+def test_on_postgresql_with_two_workers_every_committed_change_reaches_the_next_request(
+    postgres_estate,
+):
+    from tests.sharing.test_freshness import check_every_change_reaches_the_next_request
+
+    _, profile, engine = postgres_estate
+    url = engine.url.render_as_string(hide_password=False)
+    check_every_change_reaches_the_next_request(Path(profile).parent.parent, url, engine)

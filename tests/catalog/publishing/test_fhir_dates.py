@@ -5,6 +5,7 @@ MESH_TEST_POSTGRES_URL, PostgreSQL catalogs), and the coercer on every date shap
 """
 
 import json
+import random
 from datetime import UTC, date, datetime, time
 
 import pyarrow as pa
@@ -20,9 +21,14 @@ from catalog.app import create_app
 from catalog.cli import app
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
-from catalog.products.models import ColumnSpec, VersionSpec, VersionStatus
+from catalog.products.models import ColumnSpec, FhirType, VersionSpec, VersionStatus
 from catalog.publishing import service
-from catalog.publishing.coerce import FieldCoercionError, RowCoercer
+from catalog.publishing.coerce import (
+    CoercionError,
+    FieldCoercionError,
+    RowCoercer,
+    parse_fhir_temporal,
+)
 from catalog.publishing.models import FindingRecord, QuarantineRecord
 from tests.catalog.publishing.conftest import STAYS, new_product
 from tests.conftest import ADMIN_TOKEN
@@ -242,6 +248,60 @@ def test_a_finding_on_a_required_column_fails_the_record():
     with pytest.raises(FieldCoercionError) as caught:
         RowCoercer([required]).coerce({"d": "2019-07-15 10:30:00"})
     assert caught.value.rule == "date" and caught.value.field == "d"
+
+
+def _slow_timestamp(value: str, kind: FhirType) -> object:
+    """What parse_fhir_temporal (the general path) makes of a timestamp cell."""
+    try:
+        found = parse_fhir_temporal(value, kind)
+        moment = found.lower_instant()
+    except CoercionError as exc:
+        return ("finding", exc.rule, exc.detail)
+    except OverflowError:
+        return ("finding", kind.value, f"{value!r} is outside the range of a timestamp")
+    return (moment, moment.tzinfo, found.precision, found.legacy, found.leap_second)
+
+
+def test_the_timestamp_fast_path_gives_the_general_paths_results():
+    """Full dateTimes take datetime.fromisoformat: same instant, zone, precision, findings."""
+    rnd = random.Random(16)
+    parts = [
+        ["2024", "0001", "9999", "1999", "0000", "20240", "1900"],
+        ["-01", "-12", "-13", "-00", "-02", "-1", ""],
+        ["-01", "-28", "-29", "-30", "-31", "-00", "-32", ""],
+        ["T00", "T23", "T24", "T07", "T7", "t10", " 10", ""],
+        [":00", ":59", ":60", ""],
+        [":00", ":59", ":60", ":61", ""],
+        ["", ".1", ".12", ".123", ".1234", ".123456", ".1234567", ".", ".12a"],
+        ["Z", "+01:00", "-00:00", "+14:00", "+14:01", "-13:59", "+15:00", "", "+0100", "z"],
+    ]
+    values = ["".join(rnd.choice(options) for options in parts) for _ in range(20_000)]
+    values += ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2016-12-31T23:59:60Z"]
+    for kind, column_type in (
+        (FhirType.DATETIME, "timestamp[us, tz=UTC]"),
+        (FhirType.INSTANT, "timestamp[us, tz=UTC]"),
+        (FhirType.DATETIME, "timestamp[ms, tz=UTC]"),
+    ):
+        column = ColumnSpec(name="t", type=column_type, classification="date", fhir_type=kind)
+        coercer = RowCoercer([column])
+        for value in values:
+            coerced = coercer.coerce({"t": value})
+            if coerced.findings:
+                (finding,) = coerced.findings
+                got: object = ("finding", finding.rule, finding.detail.removeprefix("t: "))
+            else:
+                moment = coerced.row["t"]
+                leap = coerced.conversions == ["leap-second"]
+                got = (moment, moment.tzinfo, coerced.row["t_precision"], None, leap)
+            assert got == _slow_timestamp(value, kind), value
+
+
+def test_an_instant_outside_the_timestamp_range_is_a_finding():
+    """0001-01-01T00:00:00+01:00 is valid FHIR but before 0001-01-01T00:00:00Z: until now the
+    OverflowError ended the whole publish."""
+    coerced = RowCoercer([STAMP]).coerce({"t": "0001-01-01T00:00:00+01:00"})
+    assert coerced.row["t"] is None
+    assert [(f.rule, f.field) for f in coerced.findings] == [("dateTime", "t")]
 
 
 def test_partial_dates_in_a_list_column_are_findings():

@@ -1,7 +1,8 @@
-"""The sharing server reuses grant and token rows only while the governance revision holds.
+"""The access snapshot: one per (token, governance revision), judged at every request's time.
 
 Triggers bump the revision on every change, whoever makes it (raw SQL from another connection
-here), so the next request sees it; the rules themselves still run against the current time.
+here), policy lines included, so the next request sees it; the rules themselves still run
+against the current time, so a snapshot never serves a revoked or expired token.
 """
 
 import json
@@ -19,15 +20,17 @@ from catalog.kernel.clock import SystemClock
 from catalog.kernel.db import make_engine
 from catalog.kernel.errors import Unauthenticated
 from policies.auth import split_secret
-from policies.enforcer import PolicyEngine
+from policies.enforcer import PolicyEngine, add_rule
 from policies.principals.service import get_organization
+from policies.revision import read_revision
 from sharing import reads as service
-from sharing.cache import GovernanceCache, read_revision
+from sharing.access import AccessSnapshots
 from sharing.recipients import service as recipients
 from tests.factories import organization
 
 WATCHED = (
     "access_grant",
+    "casbin_rule",
     "access_request",
     "data_product",
     "domain",
@@ -116,47 +119,123 @@ def test_changes_made_outside_the_server_reach_the_next_request(estate, estate_e
     assert _query(estate) == 200
 
 
-def test_cached_rows_are_still_judged_at_the_current_time(estate, estate_engine):
-    """A token or grant that expires while its row is cached is refused all the same."""
-    cache = GovernanceCache()
-    credential = _token(estate)
-    settings = estate["settings"]
-    policy = PolicyEngine(estate_engine, SystemClock(), refresh_seconds=0)
-    with Session(estate_engine) as session:
-        view = cache.at(read_revision(session.connection()))
-        now = datetime.now(UTC)
-        who = recipients.authenticate(session, credential, now=now, cache=view)
-        tables = service.shared_tables(
-            session, who.organization, settings=settings, policy=policy, now=now, cache=view
+def _snapshots(engine: Engine, settings, **kwargs) -> AccessSnapshots:
+    return AccessSnapshots(engine, PolicyEngine(engine, SystemClock()), settings, **kwargs)
+
+
+def _revision_pair(engine: Engine):
+    with engine.connect() as conn:
+        return read_revision(conn)
+
+
+def test_a_snapshot_is_still_judged_at_the_current_time(estate, estate_engine):
+    """A token or grant that expires while its snapshot is kept is refused all the same."""
+    snapshots = _snapshots(estate_engine, estate["settings"])
+    token_id, secret = recipients.token_id_in(_token(estate))
+    revision = _revision_pair(estate_engine)
+    assert snapshots.lookup(token_id, revision) is None  # nothing read yet
+    loaded = snapshots.load(token_id, revision)
+    snapshot = snapshots.lookup(token_id, revision)
+    assert snapshot is loaded  # kept: the next lookup needs no I/O
+    now = datetime.now(UTC)
+    who = snapshot.recipient(secret, now)
+    assert snapshot.tables(who.organization, now)
+    assert snapshot.token is not None
+    later = snapshot.token[0].expires_at + timedelta(seconds=1)
+    with pytest.raises(Unauthenticated):
+        snapshot.recipient(secret, later)
+    with pytest.raises(Unauthenticated):
+        snapshot.recipient(secret[:-1] + ("A" if secret[-1] != "A" else "B"), now)
+    far = datetime(2999, 1, 1, tzinfo=UTC)  # every grant has ended by then
+    assert snapshot.tables(who.organization, far) == []
+
+
+def test_a_snapshot_never_serves_a_revoked_token(estate, estate_engine):
+    """Revoked from another connection: the revision moves, the kept snapshot is not used."""
+    snapshots = _snapshots(estate_engine, estate["settings"])
+    with Session(estate_engine) as session:  # a token of its own: the estate's stays live
+        org = get_organization(session, "sepsis-research")
+        _, credential = recipients.issue_recipient_token(
+            session, org, days=1, now=datetime.now(UTC)
         )
-        assert tables
-        token_row = view.get(("token", who.token_id), lambda: None)
-        assert token_row is not None  # served from the cache, not loaded again
-        later = token_row[0].expires_at + timedelta(seconds=1)
-        with pytest.raises(Unauthenticated):
-            recipients.authenticate(session, credential, now=later, cache=view)
-        far = datetime(2999, 1, 1, tzinfo=UTC)  # every grant has ended by then
-        assert (
-            service.shared_tables(
-                session, who.organization, settings=settings, policy=policy, now=far, cache=view
-            )
-            == []
+        session.commit()
+    token_id, secret = recipients.token_id_in(credential)
+    before = _revision_pair(estate_engine)
+    snapshots.load(token_id, before).recipient(secret, datetime.now(UTC))
+    with estate_engine.begin() as conn:
+        conn.execute(
+            text("UPDATE recipient_token SET revoked_at = :now WHERE id = :id"),
+            {"now": datetime.now(UTC), "id": token_id},
         )
+    after = _revision_pair(estate_engine)
+    assert after != before
+    assert snapshots.lookup(token_id, after) is None
+    with pytest.raises(Unauthenticated):
+        snapshots.load(token_id, after).recipient(secret, datetime.now(UTC))
+    assert snapshots.lookup(token_id, before) is None  # the older generation is gone
 
 
-def test_a_stale_revision_never_overwrites_a_newer_one():
-    cache = GovernanceCache()
-    cache._put((5, "b"), "k", "new")
-    cache._put((4, "a"), "k", "old")
-    assert cache._get((5, "b"), "k") == (True, "new")
-    assert cache._get((4, "a"), "k") == (False, None)
+def test_an_older_revision_never_replaces_a_newer_one(estate, estate_engine):
+    snapshots = _snapshots(estate_engine, estate["settings"])
+    token_id, _ = recipients.token_id_in(_token(estate))
+    count, stamp = _revision_pair(estate_engine) or (0, "")
+    newer, older = (count + 2, "new"), (count + 1, "old")
+    snapshots.load(token_id, newer)
+    snapshots.load(token_id, older)  # a request that read its revision just before a change
+    assert snapshots.lookup(token_id, newer) is not None
+    assert snapshots.lookup(token_id, older) is None
+    restored = (count + 2, "restored")  # the same counter, another stamp: a restored database
+    snapshots.load(token_id, restored)
+    assert snapshots.lookup(token_id, newer) is None
+    assert snapshots.lookup(token_id, restored) is not None
+    assert snapshots.lookup(token_id, None) is None  # no counter: nothing kept
+    assert stamp
 
 
-def test_the_cache_is_bounded():
-    cache = GovernanceCache(max_entries=3)
-    for i in range(10):
-        cache._put((1, "a"), i, i)
-    assert sum(cache._get((1, "a"), i)[0] for i in range(10)) <= 3
+def test_snapshots_are_bounded_and_share_an_organisations_grants(estate, estate_engine):
+    snapshots = _snapshots(estate_engine, estate["settings"], max_entries=3)
+    token_id, _ = recipients.token_id_in(_token(estate))
+    revision = _revision_pair(estate_engine)
+    first = snapshots.load(token_id, revision)
+    for i in range(10):  # unknown tokens are kept too (as refusals), within the bound
+        assert snapshots.load(f"dsr_{i:016x}", revision).token is None
+    kept = sum(
+        snapshots.lookup(t, revision) is not None
+        for t in [token_id, *(f"dsr_{i:016x}" for i in range(10))]
+    )
+    assert kept <= 3
+    again = snapshots.load(token_id, revision)
+    assert again.grants is not None and first.grants is not None
+    with Session(estate_engine) as session:  # a second token of the same organisation
+        org = get_organization(session, "sepsis-research")
+        row, _ = recipients.issue_recipient_token(session, org, days=1, now=datetime.now(UTC))
+        session.commit()
+        second_id = row.id
+    revision = _revision_pair(estate_engine)
+    one = snapshots.load(token_id, revision)
+    other = snapshots.load(second_id, revision)
+    assert other.grants is one.grants  # read once per organisation and revision
+
+
+def test_a_policy_change_moves_the_revision_and_the_rules(engine: Engine):
+    """Policy lines bump the one revision; the rules at the new revision hold the change."""
+    policy = PolicyEngine(engine, SystemClock())
+    before = _revision_pair(engine)
+    rules = policy.at(before)
+    assert policy.at(before) is rules  # the same revision: no read
+    assert not rules.allowed("someone", "*", "product", "read")
+    with Session(engine) as session:
+        add_rule(session, "g", ["user:someone", "role:platform-admin", "*"], now=datetime.now(UTC))
+        session.commit()
+    after = _revision_pair(engine)
+    assert after != before
+    assert policy.at(after).allowed("someone", "*", "product", "read")
+    with Session(engine) as session:  # a change elsewhere: the lines are equal, the rules kept
+        session.add(organization("policy-check", title="t", email="a@b.example"))
+        session.commit()
+    moved = _revision_pair(engine)
+    assert moved != after
+    assert policy.at(moved) is policy.at(after)
 
 
 def test_every_watched_table_bumps_the_revision(engine: Engine):

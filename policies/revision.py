@@ -1,37 +1,29 @@
-"""Reuse of what a recipient's access rests on, for as long as the governance revision holds.
+"""The one governance revision: which state of everything access rests on a request sees.
 
-Every sharing request used to re-read its token, allow-list, grants, DUAs and served versions
-from the database. Those change rarely, and each change bumps `governance_revision` in the
-changing transaction (database triggers, see the migration), so a request now reads that one
-counter and reuses the rows read under the same revision. Only database reads are reused: every
-rule (token expiry and revocation, grant and DUA state, the minimum-necessary policy) is still
-evaluated on every request against the current time, so revocation and expiry stay immediate.
-
-The revision is read before the rows, so cached rows are never older than their revision. A
-database without the counter row (not migrated by us) is never cached.
+Database triggers bump `governance_revision` in every transaction that changes a token, an
+allow-list, an organisation, a DUA, a request, a grant, a product, a version or a policy line
+(the migrations list them), whoever writes it: the API, the CLI, another worker, SQL by hand.
+Whatever a process keeps from the database (the policy engine's rules, the sharing server's
+access snapshots) is kept for one revision, and each request reads the revision after it
+arrived: a change committed before a request is seen by that request. That is the one freshness
+rule.
 
 A revision is the counter with the random stamp every bump writes next to it: after a restore
 of the database to an earlier state the counter goes back and then climbs to numbers already
-cached, but the stamps it climbs through are new, so rows cached before the restore (a token
-since revoked) are never served for the restored database's states.
-
-The async routes read the counter without a handler thread (`RevisionReader`): SQLite inline,
-PostgreSQL on one asynchronous connection per worker whose reads concurrent requests share.
+seen, but the stamps it climbs through are new, so nothing kept before the restore (a token
+since revoked) is used for the restored database's states. None: the database has no counter
+row (not migrated by us), so nothing may be kept.
 """
 
 import asyncio
 import logging
-import threading
-from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from litestar.concurrency import sync_to_thread
-from litestar.datastructures import State
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from catalog.kernel.errors import Unavailable
-from catalog.serving.blocking import may_block
 
 if TYPE_CHECKING:  # imported when used: a SQLite deployment never loads the driver
     import psycopg
@@ -40,41 +32,8 @@ log = logging.getLogger("mesh.sharing")
 REVISION_SQL = "SELECT revision, stamp FROM governance_revision WHERE id = 1"
 READ_TIMEOUT_SECONDS = 10.0  # connecting and reading the revision, on PostgreSQL
 
-T = TypeVar("T")
-MAX_ENTRIES = 20_000
 # (counter, stamp): the stamp is random per bump, so one pair names one state of the database.
 Revision = tuple[int, str]
-
-
-class GovernanceCache:
-    """Rows read under one governance revision, shared by the threads of a process."""
-
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
-        self._lock = threading.Lock()
-        self._revision: Revision | None = None
-        self._entries: dict[Hashable, Any] = {}
-        self._max_entries = max_entries
-
-    def at(self, revision: Revision | None) -> "CacheView":
-        """A request's view at the revision just read for it (`RevisionReader`, `read_revision`;
-        None: the database has no counter, so nothing is cached)."""
-        return CacheView(self, revision)
-
-    def _get(self, revision: Revision, key: Hashable) -> tuple[bool, Any]:
-        with self._lock:
-            if self._revision != revision:
-                return False, None
-            return (key in self._entries), self._entries.get(key)
-
-    def _put(self, revision: Revision, key: Hashable, value: Any) -> None:
-        with self._lock:
-            if self._revision is not None and revision[0] < self._revision[0]:
-                return  # read under an older revision than what is cached: do not regress
-            # Entries are only ever served for the exact (counter, stamp) they were read under:
-            # the same counter with another stamp (a restored database) replaces them all.
-            if self._revision != revision or len(self._entries) >= self._max_entries:
-                self._revision, self._entries = revision, {}
-            self._entries[key] = value
 
 
 def read_revision(connection: Connection) -> Revision | None:
@@ -167,30 +126,3 @@ class RevisionReader:
                     log.warning("governance revision read failed: %r", exc)
                     raise Unavailable("the catalog database is not reachable; retry later") from exc
                 reused = False
-
-
-class CacheView:
-    """Lookups at one revision: a hit, or `load()` run now and kept for the next request."""
-
-    def __init__(self, cache: GovernanceCache, revision: Revision | None) -> None:
-        self._cache, self._revision = cache, revision
-
-    def get(self, key: Hashable, load: Callable[[], T]) -> T:
-        """The value kept for `key` under this revision, else `load()` (then kept)."""
-        if self._revision is None:
-            may_block()
-            return load()
-        found, value = self._cache._get(self._revision, key)
-        if found:
-            return value  # type: ignore[no-any-return]
-        may_block()
-        value = load()
-        self._cache._put(self._revision, key, value)
-        return value
-
-
-async def current_view(state: State) -> CacheView:
-    """The app's governance cache at a revision read for this request (`RevisionReader`)."""
-    cache: GovernanceCache = state.governance_cache
-    reader: RevisionReader = state.revisions
-    return cache.at(await reader.read())
