@@ -93,7 +93,7 @@ def build_estate(args: argparse.Namespace, home: Path, database_url: str) -> str
     """Everything the pages read; returns the admin's API token."""
     from sqlmodel import Session
 
-    from catalog.audit.record import Actor
+    from catalog.audit.record import Operator
     from catalog.kernel import migrate
     from catalog.kernel.clock import SystemClock
     from catalog.kernel.db import make_engine, transaction
@@ -114,7 +114,7 @@ def build_estate(args: argparse.Namespace, home: Path, database_url: str) -> str
     from policies.requests.models import AccessRequest, AccessRequestProduct
 
     rng = random.Random(18)
-    actor, clock = Actor("bench-operator"), SystemClock()
+    actor, clock = Operator("bench-operator"), SystemClock()
     now = clock.now()
     started = time.perf_counter()
     engine = make_engine(database_url)

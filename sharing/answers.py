@@ -45,8 +45,9 @@ from sharing.protocol import (
     metadata_line,
     response_format,
 )
-from sharing.reads import SharedTable, check_share, find_table, signing_key, stable_id
+from sharing.reads import SharedTable, check_share, find_table, stable_id
 from sharing.recipients.service import Recipient
+from sharing.signing import signing_key
 
 T = TypeVar("T")
 

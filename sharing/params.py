@@ -19,7 +19,8 @@ from catalog.kernel.errors import InvalidParameter
 from sharing import predicates
 from sharing.delta import DataFile
 from sharing.protocol import UnsupportedOperation
-from sharing.reads import SharedTable, page_offset, page_token
+from sharing.reads import SharedTable
+from sharing.signing import page_offset, page_token
 
 T = TypeVar("T")
 MAX_PAGE = 500  # items per list page: the reference server's default

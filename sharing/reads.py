@@ -6,12 +6,7 @@ deprecated) product versions are visible. Anything not granted answers exactly l
 something that does not exist.
 """
 
-import base64
 import bisect
-import hashlib
-import hmac
-import json
-import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +18,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from catalog.kernel.db import saved_id
-from catalog.kernel.errors import InvalidParameter, NotFound
+from catalog.kernel.errors import NotFound
 from catalog.kernel.settings import Settings
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
 from policies.duas.models import Dua
@@ -36,6 +31,8 @@ from policies.principals.models import Organization
 from policies.requests.models import AccessRequest
 
 SERVED = (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
+
+
 NAMESPACE = uuid.UUID("8f1d2c3e-4b5a-4c6d-9e8f-0a1b2c3d4e5f")
 
 
@@ -270,44 +267,3 @@ def check_share(organization: Organization, share: str) -> None:
     """A recipient sees exactly its own share."""
     if share.lower() != organization.name:
         raise NotFound(f"share {share} not found")
-
-
-# --- signed values: page tokens and file URLs -----------------------------------------------
-
-
-def signing_key(settings: Settings) -> bytes:
-    """The HMAC key (random per process when none is configured)."""
-    if settings.signing_key is not None:
-        return settings.signing_key.get_secret_value().encode()
-    return _PROCESS_KEY
-
-
-# Without a configured key, URLs and page tokens are valid only within this process.
-_PROCESS_KEY = secrets.token_bytes(32)
-
-
-def mac(key: bytes, message: str) -> str:
-    """Hex HMAC-SHA256."""
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
-
-
-def page_token(key: bytes, scope: str, offset: int) -> str:
-    """An opaque, tamper-proof page token bound to the listing it came from."""
-    payload = base64.urlsafe_b64encode(json.dumps([scope, offset]).encode()).decode()
-    return f"{payload}.{mac(key, payload)}"
-
-
-def page_offset(key: bytes, scope: str, token: str | None) -> int:
-    """The offset a page token stands for, or InvalidParameter."""
-    if not token:
-        return 0
-    payload, _, signature = token.partition(".")
-    if not hmac.compare_digest(signature.encode(), mac(key, payload).encode()):
-        raise InvalidParameter("invalid pageToken")
-    try:
-        token_scope, offset = json.loads(base64.urlsafe_b64decode(payload.encode()))
-    except ValueError:
-        raise InvalidParameter("invalid pageToken") from None
-    if token_scope != scope or not isinstance(offset, int) or offset < 0:
-        raise InvalidParameter("invalid pageToken")
-    return offset

@@ -11,8 +11,8 @@ from catalog.console.routes import FILING, Form, Req, _end_of, _field
 from catalog.kernel.clock import Clock
 from catalog.kernel.errors import InvalidParameter
 from catalog.kernel.settings import Settings
-from policies import renewal
 from policies.enforcer import PolicyEngine
+from policies.requests import renewal
 
 
 class RenewalController(Controller):

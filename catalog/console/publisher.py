@@ -27,8 +27,8 @@ from catalog.manifest.apply import Plan, apply_manifest
 from catalog.manifest.loader import ManifestError, parse_manifest
 from catalog.products import service as products
 from catalog.products.models import DataProduct
-from policies import facility
 from policies.enforcer import Caller
+from policies.grants import facility
 
 PUBLISH = {"permission": "version:publish"}
 Upload = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]

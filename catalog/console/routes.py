@@ -32,7 +32,6 @@ from catalog.kernel.errors import InvalidParameter, MeshError, NotFound, Unauthe
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import DataProduct, ProductStatus, Tier, VersionStatus
-from policies import renewal
 from policies.auth import Authenticator, record_auth_failure
 from policies.duas.models import Dua
 from policies.duas.service import dua_covers, dua_read, get_dua, list_duas
@@ -42,6 +41,7 @@ from policies.minimum_necessary import PolicyRefusal, check_minimum_necessary
 from policies.models import GrantState, Purpose, RequestStatus
 from policies.principals.models import Organization
 from policies.principals.service import get_organization
+from policies.requests import renewal
 from policies.requests.models import AccessRequestCreate
 from policies.requests.service import (
     approve_request,

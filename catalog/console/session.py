@@ -29,7 +29,7 @@ from sqlmodel import Session, col
 
 from catalog.console.models import ConsoleSignOut
 from catalog.kernel.settings import Settings
-from sharing.reads import signing_key
+from sharing.signing import signing_key
 
 COOKIE = "mesh_console"
 PATH = "/console"

@@ -29,8 +29,9 @@ from policies.auth import client_address
 from sharing import refusals
 from sharing.errors import HANDLERS
 from sharing.files.presign import object_store_signer
-from sharing.reads import SharedTable, mac, signing_key
+from sharing.reads import SharedTable
 from sharing.recipients.service import check_address
+from sharing.signing import mac, signing_key
 
 if TYPE_CHECKING:
     from sharing.access import Access, AccessSnapshot

@@ -26,8 +26,8 @@ from catalog.audit.record import Operator
 from policies.auth import split_secret
 from policies.principals.service import get_organization
 from sharing.files.urls import FILES, _signed_message
-from sharing.reads import mac, signing_key
 from sharing.recipients import service as recipients
+from sharing.signing import mac, signing_key
 from tests.problems import assert_protocol_error
 
 SHARE = "sepsis-research"
