@@ -16,6 +16,7 @@ import asyncio
 import fcntl
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class AuditSink(Protocol):
         ...
 
 
-class BatchWriter:
+class BatchWriter(ABC):
     """Writes entries for the threads of one process, many per commit, on its own thread.
 
     Each caller waits on its own ticket, so a commit wakes exactly the callers it served, and
@@ -137,9 +138,9 @@ class BatchWriter:
                 ticket.failed = ticket in failed
                 ticket.written()
 
+    @abstractmethod
     def _commit(self, tickets: list[Ticket]) -> tuple[list[Ticket], Exception | None]:
         """Write the tickets' entries in one go; the tickets that failed, and why."""
-        raise NotImplementedError
 
 
 class GroupCommit(BatchWriter):
