@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from support import bench_database
+from support import bench_database, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -290,7 +290,6 @@ def phase_serve(args: argparse.Namespace) -> None:
 
 @contextmanager
 def server(home: Path, database_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    import httpx
 
     pid_file = home / "server.pid"
     log = home / "server.log"
@@ -311,16 +310,7 @@ def server(home: Path, database_url: str, port: int) -> Iterator[subprocess.Pope
     with log.open("wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text()}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server did not answer /healthz:\n{log.read_text()}")
-            time.sleep(0.2)
+        wait_until_serving(process, f"http://127.0.0.1:{port}", log)
         yield process
     finally:
         if pid_file.exists():

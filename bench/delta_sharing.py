@@ -88,7 +88,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from support import bench_database
+from support import bench_database, wait_until_serving
 
 READ_RATIO_TARGET = 1.3
 P99_TARGET_MS = 50.0
@@ -744,7 +744,6 @@ class Server:
 @contextmanager
 def server(args: argparse.Namespace, estate: Estate) -> Iterator[Server]:
     """Start the server child, wait for /healthz, stop it (SIGTERM to the pid it wrote)."""
-    import httpx
 
     base = f"http://127.0.0.1:{estate.port}"
     pid_file = estate.home / "server.pid"
@@ -790,16 +789,7 @@ def server(args: argparse.Namespace, estate: Estate) -> Iterator[Server]:
     with log.open("wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text()}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server did not answer /healthz:\n{log.read_text()}")
-            time.sleep(0.2)
+        wait_until_serving(process, base, log)
         yield Server(process, int(pid_file.read_text()), log)
     finally:
         if pid_file.exists():

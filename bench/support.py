@@ -1,10 +1,12 @@
-"""What the benchmark scripts share: a catalog database of their own."""
+"""What the benchmark scripts share: a catalog database of their own, a server that answers."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -31,3 +33,20 @@ def bench_database(home: Path, admin_url: str | None, *, keep: bool = False) -> 
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    """Return once `base`/healthz answers 200; SystemExit with the server's log if it exits or
+    stays silent for two minutes."""
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text()}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"server did not answer /healthz:\n{log.read_text()}")
+        time.sleep(0.2)
