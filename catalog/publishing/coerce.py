@@ -465,6 +465,8 @@ def _to_float(value: Any) -> float:
             number = float(_number_text(value, _FHIR_DECIMAL, "a decimal number"))
         else:
             number = float(value)
+    except OverflowError:  # an integer beyond any float (JSON allows any number of digits)
+        raise CoercionError("range", f"{value!r} is not a finite FHIR decimal") from None
     except (TypeError, ValueError):
         raise CoercionError("type", f"expected a number, got {value!r}") from None
     if not math.isfinite(number):  # NaN/Infinity (Python's JSON reader accepts them) or 1e400
@@ -703,6 +705,7 @@ class RowCoercer:
             )
 
         self._text = [column.text for column in self._plan]
+        self._quick = _quick_row(self._plan, self._general)
 
     def coerce(self, row: dict[str, Any]) -> Coerced:
         """The typed row with its findings; FieldCoercionError when the record must fail."""
@@ -720,7 +723,13 @@ class RowCoercer:
         return names
 
     def coerce_values(self, values: Sequence[Any]) -> tuple[list[Any], list[Finding], list[str]]:
-        """`coerce` of the declared columns' values in order: the cells of stored_names."""
+        """`coerce` of the declared columns' values in order: the cells of stored_names.
+
+        The usual row -- every value converts, nothing to report -- takes code generated for
+        this version's columns (:func:`_quick_row`); any other row takes the general path."""
+        return self._quick(values)
+
+    def _general(self, values: Sequence[Any]) -> tuple[list[Any], list[Finding], list[str]]:
         out: list[Any] = []
         findings: list[Finding] = []
         conversions: list[str] = []
@@ -817,6 +826,83 @@ class RowCoercer:
                 cell = cell.value
             out.append(cell)
         return out
+
+
+_CACHED_TEMPORALS = 4096  # distinct date strings remembered per column (a panel shares one)
+
+
+def _quick_row(
+    plan: list[_Column],
+    general: Callable[[Sequence[Any]], tuple[list[Any], list[Finding], list[str]]],
+) -> Callable[[Sequence[Any]], tuple[list[Any], list[Finding], list[str]]]:
+    """`general` as generated straight-line code for a row whose every value converts without
+    a finding, a legacy conversion or a leap second; any other row is `general`'s, so the cells,
+    findings and errors are its own. Temporal columns remember their last few thousand strings
+    (vital signs of one panel share a time) -- their conversion does not depend on anything
+    else."""
+    if any(column.is_list for column in plan):
+        return general
+    names: dict[str, Any] = {"general": general, "CoercionError": CoercionError, "Dated": Dated}
+    lines = ["def quick(values):", f"    ({''.join(f'v{i}, ' for i in range(len(plan)))}) = values"]
+    cells: list[str] = []
+    for i, column in enumerate(plan):
+        names[f"convert{i}"] = column.convert
+        names[f"check{i}"] = column.code_check
+        names[f"allowed{i}"] = column.allowed
+        temporal = column.precision_column is not None
+        lines += [f"    if v{i} is None:"]
+        lines += (
+            ["        return general(values)"]
+            if column.required
+            else [f"        c{i} = None"] + ([f"        p{i} = None"] if temporal else [])
+        )
+        if column.text:
+            lines += [f"    elif type(v{i}) is str:", f"        c{i} = v{i}"]
+        lines += [f"    elif type(v{i}) is list:", "        return general(values)", "    else:"]
+        if temporal:
+            names[f"cache{i}"] = {}
+            lines += [
+                f"        d = cache{i}.get(v{i}) if type(v{i}) is str else None",
+                "        if d is None:",
+                "            try:",
+                f"                d = convert{i}(v{i})",
+                "            except CoercionError:",
+                "                return general(values)",
+                "            if d.legacy is not None or d.leap_second:",
+                "                return general(values)",
+                f"            if type(v{i}) is str:",
+                f"                if len(cache{i}) >= {_CACHED_TEMPORALS}:",
+                f"                    cache{i}.clear()",
+                f"                cache{i}[v{i}] = d",
+                f"        c{i}, p{i} = d.value, d.precision",
+            ]
+        else:
+            lines += [
+                "        try:",
+                f"            c{i} = convert{i}(v{i})",
+                "        except CoercionError:",
+                "            return general(values)",
+                f"        if type(c{i}) is Dated:",  # a FHIR time, or a date kept as its string
+                f"            if c{i}.legacy is not None or c{i}.leap_second:",
+                "                return general(values)",
+                f"            c{i} = c{i}.value",
+            ]
+        if column.code_check is not None:
+            lines += [
+                f"    if c{i} is not None and not check{i}(c{i}):",
+                "        return general(values)",
+            ]
+        if column.allowed is not None:
+            lines += [
+                f"    if c{i} is not None and c{i} not in allowed{i}:",
+                "        return general(values)",
+            ]
+        cells += [f"c{i}", f"p{i}"] if temporal else [f"c{i}"]
+    lines.append(f"    return [{', '.join(cells)}], [], []")
+    exec(compile("\n".join(lines), "<quick row>", "exec"), names)  # noqa: S102
+    function: Callable[[Sequence[Any]], tuple[list[Any], list[Finding], list[str]]]
+    function = names["quick"]
+    return function
 
 
 class FieldCoercionError(CoercionError):

@@ -16,16 +16,27 @@ The subset: member chains typed with fhirpathpy's own model (so `value.ofType(Qu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
 from catalog.sqlonfhir.views import _reference_key, _resource_key
 
-__all__ = ["Fallback", "Path", "Unsupported", "compile_path", "plain_values"]
+__all__ = [
+    "Cell",
+    "Fallback",
+    "Path",
+    "Unsupported",
+    "compile_cell",
+    "compile_path",
+    "plain_values",
+]
 
 AstNode = dict[str, Any]
 Path = Callable[[list[Any]], list[Any]]
+# One focus item -> what a column (or a where criterion) makes of the path's result.
+Cell = Callable[[Any], Any]
 
 
 class Unsupported(Exception):
@@ -459,6 +470,304 @@ def _as_is(items: list[Any]) -> list[Any]:
     return items
 
 
+# Characters of a FHIR id: a relative reference `Type/id` whose id is made of these (and is at
+# most 64 long) is what views._REFERENCE reads as (Type, id).
+_ID_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-."
+_TYPE_NAME: Final = re.compile(r"[A-Z][A-Za-z]{0,63}")
+_PLAIN_STEPS: Final = frozenset(
+    {"member", "choice", "first", "where_equals", "reference_key", "resource_key"}
+)
+_MAX_CELL_LINES: Final = 400
+
+
+def _finisher(result: str) -> Callable[[list[Any]], Any]:
+    """What a path's collection becomes: the raw collection, the plain values of a
+    `collection: true` column, or the one plain value (or None) of a column."""
+    if result == "raw":
+        return _as_is
+    if result == "collection":
+        return plain_values
+
+    def single(found: list[Any]) -> Any:
+        values = plain_values(found)
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0]
+        raise Fallback  # the general evaluator raises the "not collection: true" error
+
+    return single
+
+
+def _cell(functions: list[Path], shapes: list[tuple[Any, ...]], result: str) -> Cell:
+    """A path as generated straight-line Python from one focus item to its result.
+
+    `result` is "raw" (the collection), "collection" (its plain values) or "single" (one plain
+    value or None). The code does what `_finisher(result)(_chain(functions)([focus]))` does,
+    step by step, keeping a single value in a variable and running loops only over the
+    collections the data has (a list of codings), with the same Fallback cases.
+    """
+    writer = _CellWriter(functions, shapes, result)
+    writer.step(0, "one", "focus", 1)
+    if len(writer.lines) > _MAX_CELL_LINES:  # a long path with many list-or-single branches
+        chain, finish = _chain(functions), _finisher(result)
+        return lambda focus: finish(chain([focus]))
+    source = "\n".join(["def cell(focus):", *writer.lines])
+    exec(compile(source, "<fast cell>", "exec"), writer.names)  # noqa: S102
+    function: Cell = writer.names["cell"]
+    return function
+
+
+class _CellWriter:
+    """Writes the body of a :func:`_cell` function, step by step."""
+
+    def __init__(self, functions: list[Path], shapes: list[tuple[Any, ...]], result: str) -> None:
+        self.functions, self.shapes, self.result = functions, shapes, result
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {
+            "Fallback": Fallback,
+            "finish": _finisher(result),
+            "rest": [
+                _chain(functions[k:]) if k < len(functions) else _as_is
+                for k in range(len(functions) + 1)
+            ],
+            "reference_key": _reference_key,
+            "ID_CHARS": _ID_CHARS,
+        }
+        self.count = 0
+
+    def fresh(self) -> str:
+        self.count += 1
+        return f"v{self.count}"
+
+    def emit(self, depth: int, *lines: str) -> None:
+        self.lines += ["    " * depth + line for line in lines]
+
+    def empty(self, k: int, depth: int) -> None:
+        """The path's result when steps k.. get an empty collection."""
+        if all(shape[0] in _PLAIN_STEPS for shape in self.shapes[k:]):
+            self.emit(depth, "return None" if self.result == "single" else "return []")
+        else:
+            self.emit(depth, f"return finish(rest[{k}]([]))")
+
+    def guard(self, keys: tuple[str, ...], var: str) -> str:
+        return " or ".join(f"{key!r} in {var}" for key in keys)
+
+    def step(self, k: int, mode: str, var: str, depth: int) -> None:
+        """Steps k.. of a value held in `var`: one item (not None, not a list) in mode "one",
+        a non-empty list of such items in mode "many"."""
+        if len(self.lines) > _MAX_CELL_LINES:
+            return
+        if k == len(self.shapes):
+            self.finish(mode, var, depth)
+            return
+        shape = self.shapes[k]
+        kind = shape[0]
+        out = self.fresh()
+        if kind in ("member", "choice"):
+            key = shape[1]
+            if kind == "member":
+                guards: tuple[str, ...] = ("_" + key,)
+            else:
+                guards = ("_" + key, *shape[2], *("_" + other for other in shape[2]))
+            if mode == "one":
+                self.emit(depth, f"if type({var}) is not dict:")
+                self.empty(k + 1, depth + 1)
+                self.emit(depth, f"if {self.guard(guards, var)}:", "    raise Fallback")
+                self.emit(depth, f"{out} = {var}.get({key!r})", f"if {out} is None:")
+                self.empty(k + 1, depth + 1)
+                self.emit(depth, f"if type({out}) is list:")
+                if kind == "choice":
+                    self.emit(depth + 1, "raise Fallback")
+                    self.step(k + 1, "one", out, depth)
+                    return
+                self.emit(
+                    depth + 1,
+                    f"for item in {out}:",
+                    "    if item is None or type(item) is list:",
+                    "        raise Fallback",
+                    f"if not {out}:",
+                )
+                self.empty(k + 1, depth + 2)
+                self.step(k + 1, "many", out, depth + 1)
+                self.emit(depth, "else:")
+                self.step(k + 1, "one", out, depth + 1)
+                return
+            value = self.fresh()
+            self.emit(
+                depth,
+                f"{out} = []",
+                f"for item in {var}:",
+                "    if type(item) is dict:",
+                f"        if {self.guard(guards, 'item')}:",
+                "            raise Fallback",
+                f"        {value} = item.get({key!r})",
+                f"        if {value} is None:",
+                "            continue",
+                f"        if type({value}) is list:",
+            )
+            if kind == "choice":
+                self.emit(depth + 3, "raise Fallback")
+            else:
+                self.emit(
+                    depth + 3,
+                    f"for inner in {value}:",
+                    "    if inner is None or type(inner) is list:",
+                    "        raise Fallback",
+                    f"{out}.extend({value})",
+                    "continue",
+                )
+            self.emit(
+                depth,
+                f"        {out}.append({value})",
+                "    elif item is None or type(item) is list:",
+                "        raise Fallback",
+                f"if not {out}:",
+            )
+            self.empty(k + 1, depth + 1)
+            self.step(k + 1, "many", out, depth)
+        elif kind == "first":
+            if mode == "one":
+                self.step(k + 1, "one", var, depth)
+            else:
+                self.emit(depth, f"{out} = {var}[0]")
+                self.step(k + 1, "one", out, depth)
+        elif kind in ("exists", "empty"):
+            self.emit(depth, f"{out} = {kind == 'exists'}")
+            self.step(k + 1, "one", out, depth)
+        elif kind == "where_equals":
+            key, literal = shape[1], shape[2]
+            value = self.fresh()
+            if mode == "one":
+                self.emit(
+                    depth,
+                    f"if type({var}) is not dict or {'_' + key!r} in {var}:",
+                    "    raise Fallback",
+                    f"{value} = {var}.get({key!r})",
+                    f"if {value} is None:",
+                )
+                self.empty(k + 1, depth + 1)
+                self.emit(depth, f"if type({value}) is list:", f"    if not {value}:")
+                self.empty(k + 1, depth + 2)
+                self.emit(
+                    depth,
+                    f"    if len({value}) != 1:",
+                    "        raise Fallback",
+                    f"    {value} = {value}[0]",
+                    f"if type({value}) is not str:",
+                    "    raise Fallback",
+                    f"if {value} != {literal!r}:",
+                )
+                self.empty(k + 1, depth + 1)
+                self.step(k + 1, "one", var, depth)
+                return
+            self.emit(
+                depth,
+                f"{out} = []",
+                f"for item in {var}:",
+                f"    if type(item) is not dict or {'_' + key!r} in item:",
+                "        raise Fallback",
+                f"    {value} = item.get({key!r})",
+                f"    if {value} is None:",
+                "        continue",
+                f"    if type({value}) is list:",
+                f"        if not {value}:",
+                "            continue",
+                f"        if len({value}) != 1:",
+                "            raise Fallback",
+                f"        {value} = {value}[0]",
+                f"    if type({value}) is not str:",
+                "        raise Fallback",
+                f"    if {value} == {literal!r}:",
+                f"        {out}.append(item)",
+                f"if not {out}:",
+            )
+            self.empty(k + 1, depth + 1)
+            self.step(k + 1, "many", out, depth)
+        elif kind == "resource_key" and mode == "one":
+            rid = self.fresh()
+            self.emit(
+                depth,
+                f"{out} = None",
+                f"if type({var}) is dict and 'resourceType' in {var}:",
+                f"    {rid} = {var}.get('id')",
+                f"    if type({rid}) is str and {rid}:",
+                f"        {out} = {rid}",
+                f"if {out} is None:",
+            )
+            self.empty(k + 1, depth + 1)
+            self.step(k + 1, "one", out, depth)
+        elif kind == "reference_key" and mode == "one":
+            wanted = shape[1]
+            self.names[out + "w"] = wanted
+            if wanted is not None and _TYPE_NAME.fullmatch(wanted):
+                # Type/id with a plain id, read here; anything else by views._reference_key.
+                ref = self.fresh()
+                self.emit(
+                    depth,
+                    f"{out} = None",
+                    f"if type({var}) is dict:",
+                    f"    {ref} = {var}.get('reference')",
+                    f"    if type({ref}) is str:",
+                    f"        {ref}, sep, ident = {ref}.partition('/')",
+                    f"        if sep and {ref} == {wanted!r} and 0 < len(ident) <= 64"
+                    " and not ident.strip(ID_CHARS):",
+                    f"            {out} = ident",
+                    "        else:",
+                    f"            {out} = reference_key({var}, {out}w)",
+                    "else:",
+                    f"    {out} = reference_key({var}, {out}w)",
+                )
+            else:
+                self.emit(depth, f"{out} = reference_key({var}, {out}w)")
+            self.emit(depth, f"if {out} is None:")
+            self.empty(k + 1, depth + 1)
+            self.step(k + 1, "one", out, depth)
+        elif kind == "union" and mode == "one":
+            # `(a | b | c)`: each operand's raw collection from the same item; more than one
+            # item in all is fhirpathpy's (distinct, order), as _union says.
+            calls = []
+            for b, (functions, shapes) in enumerate(shape[1]):
+                self.names[f"{out}b{b}"] = _cell(functions, shapes, "raw")
+                calls.append(f"{out}b{b}({var})")
+            self.emit(depth, f"{out} = {' + '.join(calls)}", f"if not {out}:")
+            self.empty(k + 1, depth + 1)
+            self.emit(
+                depth,
+                f"if len({out}) != 1:",
+                "    raise Fallback",
+                f"{out} = {out}[0]",
+                f"if {out} is None or type({out}) is list:",
+                "    raise Fallback",
+            )
+            self.step(k + 1, "one", out, depth)
+        else:  # anything else: the step's own function on the collection
+            self.names[f"f{k}"] = self.functions[k]
+            argument = f"[{var}]" if mode == "one" else var
+            self.emit(
+                depth,
+                f"{out} = f{k}({argument})",
+                f"for item in {out}:",
+                "    if item is None or type(item) is list:",
+                "        raise Fallback",
+                f"if not {out}:",
+            )
+            self.empty(k + 1, depth + 1)
+            self.step(k + 1, "many", out, depth)
+
+    def finish(self, mode: str, var: str, depth: int) -> None:
+        if mode == "many":
+            self.emit(depth, f"return finish({var})")
+            return
+        if self.result == "single":
+            self.emit(
+                depth,
+                f"if type({var}) is str or type({var}) is int or type({var}) is bool:",
+                f"    return {var}",
+            )
+        self.emit(depth, f"return finish([{var}])")
+
+
 def compile_path(
     node: AstNode, start_type: str, model: Mapping[str, Any], constants: Mapping[str, Any]
 ) -> tuple[Path, str]:
@@ -466,7 +775,52 @@ def compile_path(
     return _compile(node, start_type, _Typing(model), constants, at_root=True)
 
 
+def compile_cell(
+    node: AstNode,
+    start_type: str,
+    model: Mapping[str, Any],
+    constants: Mapping[str, Any],
+    result: str,
+) -> Cell:
+    """Compile one parsed FHIRPath expression into a :data:`Cell` (see :func:`_cell`)."""
+    functions, shapes, _ = _compile_steps(node, start_type, _Typing(model), constants, True)
+    return _cell(functions, shapes, result)
+
+
 def _compile(
+    node: AstNode, start_type: str, typing: _Typing, constants: Mapping[str, Any], at_root: bool
+) -> tuple[Path, str]:
+    functions, shapes, current = _compile_steps(node, start_type, typing, constants, at_root)
+    return _single_focus(functions, shapes), current
+
+
+def _compile_steps(
+    node: AstNode, start_type: str, typing: _Typing, constants: Mapping[str, Any], at_root: bool
+) -> tuple[list[Path], list[tuple[Any, ...]], str]:
+    """The functions of a path's steps, what each one is (for the generated code) and the
+    path's result type."""
+    if node.get("type") in ("EqualityExpression", "UnionExpression"):
+        function, current = _compile_operator(node, start_type, typing, constants, at_root)
+        if node.get("type") == "UnionExpression":
+            operands = _union_operands(node)
+            branches = [
+                _compile_steps(operand, start_type, typing, constants, at_root)[:2]
+                for operand in operands
+            ]
+            return [function], [("union", branches)], current
+        return [function], [("opaque",)], current
+    return _compile_chain(node, start_type, typing, constants, at_root)
+
+
+def _union_operands(node: AstNode) -> list[AstNode]:
+    """`a | b | c` (left-deep UnionExpressions) as [a, b, c]."""
+    if node.get("type") != "UnionExpression":
+        return [node]
+    left, right = _children(node)
+    return [*_union_operands(left), right]
+
+
+def _compile_operator(
     node: AstNode, start_type: str, typing: _Typing, constants: Mapping[str, Any], at_root: bool
 ) -> tuple[Path, str]:
     if node.get("type") == "EqualityExpression":
@@ -484,6 +838,12 @@ def _compile(
         left, left_type = _compile(left_node, start_type, typing, constants, at_root)
         right, right_type = _compile(right_node, start_type, typing, constants, at_root)
         return _union(left, right), (left_type if left_type == right_type else "")
+    raise Unsupported(f"{node.get('type')} is not an operator")
+
+
+def _compile_chain(
+    node: AstNode, start_type: str, typing: _Typing, constants: Mapping[str, Any], at_root: bool
+) -> tuple[list[Path], list[tuple[Any, ...]], str]:
     steps = _steps(node)
     functions: list[Path] = []
     shapes: list[tuple[Any, ...]] = []  # what each function is, for _single_focus
@@ -499,9 +859,15 @@ def _compile(
             if index != 0:
                 raise Unsupported("parentheses inside a path")
             (inner,) = _children(step) or [{}]
-            function, current = _compile(inner, current, typing, constants, at_root)
-            functions.append(function)
-            shapes.append(("opaque",))
+            inner_functions, inner_shapes, current = _compile_steps(
+                inner, current, typing, constants, at_root
+            )
+            if inner_shapes[0][0] == "union":
+                functions += inner_functions
+                shapes += inner_shapes
+            else:
+                functions.append(_single_focus(inner_functions, inner_shapes))
+                shapes.append(("opaque",))
         elif kind == "MemberInvocation":
             if not current:
                 raise Unsupported("navigation from a union of types")
@@ -577,7 +943,9 @@ def _compile(
         else:
             raise Unsupported(f"{kind}")
         index += 1
-    return _single_focus(functions, shapes), current
+    if not functions:
+        raise Unsupported("empty path")
+    return functions, shapes, current
 
 
 def _member_equals(node: AstNode) -> str | None:

@@ -12,13 +12,13 @@ and the caller keeps the ``CompiledView``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fhirpathpy.parser import parse as fhirpath_parse
 
-from catalog.sqlonfhir.fast import Fallback, Path, Unsupported, compile_path, plain_values
+from catalog.sqlonfhir.fast import Cell, Fallback, Path, Unsupported, compile_cell, compile_path
 from catalog.sqlonfhir.views import CompiledView, _Expr, _ExprFailure, _model_for
 
 __all__ = ["FastView", "compile_plan"]
@@ -33,21 +33,10 @@ _STRING_CONSTANTS = (
 
 @dataclass(frozen=True, slots=True)
 class _Column:
-    path: Path
-    collection: bool
+    cell: Cell
 
     def value(self, focus: Any, env: dict[str, Any] | None) -> Any:
-        found = self.path([focus])
-        if not self.collection and len(found) == 1 and type(found[0]) is str:
-            return found[0]  # what plain_values keeps of one string
-        values = plain_values(found)
-        if self.collection:
-            return values
-        if not values:
-            return None
-        if len(values) == 1:
-            return values[0]
-        raise Fallback  # the general evaluator raises the "not collection: true" error
+        return self.cell(focus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +72,7 @@ class _Select:
     selects: tuple[_Select, ...]
     union: tuple[_Select, ...]
     width: int
+    own: Callable[[Any, dict[str, Any] | None], Row]  # the select's own columns of one focus
 
     def rows(self, item: Any, env: dict[str, Any] | None) -> list[Row]:
         if self.iterate is None:
@@ -99,7 +89,7 @@ class _Select:
                 return [(None,) * self.width] if self.or_null else []
         out: list[Row] = []
         for focus in foci:
-            own = tuple([column.value(focus, env) for column in self.columns])
+            own = self.own(focus, env)
             if not self.selects and not self.union:
                 out.append(own)
                 continue
@@ -128,13 +118,13 @@ class _Select:
 class FastView:
     """Rows of one resource by the compiled plan, or by the general evaluator when it must."""
 
-    __slots__ = ("_env", "_names", "_root", "_where", "general", "resource")
+    __slots__ = ("_env", "_flat", "_names", "_root", "_where", "general", "resource")
 
     def __init__(
         self,
         general: CompiledView,
         root: _Select,
-        where: tuple[Path, ...],
+        where: tuple[Cell, ...],
         env: dict[str, Any] | None,
     ) -> None:
         self.general = general
@@ -143,6 +133,9 @@ class FastView:
         self._root = root
         self._where = where
         self._env = env  # the base environment, when some column needs the general evaluator
+        # A root of columns only: its one row.
+        flat = root.iterate is None and not root.selects and not root.union
+        self._flat = root.own if flat else None
 
     def rows(self, resource: dict[str, Any]) -> list[dict[str, Any]]:
         """Exactly ``CompiledView.rows(resource)``."""
@@ -157,7 +150,7 @@ class FastView:
             return []
         try:
             for condition in self._where:
-                verdict = condition([resource])
+                verdict = condition(resource)
                 if not verdict:
                     return []
                 if len(verdict) != 1 or type(verdict[0]) is not bool:
@@ -169,6 +162,8 @@ class FastView:
                 env = self._env.copy()
                 env["resource"] = env["rootResource"] = env["context"] = resource
                 env["rowIndex"] = 0
+            if self._flat is not None:
+                return [self._flat(resource, env)]
             return self._root.rows(resource, env)
         except Fallback:
             return self._general_tuples(resource)
@@ -189,28 +184,35 @@ class _Builder:
         self.resource = general.resource
         self.general_columns = 0
 
-    def path(self, source: Any, start_type: str) -> tuple[Path, str]:
+    def _parsed(self, source: Any) -> dict[str, Any]:
         if not isinstance(source, str) or not source.strip():
             raise Unsupported("empty path")
         parsed = fhirpath_parse(source)  # type: ignore[no-untyped-call]
         children = parsed.get("children") if isinstance(parsed, dict) else None
         if not children:
             raise Unsupported("unparsed")
-        return compile_path(children[0], start_type, self.model, self.constants)
+        node: dict[str, Any] = children[0]
+        return node
+
+    def path(self, source: Any, start_type: str) -> tuple[Path, str]:
+        return compile_path(self._parsed(source), start_type, self.model, self.constants)
+
+    def cell(self, source: Any, start_type: str, result: str) -> Cell:
+        return compile_cell(self._parsed(source), start_type, self.model, self.constants, result)
 
     def column(
         self, raw: Mapping[str, Any], focus_type: str, at_resource: bool
     ) -> _Column | _GeneralColumn:
         collection = bool(raw.get("collection", False))
         try:
-            path, _ = self.path(raw["path"], focus_type)
+            cell = self.cell(raw["path"], focus_type, "collection" if collection else "single")
         except Unsupported:
             if not at_resource:
                 raise
             self.general_columns += 1
             expr = _Expr(raw["path"], "column.path", self.model, True)
             return _GeneralColumn(expr, collection)
-        return _Column(path, collection)
+        return _Column(cell)
 
     def select(self, spec: Mapping[str, Any], start_type: str, at_resource: bool) -> _Select:
         if "repeat" in spec:
@@ -231,7 +233,21 @@ class _Builder:
         selects = tuple(self.select(s, focus_type, at_resource) for s in spec.get("select") or [])
         union = tuple(self.select(s, focus_type, at_resource) for s in spec.get("unionAll") or [])
         width = len(columns) + sum(s.width for s in selects) + (union[0].width if union else 0)
-        return _Select(iterate, or_null, tuple(columns), selects, union, width)
+        return _Select(iterate, or_null, tuple(columns), selects, union, width, _own(columns))
+
+
+def _own(columns: list[_Column | _GeneralColumn]) -> Callable[[Any, dict[str, Any] | None], Row]:
+    """The cells of a select's own columns as one function: the cells called in a row, when
+    every column is a fast one."""
+    if any(not isinstance(column, _Column) for column in columns):
+        return lambda focus, env: tuple([column.value(focus, env) for column in columns])
+    names: dict[str, Any] = {
+        f"c{i}": column.cell for i, column in enumerate(columns) if isinstance(column, _Column)
+    }
+    cells = "".join(f"c{i}(focus), " for i in range(len(columns)))
+    exec(f"def own(focus, env):\n    return ({cells})", names)  # noqa: S102
+    function: Callable[[Any, dict[str, Any] | None], Row] = names["own"]
+    return function
 
 
 def _mentions_row_index(value: Any) -> bool:
@@ -253,7 +269,7 @@ def compile_plan(view: Mapping[str, Any], general: CompiledView) -> FastView | N
     builder = _Builder(view, general)
     try:
         where = tuple(
-            builder.path(w.get("path"), general.resource)[0] for w in view.get("where") or []
+            builder.cell(w.get("path"), general.resource, "raw") for w in view.get("where") or []
         )
         root = builder.select(
             {"select": list(view.get("select") or [])}, general.resource, at_resource=True
