@@ -26,6 +26,7 @@ import cProfile
 import json
 import os
 import pstats
+import random
 import resource
 import shutil
 import subprocess
@@ -88,9 +89,36 @@ def _usage() -> dict[str, float]:
 # --- setup (not timed) ---------------------------------------------------------------------------
 
 
-def setup(out: Path, resources: int) -> Path:
-    """A home with the example manifest applied, and an export of `resources` Observations."""
-    export = out / "home" / "sources" / "riverside" / f"export-{resources}"
+def _export_name(resources: int, dirty: float) -> str:
+    return f"export-{resources}" + (f"-dirty{dirty:g}" if dirty else "")
+
+
+def _dirty(line: bytes, rng: random.Random) -> list[bytes]:
+    """One line made dirty the ways real exports are: a valid partial date (kept, with its
+    precision), a FHIR-invalid date (a finding, the row kept), an exact duplicate line (counted,
+    not quarantined), a truncated line and a resource without its required subject (both
+    quarantined)."""
+    value = json.loads(line)
+    kind = rng.randrange(5)
+    if kind == 0:
+        value["effectiveDateTime"] = str(value.get("effectiveDateTime", "2024-01-01"))[:7]
+    elif kind == 1:
+        value["effectiveDateTime"] = str(value.get("effectiveDateTime", "2024-01-01"))[:10] + (
+            " 10:00:00"
+        )
+    elif kind == 2:
+        return [line, line]
+    elif kind == 3:
+        return [line[: len(line) // 2]]
+    else:
+        value.pop("subject", None)
+    return [json.dumps(value, separators=(",", ":")).encode()]
+
+
+def setup(out: Path, resources: int, dirty: float = 0.0) -> Path:
+    """A home with the example manifest applied, and an export of `resources` Observations
+    (`dirty` percent of them made dirty by _dirty)."""
+    export = out / "home" / "sources" / "riverside" / _export_name(resources, dirty)
     marker = export / "Observation.ndjson"
     if marker.is_file():
         return export
@@ -103,15 +131,19 @@ def setup(out: Path, resources: int) -> Path:
     from catalog.kernel.settings import Settings
     from catalog.manifest.apply import apply_manifest
 
-    shutil.rmtree(out, ignore_errors=True)
+    rng = random.Random(7)
     settings = Settings(home=out / "home")
-    settings.ensure_home()
-    engine = engine_for(settings)
-    migrate.upgrade(engine)
-    manifest = read_manifest(example_products_file(), settings)
-    with transaction(engine) as session:
-        apply_manifest(session, manifest, actor=Operator("bench"), clock=SystemClock())
-    engine.dispose()
+    if not (out / "home" / "catalog.db").is_file():  # (another export's run made the home)
+        shutil.rmtree(out, ignore_errors=True)
+        settings.ensure_home()
+        engine = engine_for(settings)
+        migrate.upgrade(engine)
+        manifest = read_manifest(example_products_file(), settings)
+        with transaction(engine) as session:
+            apply_manifest(session, manifest, actor=Operator("bench"), clock=SystemClock())
+        engine.dispose()
+    synth = out / "synth"
+    shutil.rmtree(synth, ignore_errors=True)
     synth = out / "synth"
     # As of now: the vitals contract's freshness check must pass, or no tier is written.
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -133,8 +165,9 @@ def setup(out: Path, resources: int) -> Path:
                     if isinstance(value, dict) and isinstance(value.get("id"), str):
                         value["id"] = f"{value['id']}-{copy}"
                         line = json.dumps(value, separators=(",", ":")).encode()
-                handle.write(line + b"\n")
-                written += 1
+                for piece in _dirty(line, rng) if rng.random() * 100 < dirty else [line]:
+                    handle.write(piece + b"\n")
+                    written += 1
             copy += 1
     shutil.rmtree(synth)
     return export
@@ -341,6 +374,8 @@ def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
         "resources": counts.get("input_records"),
         "rows": counts.get("rows"),
         "quarantined": counts.get("quarantined"),
+        "with_findings": counts.get("records_with_findings"),
+        "duplicates": counts.get("duplicates"),
         "status": status,
         "tiers": tiers,
         "failed_checks": failed,
@@ -349,7 +384,7 @@ def phase_publish(export: Path, home: Path, workers: int) -> dict[str, Any]:
 
 def run_phase(args: argparse.Namespace) -> None:
     if args.phase == "setup":
-        setup(Path(args.out), args.resources)
+        setup(Path(args.out), args.resources, args.dirty)
         from catalog.kernel import migrate
         from catalog.kernel.db import engine_for
         from catalog.kernel.settings import Settings
@@ -405,6 +440,13 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("/tmp/mesh-bench-conversion"))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--dirty",
+        type=float,
+        default=0.0,
+        help="percent of lines made dirty (partial and invalid dates, duplicate, truncated and "
+        "subject-less lines), so findings and quarantine are timed too",
+    )
     parser.add_argument("--phases", default="floor,duckdb,before,general,convert,publish")
     parser.add_argument(
         "--general-resources",
@@ -428,11 +470,11 @@ def main() -> None:
         run_phase(args)
         return
     home = args.out / "home"
-    export = home / "sources" / "riverside" / f"export-{args.resources}"
+    export = home / "sources" / "riverside" / _export_name(args.resources, args.dirty)
     # In its own process: Linux keeps ru_maxrss across exec, so a big setup in this process
     # would show up as every later phase's peak RSS.
     cmd = [sys.executable, __file__, "--phase", "setup", "--out", str(args.out)]
-    cmd += ["--resources", str(args.resources)]
+    cmd += ["--resources", str(args.resources), "--dirty", str(args.dirty)]
     subprocess.run(cmd, check=True, cwd=ROOT)
     general_n = general_subset(export, min(args.general_resources, args.resources))
     if "before" in args.phases.split(","):
