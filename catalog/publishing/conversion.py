@@ -18,6 +18,7 @@ same code, so quarantine line numbers, findings and rows do not depend on worker
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import multiprocessing
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 from typing import IO, Any
 
@@ -134,6 +136,12 @@ class Chunk:
     events: list[Event] = field(default_factory=list)  # in line order
     batch: pa.RecordBatch | None = None  # rows of the ROWS resources, in order
     row_records: pa.Array | None = None  # per row: its resource's index in `ids`
+    newlines: int = 0  # of a block read by its worker (numbered from 0 until rebased)
+
+    def rebase(self, first_line: int) -> None:
+        """Number the lines of a block converted from line 0 as from `first_line`."""
+        self.lines = [first_line + line for line in self.lines]
+        self.events = [(e[0], e[1] + first_line, *e[2:]) for e in self.events]
 
 
 class Converter:
@@ -237,6 +245,12 @@ class Converter:
                 events.append(("q", number, index, exc.rule, exc.detail, exc.field, rid))
                 continue
             status.append(ROWS)
+            if len(typed) == 1:  # the usual resource: one row, nothing to report
+                cells, found, converted = typed[0]
+                if not found and not converted:
+                    typed_rows.append(cells)
+                    row_records.append(index)
+                    continue
             findings: list[tuple[str, str, str]] = []
             conversions: list[str] = []
             for cells, found, converted in typed:
@@ -319,6 +333,17 @@ def _ready() -> int:
     return os.getpid()
 
 
+def _convert_range(key: bytes, recipe: Recipe, path: str, start: int, end: int) -> Chunk:
+    """Bytes [start, end) of the file at `path` (whole lines), numbered from line 0: the parent
+    knows the block's first line only once the blocks before it are counted (Chunk.rebase)."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        block = handle.read(end - start)
+    chunk = _convert_block(key, recipe, 0, block)
+    chunk.newlines = block.count(b"\n")
+    return chunk
+
+
 def _convert_block(key: bytes, recipe: Recipe, first_line: int, block: bytes) -> Chunk:
     converter = _converters.get(key)
     if converter is None:
@@ -342,7 +367,26 @@ def _context() -> BaseContext:
     instead of importing the engine (~1 CPU second) for every publish."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # only before the forkserver's first start
+    # The forkserver runs `python -c` and (Python 3.11/3.12) ignores the parent's sys.path, so
+    # the working directory comes first on its path: a `catalog/` folder where `mesh` is run
+    # would be the code the workers run. PYTHONSAFEPATH keeps it off (the flag travels to the
+    # workers forked from it).
+    with _environment("PYTHONSAFEPATH", "1"):
+        forkserver.ensure_running()
     return context
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 class ConversionPool:
@@ -407,6 +451,63 @@ class ConversionPool:
                 future.cancel()
         if tail is not None:
             yield tail
+
+    def convert_file(
+        self, path: str, recipe: Recipe, *, block_bytes: int | None = None
+    ) -> Iterator[Chunk]:
+        """The chunks of an uncompressed local NDJSON file, in order, as `convert` gives them.
+
+        The workers read their blocks from the file themselves: this process only seeks to
+        each block's end to find the newline it stops at, and numbers the lines of each chunk
+        as it comes back (a worker counts its block's newlines). A gzip file, or no worker,
+        is `convert` of the stream."""
+        size = block_bytes or BLOCK_BYTES
+        pool = self.start()._pool
+        with open(path, "rb") as handle:
+            if pool is None or handle.read(2) == GZIP_MAGIC:
+                handle.seek(0)
+                yield from self.convert(handle, recipe, block_bytes=size)
+                return
+            pending: deque[Future[Chunk]] = deque()
+            window = 2 * self.workers + 1
+            key = hashlib.blake2b(pickle.dumps(recipe)).digest()
+            line = 1
+            try:
+                for start, end in _ranges(handle, size):
+                    pending.append(pool.submit(_convert_range, key, recipe, path, start, end))
+                    if len(pending) >= window:
+                        chunk = _result(pending.popleft())
+                        chunk.rebase(line)
+                        line += chunk.newlines
+                        yield chunk
+                while pending:
+                    chunk = _result(pending.popleft())
+                    chunk.rebase(line)
+                    line += chunk.newlines
+                    yield chunk
+            finally:
+                for future in pending:
+                    future.cancel()
+
+
+def _ranges(handle: IO[bytes], block_bytes: int) -> Iterator[tuple[int, int]]:
+    """[start, end) of blocks of whole lines of a file: each ends at the first newline at or
+    after `block_bytes` past its start (as _blocks cuts a stream), the last at the end."""
+    end_of_file = handle.seek(0, os.SEEK_END)
+    start = 0
+    while start < end_of_file:
+        position = start + block_bytes - 1
+        cut = end_of_file
+        while position < end_of_file:
+            handle.seek(position)
+            window = handle.read(1 << 16)
+            found = window.find(b"\n")
+            if found >= 0:
+                cut = position + found + 1
+                break
+            position += len(window)
+        yield start, cut
+        start = cut
 
 
 def convert_ndjson(

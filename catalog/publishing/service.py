@@ -718,8 +718,11 @@ def _convert_ndjson(
     with contextlib.ExitStack() as stack:
         if pool is None:  # the file alone (the conversion benchmark)
             pool = stack.enter_context(ConversionPool(workers_for(raw.bytes)))
-        stream = stack.enter_context(storage.open_raw(raw.sha256))
-        for chunk in pool.convert(stream, recipe):
+        if storage.is_local:  # the workers read their blocks from the landed file
+            chunks = pool.convert_file(storage.raw_path(raw.sha256), recipe)
+        else:
+            chunks = pool.convert(stack.enter_context(storage.open_raw(raw.sha256)), recipe)
+        for chunk in chunks:
             run.add_chunk(raw, chunk, seen)
             progress.update(run.counts)  # the bar of `mesh publish`
     progress.update(run.counts)

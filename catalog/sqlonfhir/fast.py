@@ -27,10 +27,13 @@ __all__ = [
     "Cell",
     "Fallback",
     "Path",
+    "Steps",
     "Unsupported",
-    "compile_cell",
+    "cell",
     "compile_path",
+    "compile_steps",
     "plain_values",
+    "row_function",
 ]
 
 AstNode = dict[str, Any]
@@ -509,7 +512,7 @@ def _cell(functions: list[Path], shapes: list[tuple[Any, ...]], result: str) -> 
     """
     writer = _CellWriter(functions, shapes, result)
     writer.step(0, "one", "focus", 1)
-    if len(writer.lines) > _MAX_CELL_LINES:  # a long path with many list-or-single branches
+    if writer.too_long:  # a long path with many list-or-single branches
         chain, finish = _chain(functions), _finisher(result)
         return lambda focus: finish(chain([focus]))
     source = "\n".join(["def cell(focus):", *writer.lines])
@@ -518,40 +521,89 @@ def _cell(functions: list[Path], shapes: list[tuple[Any, ...]], result: str) -> 
     return function
 
 
-class _CellWriter:
-    """Writes the body of a :func:`_cell` function, step by step."""
+Steps = tuple[list[Path], list[tuple[Any, ...]], str]  # a path's functions, shapes and result
 
-    def __init__(self, functions: list[Path], shapes: list[tuple[Any, ...]], result: str) -> None:
+
+def row_function(cells: list[Steps]) -> Callable[[Any, Any], tuple[Any, ...]]:
+    """The cells of several paths from one focus item, as one generated function: each path's
+    code of :func:`_cell` inlined in a block of its own (`while True: ... break`), so a row
+    costs one call. Raises Unsupported if a path's code is too long to inline."""
+    lines = ["def row(focus, env=None):"]  # (env: the signature of a select's own columns)
+    names: dict[str, Any] = {}
+    for i, (functions, shapes, result) in enumerate(cells):
+        writer = _CellWriter(functions, shapes, result, prefix=f"p{i}_", sink=f"c{i}")
+        writer.step(0, "one", "focus", 2)
+        if writer.too_long:
+            raise Unsupported("path too long to inline")
+        lines += ["    while True:", *writer.lines]
+        names.update(writer.names)
+    lines.append(f"    return ({''.join(f'c{i}, ' for i in range(len(cells)))})")
+    exec(compile("\n".join(lines), "<fast row>", "exec"), names)  # noqa: S102
+    function: Callable[[Any, Any], tuple[Any, ...]] = names["row"]
+    return function
+
+
+class _CellWriter:
+    """Writes the body of a :func:`_cell` function (or, with a `sink`, a block that sets that
+    variable and breaks out of its `while True`), step by step. Every name it defines in the
+    generated code's namespace, and every local, starts with `prefix`."""
+
+    def __init__(
+        self,
+        functions: list[Path],
+        shapes: list[tuple[Any, ...]],
+        result: str,
+        *,
+        prefix: str = "",
+        sink: str | None = None,
+    ) -> None:
         self.functions, self.shapes, self.result = functions, shapes, result
+        self.prefix, self.sink = prefix, sink
         self.lines: list[str] = []
         self.names: dict[str, Any] = {
             "Fallback": Fallback,
-            "finish": _finisher(result),
-            "rest": [
+            "reference_key": _reference_key,
+            "ID_CHARS": _ID_CHARS,
+            prefix + "finish": _finisher(result),
+            prefix + "rest": [
                 _chain(functions[k:]) if k < len(functions) else _as_is
                 for k in range(len(functions) + 1)
             ],
-            "reference_key": _reference_key,
-            "ID_CHARS": _ID_CHARS,
         }
         self.count = 0
 
+    @property
+    def too_long(self) -> bool:
+        return len(self.lines) > _MAX_CELL_LINES
+
     def fresh(self) -> str:
         self.count += 1
-        return f"v{self.count}"
+        return f"{self.prefix}v{self.count}"
 
     def emit(self, depth: int, *lines: str) -> None:
         self.lines += ["    " * depth + line for line in lines]
 
+    def give(self, depth: int, expression: str) -> None:
+        """The path's result is `expression`."""
+        if self.sink is None:
+            self.emit(depth, f"return {expression}")
+        else:
+            self.emit(depth, f"{self.sink} = {expression}", "break")
+
     def empty(self, k: int, depth: int) -> None:
         """The path's result when steps k.. get an empty collection."""
         if all(shape[0] in _PLAIN_STEPS for shape in self.shapes[k:]):
-            self.emit(depth, "return None" if self.result == "single" else "return []")
+            self.give(depth, "None" if self.result == "single" else "[]")
         else:
-            self.emit(depth, f"return finish(rest[{k}]([]))")
+            self.give(depth, f"{self.prefix}finish({self.prefix}rest[{k}]([]))")
 
     def guard(self, keys: tuple[str, ...], var: str) -> str:
-        return " or ".join(f"{key!r} in {var}" for key in keys)
+        """A test of whether any of `keys` is a key of the dict `var`."""
+        if len(keys) < 4:
+            return " or ".join(f"{key!r} in {var}" for key in keys)
+        name = self.fresh() + "g"
+        self.names[name] = frozenset(keys)
+        return f"not {name}.isdisjoint({var})"
 
     def step(self, k: int, mode: str, var: str, depth: int) -> None:
         """Steps k.. of a value held in `var`: one item (not None, not a list) in mode "one",
@@ -742,11 +794,11 @@ class _CellWriter:
             )
             self.step(k + 1, "one", out, depth)
         else:  # anything else: the step's own function on the collection
-            self.names[f"f{k}"] = self.functions[k]
+            self.names[out + "f"] = self.functions[k]
             argument = f"[{var}]" if mode == "one" else var
             self.emit(
                 depth,
-                f"{out} = f{k}({argument})",
+                f"{out} = {out}f({argument})",
                 f"for item in {out}:",
                 "    if item is None or type(item) is list:",
                 "        raise Fallback",
@@ -756,16 +808,16 @@ class _CellWriter:
             self.step(k + 1, "many", out, depth)
 
     def finish(self, mode: str, var: str, depth: int) -> None:
+        if self.result == "raw":
+            self.give(depth, var if mode == "many" else f"[{var}]")
+            return
         if mode == "many":
-            self.emit(depth, f"return finish({var})")
+            self.give(depth, f"{self.prefix}finish({var})")
             return
         if self.result == "single":
-            self.emit(
-                depth,
-                f"if type({var}) is str or type({var}) is int or type({var}) is bool:",
-                f"    return {var}",
-            )
-        self.emit(depth, f"return finish([{var}])")
+            self.emit(depth, f"if type({var}) is str or type({var}) is int or type({var}) is bool:")
+            self.give(depth + 1, var)
+        self.give(depth, f"{self.prefix}finish([{var}])")
 
 
 def compile_path(
@@ -775,16 +827,22 @@ def compile_path(
     return _compile(node, start_type, _Typing(model), constants, at_root=True)
 
 
-def compile_cell(
+def compile_steps(
     node: AstNode,
     start_type: str,
     model: Mapping[str, Any],
     constants: Mapping[str, Any],
     result: str,
-) -> Cell:
-    """Compile one parsed FHIRPath expression into a :data:`Cell` (see :func:`_cell`)."""
+) -> Steps:
+    """Compile one parsed FHIRPath expression into what :func:`cell` and :func:`row_function`
+    generate code from."""
     functions, shapes, _ = _compile_steps(node, start_type, _Typing(model), constants, True)
-    return _cell(functions, shapes, result)
+    return functions, shapes, result
+
+
+def cell(steps: Steps) -> Cell:
+    """The generated function of one compiled path (see :func:`_cell`)."""
+    return _cell(*steps)
 
 
 def _compile(

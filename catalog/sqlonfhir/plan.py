@@ -11,6 +11,7 @@ and the caller keeps the ``CompiledView``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,17 @@ from typing import Any
 
 from fhirpathpy.parser import parse as fhirpath_parse
 
-from catalog.sqlonfhir.fast import Cell, Fallback, Path, Unsupported, compile_cell, compile_path
+from catalog.sqlonfhir.fast import (
+    Cell,
+    Fallback,
+    Path,
+    Steps,
+    Unsupported,
+    cell,
+    compile_path,
+    compile_steps,
+    row_function,
+)
 from catalog.sqlonfhir.views import CompiledView, _Expr, _ExprFailure, _model_for
 
 __all__ = ["FastView", "compile_plan"]
@@ -33,6 +44,7 @@ _STRING_CONSTANTS = (
 
 @dataclass(frozen=True, slots=True)
 class _Column:
+    steps: Steps
     cell: Cell
 
     def value(self, focus: Any, env: dict[str, Any] | None) -> Any:
@@ -197,22 +209,22 @@ class _Builder:
     def path(self, source: Any, start_type: str) -> tuple[Path, str]:
         return compile_path(self._parsed(source), start_type, self.model, self.constants)
 
-    def cell(self, source: Any, start_type: str, result: str) -> Cell:
-        return compile_cell(self._parsed(source), start_type, self.model, self.constants, result)
+    def steps(self, source: Any, start_type: str, result: str) -> Steps:
+        return compile_steps(self._parsed(source), start_type, self.model, self.constants, result)
 
     def column(
         self, raw: Mapping[str, Any], focus_type: str, at_resource: bool
     ) -> _Column | _GeneralColumn:
         collection = bool(raw.get("collection", False))
         try:
-            cell = self.cell(raw["path"], focus_type, "collection" if collection else "single")
+            steps = self.steps(raw["path"], focus_type, "collection" if collection else "single")
         except Unsupported:
             if not at_resource:
                 raise
             self.general_columns += 1
             expr = _Expr(raw["path"], "column.path", self.model, True)
             return _GeneralColumn(expr, collection)
-        return _Column(cell)
+        return _Column(steps, cell(steps))
 
     def select(self, spec: Mapping[str, Any], start_type: str, at_resource: bool) -> _Select:
         if "repeat" in spec:
@@ -237,17 +249,13 @@ class _Builder:
 
 
 def _own(columns: list[_Column | _GeneralColumn]) -> Callable[[Any, dict[str, Any] | None], Row]:
-    """The cells of a select's own columns as one function: the cells called in a row, when
-    every column is a fast one."""
-    if any(not isinstance(column, _Column) for column in columns):
-        return lambda focus, env: tuple([column.value(focus, env) for column in columns])
-    names: dict[str, Any] = {
-        f"c{i}": column.cell for i, column in enumerate(columns) if isinstance(column, _Column)
-    }
-    cells = "".join(f"c{i}(focus), " for i in range(len(columns)))
-    exec(f"def own(focus, env):\n    return ({cells})", names)  # noqa: S102
-    function: Callable[[Any, dict[str, Any] | None], Row] = names["own"]
-    return function
+    """The cells of a select's own columns as one function: one generated function for all of
+    them when every column is a fast one."""
+    fast = [column.steps for column in columns if isinstance(column, _Column)]
+    if len(fast) == len(columns):
+        with contextlib.suppress(Unsupported):
+            return row_function(fast)
+    return lambda focus, env: tuple([column.value(focus, env) for column in columns])
 
 
 def _mentions_row_index(value: Any) -> bool:
@@ -269,7 +277,8 @@ def compile_plan(view: Mapping[str, Any], general: CompiledView) -> FastView | N
     builder = _Builder(view, general)
     try:
         where = tuple(
-            builder.cell(w.get("path"), general.resource, "raw") for w in view.get("where") or []
+            cell(builder.steps(w.get("path"), general.resource, "raw"))
+            for w in view.get("where") or []
         )
         root = builder.select(
             {"select": list(view.get("select") or [])}, general.resource, at_resource=True

@@ -16,6 +16,9 @@ import io
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,19 +245,24 @@ def test_serial_chunks_match_the_record_by_record_oracle(
 def test_worker_processes_match_the_oracle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vitals: tuple[bytes, VersionSpec]
 ) -> None:
-    """Two workers, blocks of a line or a few: duplicates and bad lines across chunk ends."""
+    """Two workers, blocks of a line or a few: duplicates and bad lines across chunk ends.
+    An uncompressed file's blocks are read by the workers from the landed file (numbered when
+    they come back), a gzip file's are cut from the stream by this process."""
     monkeypatch.setenv("MESH_CONVERSION_WORKERS", "2")
     data, spec = vitals
-    patients = _patients_export()
-    for block_bytes, gzipped in ((1, False), (700, True)):
+    for block_bytes, gzipped, patients in (
+        (1, False, _patients_export()),
+        (700, False, _patients_export().rstrip(b"\n")),
+        (700, True, _patients_export()),
+    ):
         monkeypatch.setattr(conversion, "BLOCK_BYTES", block_bytes)
-        folder = tmp_path / f"{block_bytes}"
+        folder = tmp_path / f"{block_bytes}-{gzipped}"
         (folder / "v").mkdir(parents=True)
         (folder / "p").mkdir()
         expected = _oracle(data, spec, "Observation.ndjson")
         _assert_same(_chunked(folder / "v", data, spec, gzipped=gzipped), expected)
         expected = _oracle(patients, version_spec(), "Patient.ndjson")
-        _assert_same(_chunked(folder / "p", patients, version_spec(), gzipped=False), expected)
+        _assert_same(_chunked(folder / "p", patients, version_spec(), gzipped=gzipped), expected)
 
 
 def test_general_engine_gives_the_same_conversion(
@@ -355,3 +363,45 @@ def test_the_engine_choice_travels_with_the_recipe(monkeypatch: pytest.MonkeyPat
     recipe = Recipe(view=dict(spec.view or {}), columns=list(spec.columns), resource_type="x")
     assert recipe.engine is None
     assert conversion.Converter(recipe).tuples_of.__name__ == "tuples"
+
+
+def test_workers_never_import_code_from_the_working_directory(tmp_path: Path) -> None:
+    """`mesh publish` run from a folder that has a `catalog/` of its own: the conversion
+    workers (forked from a forkserver started there) still run the installed engine."""
+    fake = tmp_path / "catalog"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise SystemExit('imported the working directory')\n")
+    (tmp_path / "bin").mkdir()
+    script = tmp_path / "bin" / "convert.py"  # (the script's own folder is first on its path)
+    script.write_text(
+        textwrap.dedent(
+            """
+            import io, json
+            from catalog.products.models import ColumnSpec
+            from catalog.publishing.conversion import Recipe, convert_ndjson
+
+            if __name__ == "__main__":
+                view = {"resource": "Patient", "select": [{"column": [
+                    {"name": "id", "path": "getResourceKey()"}]}]}
+                recipe = Recipe(view, [ColumnSpec(name="id", type="string",
+                                classification="none")], "Patient")
+                data = b"".join(
+                    json.dumps({"resourceType": "Patient", "id": f"p{i}"}).encode() + b"\\n"
+                    for i in range(50))
+                chunks = list(convert_ndjson(io.BytesIO(data), recipe, workers=2,
+                                             block_bytes=64))
+                print(sum(c.batch.num_rows for c in chunks if c.batch is not None))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "50"
