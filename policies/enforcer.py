@@ -111,6 +111,10 @@ class PolicyRules:
                 self._tier_decisions[key] = found
             return found
 
+    def tier_conditions(self, tier: str) -> list[str]:
+        """The conditions of the p2 lines of `tier`: any one that holds allows the tier."""
+        return [line[2].strip() for line in self.lines if line[0] == "p2" and line[1] == tier]
+
     def roles_of(self, principal: str) -> list[tuple[str, str]]:
         """(role, domain) pairs held by principal `principal` (role names without namespace)."""
         subject = user_subject(principal)
@@ -217,6 +221,10 @@ class PolicyEngine:
     def tier_allowed(self, tier: str, context: Any) -> bool:
         """Minimum-necessary rule for a tier over a request context."""
         return self.current().tier_allowed(tier, context)
+
+    def tier_conditions(self, tier: str) -> list[str]:
+        """The conditions of the p2 lines of `tier` at the current revision."""
+        return self.current().tier_conditions(tier)
 
     def roles_of(self, principal: str) -> list[tuple[str, str]]:
         """(role, domain) pairs held by principal `principal` (role names without namespace)."""

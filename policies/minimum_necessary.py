@@ -4,6 +4,7 @@ Used when a request is filed, when it is approved and at every read of the grant
 that is created can be served and one that no longer satisfies the rules is not.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,22 +36,40 @@ class TierRuleFacts:
     purpose_allows_full: bool
     has_justification: bool
 
-    def reasons(self, tier: Tier) -> list[str]:
-        """Why a tier is refused, in words."""
-        out = []
-        if not self.dua_active:
-            out.append("the DUA is not in force (not yet effective, expired or revoked)")
-        if not self.dua_covers_product:
-            out.append("the DUA does not cover the product")
-        if not self.dua_permits_tier:
-            out.append(f"the DUA does not permit the {tier} tier")
-        if not self.purpose_matches_dua:
-            out.append("the request's purpose differs from the DUA's")
-        if tier == Tier.FULL and not self.purpose_allows_full:
-            out.append("the full tier needs purpose operations or quality-improvement")
-        if tier == Tier.FULL and not self.has_justification:
-            out.append("the full tier needs a justification")
-        return out
+
+# What each fact the tier rules can read means when it does not hold. The rules themselves are
+# the p2 lines of the policy (policy.csv, editable at run time): a refusal names the facts of
+# those lines that are false, so the words follow the rules and never restate them.
+UNMET: dict[str, str] = {
+    "dua_active": "the DUA is not in force (not yet effective, expired or revoked)",
+    "dua_covers_product": "the DUA does not cover the product",
+    "dua_permits_tier": "the DUA does not permit the {tier} tier",
+    "purpose_matches_dua": "the request's purpose differs from the DUA's",
+    "purpose_allows_full": "the {tier} tier needs purpose operations or quality-improvement",
+    "has_justification": "the {tier} tier needs a justification",
+}
+_FACT = re.compile(r"r2\.ctx\.([a-z_]+)")
+
+
+def unmet_rules(conditions: list[str], facts: TierRuleFacts, tier: Tier) -> list[str]:
+    """Why no condition of `tier` holds for `facts`, in words: for a condition that is a
+    conjunction of facts, each false fact; for any other condition, the condition itself."""
+    if not conditions:
+        return [f"no tier rule allows the {tier} tier"]
+    out: list[str] = []
+    for condition in conditions:
+        atoms = [part.strip() for part in condition.split(" and ")]
+        names = [m.group(1) if (m := _FACT.fullmatch(atom)) else None for atom in atoms]
+        if None in names or not all(hasattr(facts, str(name)) for name in names):
+            reasons = [f"the rule '{condition}' is not met"]
+        else:
+            reasons = [
+                UNMET.get(str(name), f"{name} does not hold").format(tier=tier)
+                for name in names
+                if not getattr(facts, str(name))
+            ]
+        out += [reason for reason in reasons if reason not in out]
+    return out
 
 
 def tier_rule_facts(
@@ -83,7 +102,7 @@ def check_minimum_necessary(
         dua, product=product, tier=tier, purpose=purpose, justification=justification, now=now
     )
     if not policy.tier_allowed(str(tier), context):
-        reasons = context.reasons(tier) or ["no tier rule allows it"]
+        reasons = unmet_rules(policy.tier_conditions(str(tier)), context, tier)
         raise PolicyRefusal(f"{tier} access to {product} refused: " + "; ".join(reasons))
 
 
