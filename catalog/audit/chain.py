@@ -2,7 +2,7 @@
 
 Each entry's `hash` is the SHA-256 of a canonical JSON serialisation of its fields and the
 `prev_hash` of the entry before it (`GENESIS` for the first). Entries are queued on the session
-by `record_event` and sealed in a `before_commit` hook: the hook takes the chain lock (PostgreSQL:
+by `record` and sealed in a `before_commit` hook: the hook takes the chain lock (PostgreSQL:
 a transaction-level advisory lock; SQLite: the database's single write lock), reads the head by
 the highest id (a primary-key lookup), numbers, hashes and inserts the queued entries, and the
 commit releases the lock. So the lock is held for the commit only, never while a long
@@ -11,6 +11,7 @@ so it cannot deadlock with the publish lock. The entries still commit, or roll b
 change they record.
 """
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -23,24 +24,9 @@ from sqlmodel import Session, col, select
 from catalog.audit.models import GENESIS, AuditCheckpoint, AuditEntry, AuditEvent, VerifyReport
 from catalog.kernel.db import AUDIT_CHECKPOINT_OPTION
 
-HASHED_FIELDS = (
-    "id",
-    "at",
-    "actor",
-    "action",
-    "subject_type",
-    "subject",
-    "outcome",
-    "request_id",
-    "client_address",
-    "user_agent",
-    "token_id",
-    "organization",
-    "product",
-    "product_version",
-    "tier",
-    "reason",
-    "details",
+# Every field of an entry but the chain links themselves: declared once, by AuditEntry.
+HASHED_FIELDS = tuple(
+    f.name for f in dataclasses.fields(AuditEntry) if f.name not in ("prev_hash", "hash")
 )
 CHAIN_LOCK_KEY = 0x61756474  # "audt": the advisory lock every audit append holds until commit
 # Engine execution option: write a checkpoint every N entries (`Settings.audit_checkpoint_every`).

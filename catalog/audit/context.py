@@ -2,7 +2,7 @@
 
 `RequestContextMiddleware` wraps the whole ASGI app (outside routing and every exception
 handler), so every response carries `X-Request-ID`, including 401s, 404s of unknown paths and
-the Delta Sharing routes. The context lives in a contextvar: `record_event` copies it into audit
+the Delta Sharing routes. The context lives in a contextvar: `record` copies it into audit
 entries and `RequestIdFilter` into log lines. Sync handlers run in worker threads that inherit
 the caller's context (anyio copies it), so they see it too.
 """

@@ -1,6 +1,6 @@
 """The one place every change, read and refusal is recorded: the audit trail.
 
-Services call `record_event` in the same transaction as the change, so an entry exists exactly
+Services call `record` in the same transaction as the change, so an entry exists exactly
 when its change does. `record_now` writes an entry that records no change of its own (a sharing
 read) before the request is answered, group-committed with other requests' entries;
 `record_failure` does the same for refusals, whose own transaction rolls back. Entries land in
@@ -10,7 +10,7 @@ the hash-chained `audit_event` table (`catalog/audit/`).
 import logging
 import re
 from datetime import datetime
-from typing import Any, TypedDict, Unpack
+from typing import Any, Protocol, TypedDict, Unpack
 
 from sqlmodel import Session
 
@@ -98,13 +98,28 @@ class EntryFields(TypedDict, total=False):
     context: RequestContext | None
 
 
+class AuditSubject(Protocol):
+    """A model an audit entry can name: its subject type and identifier."""
+
+    @property
+    def audit_subject(self) -> tuple[str, str]: ...
+
+
+# What an entry is about: a model that names itself, or (subject type, identifier).
+Subject = AuditSubject | tuple[str, str]
+
+
+def subject_of(subject: Subject) -> tuple[str, str]:
+    """(subject type, identifier) of `subject`."""
+    return subject if isinstance(subject, tuple) else subject.audit_subject
+
+
 def new_entry(
     *,
     at: datetime,
     actor: Actor,
     action: str,
-    subject_type: str,
-    subject: str,
+    subject: Subject,
     outcome: str = Outcome.SUCCESS,
     **fields: Unpack[EntryFields],
 ) -> AuditEntry:
@@ -121,11 +136,12 @@ def new_entry(
     feed the accounting of disclosures when they carry `organization`, `product` (`domain/name`),
     `product_version`, `tier`, `token_id` and details `{"dua", "purpose", "files", "bytes"}`.
     """
+    subject_type, name = subject_of(subject)
     facts = _scrub(fields.get("details") or {})
     request = fields.get("context") or current_request()
     product, product_version = fields.get("product"), fields.get("product_version")
     if subject_type in ("product", "version") and product is None:
-        product, _, version = subject.partition("@")
+        product, _, version = name.partition("@")
         product_version = product_version or version or None
     organization = fields.get("organization")
     if organization is None:
@@ -139,7 +155,7 @@ def new_entry(
         actor=actor.name,
         action=action,
         subject_type=subject_type,
-        subject=subject,
+        subject=name,
         outcome=str(outcome),
         request_id=request.request_id if request else None,
         client_address=request.client_address if request else None,
@@ -154,14 +170,13 @@ def new_entry(
     )
 
 
-def record_event(
+def record(
     session: Session,
-    *,
-    at: datetime,
     actor: Actor,
     action: str,
-    subject_type: str,
-    subject: str,
+    *,
+    subject: Subject,
+    at: datetime,
     outcome: str = Outcome.SUCCESS,
     **fields: Unpack[EntryFields],
 ) -> AuditEntry:
@@ -173,15 +188,7 @@ def record_event(
     response becomes an error instead of the data (fail closed). Entries are not visible to
     queries before that commit (`catalog.audit.chain.pending(session)` lists them).
     """
-    entry = new_entry(
-        at=at,
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject=subject,
-        outcome=outcome,
-        **fields,
-    )
+    entry = new_entry(at=at, actor=actor, action=action, subject=subject, outcome=outcome, **fields)
     chain.queue(session, entry)
     return entry
 
@@ -192,8 +199,7 @@ def record_now(
     at: datetime,
     actor: Actor,
     action: str,
-    subject_type: str,
-    subject: str,
+    subject: Subject,
     outcome: str = Outcome.SUCCESS,
     **fields: Unpack[EntryFields],
 ) -> AuditEntry:
@@ -206,15 +212,7 @@ def record_now(
     `sync_to_thread`). On SQLite (one writer at a time) call it while the request's own
     transaction holds no write.
     """
-    entry = new_entry(
-        at=at,
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject=subject,
-        outcome=outcome,
-        **fields,
-    )
+    entry = new_entry(at=at, actor=actor, action=action, subject=subject, outcome=outcome, **fields)
     sink.write([entry])
     return entry
 
@@ -231,8 +229,7 @@ def record_failure(
     at: datetime,
     actor: Actor,
     action: str,
-    subject_type: str,
-    subject: str,
+    subject: Subject,
     outcome: str = Outcome.FAILED,
     **fields: Unpack[EntryFields],
 ) -> AuditEntry | None:
@@ -245,14 +242,7 @@ def record_failure(
     """
     try:
         return record_now(
-            sink,
-            at=at,
-            actor=actor,
-            action=action,
-            subject_type=subject_type,
-            subject=subject,
-            outcome=outcome,
-            **fields,
+            sink, at=at, actor=actor, action=action, subject=subject, outcome=outcome, **fields
         )
     except Unavailable:
         log.error("could not record %s (%s) in the audit log", action, outcome)
@@ -260,14 +250,13 @@ def record_failure(
 
 
 def refusal_entry(
-    *, at: datetime, actor: Actor, refusal: MeshError, subject_type: str, subject: str
+    *, at: datetime, actor: Actor, refusal: MeshError, subject: Subject
 ) -> AuditEntry:
     """The `access.denied` entry of a refusal (a `Forbidden` raised anywhere), with its reason."""
     return new_entry(
         at=at,
         actor=actor,
         action="access.denied",
-        subject_type=subject_type,
         subject=subject,
         outcome=Outcome.DENIED,
         reason=refusal.detail,
@@ -281,8 +270,7 @@ def record_refusal(
     at: datetime,
     actor: Actor,
     refusal: MeshError,
-    subject_type: str,
-    subject: str,
+    subject: Subject,
 ) -> None:
     """Record a refusal once, outside its rolled-back transaction (blocking; see `record_failure`).
 
@@ -291,9 +279,7 @@ def record_refusal(
     if refusal.audited:
         return
     refusal.audited = True
-    entry = refusal_entry(
-        at=at, actor=actor, refusal=refusal, subject_type=subject_type, subject=subject
-    )
+    entry = refusal_entry(at=at, actor=actor, refusal=refusal, subject=subject)
     try:
         sink.write([entry])
     except Unavailable:

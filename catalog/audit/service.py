@@ -26,7 +26,7 @@ from catalog.kernel import pagination
 from catalog.kernel.errors import InvalidParameter
 from catalog.products.semver import SemVer
 
-# Actions the sharing server records for each read (catalog/audit/record.py: record_event).
+# Actions the sharing server records for each read (catalog/audit/record.py: record).
 FILE_DOWNLOAD = "sharing.file"
 SHARING_READS = ("sharing.query", "sharing.changes", "sharing.metadata", FILE_DOWNLOAD)
 PRODUCT_REF = "DOMAIN/NAME"

@@ -101,8 +101,7 @@ class BulkDecisionController(Controller):
                         at=clock.now(),
                         actor=me,
                         refusal=exc,
-                        subject_type="request",
-                        subject=str(request_id),
+                        subject=("request", str(request_id)),
                     )
                 results.append(ItemResult(request_id, False, f"{exc.title}: {exc.detail}"))
         done = sum(1 for r in results if r.ok)

@@ -94,8 +94,7 @@ def refused(engine: Engine, actor: Actor, exc: MeshError) -> typer.Exit:
                 at=datetime.now(UTC),
                 actor=actor,
                 refusal=exc,
-                subject_type="command",
-                subject=command_subject(),
+                subject=("command", command_subject()),
             )
         finally:
             sink.dispose()

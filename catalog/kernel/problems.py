@@ -186,7 +186,10 @@ async def record_refusal(exc: Exception, scope: Scope) -> None:
     actor = user if isinstance(user, Actor) else Actor(ANONYMOUS)
     subject = f"{scope.get('method', 'GET')} {scope.get('path', '')}"[:300]
     entry = refusal_entry(
-        at=state.clock.now(), actor=actor, refusal=exc, subject_type="route", subject=subject
+        at=state.clock.now(),
+        actor=actor,
+        refusal=exc,
+        subject=("route", subject),
     )
     try:
         await state.audit.write_async([entry])

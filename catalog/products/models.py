@@ -514,6 +514,11 @@ class DomainCreate(DomainBase):
 class Domain(DomainBase, Audited, table=True):
     """A facility (st-marys) or cross-facility clinical domain (labs) that owns products."""
 
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it."""
+        return "domain", self.name
+
     id: int | None = SQLField(default=None, primary_key=True)
     products: list["DataProduct"] = Relationship(back_populates="domain")
 
@@ -568,6 +573,11 @@ class ProductSpec(ProductFields):
 class DataProduct(ProductFields, Audited, table=True):
     """A governed, versioned table derived from FHIR, owned by one domain."""
 
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it: `domain/name` (loads its domain)."""
+        return "product", f"{self.domain.name}/{self.name}"
+
     __tablename__ = "data_product"
     __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_data_product_domain_name"),)
 
@@ -610,6 +620,11 @@ class VersionTier(SQLModel, table=True):
 
 class ProductVersion(Audited, table=True):
     """One semantic version of a product: schema, SLA, tiers, and the Delta data behind it."""
+
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it: `domain/name@version` (loads its product and domain)."""
+        return "version", f"{self.product.domain.name}/{self.product.name}@{self.version}"
 
     __tablename__ = "product_version"
     __table_args__ = (

@@ -9,7 +9,7 @@ from sqlalchemy import tuple_
 from sqlalchemy.orm import defer, selectinload
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.clock import Clock
 from catalog.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed
 from catalog.kernel.pagination import Page, decode_cursor, encode_cursor
@@ -72,14 +72,7 @@ def create_domain(session: Session, spec: DomainCreate, *, actor: Actor, clock: 
         updated_by=actor.name,
     )
     session.add(domain)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="domain.create",
-        subject_type="domain",
-        subject=spec.name,
-    )
+    record(session, actor, "domain.create", subject=("domain", spec.name), at=now)
     session.flush()
     return domain
 
@@ -102,13 +95,12 @@ def update_domain(
     domain.updated_at, domain.updated_by = now, actor.name
     for product in domain.products:
         product.search_text = _search_text(product, domain.name)
-    record_event(
+    record(
         session,
+        actor,
+        "domain.update",
+        subject=domain,
         at=now,
-        actor=actor,
-        action="domain.update",
-        subject_type="domain",
-        subject=domain.name,
         details={"fields": changed},
     )
     session.flush()
@@ -220,14 +212,7 @@ def create_product(
     )
     product.search_text = _search_text(product, domain.name)
     session.add(product)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="product.create",
-        subject_type="product",
-        subject=key,
-    )
+    record(session, actor, "product.create", subject=("product", key), at=now)
     session.flush()
     return product
 
@@ -262,13 +247,12 @@ def update_product(
         product.tag_rows = [ProductTag(tag=t) for t in spec.tags]
     product.search_text = _search_text(product, product.domain.name)
     product.updated_at, product.updated_by = now, actor.name
-    record_event(
+    record(
         session,
+        actor,
+        "product.update",
+        subject=product,
         at=now,
-        actor=actor,
-        action="product.update",
-        subject_type="product",
-        subject=product_key(product.domain.name, product.name),
         details={"fields": changed},
     )
     session.flush()
@@ -492,14 +476,7 @@ def register_version(
         updated_by=actor.name,
     )
     session.add(version)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="version.register",
-        subject_type="version",
-        subject=f"{key}@{spec.version}",
-    )
+    record(session, actor, "version.register", subject=("version", f"{key}@{spec.version}"), at=now)
     session.flush()
     return version
 
@@ -547,13 +524,12 @@ def update_draft_version(
     version.legacy_dates = legacy_column(spec)
     version.tier_rows = [VersionTier(tier=t) for t in spec.tiers]
     version.updated_at, version.updated_by = now, actor.name
-    record_event(
+    record(
         session,
+        actor,
+        "version.update",
+        subject=version,
         at=now,
-        actor=actor,
-        action="version.update",
-        subject_type="version",
-        subject=f"{key}@{version.version}",
         details={"fields": changed},
     )
     session.flush()
@@ -631,15 +607,7 @@ def change_product_status(
         actor.name,
     )
     product.updated_at, product.updated_by = now, actor.name
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action=f"product.{target}",
-        subject_type="product",
-        subject=key,
-        reason=reason,
-    )
+    record(session, actor, f"product.{target}", subject=product, at=now, reason=reason)
     if target == ProductStatus.RETIRED:
         for version in _live_versions(product):
             was_served = version.status in (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
@@ -731,14 +699,12 @@ def set_version_status(
         actor.name,
     )
     version.updated_at, version.updated_by = now, actor.name
-    key = product_key(version.product.domain.name, version.product.name)
-    record_event(
+    record(
         session,
+        actor,
+        f"version.{target}",
+        subject=version,
         at=now,
-        actor=actor,
-        action=f"version.{target}",
-        subject_type="version",
-        subject=f"{key}@{version.version}",
         reason=reason,
         details=details,
     )

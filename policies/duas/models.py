@@ -37,6 +37,11 @@ CoveragePattern = Annotated[
 class Dua(SQLModel, table=True):
     """A data use agreement of a consumer organisation."""
 
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it."""
+        return "dua", str(self.id)
+
     __tablename__ = "dua"
 
     id: int | None = SQLField(default=None, primary_key=True)

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.clock import Clock
 from catalog.kernel.db import claim
 from catalog.kernel.errors import Conflict, InvalidParameter, NotFound
@@ -78,13 +78,12 @@ def create_dua(session: Session, spec: DuaCreate, *, actor: Actor, clock: Clock)
     )
     session.add(dua)
     session.flush()
-    record_event(
+    record(
         session,
+        actor,
+        "dua.create",
+        subject=dua,
         at=now,
-        actor=actor,
-        action="dua.create",
-        subject_type="dua",
-        subject=str(dua.id),
         details={"organization": org.name, "tiers": dua.tiers, "purpose": str(spec.purpose)},
     )
     return dua
@@ -104,13 +103,12 @@ def revoke_dua(session: Session, dua_id: int, *, reason: str, actor: Actor, cloc
     ended = session.exec(
         select(Grant).where(Grant.dua_id == dua_id, col(Grant.revoked_at).is_(None))
     ).all()
-    record_event(
+    record(
         session,
+        actor,
+        "dua.revoke",
+        subject=("dua", str(dua_id)),
         at=now,
-        actor=actor,
-        action="dua.revoke",
-        subject_type="dua",
-        subject=str(dua_id),
         reason=reason,
         details={"grants_ended": [g.id for g in ended]},
     )

@@ -16,6 +16,11 @@ from policies.models import GrantState, ListPage
 class Grant(SQLModel, table=True):
     """What a recipient may read: one product at one tier, under one DUA, until it ends."""
 
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it."""
+        return "grant", str(self.id)
+
     __tablename__ = "access_grant"
     __table_args__ = (
         UniqueConstraint("request_id", "product_id", name="uq_grant_request_product"),

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.clock import Clock
 from catalog.kernel.db import claim
 from catalog.kernel.errors import Conflict, InvalidParameter, NotFound
@@ -80,15 +80,7 @@ def revoke_grant(
         revocation_reason=reason,
     ):
         raise Conflict(f"grant {grant_id} is already revoked")
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="grant.revoke",
-        subject_type="grant",
-        subject=str(grant_id),
-        reason=reason,
-    )
+    record(session, actor, "grant.revoke", subject=("grant", str(grant_id)), at=now, reason=reason)
     notifications.grant_revoked(session, grant, actor=actor, now=now)
     session.flush()
     return grant
@@ -110,15 +102,7 @@ def review_grant(
         raise Conflict(f"grant {grant_id} is revoked")
     now = clock.now()
     grant.review_due_at = min(now + timedelta(days=settings.grant_review_days), grant.expires_at)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="grant.review",
-        subject_type="grant",
-        subject=str(grant_id),
-        reason=reason,
-    )
+    record(session, actor, "grant.review", subject=grant, at=now, reason=reason)
     session.flush()
     return grant
 

@@ -28,7 +28,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.clock import Clock
 from catalog.kernel.db import transaction
 from catalog.kernel.errors import NotFound
@@ -281,13 +281,12 @@ def record_result(
             message.attempt,
             row.last_error,
         )
-        record_event(
+        record(
             session,
+            DELIVERER,
+            "notification.delivery_failed",
+            subject=("notification", str(row.notification_id)),
             at=now,
-            actor=DELIVERER,
-            action="notification.delivery_failed",
-            subject_type="notification",
-            subject=str(row.notification_id),
             outcome="failed",
             reason=row.last_error,
             details={"delivery": row.id, "channel": str(row.channel), "attempts": message.attempt},

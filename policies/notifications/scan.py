@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, or_, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.settings import Settings
 from policies.duas.models import Dua
 from policies.duas.service import get_dua
@@ -94,13 +94,12 @@ def scan_grants(session: Session, *, settings: Settings, now: datetime, actor: A
             ):
                 written.append(due)
     if written:
-        record_event(
+        record(
             session,
+            actor,
+            "notification.scan",
+            subject=("notification", "grants"),
             at=now,
-            actor=actor,
-            action="notification.scan",
-            subject_type="notification",
-            subject="grants",
             details={"written": [f"{d.grant_id}:{d.kind}" for d in written]},
         )
     return written

@@ -15,6 +15,11 @@ from policies.models import PRINCIPAL_PATTERN, PrincipalKind, Role
 class Organization(SQLModel, table=True):
     """A consumer organisation (research group, quality team): the Delta Sharing recipient."""
 
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it."""
+        return "organization", self.name
+
     __tablename__ = "organization"
 
     id: int | None = SQLField(default=None, primary_key=True)
@@ -27,6 +32,11 @@ class Organization(SQLModel, table=True):
 
 class Principal(SQLModel, table=True):
     """A person or service account; roles live in the policy table."""
+
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it."""
+        return "principal", self.name
 
     __tablename__ = "principal"
 
@@ -42,6 +52,11 @@ class Principal(SQLModel, table=True):
 
 class ApiToken(SQLModel, table=True):
     """An API token: only its SHA-256 is stored; the secret is shown once at creation."""
+
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it (by id: never the secret)."""
+        return "token", self.id
 
     __tablename__ = "api_token"
 

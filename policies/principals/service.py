@@ -4,7 +4,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.clock import Clock
 from catalog.kernel.db import claim, saved_id
 from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFound
@@ -64,14 +64,7 @@ def create_organization(
     now = clock.now()
     org = Organization(**spec.model_dump(), created_at=now, created_by=actor.name)
     session.add(org)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="organization.create",
-        subject_type="organization",
-        subject=spec.name,
-    )
+    record(session, actor, "organization.create", subject=("organization", spec.name), at=now)
     session.flush()
     return org
 
@@ -123,13 +116,12 @@ def create_principal(
     for role in spec.roles:
         for domain in spec.domains if role == Role.PUBLISHER else ["*"]:
             add_rule(session, "g", [subject, role_subject(role.value), domain], now=now)
-    record_event(
+    record(
         session,
+        actor,
+        "principal.create",
+        subject=("principal", spec.name),
         at=now,
-        actor=actor,
-        action="principal.create",
-        subject_type="principal",
-        subject=spec.name,
         details={
             "roles": [r.value for r in spec.roles],
             "domains": spec.domains,
@@ -184,15 +176,7 @@ def disable_principal(
     if not claim(session, principal, "disabled_at", disabled_at=now):
         raise Conflict(f"principal {name!r} is already disabled")
     remove_rules(session, "g", user_subject(name), now=now)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="principal.disable",
-        subject_type="principal",
-        subject=name,
-        reason=reason,
-    )
+    record(session, actor, "principal.disable", subject=principal, at=now, reason=reason)
     session.flush()
     return principal
 
@@ -210,13 +194,12 @@ def create_token(
     token, secret = issue_api_token(
         session, principal, days=days, description=description, now=now, issued_by=actor.name
     )
-    record_event(
+    record(
         session,
+        actor,
+        "token.create",
+        subject=token,
         at=now,
-        actor=actor,
-        action="token.create",
-        subject_type="token",
-        subject=token.id,
         details={"principal": name, "expires_at": token.expires_at.isoformat()},
     )
     return ApiTokenIssued(id=token.id, token=secret, expires_at=token.expires_at)
@@ -239,13 +222,12 @@ def revoke_token(session: Session, token_id: str, *, actor: Actor, clock: Clock)
     now: datetime = clock.now()
     if not claim(session, token, "revoked_at", revoked_at=now):
         raise Conflict(f"token {token_id!r} is already revoked")
-    record_event(
+    record(
         session,
+        actor,
+        "token.revoke",
+        subject=("token", token_id),
         at=now,
-        actor=actor,
-        action="token.revoke",
-        subject_type="token",
-        subject=token_id,
         details={"principal": owner.name},
     )
     session.flush()

@@ -15,6 +15,11 @@ from policies.models import MAX_ROW_ID, ListPage, Purpose, RequestStatus
 class AccessRequest(SQLModel, table=True):
     """A consumer's request for products at a tier under a DUA."""
 
+    @property
+    def audit_subject(self) -> tuple[str, str]:
+        """How audit entries name it."""
+        return "request", str(self.id)
+
     __tablename__ = "access_request"
 
     id: int | None = SQLField(default=None, primary_key=True)

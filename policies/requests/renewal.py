@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.clock import Clock
 from catalog.kernel.db import saved_id
 from catalog.kernel.errors import Conflict, InvalidParameter, NotFound
@@ -91,13 +91,12 @@ def renew_grant(
         requested_days=days,
     )
     request = create_request(session, spec, actor=actor, policy=policy, clock=clock)
-    record_event(
+    record(
         session,
+        actor,
+        "grant.renewal.request",
+        subject=("grant", str(grant_id)),
         at=now,
-        actor=actor,
-        action="grant.renewal.request",
-        subject_type="grant",
-        subject=str(grant_id),
         details={"request": request.id, "until": until.isoformat()},
     )
     return request

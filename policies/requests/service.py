@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.clock import Clock
 from catalog.kernel.db import saved_id
 from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFound
@@ -80,13 +80,12 @@ def create_request(
         session.add(
             AccessRequestProduct(request_id=saved_id(request.id), product_id=saved_id(product.id))
         )
-    record_event(
+    record(
         session,
+        actor,
+        "request.create",
+        subject=request,
         at=now,
-        actor=actor,
-        action="request.create",
-        subject_type="request",
-        subject=str(request.id),
         details={"tier": str(spec.tier), "products": request.products},
     )
     notifications.request_filed(session, request, actor=actor, now=now)
@@ -264,13 +263,12 @@ def approve_request(
     _decide(session, request, RequestStatus.APPROVED, actor=actor, reason=reason, now=now)
     session.add_all(grants)
     session.flush()
-    record_event(
+    record(
         session,
+        actor,
+        "request.approve",
+        subject=request,
         at=now,
-        actor=actor,
-        action="request.approve",
-        subject_type="request",
-        subject=str(request.id),
         reason=reason,
         details={"grants": [g.id for g in grants], "expires_at": expires.isoformat()},
     )
@@ -289,15 +287,7 @@ def deny_request(
     check_four_eyes(session, request, actor=actor, decision="denied")
     now = clock.now()
     _decide(session, request, RequestStatus.DENIED, actor=actor, reason=reason, now=now)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="request.deny",
-        subject_type="request",
-        subject=str(request_id),
-        reason=reason,
-    )
+    record(session, actor, "request.deny", subject=request, at=now, reason=reason)
     notifications.request_decided(session, request, actor=actor, now=now)
     return request
 
@@ -312,14 +302,7 @@ def withdraw_request(
         raise NotFound(f"access request {request_id} not found")
     now = clock.now()
     _decide(session, request, RequestStatus.WITHDRAWN, actor=actor, reason=None, now=now)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="request.withdraw",
-        subject_type="request",
-        subject=str(request_id),
-    )
+    record(session, actor, "request.withdraw", subject=request, at=now)
     notifications.request_decided(session, request, actor=actor, now=now)
     return request
 
@@ -340,14 +323,7 @@ def comment_request(
     now = clock.now()
     comment = RequestComment(request_id=request_id, author=actor.name, body=body, created_at=now)
     session.add(comment)
-    record_event(
-        session,
-        at=now,
-        actor=actor,
-        action="request.comment",
-        subject_type="request",
-        subject=str(request_id),
-    )
+    record(session, actor, "request.comment", subject=request, at=now)
     session.flush()
     return comment
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
 from catalog.kernel.settings import Settings
 from policies.auth import new_secret, secret_matches, split_secret
@@ -73,13 +73,12 @@ def rotate_token(
             session.add(old)
         shortened.append(old.id)
     token, credential = issue_recipient_token(session, organization, days=days, now=now)
-    record_event(
+    record(
         session,
+        actor,
+        "recipient.token.rotate",
+        subject=organization,
         at=now,
-        actor=actor,
-        action="recipient.token.rotate",
-        subject_type="organization",
-        subject=organization.name,
         details={"token_id": token.id, "old_tokens_end_by": cutoff.isoformat(), "old": shortened},
     )
     return token, credential
@@ -102,13 +101,12 @@ def revoke_tokens(
     for token in chosen:
         token.revoked_at = now
         session.add(token)
-    record_event(
+    record(
         session,
+        actor,
+        "recipient.token.revoke",
+        subject=organization,
         at=now,
-        actor=actor,
-        action="recipient.token.revoke",
-        subject_type="organization",
-        subject=organization.name,
         details={"tokens": [t.id for t in chosen]},
     )
     return [t.id for t in chosen]
@@ -219,13 +217,12 @@ def create_activation(
         expires_at=now + valid_for,
     )
     session.add(activation)
-    record_event(
+    record(
         session,
+        actor,
+        "recipient.activation.create",
+        subject=organization,
         at=now,
-        actor=actor,
-        action="recipient.activation.create",
-        subject_type="organization",
-        subject=organization.name,
         details={"activation_id": link_id, "expires_at": activation.expires_at.isoformat()},
     )
     session.flush()
@@ -273,13 +270,12 @@ def redeem_activation(
         .values(token_id=token.id)
         .execution_options(synchronize_session=False)
     )
-    record_event(
+    record(
         session,
+        Actor(f"recipient:{organization.name}"),
+        "recipient.activation.redeem",
+        subject=organization,
         at=now,
-        actor=Actor(f"recipient:{organization.name}"),
-        action="recipient.activation.redeem",
-        subject_type="organization",
-        subject=organization.name,
         details={"activation_id": activation.id, "token_id": token.id},
     )
     return organization, token, credential
@@ -329,13 +325,12 @@ def set_networks(
     row.cidrs = sorted(set(normalised))
     row.updated_at, row.updated_by = now, actor.name
     session.add(row)
-    record_event(
+    record(
         session,
+        actor,
+        "recipient.networks.set",
+        subject=organization,
         at=now,
-        actor=actor,
-        action="recipient.networks.set",
-        subject_type="organization",
-        subject=organization.name,
         details={"cidrs": row.cidrs},
     )
     return row.cidrs

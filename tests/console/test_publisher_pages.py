@@ -8,7 +8,7 @@ import yaml
 from sqlmodel import Session, select
 
 from catalog.audit.models import AuditEvent
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.db import transaction
 from catalog.products import service as products
 from catalog.products.models import VersionStatus
@@ -79,13 +79,12 @@ def test_product_page_shows_version_health_use_and_pending_deprecations(
         s.commit()
     dua, _ = estate.approved_grant()
     with transaction(engine) as s:
-        record_event(
+        record(
             s,
             at=clock.now(),
             actor=Actor("recipient:research-lab"),
             action="sharing.query",
-            subject_type="table",
-            subject="t",
+            subject=("table", "t"),
             organization="research-lab",
             product="st-marys/patients",
             product_version="1.0.0",

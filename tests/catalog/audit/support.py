@@ -1,4 +1,4 @@
-"""Builders for audit tests: entries written through the real `record_event`."""
+"""Builders for audit tests: entries written through the real `record`."""
 
 from typing import Any
 
@@ -8,7 +8,8 @@ from sqlmodel import Session, col, select
 
 from catalog.audit.chain import verify_chain
 from catalog.audit.models import AuditEvent, VerifyReport
-from catalog.audit.record import Operator, record_event
+from catalog.audit.record import Operator
+from catalog.audit.record import record as record_entry
 from catalog.kernel.db import transaction
 from tests.db_support import audit_protection_lifted
 
@@ -23,7 +24,8 @@ def record(session: Session, clock: Any, **overrides: Any) -> AuditEvent:
         "subject": "st-marys/patients",
         "actor": AUDITOR,
     } | overrides
-    return record_event(session, at=clock.now(), **fields)
+    subject = (fields.pop("subject_type"), fields.pop("subject"))
+    return record_entry(session, subject=subject, at=clock.now(), **fields)
 
 
 def append(engine: Engine, clock: Any, count: int, **overrides: Any) -> None:

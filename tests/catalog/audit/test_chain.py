@@ -66,8 +66,7 @@ def test_record_failure_writes_in_its_own_transaction(engine, clock):
         at=clock.now(),
         actor=AUDITOR,
         action="grant.revoke",
-        subject_type="grant",
-        subject="7",
+        subject=("grant", "7"),
         outcome="denied",
         reason="missing permission grant:revoke",
     )
@@ -243,7 +242,11 @@ def test_concurrent_appends_keep_one_chain(engine, clock, how):
                 fields = {"action": "sharing.query", "subject_type": "table"}
                 if how == "group-committed":
                     record_now(
-                        sink, at=clock.now(), actor=AUDITOR, subject=f"w{worker}/{i}", **fields
+                        sink,
+                        at=clock.now(),
+                        actor=AUDITOR,
+                        action="sharing.query",
+                        subject=("table", f"w{worker}/{i}"),
                     )
                     continue
                 with transaction(engine) as session:

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.audit.service import list_disclosures
 from catalog.kernel.db import transaction
 from tests.problems import assert_problem
@@ -13,13 +13,12 @@ QUALITY = {"dua": "31", "purpose": "quality-improvement"}
 
 def read(session, clock, organization, version, tier, dua, *, action="sharing.query", **kw):
     """A sharing read as the Delta Sharing server records it."""
-    record_event(
+    record(
         session,
         at=clock.now(),
         actor=Actor(f"recipient:{organization}"),
         action=action,
-        subject_type="table",
-        subject=f"{organization}.st-marys.patients",
+        subject=("table", f"{organization}.st-marys.patients"),
         organization=organization,
         product=kw.pop("product", "st-marys/patients"),
         product_version=version,

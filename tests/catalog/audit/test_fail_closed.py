@@ -85,8 +85,7 @@ def read_entry(clock, action="sharing.query"):
         at=clock.now(),
         actor=Actor("recipient:sepsis-research"),
         action=action,
-        subject_type="table",
-        subject="sepsis-research.st-marys.patients",
+        subject=("table", "sepsis-research.st-marys.patients"),
     )
 
 
@@ -95,8 +94,7 @@ def test_a_read_whose_entry_cannot_be_written_is_refused(engine, clock):
         "at": clock.now(),
         "actor": Actor("recipient:sepsis-research"),
         "action": "sharing.query",
-        "subject_type": "table",
-        "subject": "sepsis-research.st-marys.patients",
+        "subject": ("table", "sepsis-research.st-marys.patients"),
     }
     sink = GroupCommit(engine)
     with audit_writes_failing(engine), pytest.raises(Unavailable) as refused:
