@@ -136,6 +136,9 @@ def new_entry(
     feed the accounting of disclosures when they carry `organization`, `product` (`domain/name`),
     `product_version`, `tier`, `token_id` and details `{"dua", "purpose", "files", "bytes"}`.
     """
+    unknown = fields.keys() - EntryFields.__annotations__.keys()
+    if unknown:  # (a dict of keyword arguments escapes the type checker)
+        raise TypeError(f"not fields of an audit entry: {', '.join(sorted(unknown))}")
     subject_type, name = subject_of(subject)
     facts = _scrub(fields.get("details") or {})
     request = fields.get("context") or current_request()
