@@ -1,13 +1,23 @@
-"""What the governance controllers share: the catch-all permission, parameter types, page size
-and the reason a decision must give."""
+"""What the governance controllers share: the catch-all permission, parameter types, page size,
+the reason a decision must give, and the one dependency a handler hands its service."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
 from typing import Annotated
 
+from litestar import Controller
+from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
+from litestar.types import Dependencies
+from sqlmodel import Session
 
+from catalog.audit.record import Actor
 from catalog.kernel import pagination
+from catalog.kernel.clock import Clock
 from catalog.kernel.errors import InvalidParameter
 from catalog.kernel.settings import Settings
+from policies.enforcer import PolicyEngine
 from policies.models import MAX_ROW_ID, Decision
 
 ANY = {"permission": "authenticated"}  # fine-grained checks happen in the service
@@ -34,3 +44,34 @@ def required_reason(decision: Decision) -> str:
     if not (decision.reason and decision.reason.strip()):
         raise InvalidParameter("a reason is required")
     return decision.reason
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCall:
+    """What a governance handler passes to its service: the request's session (its unit of
+    work), the authenticated caller, the clock, the settings and the policy engine."""
+
+    session: Session
+    actor: Actor
+    clock: Clock
+    settings: Settings
+    policy: PolicyEngine
+
+
+def provide_service_call(
+    session: NamedDependency[Session],
+    actor: NamedDependency[Actor],
+    clock: NamedDependency[Clock],
+    settings: NamedDependency[Settings],
+    policy: NamedDependency[PolicyEngine],
+) -> ServiceCall:
+    """The `call` dependency (the others are the app's)."""
+    return ServiceCall(session, actor, clock, settings, policy)
+
+
+class GovernanceController(Controller):
+    """A controller whose handlers take `call: ServiceCall` instead of five dependencies."""
+
+    dependencies: Dependencies | None = {  # noqa: RUF012 (litestar reads it from the class)
+        "call": Provide(provide_service_call, sync_to_thread=False)
+    }

@@ -9,7 +9,7 @@ function is wrapped, once, for every route of the app, so that the same thread c
 the body commits it (or rolls it back) and closes the session before anything else runs. A
 transaction therefore never waits for a free thread while it holds a lock.
 
-A handler that takes a `session` must run in a thread (`sync_to_thread=True`): `install` refuses
+A handler that takes a `session` (or a `call` holding it) must run in a thread (`sync_to_thread=True`): `install` refuses
 an app with one that does not, rather than commit on the event loop.
 """
 
@@ -26,6 +26,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 SESSION = "session"
+# A handler parameter that carries the request's session as its `.session` (the governance
+# handlers' ServiceCall): the session is committed the same way.
+CALL = "call"
 _WRAPPED = "__mesh_unit_of_work__"
 
 
@@ -45,7 +48,7 @@ def in_one_call(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        session = kwargs.get(SESSION)
+        session = kwargs.get(SESSION) or getattr(kwargs.get(CALL), SESSION, None)
         if not isinstance(session, Session):
             return fn(*args, **kwargs)
         with session:
@@ -72,7 +75,8 @@ def install(app: Litestar) -> int:
         if not isinstance(route, HTTPRoute):
             continue
         for handler in route.route_handlers:
-            if SESSION not in handler.parsed_fn_signature.parameters:
+            parameters = handler.parsed_fn_signature.parameters
+            if SESSION not in parameters and CALL not in parameters:
                 continue
             wrapped += _wrap(handler)
     return wrapped

@@ -2,22 +2,27 @@
 
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
-from sqlmodel import Session
 
-from catalog.audit.record import Actor
-from catalog.kernel.clock import Clock
 from catalog.kernel.problems import SEARCH_ERRORS, WRITE_ERRORS
-from catalog.kernel.settings import Settings
 from policies.duas.models import DuaCreate, DuaPage, DuaRead
 from policies.duas.service import create_dua, dua_read, list_duas, revoke_dua
 from policies.models import Decision
-from policies.routing import ANY, Cursor, Limit, RowId, page_size, required_reason
+from policies.routing import (
+    ANY,
+    Cursor,
+    GovernanceController,
+    Limit,
+    RowId,
+    ServiceCall,
+    page_size,
+    required_reason,
+)
 
 
-class DuaController(Controller):
+class DuaController(GovernanceController):
     """Data use agreements."""
 
     path = "/api/v1/duas"
@@ -26,36 +31,31 @@ class DuaController(Controller):
     @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_duas(
         self,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
         organization: Annotated[str | None, QueryParameter(max_length=63)] = None,
         limit: Limit = None,
         cursor: Cursor = None,
     ) -> DuaPage:
         """DUAs visible to the caller."""
         items, nxt = list_duas(
-            session,
-            actor=actor,
+            call.session,
+            actor=call.actor,
             organization=organization,
-            limit=page_size(settings, limit),
+            limit=page_size(call.settings, limit),
             cursor=cursor,
         )
-        now = clock.now()
-        return DuaPage(items=[dua_read(session, d, now) for d in items], next_cursor=nxt)
+        now = call.clock.now()
+        return DuaPage(items=[dua_read(call.session, d, now) for d in items], next_cursor=nxt)
 
     @post("/", sync_to_thread=True, opt={"permission": "dua:create"}, responses=WRITE_ERRORS)
     def create_dua(
         self,
         data: JSONBody[DuaCreate],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> DuaRead:
         """Record a signed DUA."""
-        dua = create_dua(session, data, actor=actor, clock=clock)
-        return dua_read(session, dua, clock.now())
+        dua = create_dua(call.session, data, actor=call.actor, clock=call.clock)
+        return dua_read(call.session, dua, call.clock.now())
 
     @post(
         "/{dua_id:int}/revoke",
@@ -68,10 +68,10 @@ class DuaController(Controller):
         self,
         dua_id: RowId,
         data: JSONBody[Decision],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> DuaRead:
         """Revoke a DUA; all its grants end."""
-        dua = revoke_dua(session, dua_id, reason=required_reason(data), actor=actor, clock=clock)
-        return dua_read(session, dua, clock.now())
+        dua = revoke_dua(
+            call.session, dua_id, reason=required_reason(data), actor=call.actor, clock=call.clock
+        )
+        return dua_read(call.session, dua, call.clock.now())

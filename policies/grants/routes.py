@@ -2,15 +2,11 @@
 
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
-from sqlmodel import Session
 
-from catalog.audit.record import Actor
-from catalog.kernel.clock import Clock
 from catalog.kernel.problems import READ_ERRORS, SEARCH_ERRORS, WRITE_ERRORS
-from catalog.kernel.settings import Settings
 from policies.grants.models import GrantPage, GrantRead
 from policies.grants.service import (
     get_grant,
@@ -20,10 +16,10 @@ from policies.grants.service import (
     revoke_grant,
 )
 from policies.models import Decision, GrantState
-from policies.routing import ANY, Cursor, Limit, RowId, page_size
+from policies.routing import ANY, Cursor, GovernanceController, Limit, RowId, ServiceCall, page_size
 
 
-class GrantController(Controller):
+class GrantController(GovernanceController):
     """Grants: what each recipient may read, until when."""
 
     path = "/api/v1/grants"
@@ -32,10 +28,7 @@ class GrantController(Controller):
     @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_grants(
         self,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
         consumer: Annotated[str | None, QueryParameter(max_length=63)] = None,
         product: Annotated[str | None, QueryParameter(max_length=130)] = None,
         grant_state: Annotated[GrantState | None, QueryParameter(name="state")] = None,
@@ -44,19 +37,19 @@ class GrantController(Controller):
     ) -> GrantPage:
         """Grants visible to the caller; `state=review-due` lists those overdue for review."""
         items, nxt = list_grants(
-            session,
-            actor=actor,
-            settings=settings,
-            clock=clock,
+            call.session,
+            actor=call.actor,
+            settings=call.settings,
+            clock=call.clock,
             organization=consumer,
             product=product,
             state=grant_state,
-            limit=page_size(settings, limit),
+            limit=page_size(call.settings, limit),
             cursor=cursor,
         )
-        now = clock.now()
+        now = call.clock.now()
         return GrantPage(
-            items=[grant_read(session, g, settings=settings, now=now) for g in items],
+            items=[grant_read(call.session, g, settings=call.settings, now=now) for g in items],
             next_cursor=nxt,
         )
 
@@ -64,14 +57,11 @@ class GrantController(Controller):
     def get_grant(
         self,
         grant_id: RowId,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> GrantRead:
         """One grant with its state and notices."""
-        grant = get_grant(session, grant_id, actor=actor)
-        return grant_read(session, grant, settings=settings, now=clock.now())
+        grant = get_grant(call.session, grant_id, actor=call.actor)
+        return grant_read(call.session, grant, settings=call.settings, now=call.clock.now())
 
     @post(
         "/{grant_id:int}/revoke",
@@ -84,14 +74,13 @@ class GrantController(Controller):
         self,
         grant_id: RowId,
         data: JSONBody[Decision],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> GrantRead:
         """Revoke at once."""
-        grant = revoke_grant(session, grant_id, reason=data.reason, actor=actor, clock=clock)
-        return grant_read(session, grant, settings=settings, now=clock.now())
+        grant = revoke_grant(
+            call.session, grant_id, reason=data.reason, actor=call.actor, clock=call.clock
+        )
+        return grant_read(call.session, grant, settings=call.settings, now=call.clock.now())
 
     @post(
         "/{grant_id:int}/review",
@@ -104,13 +93,15 @@ class GrantController(Controller):
         self,
         grant_id: RowId,
         data: JSONBody[Decision],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> GrantRead:
         """Record a re-review; the next review is one period later."""
         grant = review_grant(
-            session, grant_id, reason=data.reason, actor=actor, settings=settings, clock=clock
+            call.session,
+            grant_id,
+            reason=data.reason,
+            actor=call.actor,
+            settings=call.settings,
+            clock=call.clock,
         )
-        return grant_read(session, grant, settings=settings, now=clock.now())
+        return grant_read(call.session, grant, settings=call.settings, now=call.clock.now())

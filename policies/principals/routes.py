@@ -1,14 +1,12 @@
 """Organisations, principals and their API tokens under /api/v1."""
 
-from litestar import Controller, get, post
+from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from sqlmodel import Session
 
 from catalog.audit.record import Actor
-from catalog.kernel.clock import Clock
 from catalog.kernel.problems import ACTION_ERRORS, LIST_ERRORS, WRITE_ERRORS
-from policies.enforcer import PolicyEngine
 from policies.models import Decision
 from policies.principals.models import (
     ApiTokenIssued,
@@ -27,10 +25,10 @@ from policies.principals.service import (
     principal_read,
     revoke_token,
 )
-from policies.routing import ANY, required_reason
+from policies.routing import ANY, GovernanceController, ServiceCall, required_reason
 
 
-class OrganizationController(Controller):
+class OrganizationController(GovernanceController):
     """Consumer organisations (the sharing recipients)."""
 
     path = "/api/v1/organizations"
@@ -52,16 +50,14 @@ class OrganizationController(Controller):
     def create_organization(
         self,
         data: JSONBody[OrganizationCreate],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> OrganizationCreate:
         """Register a consumer organisation."""
-        org = create_organization(session, data, actor=actor, clock=clock)
+        org = create_organization(call.session, data, actor=call.actor, clock=call.clock)
         return OrganizationCreate(name=org.name, title=org.title, contact_email=org.contact_email)
 
 
-class PrincipalController(Controller):
+class PrincipalController(GovernanceController):
     """People and service accounts, their roles and API tokens."""
 
     path = "/api/v1/principals"
@@ -78,15 +74,12 @@ class PrincipalController(Controller):
     def create_principal(
         self,
         data: JSONBody[PrincipalCreate],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
-        policy: NamedDependency[PolicyEngine],
+        call: NamedDependency[ServiceCall],
     ) -> PrincipalRead:
         """Create a principal with its roles."""
-        principal = create_principal(session, data, actor=actor, clock=clock)
-        policy.invalidate()
-        return principal_read(session, principal)
+        principal = create_principal(call.session, data, actor=call.actor, clock=call.clock)
+        call.policy.invalidate()
+        return principal_read(call.session, principal)
 
     @post(
         "/{name:str}/disable",
@@ -99,30 +92,30 @@ class PrincipalController(Controller):
         self,
         name: FromPath[str],
         data: JSONBody[Decision],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
-        policy: NamedDependency[PolicyEngine],
+        call: NamedDependency[ServiceCall],
     ) -> PrincipalRead:
         """Disable a principal: tokens stop working, roles are removed."""
         principal = disable_principal(
-            session, name, reason=required_reason(data), actor=actor, clock=clock
+            call.session, name, reason=required_reason(data), actor=call.actor, clock=call.clock
         )
-        policy.invalidate()
-        return principal_read(session, principal)
+        call.policy.invalidate()
+        return principal_read(call.session, principal)
 
     @post("/{name:str}/tokens", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
     def create_token(
         self,
         name: FromPath[str],
         data: JSONBody[TokenCreate],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> ApiTokenIssued:
         """Issue a token (admins for anyone, a principal for itself); shown once."""
         return create_token(
-            session, name, days=data.days, description=data.description, actor=actor, clock=clock
+            call.session,
+            name,
+            days=data.days,
+            description=data.description,
+            actor=call.actor,
+            clock=call.clock,
         )
 
     @post(
@@ -135,10 +128,8 @@ class PrincipalController(Controller):
     def revoke_token(
         self,
         token_id: FromPath[str],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> dict[str, str]:
         """Revoke a token at once."""
-        revoke_token(session, token_id, actor=actor, clock=clock)
+        revoke_token(call.session, token_id, actor=call.actor, clock=call.clock)
         return {"id": token_id, "status": "revoked"}

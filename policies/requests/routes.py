@@ -2,16 +2,13 @@
 
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.audit.record import Actor
-from catalog.kernel.clock import Clock
 from catalog.kernel.problems import ACTION_ERRORS, READ_ERRORS, SEARCH_ERRORS, WRITE_ERRORS
-from catalog.kernel.settings import Settings
-from policies.enforcer import PolicyEngine
 from policies.grants.models import GrantPage
 from policies.grants.service import grant_read
 from policies.models import Decision, RequestStatus
@@ -32,10 +29,10 @@ from policies.requests.service import (
     request_read,
     withdraw_request,
 )
-from policies.routing import ANY, Cursor, Limit, RowId, page_size
+from policies.routing import ANY, Cursor, GovernanceController, Limit, RowId, ServiceCall, page_size
 
 
-class AccessRequestController(Controller):
+class AccessRequestController(GovernanceController):
     """Access requests and their review."""
 
     path = "/api/v1/access-requests"
@@ -44,9 +41,7 @@ class AccessRequestController(Controller):
     @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_requests(
         self,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
+        call: NamedDependency[ServiceCall],
         status: Annotated[RequestStatus | None, QueryParameter()] = None,
         product: Annotated[str | None, QueryParameter(max_length=130)] = None,
         consumer: Annotated[str | None, QueryParameter(max_length=63)] = None,
@@ -55,28 +50,29 @@ class AccessRequestController(Controller):
     ) -> AccessRequestPage:
         """Requests visible to the caller."""
         items, nxt = list_requests(
-            session,
-            actor=actor,
+            call.session,
+            actor=call.actor,
             status=status,
             product=product,
             organization=consumer,
-            limit=page_size(settings, limit),
+            limit=page_size(call.settings, limit),
             cursor=cursor,
         )
-        return AccessRequestPage(items=[request_read(session, r) for r in items], next_cursor=nxt)
+        return AccessRequestPage(
+            items=[request_read(call.session, r) for r in items], next_cursor=nxt
+        )
 
     @post("/", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
     def create_request(
         self,
         data: JSONBody[AccessRequestCreate],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
-        policy: NamedDependency[PolicyEngine],
+        call: NamedDependency[ServiceCall],
     ) -> AccessRequestRead:
         """File a request (consumers, for their organisation)."""
-        request = create_request(session, data, actor=actor, policy=policy, clock=clock)
-        return request_read(session, request)
+        request = create_request(
+            call.session, data, actor=call.actor, policy=call.policy, clock=call.clock
+        )
+        return request_read(call.session, request)
 
     @get("/{request_id:int}", sync_to_thread=True, opt=ANY, responses=READ_ERRORS)
     def get_request(
@@ -99,25 +95,21 @@ class AccessRequestController(Controller):
         self,
         request_id: RowId,
         data: JSONBody[Decision],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
-        policy: NamedDependency[PolicyEngine],
+        call: NamedDependency[ServiceCall],
     ) -> GrantPage:
         """Approve (platform admins, never the requester): the grants are created."""
         grants = approve_request(
-            session,
+            call.session,
             request_id,
             reason=data.reason,
-            actor=actor,
-            policy=policy,
-            settings=settings,
-            clock=clock,
+            actor=call.actor,
+            policy=call.policy,
+            settings=call.settings,
+            clock=call.clock,
         )
-        now = clock.now()
+        now = call.clock.now()
         return GrantPage(
-            items=[grant_read(session, g, settings=settings, now=now) for g in grants],
+            items=[grant_read(call.session, g, settings=call.settings, now=now) for g in grants],
             next_cursor=None,
         )
 
@@ -132,13 +124,13 @@ class AccessRequestController(Controller):
         self,
         request_id: RowId,
         data: JSONBody[Decision],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> AccessRequestRead:
         """Deny with a reason."""
-        request = deny_request(session, request_id, reason=data.reason, actor=actor, clock=clock)
-        return request_read(session, request)
+        request = deny_request(
+            call.session, request_id, reason=data.reason, actor=call.actor, clock=call.clock
+        )
+        return request_read(call.session, request)
 
     @post(
         "/{request_id:int}/withdraw",
@@ -150,23 +142,19 @@ class AccessRequestController(Controller):
     def withdraw(
         self,
         request_id: RowId,
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> AccessRequestRead:
         """The requesting organisation withdraws its request."""
-        request = withdraw_request(session, request_id, actor=actor, clock=clock)
-        return request_read(session, request)
+        request = withdraw_request(call.session, request_id, actor=call.actor, clock=call.clock)
+        return request_read(call.session, request)
 
     @post("/{request_id:int}/comments", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
     def comment(
         self,
         request_id: RowId,
         data: JSONBody[CommentCreate],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> CommentRead:
         """Comment (reviewers, owning facility teams, the requesting organisation)."""
-        c = comment_request(session, request_id, data.body, actor=actor, clock=clock)
+        c = comment_request(call.session, request_id, data.body, actor=call.actor, clock=call.clock)
         return CommentRead(author=c.author, body=c.body, created_at=c.created_at)

@@ -15,12 +15,11 @@ from litestar.params import JSONBody, Parameter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from catalog.audit.record import Actor
 from catalog.kernel.clock import Clock
 from catalog.kernel.problems import problem_responses
-from catalog.kernel.settings import Settings
 from policies.auth import client_address
 from policies.principals.service import get_organization
+from policies.routing import GovernanceController, ServiceCall
 from sharing.errors import HANDLERS
 from sharing.files.urls import PREFIX
 from sharing.protocol import dumps
@@ -99,7 +98,7 @@ def _token(token: Any) -> TokenRead:
     )
 
 
-class RecipientController(Controller):
+class RecipientController(GovernanceController):
     """Credentials and network rules of Delta Sharing recipients."""
 
     path = "/api/v1/recipients/{organization:str}"
@@ -118,22 +117,19 @@ class RecipientController(Controller):
         self,
         organization: Organization,
         data: JSONBody[TokenRotate],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> RecipientTokenIssued:
         """A new token; the older ones end after the grace period (never later than before)."""
-        org = get_organization(session, organization)
+        org = get_organization(call.session, organization)
         token, credential = recipients.rotate_token(
-            session,
+            call.session,
             org,
             days=data.days,
             grace=timedelta(hours=data.grace_hours),
-            actor=actor,
-            now=clock.now(),
+            actor=call.actor,
+            now=call.clock.now(),
         )
-        endpoint = recipients.settings_profile_endpoint(settings, data.endpoint)
+        endpoint = recipients.settings_profile_endpoint(call.settings, data.endpoint)
         return RecipientTokenIssued(
             token=_token(token), profile=recipients.profile(endpoint, token, credential)
         )
@@ -148,14 +144,12 @@ class RecipientController(Controller):
         self,
         organization: Organization,
         data: JSONBody[TokenRevoke],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> list[str]:
         """Revoke one token, or all live ones: effective on the next request."""
-        org = get_organization(session, organization)
+        org = get_organization(call.session, organization)
         return recipients.revoke_tokens(
-            session, org, token_id=data.token_id, actor=actor, now=clock.now()
+            call.session, org, token_id=data.token_id, actor=call.actor, now=call.clock.now()
         )
 
     @post(
@@ -168,22 +162,19 @@ class RecipientController(Controller):
         self,
         organization: Organization,
         data: JSONBody[ActivationCreate],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> ActivationIssued:
         """A link from which the recipient downloads its profile once."""
-        org = get_organization(session, organization)
+        org = get_organization(call.session, organization)
         activation, secret = recipients.create_activation(
-            session,
+            call.session,
             org,
             token_days=data.token_days,
             valid_for=timedelta(hours=data.valid_hours),
-            actor=actor,
-            now=clock.now(),
+            actor=call.actor,
+            now=call.clock.now(),
         )
-        base = recipients.settings_profile_endpoint(settings, data.endpoint).rstrip("/")
+        base = recipients.settings_profile_endpoint(call.settings, data.endpoint).rstrip("/")
         return ActivationIssued(
             id=activation.id,
             url=f"{base}{PREFIX}/activation/{secret}",
@@ -203,13 +194,13 @@ class RecipientController(Controller):
         self,
         organization: Organization,
         data: JSONBody[Networks],
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ServiceCall],
     ) -> Networks:
         """Replace the allow-list (applies to the protocol, file and activation endpoints)."""
-        org = get_organization(session, organization)
-        cidrs = recipients.set_networks(session, org, data.cidrs, actor=actor, now=clock.now())
+        org = get_organization(call.session, organization)
+        cidrs = recipients.set_networks(
+            call.session, org, data.cidrs, actor=call.actor, now=call.clock.now()
+        )
         return Networks(cidrs=cidrs)
 
 
