@@ -9,8 +9,9 @@ function is wrapped, once, for every route of the app, so that the same thread c
 the body commits it (or rolls it back) and closes the session before anything else runs. A
 transaction therefore never waits for a free thread while it holds a lock.
 
-A handler that takes a `session` (or a `call` holding it) must run in a thread (`sync_to_thread=True`): `install` refuses
-an app with one that does not, rather than commit on the event loop.
+A handler that takes a `session` (or a `call` holding it) must run in a thread
+(`sync_to_thread=True`): `install` refuses an app with one that does not, rather than commit on
+the event loop.
 """
 
 import functools
