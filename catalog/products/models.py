@@ -3,13 +3,14 @@
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired, Required
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import Relationship, SQLModel
+from typing_extensions import TypedDict
 
 from catalog.kernel.db import UtcDateTime
 from catalog.products.arrow_types import ArrowTypeError, canonical_type_name
@@ -618,6 +619,68 @@ class VersionTier(SQLModel, table=True):
     version: "ProductVersion" = Relationship(back_populates="tier_rows")
 
 
+# --- the JSON columns of a version, typed (stored and served as these JSON objects) ------------
+
+
+class TierTable(TypedDict):
+    """One tier of a published version: its Delta table, the table version written, its
+    columns."""
+
+    location: str
+    delta_version: int
+    columns: list[str]
+
+
+class CheckResult(TypedDict):
+    """One contract check as stored: what was measured against what was promised."""
+
+    name: str
+    passed: bool
+    measured: NotRequired[Any]
+    threshold: NotRequired[Any]
+    detail: NotRequired[str]
+    facts: NotRequired[dict[str, Any]]  # further measurements, when any
+
+
+class VersionCounts(TypedDict, total=False):
+    """What a publish counted (every input record ends in rows, excluded or quarantined)."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+    input_records: int
+    records_with_rows: int
+    excluded_by_view: int
+    quarantined: int
+    rows: int
+    quarantined_by_rule: dict[str, int]
+    duplicates: int
+    records_with_findings: int
+    findings: int
+    findings_by_rule: dict[str, int]
+    legacy_conversions: dict[str, int]
+
+
+class RawFileRef(TypedDict):
+    """A landed source file as a version's lineage names it."""
+
+    name: str
+    sha256: str
+    bytes: int
+    resource_type: str | None
+
+
+class Lineage(TypedDict, total=False):
+    """Where a version's data came from."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+    source_kind: Required[str]
+    raw_files: list[RawFileRef]
+    ignored_files: list[str]
+    view_sha256: str | None
+    reconverted_from: str
+
+
 class ProductVersion(Audited, table=True):
     """One semantic version of a product: schema, SLA, tiers, and the Delta data behind it."""
 
@@ -650,14 +713,14 @@ class ProductVersion(Audited, table=True):
         default=None, sa_column=Column(JSON, nullable=True)
     )
     delta_location: str | None = SQLField(default=None, max_length=2000)
-    # {tier: {"location", "delta_version", "columns"}} once published.
-    tier_tables: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
+    # The tier tables once published.
+    tier_tables: dict[str, TierTable] | None = SQLField(default=None, sa_column=Column(JSON))
     extracted_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
     # Where the data came from: raw file hashes, the view's hash, the version reconverted from.
-    lineage: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
+    lineage: Lineage | None = SQLField(default=None, sa_column=Column(JSON))
     # Contract checks with measured values, and input/row/quarantine counts.
-    checks: list[dict[str, Any]] | None = SQLField(default=None, sa_column=Column(JSON))
-    counts: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON))
+    checks: list[CheckResult] | None = SQLField(default=None, sa_column=Column(JSON))
+    counts: VersionCounts | None = SQLField(default=None, sa_column=Column(JSON))
     status_reason: str | None = SQLField(default=None, max_length=4000)
     status_changed_at: datetime | None = SQLField(default=None, sa_type=UtcDateTime)
     status_changed_by: str | None = SQLField(default=None, max_length=200)
@@ -726,11 +789,11 @@ class VersionRead(BaseModel):
     legacy_date_formats: list[LegacyDateFormat] = Field(default_factory=list)
     legacy_time_zone: str | None = None
     delta_location: str | None
-    tier_tables: dict[str, Any] | None
+    tier_tables: dict[str, TierTable] | None
     extracted_at: datetime | None
-    lineage: dict[str, Any] | None
-    checks: list[dict[str, Any]] | None
-    counts: dict[str, Any] | None
+    lineage: Lineage | None
+    checks: list[CheckResult] | None
+    counts: VersionCounts | None
     status_reason: str | None
     status_changed_at: datetime | None
     status_changed_by: str | None

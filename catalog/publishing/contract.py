@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.products.models import VersionSpec, duration_seconds
+from catalog.products.models import CheckResult, VersionSpec, duration_seconds
 
 
 @dataclass
@@ -55,15 +55,15 @@ class Check:
     detail: str
     facts: Mapping[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> CheckResult:
         """JSON shape stored on the version (`facts`: further measurements, when any)."""
-        out = {
-            "name": self.name,
-            "passed": self.passed,
-            "measured": self.measured,
-            "threshold": self.threshold,
-            "detail": self.detail,
-        }
+        out = CheckResult(
+            name=self.name,
+            passed=self.passed,
+            measured=self.measured,
+            threshold=self.threshold,
+            detail=self.detail,
+        )
         if self.facts:
             out["facts"] = dict(self.facts)
         return out

@@ -50,7 +50,9 @@ from catalog.products.models import (
     Classification,
     ColumnSpec,
     DataProduct,
+    Lineage,
     ProductVersion,
+    VersionCounts,
     VersionSpec,
     VersionStatus,
 )
@@ -345,11 +347,11 @@ def publish_version(
             storage.land(f.path, name=f.name, resource_type=f.resource_type)
             for f in _table_files(found.kind, found.files)
         ]
-        lineage = {
-            "source_kind": found.kind.value,
-            "raw_files": [r.as_dict() for r in raw_files],
-            "ignored_files": found.ignored,
-        }
+        lineage = Lineage(
+            source_kind=found.kind.value,
+            raw_files=[r.as_dict() for r in raw_files],
+            ignored_files=found.ignored,
+        )
         when = extracted_at or found.transaction_time or clock.now()
         return _convert(
             session,
@@ -406,7 +408,8 @@ def reconvert_version(
         ]
         raise ValidationFailed("; ".join(e.message for e in errors), errors=errors) from None
     new = products.register_version(session, product, spec, actor=actor, clock=clock)
-    lineage = {**version.lineage, "reconverted_from": version.version}
+    lineage = version.lineage.copy()
+    lineage["reconverted_from"] = version.version
     kind = SourceKind(version.lineage["source_kind"])
     return _convert(
         session,
@@ -548,7 +551,7 @@ def _convert(
     spec: VersionSpec,
     raw_files: list[RawFile],
     kind: SourceKind,
-    lineage: dict[str, Any],
+    lineage: Lineage,
     *,
     storage: Storage,
     settings: Settings,
@@ -616,19 +619,19 @@ def _convert(
             conversions=run.conversions,
             now=clock.now(),
         )
-        counts = {
-            "input_records": inputs,
-            "records_with_rows": run.counts["records_with_rows"],
-            "excluded_by_view": run.counts["excluded_by_view"],
-            "quarantined": run.counts["quarantined"],
-            "rows": run.counts["rows"],
-            "quarantined_by_rule": dict(sorted(run.by_rule.items())),
-            "duplicates": run.by_rule["duplicate"],
-            "records_with_findings": run.counts["records_with_findings"],
-            "findings": sum(run.findings_by_rule.values()),
-            "findings_by_rule": dict(sorted(run.findings_by_rule.items())),
-            "legacy_conversions": dict(sorted(run.conversions.items())),
-        }
+        counts = VersionCounts(
+            input_records=inputs,
+            records_with_rows=run.counts["records_with_rows"],
+            excluded_by_view=run.counts["excluded_by_view"],
+            quarantined=run.counts["quarantined"],
+            rows=run.counts["rows"],
+            quarantined_by_rule=dict(sorted(run.by_rule.items())),
+            duplicates=run.by_rule["duplicate"],
+            records_with_findings=run.counts["records_with_findings"],
+            findings=sum(run.findings_by_rule.values()),
+            findings_by_rule=dict(sorted(run.findings_by_rule.items())),
+            legacy_conversions=dict(sorted(run.conversions.items())),
+        )
         passed = all(c.passed for c in checks)
         if passed:
             version.tier_tables = write_tiers(
@@ -647,10 +650,9 @@ def _convert(
         if filesystem.get_file_info(staging).type != 0:
             filesystem.delete_file(staging)
     view_json = json.dumps(spec.view, sort_keys=True).encode() if spec.view else None
-    version.lineage = {
-        **lineage,
-        "view_sha256": hashlib.sha256(view_json).hexdigest() if view_json else None,
-    }
+    stored = lineage.copy()
+    stored["view_sha256"] = hashlib.sha256(view_json).hexdigest() if view_json else None
+    version.lineage = stored
     version.checks = [c.as_dict() for c in checks]
     version.counts = counts
     version.extracted_at = extracted_at

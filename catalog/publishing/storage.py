@@ -20,6 +20,7 @@ from pyarrow import fs as pafs
 
 from catalog.kernel.settings import Settings
 from catalog.kernel.storage_options import client_options, flag, provider_of, provider_options
+from catalog.products.models import RawFileRef
 
 CHUNK = 1 << 20
 
@@ -47,14 +48,11 @@ class RawFile:
     bytes: int
     resource_type: str | None = None
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> RawFileRef:
         """JSON shape kept in a version's lineage."""
-        return {
-            "name": self.name,
-            "sha256": self.sha256,
-            "bytes": self.bytes,
-            "resource_type": self.resource_type,
-        }
+        return RawFileRef(
+            name=self.name, sha256=self.sha256, bytes=self.bytes, resource_type=self.resource_type
+        )
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,13 @@ import csv
 import io
 from datetime import timedelta
 
-from catalog.audit.record import Actor, record_event
+from catalog.audit.record import Actor, record
 from catalog.kernel.db import transaction
 
 
 def _read(engine, at, *, org, tier, version, dua, files=2, size=1000, action="sharing.query"):
     with transaction(engine) as s:
-        record_event(
+        record(
             s,
             at=at,
             actor=Actor(f"recipient:{org}"),

@@ -14,6 +14,7 @@ from catalog.products.models import (
     ColumnSpec,
     ProductVersion,
     Tier,
+    TierTable,
     VersionSpec,
 )
 from catalog.publishing.coerce import (
@@ -43,10 +44,10 @@ def write_tiers(
     *,
     settings: Settings,
     extracted_at: datetime,
-) -> dict[str, Any]:
+) -> dict[str, TierTable]:
     """One Delta commit per tier table, each streamed from the staging file."""
     product = version.product
-    tables: dict[str, Any] = {}
+    tables: dict[str, TierTable] = {}
     for tier in spec.tiers:
         uri = storage.table_uri(product.domain.name, product.name, tier.value)
         with filesystem.open_input_file(staging) as handle:
@@ -60,11 +61,9 @@ def write_tiers(
                 restricted_zip3=frozenset(settings.restricted_zip3),
                 product_version=version.version,
             )
-        tables[tier.value] = {
-            "location": uri,
-            "delta_version": delta_version,
-            "columns": [c.name for c in columns],
-        }
+        tables[tier.value] = TierTable(
+            location=uri, delta_version=delta_version, columns=[c.name for c in columns]
+        )
     return tables
 
 
