@@ -103,6 +103,19 @@ QUARANTINE_FLUSH = 2_000
 STAGING_ROWS = 65_536
 
 
+@dataclass(frozen=True)
+class Landed:
+    """What a conversion turns into a version: the landed files of one source, what kind of
+    source they came from, its lineage and the extraction time its tiers are stamped with."""
+
+    version: ProductVersion
+    spec: VersionSpec
+    raw_files: list[RawFile]
+    kind: SourceKind
+    lineage: Lineage
+    extracted_at: datetime
+
+
 @dataclass
 class _Run:
     """State of one conversion: counts, quarantine buffer, staging writer."""
@@ -165,6 +178,22 @@ class _Run:
             self.counts["records_with_findings"] += 1
             if len(self.pending) >= QUARANTINE_FLUSH:
                 self.flush_quarantine()
+
+    def version_counts(self) -> VersionCounts:
+        """The counts the version keeps."""
+        return VersionCounts(
+            input_records=self.counts["input_records"],
+            records_with_rows=self.counts["records_with_rows"],
+            excluded_by_view=self.counts["excluded_by_view"],
+            quarantined=self.counts["quarantined"],
+            rows=self.counts["rows"],
+            quarantined_by_rule=dict(sorted(self.by_rule.items())),
+            duplicates=self.by_rule["duplicate"],
+            records_with_findings=self.counts["records_with_findings"],
+            findings=sum(self.findings_by_rule.values()),
+            findings_by_rule=dict(sorted(self.findings_by_rule.items())),
+            legacy_conversions=dict(sorted(self.conversions.items())),
+        )
 
     def add_chunk(self, raw: RawFile, chunk: Chunk, seen: FirstSeen) -> None:
         """One converted chunk of an NDJSON file: duplicates decided here, in file order."""
@@ -353,18 +382,14 @@ def publish_version(
             ignored_files=found.ignored,
         )
         when = extracted_at or found.transaction_time or clock.now()
+        landed = Landed(version, spec, raw_files, found.kind, lineage, when)
         return _convert(
             session,
-            version,
-            spec,
-            raw_files,
-            found.kind,
-            lineage,
+            landed,
             storage=storage,
             settings=settings,
             clock=clock,
             actor=actor,
-            extracted_at=when,
             pool=pool,
         )
 
@@ -411,19 +436,8 @@ def reconvert_version(
     lineage = version.lineage.copy()
     lineage["reconverted_from"] = version.version
     kind = SourceKind(version.lineage["source_kind"])
-    return _convert(
-        session,
-        new,
-        spec,
-        raw_files,
-        kind,
-        lineage,
-        storage=storage,
-        settings=settings,
-        clock=clock,
-        actor=actor,
-        extracted_at=version.extracted_at or clock.now(),
-    )
+    landed = Landed(new, spec, raw_files, kind, lineage, version.extracted_at or clock.now())
+    return _convert(session, landed, storage=storage, settings=settings, clock=clock, actor=actor)
 
 
 def list_quarantine(
@@ -547,37 +561,30 @@ def _table_files(kind: SourceKind, files: list[Any]) -> Iterator[Any]:
 
 def _convert(
     session: Session,
-    version: ProductVersion,
-    spec: VersionSpec,
-    raw_files: list[RawFile],
-    kind: SourceKind,
-    lineage: Lineage,
+    landed: Landed,
     *,
     storage: Storage,
     settings: Settings,
     clock: Clock,
     actor: Actor,
-    extracted_at: datetime,
     pool: ConversionPool | None = None,
 ) -> ProductVersion:
+    """Convert, check and (if the contract holds) derive the tiers of `landed`'s version."""
     if pool is None:
-        ndjson = kind == SourceKind.NDJSON
-        size = sum(r.bytes for r in raw_files) if ndjson else 0
+        ndjson = landed.kind == SourceKind.NDJSON
+        size = sum(r.bytes for r in landed.raw_files) if ndjson else 0
         with ConversionPool(workers_for(size) if ndjson else 0) as own:
             return _convert(
                 session,
-                version,
-                spec,
-                raw_files,
-                kind,
-                lineage,
+                landed,
                 storage=storage,
                 settings=settings,
                 clock=clock,
                 actor=actor,
-                extracted_at=extracted_at,
                 pool=own,
             )
+    version, spec, raw_files, kind = landed.version, landed.spec, landed.raw_files, landed.kind
+    extracted_at = landed.extracted_at
     _serialize_publishes(session, version)
     storage.clear_leftovers()
     schema = full_schema(spec.columns)
@@ -619,19 +626,7 @@ def _convert(
             conversions=run.conversions,
             now=clock.now(),
         )
-        counts = VersionCounts(
-            input_records=inputs,
-            records_with_rows=run.counts["records_with_rows"],
-            excluded_by_view=run.counts["excluded_by_view"],
-            quarantined=run.counts["quarantined"],
-            rows=run.counts["rows"],
-            quarantined_by_rule=dict(sorted(run.by_rule.items())),
-            duplicates=run.by_rule["duplicate"],
-            records_with_findings=run.counts["records_with_findings"],
-            findings=sum(run.findings_by_rule.values()),
-            findings_by_rule=dict(sorted(run.findings_by_rule.items())),
-            legacy_conversions=dict(sorted(run.conversions.items())),
-        )
+        counts = run.version_counts()
         passed = all(c.passed for c in checks)
         if passed:
             version.tier_tables = write_tiers(
@@ -650,7 +645,7 @@ def _convert(
         if filesystem.get_file_info(staging).type != 0:
             filesystem.delete_file(staging)
     view_json = json.dumps(spec.view, sort_keys=True).encode() if spec.view else None
-    stored = lineage.copy()
+    stored = landed.lineage.copy()
     stored["view_sha256"] = hashlib.sha256(view_json).hexdigest() if view_json else None
     version.lineage = stored
     version.checks = [c.as_dict() for c in checks]
