@@ -721,7 +721,13 @@ def phase_serve(args: argparse.Namespace) -> None:
             MESH_DATABASE_URL=args.db_url,
             MESH_SIGNING_KEY=secrets.token_urlsafe(48),  # URLs must verify on every worker
         )
-        serve_workers("127.0.0.1", args.port, args.workers, log_config=logging_config())
+        serve_workers(
+            "127.0.0.1",
+            args.port,
+            args.workers,
+            log_config=logging_config(),
+            audit_relay=not args.no_audit_relay,
+        )
         return
     uvicorn.run(
         create_app(settings),
@@ -765,6 +771,7 @@ def server(args: argparse.Namespace, estate: Estate) -> Iterator[Server]:
         *(["--server-threads", str(args.server_threads)] if args.server_threads else []),
         "--workers",
         str(args.workers),
+        *(["--no-audit-relay"] if args.no_audit_relay else []),
     ]
     if args.profile:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -1414,6 +1421,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="server worker processes (mesh serve --workers)"
+    )
+    parser.add_argument(
+        "--no-audit-relay",
+        action="store_true",
+        help="with --workers N: each worker group-commits its own audit entries (no relay)",
     )
     parser.add_argument("--request-timeout", type=float, default=60.0, help="client seconds")
     parser.add_argument("--keep", action="store_true", help="keep the home (and PG database)")

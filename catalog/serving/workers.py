@@ -107,20 +107,46 @@ def _relay(path: Path, log_config: dict[str, Any]) -> None:
 
 
 def serve_workers(
-    host: str, port: int, workers: int, *, log_config: dict[str, Any], drain: float = 10.0
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    log_config: dict[str, Any],
+    drain: float = 10.0,
+    audit_relay: bool = True,
 ) -> None:
     """Run `workers` server processes on host:port, and their audit relay, until signalled.
 
     Once signalled, returns within about `drain + 2 * EXIT_GRACE_SECONDS` whatever the workers'
-    requests are doing.
+    requests are doing. Without `audit_relay` each worker group-commits its own entries to the
+    database (bench/README.md measures both).
     """
+    if not audit_relay:
+        os.environ.pop("MESH_AUDIT_RELAY", None)
+        _serve(host, port, workers, log_config=log_config, drain=drain, relay_path=None)
+        return
+    private = Path(tempfile.mkdtemp(prefix="mesh-audit-"))  # mode 0700: this user only
+    try:
+        relay_path = private / "relay.sock"
+        os.environ["MESH_AUDIT_RELAY"] = str(relay_path)  # the workers' settings read it
+        _serve(host, port, workers, log_config=log_config, drain=drain, relay_path=relay_path)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _serve(
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    log_config: dict[str, Any],
+    drain: float,
+    relay_path: Path | None,
+) -> None:
     context = multiprocessing.get_context("spawn")
     # Bound here first, so a taken port fails at once, in the parent, with a clear error.
     listening_socket(host, port).close()
     stopping = threading.Event()
-    private = Path(tempfile.mkdtemp(prefix="mesh-audit-"))  # mode 0700: this user only
-    relay_path = private / "relay.sock"
-    os.environ["MESH_AUDIT_RELAY"] = str(relay_path)  # the workers' settings read it
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         stopping.set()
@@ -134,20 +160,22 @@ def serve_workers(
         process.start()
         return process
 
-    def start_relay() -> BaseProcess:
+    def start_relay() -> BaseProcess | None:
+        if relay_path is None:
+            return None
         process = context.Process(target=_relay, args=(relay_path, log_config), daemon=False)
         process.start()
         return process
 
     relay = start_relay()
     for _ in range(600):  # the workers' first reads need the relay: up to a minute to start
-        if relay_path.exists() or not relay.is_alive():
+        if relay is None or relay_path is None or relay_path.exists() or not relay.is_alive():
             break
         stopping.wait(0.1)
     processes = [start() for _ in range(workers)]
     try:
         while not stopping.wait(0.5):
-            if not relay.is_alive():  # meanwhile workers refuse reads (503): fail closed
+            if relay is not None and not relay.is_alive():  # meanwhile reads are refused (503)
                 log.error("audit relay exited with %s; starting another", relay.exitcode)
                 relay = start_relay()
             for i, process in enumerate(processes):
@@ -160,8 +188,8 @@ def serve_workers(
         for process in processes:
             process.terminate()  # SIGTERM: uvicorn finishes the requests in flight, boundedly
         _join_or_kill(processes, drain + 2 * EXIT_GRACE_SECONDS)
-        relay.terminate()  # after the workers: their last entries are written
-        _join_or_kill([relay], EXIT_GRACE_SECONDS)
-        shutil.rmtree(private, ignore_errors=True)
+        if relay is not None:
+            relay.terminate()  # after the workers: their last entries are written
+            _join_or_kill([relay], EXIT_GRACE_SECONDS)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
