@@ -633,15 +633,7 @@ class _CellWriter:
                     self.emit(depth + 1, "raise Fallback")
                     self.step(k + 1, "one", out, depth)
                     return
-                self.emit(
-                    depth + 1,
-                    f"for item in {out}:",
-                    "    if item is None or type(item) is list:",
-                    "        raise Fallback",
-                    f"if not {out}:",
-                )
-                self.empty(k + 1, depth + 2)
-                self.step(k + 1, "many", out, depth + 1)
+                self.collection(k, out, depth + 1)
                 self.emit(depth, "else:")
                 self.step(k + 1, "one", out, depth + 1)
                 return
@@ -796,16 +788,20 @@ class _CellWriter:
         else:  # anything else: the step's own function on the collection
             self.names[out + "f"] = self.functions[k]
             argument = f"[{var}]" if mode == "one" else var
-            self.emit(
-                depth,
-                f"{out} = {out}f({argument})",
-                f"for item in {out}:",
-                "    if item is None or type(item) is list:",
-                "        raise Fallback",
-                f"if not {out}:",
-            )
-            self.empty(k + 1, depth + 1)
-            self.step(k + 1, "many", out, depth)
+            self.emit(depth, f"{out} = {out}f({argument})")
+            self.collection(k, out, depth)
+
+    def collection(self, k: int, out: str, depth: int) -> None:
+        """Steps k+1.. of the list in `out`, checked as `_listed` checks a member's list."""
+        self.emit(
+            depth,
+            f"for item in {out}:",
+            "    if item is None or type(item) is list:",
+            "        raise Fallback",
+            f"if not {out}:",
+        )
+        self.empty(k + 1, depth + 1)
+        self.step(k + 1, "many", out, depth)
 
     def finish(self, mode: str, var: str, depth: int) -> None:
         if self.result == "raw":
