@@ -476,93 +476,40 @@ def publish_products(
 
 
 def research_grant(engine: Any, settings: Any, estate: Estate) -> None:
-    """The read phase's recipient, through the governance services end to end."""
-    import hashlib
-
+    """The read phase's recipient, through the governance services end to end (the demo's
+    seeding, with the benchmark's names)."""
     from catalog.audit.record import Operator
+    from catalog.demo.governance import ResearchGrant, seed_research_grant
     from catalog.kernel.clock import SystemClock
     from catalog.kernel.db import transaction
-    from catalog.products.models import Tier
-    from policies.auth import Authenticator
-    from policies.duas.models import DuaCreate
-    from policies.duas.service import create_dua
-    from policies.enforcer import PolicyEngine
-    from policies.models import Purpose, Role
+    from policies.models import Role
     from policies.principals.models import OrganizationCreate, PrincipalCreate
-    from policies.principals.service import create_organization, create_principal, get_principal
-    from policies.requests.models import AccessRequestCreate
-    from policies.requests.service import approve_request, create_request
     from sharing.recipients.commands import write_profile
 
-    clock, operator = SystemClock(), Operator("bench-operator")
-    with transaction(engine) as session:
-        create_organization(
-            session,
-            OrganizationCreate(
-                name=RESEARCH_ORG,
-                title="Benchmark research group",
-                contact_email="research@university.example.org",
-            ),
-            actor=operator,
-            clock=clock,
-        )
-        for spec in (
-            PrincipalCreate(
-                name="bench-reviewer", display_name="Reviewer", roles=[Role.PLATFORM_ADMIN]
-            ),
-            PrincipalCreate(
-                name="bench-analyst",
-                display_name="Analyst",
-                roles=[Role.CONSUMER],
-                organization=RESEARCH_ORG,
-            ),
-        ):
-            create_principal(session, spec, actor=operator, clock=clock)
-        now = clock.now()
-        dua = create_dua(
-            session,
-            DuaCreate(
-                organization=RESEARCH_ORG,
-                title="Observation trends",
-                purpose=Purpose.RESEARCH,
-                tiers=[Tier.DEIDENTIFIED],
-                coverage=["labs/*"],
-                approval_reference="IRB-BENCH-1",
-                document_sha256=hashlib.sha256(b"bench DUA").hexdigest(),
-                effective_from=now - timedelta(days=1),
-                expires_at=now + timedelta(days=365),
-            ),
-            actor=operator,
-            clock=clock,
-        )
-    policy = PolicyEngine(engine, clock, refresh_seconds=0)
-    auth = Authenticator(settings, policy, clock)
-    with transaction(engine) as session:
-        analyst = auth.caller_for(session, get_principal(session, "bench-analyst"))
-        request = create_request(
-            session,
-            AccessRequestCreate(
-                products=["/".join(BIG_PRODUCT)],
-                tier=Tier.DEIDENTIFIED,
-                dua_id=dua.id or 0,
-                purpose=Purpose.RESEARCH,
-                justification="Benchmark: read the de-identified observations",
-                requested_days=90,
-            ),
-            actor=analyst,
-            policy=policy,
-            clock=clock,
-        )
-        reviewer = auth.caller_for(session, get_principal(session, "bench-reviewer"))
-        approve_request(
-            session,
-            request.id or 0,
-            reason="approved for the benchmark",
-            actor=reviewer,
-            policy=policy,
-            settings=settings,
-            clock=clock,
-        )
+    plan = ResearchGrant(
+        organization=OrganizationCreate(
+            name=RESEARCH_ORG,
+            title="Benchmark research group",
+            contact_email="research@university.example.org",
+        ),
+        consumer=PrincipalCreate(
+            name="bench-analyst",
+            display_name="Analyst",
+            roles=[Role.CONSUMER],
+            organization=RESEARCH_ORG,
+        ),
+        reviewer=PrincipalCreate(
+            name="bench-reviewer", display_name="Reviewer", roles=[Role.PLATFORM_ADMIN]
+        ),
+        dua_title="Observation trends",
+        coverage=["labs/*"],
+        approval_reference="IRB-BENCH-1",
+        products=["/".join(BIG_PRODUCT)],
+        justification="Benchmark: read the de-identified observations",
+        requested_days=90,
+        reason="approved for the benchmark",
+    )
+    seed_research_grant(engine, settings, SystemClock(), plan, operator=Operator("bench-operator"))
     with transaction(engine) as session:
         path, _ = write_profile(
             session, settings, RESEARCH_ORG, days=7, endpoint=f"http://127.0.0.1:{estate.port}"
