@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -103,6 +103,9 @@ QUARANTINE_FLUSH = 2_000
 STAGING_ROWS = 65_536
 
 
+_Record = TypeVar("_Record", QuarantineRecord, FindingRecord)
+
+
 @dataclass(frozen=True)
 class Landed:
     """What a conversion turns into a version: the landed files of one source, what kind of
@@ -162,17 +165,7 @@ class _Run:
         for rule, field_name, detail in findings:
             self.findings_by_rule[rule] += 1
             self.pending.append(
-                FindingRecord(
-                    version_id=self.version.id,
-                    source_file=raw.name,
-                    source_sha256=raw.sha256,
-                    line=line,
-                    resource_type=raw.resource_type,
-                    resource_id=resource_id[:200] if resource_id else None,
-                    rule=rule,
-                    field=field_name,
-                    detail=detail[:2000],
-                )
+                self._record(FindingRecord, raw, line, rule, detail, field_name, resource_id)
             )
         if findings:
             self.counts["records_with_findings"] += 1
@@ -238,20 +231,33 @@ class _Run:
         self.counts["quarantined"] += 1
         self.by_rule[rule] += 1
         self.pending.append(
-            QuarantineRecord(
-                version_id=self.version.id,
-                source_file=raw.name,
-                source_sha256=raw.sha256,
-                line=line,
-                resource_type=raw.resource_type,
-                resource_id=resource_id[:200] if resource_id else None,
-                rule=rule,
-                field=field_name,
-                detail=detail[:2000],
-            )
+            self._record(QuarantineRecord, raw, line, rule, detail, field_name, resource_id)
         )
         if len(self.pending) >= QUARANTINE_FLUSH:
             self.flush_quarantine()
+
+    def _record(
+        self,
+        kind: type[_Record],
+        raw: RawFile,
+        line: int,
+        rule: str,
+        detail: str,
+        field_name: str | None,
+        resource_id: str | None,
+    ) -> _Record:
+        """A quarantine or finding record of one line of `raw` (both point into raw storage)."""
+        return kind(
+            version_id=self.version.id,
+            source_file=raw.name,
+            source_sha256=raw.sha256,
+            line=line,
+            resource_type=raw.resource_type,
+            resource_id=resource_id[:200] if resource_id else None,
+            rule=rule,
+            field=field_name,
+            detail=detail[:2000],
+        )
 
     def flush_quarantine(self) -> None:
         self.session.add_all(self.pending)
