@@ -4,10 +4,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from deltalake import DeltaTable
 
 from catalog.kernel.settings import Settings
 from catalog.products import service
 from catalog.products.models import ProductSpec, VersionSpec
+from catalog.publishing import service as publishing
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import ACTOR, domain_body, make_domain
 
@@ -254,3 +256,20 @@ __all__ = [
     "patient",
     "version_spec",
 ]
+
+
+def publish(session, version, source, settings, clock, **kw):
+    """`publish_version` by the tests' actor."""
+    return publishing.publish_version(
+        session, version, source, settings=settings, clock=clock, actor=ACTOR, **kw
+    )
+
+
+def read(version, tier, delta_version=None):
+    """The rows of one tier of a published version (its Delta version, or `delta_version`)."""
+    info = version.tier_tables[tier]
+    table = DeltaTable(
+        info["location"],
+        version=delta_version if delta_version is not None else info["delta_version"],
+    )
+    return table.to_pyarrow_table()
