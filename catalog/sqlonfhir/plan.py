@@ -12,7 +12,6 @@ and the caller keeps the ``CompiledView``.
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from catalog.sqlonfhir.fast import (
     compile_steps,
     row_function,
 )
-from catalog.sqlonfhir.views import CompiledView, _Expr, _ExprFailure, _model_for
+from catalog.sqlonfhir.views import CompiledView, _Expr, _ExprFailure, _model_for, joined
 
 __all__ = ["FastView", "compile_plan"]
 
@@ -117,13 +116,7 @@ class _Select:
                     for branch in self.union:
                         branches.extend(branch.rows(focus, env))
                     parts.append(branches)
-                if len(parts) == 1:
-                    out.extend(parts[0])
-                else:
-                    out.extend(
-                        tuple(itertools.chain.from_iterable(combo))
-                        for combo in itertools.product(*parts)
-                    )
+                out.extend(joined(parts))
         return out
 
 

@@ -921,14 +921,16 @@ class _Select:
                     for branch in self.union:
                         branches.extend(branch.rows(focus, env, index))
                     parts.append(branches)
-                if len(parts) == 1:
-                    out.extend(parts[0])
-                else:
-                    out.extend(
-                        tuple(itertools.chain.from_iterable(combo))
-                        for combo in itertools.product(*parts)
-                    )
+                out.extend(joined(parts))
         return out
+
+
+def joined(parts: list[list[Row]]) -> Iterable[Row]:
+    """The rows of a select from the rows of its parts (own columns, nested selects, unionAll
+    branches): every combination, each row the parts' cells in order."""
+    if len(parts) == 1:
+        return parts[0]
+    return (tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*parts))
 
 
 _EXHAUSTED: Final = object()
