@@ -366,107 +366,21 @@ def _chain(functions: list[Path]) -> Path:
     return chain
 
 
-def _listed(values: list[Any]) -> list[Any]:
-    """A member's list value as `_member` passes it on (None or nested lists: Fallback)."""
-    for item in values:
-        if item is None or type(item) is list:
-            raise Fallback
-    return values[:]
-
-
 def _single_focus(functions: list[Path], shapes: list[tuple[Any, ...]]) -> Path:
-    """`_chain(functions)`, with the usual case -- one focus item, one value per step --
-    generated as straight-line Python that keeps the value in a variable instead of building a
-    list per step. Each step does exactly what its function does to a one-item collection;
-    as soon as a step meets more than one value (a list) or a step without a straight-line
-    form, the rest of the path is the functions themselves."""
+    """`_chain(functions)`, with the usual case -- one focus item -- run by the path's generated
+    code (:func:`_cell`, which does exactly what the chain does to it)."""
     chain = _chain(functions)
-    rest = [
-        _chain(functions[k:]) if k < len(functions) else _as_is for k in range(len(functions) + 1)
-    ]
-    names: dict[str, Any] = {
-        "Fallback": Fallback,
-        "chain": chain,
-        "rest": rest,
-        "listed": _listed,
-        "reference_key": _reference_key,
-        "resource_key": _resource_key,
-    }
-    lines = [
-        "def single_focus(items):",
-        "    if len(items) != 1:",
-        "        return chain(items)",
-        "    x = items[0]",
-        "    if x is None or type(x) is list:",
-        "        return chain(items)",
-    ]
-    plain = ("member", "choice", "first", "where_equals", "reference_key", "resource_key")
-    for k, shape in enumerate(shapes):
-        kind = shape[0]
-        after = f"rest[{k + 1}]"
-        # An empty collection stays empty through plain steps; exists()/empty() and the
-        # functions make something of it.
-        nothing = (
-            "return []" if all(s[0] in plain for s in shapes[k + 1 :]) else f"return {after}([])"
-        )
-        if kind in ("member", "choice"):
-            key = shape[1]
-            names[f"k{k}"] = key
-            guards = (
-                ("_" + key,)
-                if kind == "member"
-                else ("_" + key, *shape[2], *("_" + o for o in shape[2]))
-            )
-            names[f"g{k}"] = guards
-            lines += [
-                "    if type(x) is not dict:",
-                f"        {nothing}",
-                f"    for guard in g{k}:",
-                "        if guard in x:",
-                "            raise Fallback",
-                f"    x = x.get(k{k})",
-                "    if x is None:",
-                f"        {nothing}",
-                "    if type(x) is list:",
-                f"        return {after}(listed(x))"
-                if kind == "member"
-                else "        raise Fallback",
-            ]
-        elif kind == "first":
-            continue
-        elif kind in ("exists", "empty"):
-            lines.append(f"    x = {kind == 'exists'}")
-        elif kind == "where_equals":
-            names[f"k{k}"], names[f"l{k}"], names[f"s{k}"] = shape[1], shape[2], "_" + shape[1]
-            lines += [
-                f"    if type(x) is not dict or s{k} in x:",
-                "        raise Fallback",
-                f"    v = x.get(k{k})",
-                "    if v is None:",
-                f"        {nothing}",
-                "    if type(v) is list:",
-                "        if not v:",
-                f"            {nothing}",
-                "        if len(v) != 1:",
-                "            raise Fallback",
-                "        v = v[0]",
-                "    if type(v) is not str:",
-                "        raise Fallback",
-                f"    if v != l{k}:",
-                f"        {nothing}",
-            ]
-        elif kind in ("reference_key", "resource_key"):
-            call = "resource_key(x)" if kind == "resource_key" else f"reference_key(x, w{k})"
-            names[f"w{k}"] = shape[1] if kind == "reference_key" else None
-            lines += [f"    x = {call}", "    if x is None:", f"        {nothing}"]
-        else:
-            lines.append(f"    return rest[{k}]([x])")
-            break
-    else:
-        lines.append("    return [x]")
-    exec(compile("\n".join(lines), "<fast path>", "exec"), names)  # noqa: S102
-    function: Path = names["single_focus"]
-    return function
+    one = _cell(functions, shapes, "raw")
+
+    def single_focus(items: list[Any]) -> list[Any]:
+        if len(items) == 1:
+            focus = items[0]
+            if focus is not None and type(focus) is not list:
+                found: list[Any] = one(focus)
+                return found
+        return chain(items)
+
+    return single_focus
 
 
 def _as_is(items: list[Any]) -> list[Any]:
@@ -792,7 +706,7 @@ class _CellWriter:
             self.collection(k, out, depth)
 
     def collection(self, k: int, out: str, depth: int) -> None:
-        """Steps k+1.. of the list in `out`, checked as `_listed` checks a member's list."""
+        """Steps k+1.. of the list in `out`, its items checked as `_member` checks a list."""
         self.emit(
             depth,
             f"for item in {out}:",
