@@ -61,7 +61,7 @@ def token_id_of(credential: str | None, prefix: str) -> str | None:
     secret is never recorded as an id.
     """
     parts = split_secret(credential, prefix) if credential else None
-    return parts[0] if parts and _TOKEN_ID.match(parts[0]) else None
+    return parts[0] if parts and _TOKEN_ID.fullmatch(parts[0]) else None
 
 
 def credential_kind(credential: str | None, prefix: str) -> str:

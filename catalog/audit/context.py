@@ -72,7 +72,7 @@ def accepted_request_id(incoming: str | None) -> str:
     """
     if (
         incoming is not None
-        and _ACCEPTED_ID.match(incoming)
+        and _ACCEPTED_ID.fullmatch(incoming)
         and not incoming.lower().startswith(CLI_REQUEST_PREFIX)
     ):
         return incoming

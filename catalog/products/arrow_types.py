@@ -38,14 +38,14 @@ class ArrowTypeError(ValueError):
 def parse_arrow_type(name: str) -> pa.DataType:
     """Parse a type name into a pyarrow type, or raise ArrowTypeError."""
     text = name.strip()
-    if m := _TIMESTAMP.match(text):
+    if m := _TIMESTAMP.fullmatch(text):
         return pa.timestamp(m.group(1), tz=m.group(2))
-    if m := _DECIMAL.match(text):
+    if m := _DECIMAL.fullmatch(text):
         precision, scale = int(m.group(1)), int(m.group(2))
         if not 1 <= precision <= 38 or not 0 <= scale <= precision:
             raise ArrowTypeError(f"invalid decimal precision/scale in {name!r}")
         return pa.decimal128(precision, scale)
-    if m := _LIST.match(text):
+    if m := _LIST.fullmatch(text):
         return pa.list_(parse_arrow_type(m.group(1)))
     try:
         dtype = pa.type_for_alias(text)

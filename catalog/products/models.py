@@ -271,7 +271,7 @@ _DURATION_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def duration_seconds(text: str) -> int:
     """Seconds in a duration such as `30m`, `4h`, `2d`, `1w`."""
-    m = _DURATION.match(text)
+    m = _DURATION.fullmatch(text)
     if m is None:
         raise ValueError(f"invalid duration {text!r}: expected a number and a unit m, h, d or w")
     return int(m.group(1)) * _DURATION_SECONDS[m.group(2)]
@@ -289,7 +289,7 @@ class CompletenessRule(BaseModel):
     @classmethod
     def _from_text(cls, value: Any) -> Any:
         if isinstance(value, str):
-            m = _COMPLETENESS.match(value)
+            m = _COMPLETENESS.fullmatch(value)
             if m is None:
                 raise ValueError(
                     f"expected 'column >= N%' (e.g. 'lactate_result >= 98%'), got {value!r}"

@@ -29,7 +29,7 @@ class SemVer:
     @classmethod
     def parse(cls, text: str) -> "SemVer":
         """Parse `MAJOR.MINOR.PATCH` or raise InvalidVersion."""
-        m = _SEMVER.match(text) if isinstance(text, str) else None
+        m = _SEMVER.fullmatch(text) if isinstance(text, str) else None
         if m is None:
             raise InvalidVersion(
                 f"invalid version {text!r}: expected semantic version MAJOR.MINOR.PATCH "
@@ -57,4 +57,4 @@ class SemVer:
 
 def is_semver(text: str) -> bool:
     """True when `text` is a valid semantic version."""
-    return isinstance(text, str) and _SEMVER.match(text) is not None
+    return isinstance(text, str) and _SEMVER.fullmatch(text) is not None

@@ -252,6 +252,9 @@ def _legacy_temporal(
     clock, leap, precision = _clock(m)
     written = groups.get("z")
     if written:
+        hours, minutes = int(written[1:3]), int(written[-2:])
+        if minutes > 59 or hours * 60 + minutes > 14 * 60:  # as the FHIR regex bounds offsets
+            raise CoercionError("legacy-date", f"{text!r}: {written} is not a time-zone offset")
         zone = _offset(written)
     if zone is None:  # the spec validation requires legacy_time_zone for these formats
         raise CoercionError("legacy-date", f"{text!r}: no legacy_time_zone declared")
@@ -330,7 +333,7 @@ _VERHOEFF_P = [
 
 def is_loinc(code: str) -> bool:
     """LOINC code shape and its mod-10 check digit."""
-    m = _LOINC.match(code)
+    m = _LOINC.fullmatch(code)
     if m is None:
         return False
     total = 0
@@ -340,9 +343,14 @@ def is_loinc(code: str) -> bool:
     return (10 - total % 10) % 10 == int(m[2])
 
 
+def is_icd10cm(code: str) -> bool:
+    """ICD-10-CM code shape."""
+    return _ICD10CM.fullmatch(code) is not None
+
+
 def is_snomed(code: str) -> bool:
     """SNOMED CT identifier shape and its Verhoeff check digit."""
-    if _SNOMED.match(code) is None:
+    if _SNOMED.fullmatch(code) is None:
         return False
     check = 0
     for i, ch in enumerate(reversed(code)):
@@ -353,7 +361,7 @@ def is_snomed(code: str) -> bool:
 # Remembered per code (an export repeats a few thousand codes at most): the checks cost ~1 us.
 _CODE_CHECKS: dict[CodeSystem, Callable[[str], bool]] = {
     CodeSystem.LOINC: lru_cache(maxsize=16_384)(is_loinc),
-    CodeSystem.ICD10CM: lru_cache(maxsize=16_384)(lambda code: _ICD10CM.match(code) is not None),
+    CodeSystem.ICD10CM: lru_cache(maxsize=16_384)(is_icd10cm),
     CodeSystem.SNOMED: lru_cache(maxsize=16_384)(is_snomed),
 }
 

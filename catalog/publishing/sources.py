@@ -55,7 +55,7 @@ class Source:
 def resource_type_of(name: str) -> str | None:
     """The FHIR type a Bulk Data file name declares: `Observation.000.ndjson.gz` -> Observation."""
     for part in name.split("."):
-        if _RESOURCE_TYPE.match(part):
+        if _RESOURCE_TYPE.fullmatch(part):
             return part
     return None
 

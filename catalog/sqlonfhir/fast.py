@@ -146,18 +146,6 @@ class _Typing:
         self.elsewhere: Mapping[str, str] = model["pathsDefinedElsewhere"]
         self.choices: Mapping[str, list[str]] = model["choiceTypePaths"]
         self.path2type: Mapping[str, str] = model["path2Type"]
-        self.parents: Mapping[str, str] = model["type2Parent"]
-
-    def derives(self, suffix: str, wanted: str) -> bool:
-        """Whether the choice type `suffix` (`Age`, `Code`) is `wanted` or a subtype of it."""
-        for name in {suffix, suffix[0].lower() + suffix[1:]}:
-            seen = 0
-            while name and seen < 32:
-                if name == wanted:
-                    return True
-                name = self.parents.get(name, "")
-                seen += 1
-        return False
 
     def child(self, current: str, key: str) -> str:
         child = f"{current}.{key}"
@@ -212,17 +200,16 @@ def _member(key: str) -> Path:
 
 
 def _choice(key: str, others: tuple[str, ...]) -> Path:
-    """`x.ofType(T)` on a choice element: the `xT` key, if no key of a subtype of T is present."""
+    """`x.ofType(T)` on a choice element: the `xT` key, if no other type of `x` is present."""
     shadow = "_" + key
-    guards = (shadow, *others, *("_" + other for other in others))
+    guards = frozenset((shadow, *others, *("_" + other for other in others)))
 
     def choice(items: list[Any]) -> list[Any]:
         out: list[Any] = []
         for element in items:
             if type(element) is dict:
-                for guard in guards:
-                    if guard in element:
-                        raise Fallback
+                if not guards.isdisjoint(element):
+                    raise Fallback
                 value = element.get(key)
                 if value is None:
                     continue
@@ -855,11 +842,11 @@ def _compile_chain(
                 suffix = wanted[0].upper() + wanted[1:]
                 if suffix not in choices:
                     raise Unsupported("ofType of a type the element cannot have")
-                # Keys of subtypes (valueAge for ofType(Quantity)) would match too: if one is
-                # present the general evaluator decides.
-                others = tuple(
-                    key + s for s in choices if s != suffix and typing.derives(s, wanted)
-                )
+                # Any other type of the same element (or its shadow) present: fhirpathpy reads
+                # the first type of its model's order that is present (so valueQuantity hides a
+                # valueString), and keys of subtypes (valueAge for ofType(Quantity)) match too.
+                # Invalid FHIR either way; the general evaluator decides.
+                others = tuple(key + s for s in choices if s != suffix)
                 functions.append(_choice(key + suffix, others))
                 shapes.append(("choice", key + suffix, others))
                 current = wanted

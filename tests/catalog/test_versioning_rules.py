@@ -12,7 +12,7 @@ from catalog.products.arrow_types import (
 )
 from catalog.products.compatibility import check_bump, diff_versions
 from catalog.products.models import VersionSpec
-from catalog.products.semver import Bump, SemVer
+from catalog.products.semver import Bump, SemVer, is_semver
 from tests.factories import columns, version_body
 
 
@@ -211,3 +211,11 @@ def test_type_names_are_compared_canonically():
         == []
     )
     assert pa.float64() == parse_arrow_type("double")
+
+
+@pytest.mark.parametrize("text", ["1.0.0\n", "1.0.0 ", " 1.0.0"])
+def test_a_version_with_anything_around_it_is_not_a_version(text):
+    """`$` matches before a final newline: a version is matched whole."""
+    assert not is_semver(text)
+    with pytest.raises(InvalidVersion):
+        SemVer.parse(text)

@@ -21,7 +21,13 @@ from catalog.app import create_app
 from catalog.cli import app
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
-from catalog.products.models import ColumnSpec, FhirType, VersionSpec, VersionStatus
+from catalog.products.models import (
+    ColumnSpec,
+    FhirType,
+    LegacyDateFormat,
+    VersionSpec,
+    VersionStatus,
+)
 from catalog.publishing import service
 from catalog.publishing.coerce import (
     CoercionError,
@@ -241,6 +247,31 @@ def test_other_fhir_primitives():
         (finding,) = floats.coerce({"f": value}).findings
         assert finding.rule in ("range", "type"), (value, finding)
     assert floats.coerce({"f": "-1.5e3"}).row["f"] == -1500.0
+
+
+@pytest.mark.parametrize(
+    ("system", "code"), [("snomed-ct", "44054006\n"), ("loinc", "8867-4\n"), ("icd-10-cm", "I10\n")]
+)
+def test_a_code_with_a_trailing_newline_is_refused_not_a_crash(system, code):
+    """`$` matches before a final newline: the code checks match the whole value (found by a
+    fuzzer: a SNOMED code with a newline crashed the publish)."""
+    column = ColumnSpec(name="c", type="string", classification="clinical", code_system=system)
+    with pytest.raises(FieldCoercionError) as caught:
+        RowCoercer([column]).coerce({"c": code})
+    assert caught.value.rule == "code"
+    assert RowCoercer([column]).coerce({"c": code.strip()}).row["c"] == code.strip()
+
+
+@pytest.mark.parametrize("written", ["+9999", "-2400", "+1401", "+0060"])
+def test_a_legacy_time_with_an_impossible_offset_is_a_finding(written):
+    column = ColumnSpec(name="t", type="timestamp[us, tz=UTC]", classification="date")
+    coercer = RowCoercer(
+        [column], legacy_formats=[LegacyDateFormat.HL7_DTM], legacy_time_zone="UTC"
+    )
+    (finding,) = coercer.coerce({"t": "20240102030405" + written}).findings
+    assert finding.rule == "legacy-date" and "offset" in finding.detail
+    ok = coercer.coerce({"t": "20240102030405+1400"})
+    assert ok.findings == [] and ok.row["t"] == datetime(2024, 1, 1, 13, 4, 5, tzinfo=UTC)
 
 
 def test_a_finding_on_a_required_column_fails_the_record():
