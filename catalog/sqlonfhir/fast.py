@@ -146,6 +146,18 @@ class _Typing:
         self.elsewhere: Mapping[str, str] = model["pathsDefinedElsewhere"]
         self.choices: Mapping[str, list[str]] = model["choiceTypePaths"]
         self.path2type: Mapping[str, str] = model["path2Type"]
+        self.parents: Mapping[str, str] = model["type2Parent"]
+
+    def derives(self, suffix: str, wanted: str) -> bool:
+        """Whether the choice type `suffix` (`Age`, `Code`) is `wanted` or a subtype of it."""
+        for name in {suffix, suffix[0].lower() + suffix[1:]}:
+            seen = 0
+            while name and seen < 32:
+                if name == wanted:
+                    return True
+                name = self.parents.get(name, "")
+                seen += 1
+        return False
 
     def child(self, current: str, key: str) -> str:
         child = f"{current}.{key}"
@@ -199,21 +211,23 @@ def _member(key: str) -> Path:
     return member
 
 
-def _choice(key: str, others: tuple[str, ...]) -> Path:
-    """`x.ofType(T)` on a choice element: the `xT` key, if no other type of `x` is present."""
-    shadow = "_" + key
-    guards = frozenset((shadow, *others, *("_" + other for other in others)))
+def _choice(key: str, subtypes: tuple[str, ...], others: tuple[str, ...]) -> Path:
+    """`x.ofType(T)` on a choice element: the `xT` key. The general evaluator decides when a
+    subtype's key (valueAge for ofType(Quantity)) or a shadow is present, or when the `xT` value
+    comes with another type of `x` (fhirpathpy reads the first type of its model's order)."""
+    always = frozenset(("_" + key, *subtypes, *("_" + s for s in subtypes)))
+    with_value = frozenset((*others, *("_" + other for other in others)))
 
     def choice(items: list[Any]) -> list[Any]:
         out: list[Any] = []
         for element in items:
             if type(element) is dict:
-                if not guards.isdisjoint(element):
+                if not always.isdisjoint(element):
                     raise Fallback
                 value = element.get(key)
                 if value is None:
                     continue
-                if type(value) is list:
+                if type(value) is list or not with_value.isdisjoint(element):
                     raise Fallback
                 out.append(value)
             elif element is None or type(element) is list:
@@ -500,6 +514,8 @@ class _CellWriter:
 
     def guard(self, keys: tuple[str, ...], var: str) -> str:
         """A test of whether any of `keys` is a key of the dict `var`."""
+        if not keys:
+            return "False"
         if len(keys) < 4:
             return " or ".join(f"{key!r} in {var}" for key in keys)
         name = self.fresh() + "g"
@@ -521,19 +537,22 @@ class _CellWriter:
             key = shape[1]
             if kind == "member":
                 guards: tuple[str, ...] = ("_" + key,)
+                with_value: tuple[str, ...] = ()
             else:
-                guards = ("_" + key, *shape[2], *("_" + other for other in shape[2]))
+                guards = ("_" + key, *shape[2], *("_" + s for s in shape[2]))
+                with_value = (*shape[3], *("_" + other for other in shape[3]))
             if mode == "one":
                 self.emit(depth, f"if type({var}) is not dict:")
                 self.empty(k + 1, depth + 1)
                 self.emit(depth, f"if {self.guard(guards, var)}:", "    raise Fallback")
                 self.emit(depth, f"{out} = {var}.get({key!r})", f"if {out} is None:")
                 self.empty(k + 1, depth + 1)
-                self.emit(depth, f"if type({out}) is list:")
                 if kind == "choice":
-                    self.emit(depth + 1, "raise Fallback")
+                    test = f"type({out}) is list or {self.guard(with_value, var)}"
+                    self.emit(depth, f"if {test}:", "    raise Fallback")
                     self.step(k + 1, "one", out, depth)
                     return
+                self.emit(depth, f"if type({out}) is list:")
                 self.collection(k, out, depth + 1)
                 self.emit(depth, "else:")
                 self.step(k + 1, "one", out, depth + 1)
@@ -549,7 +568,8 @@ class _CellWriter:
                 f"        {value} = item.get({key!r})",
                 f"        if {value} is None:",
                 "            continue",
-                f"        if type({value}) is list:",
+                f"        if type({value}) is list"
+                + (f" or {self.guard(with_value, 'item')}:" if kind == "choice" else ":"),
             )
             if kind == "choice":
                 self.emit(depth + 3, "raise Fallback")
@@ -842,13 +862,16 @@ def _compile_chain(
                 suffix = wanted[0].upper() + wanted[1:]
                 if suffix not in choices:
                     raise Unsupported("ofType of a type the element cannot have")
-                # Any other type of the same element (or its shadow) present: fhirpathpy reads
-                # the first type of its model's order that is present (so valueQuantity hides a
-                # valueString), and keys of subtypes (valueAge for ofType(Quantity)) match too.
-                # Invalid FHIR either way; the general evaluator decides.
+                # Keys of subtypes (valueAge for ofType(Quantity)) would match too; and with
+                # the value, any other type of the element present means fhirpathpy may read
+                # that one instead (the first of its model's order): invalid FHIR either way,
+                # the general evaluator decides.
+                subtypes = tuple(
+                    key + s for s in choices if s != suffix and typing.derives(s, wanted)
+                )
                 others = tuple(key + s for s in choices if s != suffix)
-                functions.append(_choice(key + suffix, others))
-                shapes.append(("choice", key + suffix, others))
+                functions.append(_choice(key + suffix, subtypes, others))
+                shapes.append(("choice", key + suffix, subtypes, others))
                 current = wanted
                 index += 2
                 continue
