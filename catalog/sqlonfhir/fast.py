@@ -214,7 +214,7 @@ def _member(key: str) -> Path:
 def _choice(key: str, subtypes: tuple[str, ...], others: tuple[str, ...]) -> Path:
     """`x.ofType(T)` on a choice element: the `xT` key. The general evaluator decides when a
     subtype's key (valueAge for ofType(Quantity)) or a shadow is present, or when the `xT` value
-    comes with another type of `x` (fhirpathpy reads the first type of its model's order)."""
+    comes with a type of `x` that fhirpathpy's model order puts first (`others`)."""
     always = frozenset(("_" + key, *subtypes, *("_" + s for s in subtypes)))
     with_value = frozenset((*others, *("_" + other for other in others)))
 
@@ -862,14 +862,14 @@ def _compile_chain(
                 suffix = wanted[0].upper() + wanted[1:]
                 if suffix not in choices:
                     raise Unsupported("ofType of a type the element cannot have")
-                # Keys of subtypes (valueAge for ofType(Quantity)) would match too; and with
-                # the value, any other type of the element present means fhirpathpy may read
-                # that one instead (the first of its model's order): invalid FHIR either way,
-                # the general evaluator decides.
+                # Keys of subtypes (valueAge for ofType(Quantity)) would match too; and
+                # fhirpathpy reads the first type of its model's order that is present, so with
+                # the value, a type before it present means it reads that one instead. Invalid
+                # FHIR either way: the general evaluator decides.
                 subtypes = tuple(
                     key + s for s in choices if s != suffix and typing.derives(s, wanted)
                 )
-                others = tuple(key + s for s in choices if s != suffix)
+                others = tuple(key + s for s in choices[: choices.index(suffix)])
                 functions.append(_choice(key + suffix, subtypes, others))
                 shapes.append(("choice", key + suffix, subtypes, others))
                 current = wanted
