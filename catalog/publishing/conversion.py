@@ -202,7 +202,11 @@ class Converter:
                 and resource.get("resourceType") == resource_type
                 and type(resource.get("id")) is str
                 and resource["id"]
-                and not too_deep(text, MAX_RESOURCE_DEPTH)
+                # (too_deep's own first test, inline: the usual line has few brackets)
+                and (
+                    text.count(b"{") + text.count(b"[") <= MAX_RESOURCE_DEPTH
+                    or not too_deep(text, MAX_RESOURCE_DEPTH)
+                )
             ):
                 record = None
             else:
@@ -239,18 +243,21 @@ class Converter:
                 status.append(EXCLUDED)
                 continue
             try:
-                typed = [coerce(row if pick is None else pick(row)) for row in rows]
+                if len(rows) == 1:  # the usual resource: one row, nothing to report
+                    cells, found, converted = coerce(rows[0] if pick is None else pick(rows[0]))
+                    if not found and not converted:
+                        status.append(ROWS)
+                        typed_rows.append(cells)
+                        row_records.append(index)
+                        continue
+                    typed = [(cells, found, converted)]
+                else:
+                    typed = [coerce(row if pick is None else pick(row)) for row in rows]
             except FieldCoercionError as exc:
                 status.append(FAILED)
                 events.append(("q", number, index, exc.rule, exc.detail, exc.field, rid))
                 continue
             status.append(ROWS)
-            if len(typed) == 1:  # the usual resource: one row, nothing to report
-                cells, found, converted = typed[0]
-                if not found and not converted:
-                    typed_rows.append(cells)
-                    row_records.append(index)
-                    continue
             findings: list[tuple[str, str, str]] = []
             conversions: list[str] = []
             for cells, found, converted in typed:

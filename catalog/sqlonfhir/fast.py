@@ -447,6 +447,7 @@ def row_function(cells: list[Steps]) -> Callable[[Any, Any], tuple[Any, ...]]:
     names: dict[str, Any] = {}
     for i, (functions, shapes, result) in enumerate(cells):
         writer = _CellWriter(functions, shapes, result, prefix=f"p{i}_", sink=f"c{i}")
+        writer.dicts.add("focus")  # a select's focus is always a JSON object
         writer.step(0, "one", "focus", 2)
         if writer.too_long:
             raise Unsupported("path too long to inline")
@@ -486,6 +487,7 @@ class _CellWriter:
             ],
         }
         self.count = 0
+        self.dicts: set[str] = set()  # variables known to hold a dict
 
     @property
     def too_long(self) -> bool:
@@ -542,8 +544,9 @@ class _CellWriter:
                 guards = ("_" + key, *shape[2], *("_" + s for s in shape[2]))
                 with_value = (*shape[3], *("_" + other for other in shape[3]))
             if mode == "one":
-                self.emit(depth, f"if type({var}) is not dict:")
-                self.empty(k + 1, depth + 1)
+                if var not in self.dicts:
+                    self.emit(depth, f"if type({var}) is not dict:")
+                    self.empty(k + 1, depth + 1)
                 self.emit(depth, f"if {self.guard(guards, var)}:", "    raise Fallback")
                 self.emit(depth, f"{out} = {var}.get({key!r})", f"if {out} is None:")
                 self.empty(k + 1, depth + 1)
