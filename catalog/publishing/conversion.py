@@ -539,8 +539,9 @@ def _result(future: Future[Chunk]) -> Chunk:
 class FirstSeen:
     """Where each resource id of a publish was first seen, with the digest of its line.
 
-    Ids map to an index into compact arrays (line numbers, digests, file by index range), so a
-    publish of millions of resources keeps one dict entry per id and no tuple per resource.
+    Every resource has a position in compact arrays (line numbers, digests, file by position
+    range) and each id maps to the position it was first seen at, so a publish of millions of
+    resources keeps one dict entry per id and no tuple per resource.
     """
 
     def __init__(self) -> None:
@@ -551,6 +552,7 @@ class FirstSeen:
         self._file_names: list[str] = []
 
     def __len__(self) -> int:
+        """Resources recorded (duplicates included)."""
         return len(self.lines)
 
     def file_of(self, index: int) -> str:
@@ -571,26 +573,25 @@ class FirstSeen:
             self._file_names.append(name)
 
     def add(self, name: str, chunk: Chunk) -> dict[int, tuple[str, str]]:
-        """Record the chunk's resources; returns its duplicates: index -> (rule, detail)."""
+        """Record the chunk's resources; returns its duplicates: index -> (rule, detail).
+
+        Every resource takes the next position of the arrays; `setdefault` (one dict operation
+        per id, run by `map` in C) keeps the position where its id was first seen, so a
+        duplicate is a resource whose id answers an earlier position."""
         self._add_file(name)
         ids = chunk.ids
-        index = self.index
-        if index.keys().isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual chunk
-            start = len(self.lines)
-            index.update(zip(ids, range(start, start + len(ids)), strict=True))
-            self.lines.extend(chunk.lines)
-            self.digests += chunk.digests
+        start = len(self.lines)
+        positions = range(start, start + len(ids))
+        firsts = list(map(self.index.setdefault, ids, positions))
+        self.lines.extend(chunk.lines)
+        self.digests += chunk.digests
+        if firsts == list(positions):  # the usual chunk: every id new
             return {}
         duplicates: dict[int, tuple[str, str]] = {}
-        for i, rid in enumerate(ids):
-            digest = chunk.digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]
-            first = index.get(rid)
-            if first is None:
-                index[rid] = len(self.lines)
-                self.lines.append(chunk.lines[i])
-                self.digests += digest
+        for i, first in enumerate(firsts):
+            if first == start + i:
                 continue
-            same = self.digest_of(first) == digest
+            same = self.digest_of(first) == self.digest_of(start + i)
             rule = "duplicate" if same else "duplicate-id"
             what = "exact duplicate of" if same else "same id as a different resource at"
             duplicates[i] = (rule, f"{what} {self.file_of(first)} line {self.line_of(first)}")
