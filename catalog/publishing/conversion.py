@@ -29,7 +29,7 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -202,11 +202,7 @@ class Converter:
                 and resource.get("resourceType") == resource_type
                 and type(resource.get("id")) is str
                 and resource["id"]
-                # (too_deep's own first test, inline: the usual line has few brackets)
-                and (
-                    text.count(b"{") + text.count(b"[") <= MAX_RESOURCE_DEPTH
-                    or not too_deep(text, MAX_RESOURCE_DEPTH)
-                )
+                and not too_deep(text, MAX_RESOURCE_DEPTH)
             ):
                 record = None
             else:
@@ -439,25 +435,17 @@ class ConversionPool:
             for item in _blocks(stream, size):
                 yield item if isinstance(item, Chunk) else converter.convert(*item)
             return
-        pending: deque[Future[Chunk]] = deque()
-        tail: Chunk | None = None
-        window = 2 * self.workers + 1
-        key = hashlib.blake2b(pickle.dumps(recipe)).digest()
-        try:
+        tail: list[Chunk] = []  # the `encoding` record of a broken compressed stream
+
+        def blocks() -> Iterator[tuple[int, bytes]]:
             for item in _blocks(stream, size):
                 if isinstance(item, Chunk):
-                    tail = item
-                    continue
-                pending.append(pool.submit(_convert_block, key, recipe, *item))
-                if len(pending) >= window:
-                    yield _result(pending.popleft())
-            while pending:
-                yield _result(pending.popleft())
-        finally:
-            for future in pending:  # a failed or abandoned conversion: drop what is queued
-                future.cancel()
-        if tail is not None:
-            yield tail
+                    tail.append(item)
+                else:
+                    yield item
+
+        yield from self._in_order(pool, _convert_block, recipe, blocks())
+        yield from tail
 
     def convert_file(
         self, path: str, recipe: Recipe, *, block_bytes: int | None = None
@@ -475,26 +463,36 @@ class ConversionPool:
                 handle.seek(0)
                 yield from self.convert(handle, recipe, block_bytes=size)
                 return
-            pending: deque[Future[Chunk]] = deque()
-            window = 2 * self.workers + 1
-            key = hashlib.blake2b(pickle.dumps(recipe)).digest()
             line = 1
-            try:
-                for start, end in _ranges(handle, size):
-                    pending.append(pool.submit(_convert_range, key, recipe, path, start, end))
-                    if len(pending) >= window:
-                        chunk = _result(pending.popleft())
-                        chunk.rebase(line)
-                        line += chunk.newlines
-                        yield chunk
-                while pending:
-                    chunk = _result(pending.popleft())
-                    chunk.rebase(line)
-                    line += chunk.newlines
-                    yield chunk
-            finally:
-                for future in pending:
-                    future.cancel()
+            ranges = ((path, start, end) for start, end in _ranges(handle, size))
+            for chunk in self._in_order(pool, _convert_range, recipe, ranges):
+                chunk.rebase(line)
+                line += chunk.newlines
+                yield chunk
+
+    def _in_order(
+        self,
+        pool: ProcessPoolExecutor,
+        task: Callable[..., Chunk],
+        recipe: Recipe,
+        jobs: Iterable[tuple[Any, ...]],
+    ) -> Iterator[Chunk]:
+        """`task(key, recipe, *job)` of each job in the workers, the chunks in job order, with
+        at most two jobs a worker (and one) in flight; what is still queued when the consumer
+        stops or fails is dropped."""
+        pending: deque[Future[Chunk]] = deque()
+        window = 2 * self.workers + 1
+        key = hashlib.blake2b(pickle.dumps(recipe)).digest()  # a worker's converter cache key
+        try:
+            for job in jobs:
+                pending.append(pool.submit(task, key, recipe, *job))
+                if len(pending) >= window:
+                    yield _result(pending.popleft())
+            while pending:
+                yield _result(pending.popleft())
+        finally:
+            for future in pending:  # a failed or abandoned conversion: drop what is queued
+                future.cancel()
 
 
 def _ranges(handle: IO[bytes], block_bytes: int) -> Iterator[tuple[int, int]]:
