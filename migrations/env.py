@@ -15,35 +15,25 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(
-        url=_url(),
-        target_metadata=target_metadata,
-        literal_binds=True,
-        render_as_batch=True,
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    _run(url=_url(), literal_binds=True)
 
 
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        _run(connection)
+        _run(connection=connection)
         return
     engine = engine_from_config(
         {"sqlalchemy.url": _url()}, prefix="sqlalchemy.", poolclass=pool.NullPool
     )
     with engine.connect() as conn:
-        _run(conn)
+        _run(connection=conn)
 
 
-def _run(connection) -> None:
+def _run(**target) -> None:
+    """Migrate `target` (a connection, or a URL offline) with batch ALTERs and type comparison."""
     context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=True,
-        compare_type=True,
+        target_metadata=target_metadata, render_as_batch=True, compare_type=True, **target
     )
     with context.begin_transaction():
         context.run_migrations()

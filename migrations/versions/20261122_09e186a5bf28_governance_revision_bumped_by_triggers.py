@@ -14,73 +14,39 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.schema import (
+    GOVERNANCE_TABLES,
+    create_governance_triggers,
+    drop_governance_triggers,
+    governance_bump,
+    governance_function,
+    integer,
+    on_postgres,
+)
+
 revision: str = "09e186a5bf28"
 down_revision: str | None = "7172df37b1ad"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Every table the sharing server reads to decide what a recipient sees.
-WATCHED = (
-    "access_grant",
-    "access_request",
-    "data_product",
-    "domain",
-    "dua",
-    "organization",
-    "product_version",
-    "recipient_network",
-    "recipient_token",
-)
-BUMP = "UPDATE governance_revision SET revision = revision + 1 WHERE id = 1"
-PG_FUNCTION = f"""
-CREATE FUNCTION governance_revision_bump() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    {BUMP};
-    RETURN NULL;
-END
-$$
-"""
-
 
 def upgrade() -> None:
     op.create_table(
         "governance_revision",
-        sa.Column("id", sa.Integer(), nullable=False),
+        integer("id"),
         sa.Column("revision", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.execute("INSERT INTO governance_revision (id, revision) VALUES (1, 0)")
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(PG_FUNCTION)
-        for table in WATCHED:
-            # Deferred: fires at commit, so the counter row is locked only while the changing
-            # transaction commits (after the audit chain lock), never during a long publish.
-            op.execute(
-                f"CREATE CONSTRAINT TRIGGER {table}_governance_revision "
-                f"AFTER INSERT OR UPDATE OR DELETE ON {table} DEFERRABLE INITIALLY DEFERRED "
-                "FOR EACH ROW EXECUTE FUNCTION governance_revision_bump()"
-            )
-            op.execute(
-                f"CREATE TRIGGER {table}_governance_revision_truncate AFTER TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION governance_revision_bump()"
-            )
-        return
-    for table in WATCHED:
-        for verb in ("INSERT", "UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_governance_{verb.lower()} AFTER {verb} ON {table} "
-                f"BEGIN {BUMP}; END"
-            )
+    if on_postgres():
+        op.execute(governance_function())
+    for table in GOVERNANCE_TABLES:
+        create_governance_triggers(table, governance_bump())
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in WATCHED:
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_governance_revision ON {table}")
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_governance_revision_truncate ON {table}")
+    for table in GOVERNANCE_TABLES:
+        drop_governance_triggers(table)
+    if on_postgres():
         op.execute("DROP FUNCTION IF EXISTS governance_revision_bump()")
-    else:
-        for table in WATCHED:
-            for verb in ("insert", "update", "delete"):
-                op.execute(f"DROP TRIGGER IF EXISTS {table}_governance_{verb}")
     op.drop_table("governance_revision")

@@ -13,12 +13,21 @@ recreates `audit_event` on SQLite must recreate these triggers too.
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 import catalog.kernel.db
 from catalog.audit.chain import entry_hash
 from catalog.audit.models import GENESIS
+from migrations.schema import (
+    create_change_event,
+    create_indexes,
+    event_columns,
+    instant,
+    integer,
+    on_postgres,
+    primary_key,
+    string,
+)
 
 revision: str = "7172df37b1ad"
 down_revision: str | None = "b3f95fd95fa7"
@@ -38,7 +47,7 @@ $$
 
 
 def _protect() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    if on_postgres():
         op.execute(PG_FUNCTION)
         for table in PROTECTED:
             op.execute(
@@ -63,7 +72,7 @@ def _protect() -> None:
 
 
 def _unprotect() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    if on_postgres():
         for table in PROTECTED:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_change ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
@@ -75,7 +84,7 @@ def _unprotect() -> None:
 
 
 def _reset_sequence(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    if on_postgres():
         op.execute(
             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 (constants)
             f"COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) FROM {table}"
@@ -85,46 +94,36 @@ def _reset_sequence(table: str) -> None:
 OLD_COLUMNS = ("id", "at", "actor", "action", "subject_type", "subject", "reason", "details")
 
 
-def _old_table() -> sa.TableClause:
-    return sa.table(
-        "change_event",
-        sa.column("id", sa.Integer),
-        sa.column("at", catalog.kernel.db.UtcDateTime()),
-        *(sa.column(name, sa.String) for name in OLD_COLUMNS[2:-1]),
-        sa.column("details", sa.JSON),
-    )
+NEW_COLUMNS = (
+    "outcome",
+    "request_id",
+    "client_address",
+    "user_agent",
+    "token_id",
+    "organization",
+    "product",
+    "product_version",
+    "tier",
+    "prev_hash",
+    "hash",
+)
 
 
-def _new_table() -> sa.TableClause:
+def _event_table(table: str, *strings: str) -> sa.TableClause:
+    """`change_event`'s columns, and the text columns `strings` (audit_event's new ones)."""
     return sa.table(
-        "audit_event",
+        table,
         sa.column("id", sa.Integer),
         sa.column("at", catalog.kernel.db.UtcDateTime()),
-        *(sa.column(name, sa.String) for name in OLD_COLUMNS[2:-1]),
+        *(sa.column(name, sa.String) for name in (*OLD_COLUMNS[2:-1], *strings)),
         sa.column("details", sa.JSON),
-        *(
-            sa.column(name, sa.String)
-            for name in (
-                "outcome",
-                "request_id",
-                "client_address",
-                "user_agent",
-                "token_id",
-                "organization",
-                "product",
-                "product_version",
-                "tier",
-                "prev_hash",
-                "hash",
-            )
-        ),
     )
 
 
 def _chain_existing_events() -> None:
     """Copy change_event into audit_event in id order, chaining each entry to the previous."""
     bind = op.get_bind()
-    old, new = _old_table(), _new_table()
+    old, new = _event_table("change_event"), _event_table("audit_event", *NEW_COLUMNS)
     rows = bind.execute(sa.select(old).order_by(old.c.id)).mappings().all()
     prev, entries = GENESIS, []
     for number, row in enumerate(rows, start=1):
@@ -163,59 +162,47 @@ def _chain_existing_events() -> None:
 def upgrade() -> None:
     op.create_table(
         "audit_checkpoint",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("last_id", sa.Integer(), nullable=False),
-        sa.Column("head_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_checkpoint")),
+        integer("id"),
+        instant("at"),
+        integer("last_id"),
+        string("head_hash", 64),
+        string("created_by", 200),
+        primary_key("audit_checkpoint"),
     )
-    with op.batch_alter_table("audit_checkpoint", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_audit_checkpoint_last_id"), ["last_id"], unique=False)
+    create_indexes("audit_checkpoint", "last_id")
 
     op.create_table(
         "audit_event",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("subject_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
-        sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("request_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-        sa.Column("client_address", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-        sa.Column("user_agent", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
-        sa.Column("token_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-        sa.Column("organization", sqlmodel.sql.sqltypes.AutoString(length=63), nullable=True),
-        sa.Column("product", sqlmodel.sql.sqltypes.AutoString(length=130), nullable=True),
-        sa.Column("product_version", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-        sa.Column("tier", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
-        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
+        *event_columns(),
+        string("outcome", 16),
+        string("request_id", 64, nullable=True),
+        string("client_address", 64, nullable=True),
+        string("user_agent", 300, nullable=True),
+        string("token_id", 64, nullable=True),
+        string("organization", 63, nullable=True),
+        string("product", 130, nullable=True),
+        string("product_version", 32, nullable=True),
+        string("tier", 16, nullable=True),
+        string("reason", 4000, nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
-        sa.Column("prev_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_event")),
+        string("prev_hash", 64),
+        string("hash", 64),
+        primary_key("audit_event"),
     )
-    with op.batch_alter_table("audit_event", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_audit_event_action"), ["action"], unique=False)
-        batch_op.create_index(batch_op.f("ix_audit_event_actor"), ["actor"], unique=False)
-        batch_op.create_index(batch_op.f("ix_audit_event_at"), ["at"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_audit_event_organization"), ["organization"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_audit_event_outcome"), ["outcome"], unique=False)
-        batch_op.create_index(batch_op.f("ix_audit_event_product"), ["product"], unique=False)
-        batch_op.create_index(batch_op.f("ix_audit_event_request_id"), ["request_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_audit_event_subject"), ["subject"], unique=False)
+    create_indexes(
+        "audit_event",
+        "action",
+        "actor",
+        "at",
+        "organization",
+        "outcome",
+        "product",
+        "request_id",
+        "subject",
+    )
 
     _chain_existing_events()
     _reset_sequence("audit_event")
-
-    with op.batch_alter_table("change_event", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_change_event_action"))
-        batch_op.drop_index(batch_op.f("ix_change_event_actor"))
-        batch_op.drop_index(batch_op.f("ix_change_event_at"))
-        batch_op.drop_index(batch_op.f("ix_change_event_subject"))
     op.drop_table("change_event")
 
     _protect()
@@ -223,23 +210,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     _unprotect()
-    op.create_table(
-        "change_event",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("subject_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
-        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
-        sa.Column("details", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_change_event")),
-    )
-    with op.batch_alter_table("change_event", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_change_event_subject"), ["subject"], unique=False)
-        batch_op.create_index(batch_op.f("ix_change_event_at"), ["at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_change_event_actor"), ["actor"], unique=False)
-        batch_op.create_index(batch_op.f("ix_change_event_action"), ["action"], unique=False)
+    create_change_event()
     # Successful changes go back; reads, refusals and the chain itself have no place there.
     columns = ", ".join(OLD_COLUMNS)
     op.execute(
@@ -248,16 +219,5 @@ def downgrade() -> None:
     )
     _reset_sequence("change_event")
 
-    with op.batch_alter_table("audit_event", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_audit_event_subject"))
-        batch_op.drop_index(batch_op.f("ix_audit_event_request_id"))
-        batch_op.drop_index(batch_op.f("ix_audit_event_product"))
-        batch_op.drop_index(batch_op.f("ix_audit_event_outcome"))
-        batch_op.drop_index(batch_op.f("ix_audit_event_organization"))
-        batch_op.drop_index(batch_op.f("ix_audit_event_at"))
-        batch_op.drop_index(batch_op.f("ix_audit_event_actor"))
-        batch_op.drop_index(batch_op.f("ix_audit_event_action"))
     op.drop_table("audit_event")
-    with op.batch_alter_table("audit_checkpoint", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_audit_checkpoint_last_id"))
     op.drop_table("audit_checkpoint")

@@ -16,8 +16,9 @@ request's back.
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
+
+from migrations.schema import CASBIN_RULE, string
 
 revision: str = "b1c0ffee0001"
 down_revision: str | None = "5a1f0c2d9e7b"
@@ -25,14 +26,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 USER, ROLE = "user:", "role:"
-
-rules = sa.table(
-    "casbin_rule",
-    sa.column("id", sa.Integer),
-    sa.column("ptype", sa.String),
-    sa.column("v0", sa.String),
-    sa.column("v1", sa.String),
-)
 
 
 def _prefix(value: str | None, prefix: str) -> str | None:
@@ -49,10 +42,9 @@ def _strip(value: str | None) -> str | None:
 
 def _rewrite(upgrading: bool) -> None:
     conn = op.get_bind()
+    rules = CASBIN_RULE.c
     rows = conn.execute(
-        sa.select(rules.c.id, rules.c.ptype, rules.c.v0, rules.c.v1).where(
-            rules.c.ptype.in_(["p", "g"])
-        )
+        sa.select(rules.id, rules.ptype, rules.v0, rules.v1).where(rules.ptype.in_(["p", "g"]))
     ).all()
     for rule_id, ptype, v0, v1 in rows:
         if upgrading:
@@ -63,7 +55,7 @@ def _rewrite(upgrading: bool) -> None:
             )
         else:
             new = {"v0": _strip(v0)} if ptype == "p" else {"v0": _strip(v0), "v1": _strip(v1)}
-        conn.execute(sa.update(rules).where(rules.c.id == rule_id).values(**new))
+        conn.execute(sa.update(CASBIN_RULE).where(rules.id == rule_id).values(**new))
     # Every process reloads its policy.
     revision = sa.table("policy_revision", sa.column("id"), sa.column("revision"))
     conn.execute(
@@ -77,11 +69,11 @@ def upgrade() -> None:
     # the tables' governance-revision triggers and trip the foreign keys pointing at them.
     op.add_column(
         "api_token",
-        sa.Column("issued_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        string("issued_by", 200, nullable=True),
     )
     op.add_column(
         "access_grant",
-        sa.Column("approval_reason", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=True),
+        string("approval_reason", 4000, nullable=True),
     )
     conn = op.get_bind()
     grant = sa.table(

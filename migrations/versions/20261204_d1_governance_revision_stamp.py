@@ -16,50 +16,27 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.schema import (
+    GOVERNANCE_TABLES,
+    PG_STAMP,
+    SQLITE_STAMP,
+    create_governance_triggers,
+    drop_governance_triggers,
+    governance_bump,
+    governance_function,
+    on_postgres,
+)
+
 revision: str = "d1c4a7e2b9f0"
 down_revision: str | None = "f1a7c3d2b9e4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-WATCHED = (
-    "access_grant",
-    "access_request",
-    "data_product",
-    "domain",
-    "dua",
-    "organization",
-    "product_version",
-    "recipient_network",
-    "recipient_token",
-)
-PG_STAMP = "substr(md5(random()::text || clock_timestamp()::text), 1, 16)"
-SQLITE_STAMP = "lower(hex(randomblob(8)))"
-
-
-def _bump(stamp: str | None) -> str:
-    also = f", stamp = {stamp}" if stamp else ""
-    return f"UPDATE governance_revision SET revision = revision + 1{also} WHERE id = 1"  # noqa: S608  (constants)
-
-
-def _pg_function(stamp: str | None) -> str:
-    return f"""
-CREATE OR REPLACE FUNCTION governance_revision_bump() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    {_bump(stamp)};
-    RETURN NULL;
-END
-$$
-"""
-
 
 def _sqlite_triggers(stamp: str | None) -> None:
-    for table in WATCHED:
-        for verb in ("INSERT", "UPDATE", "DELETE"):
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_governance_{verb.lower()}")
-            op.execute(
-                f"CREATE TRIGGER {table}_governance_{verb.lower()} AFTER {verb} ON {table} "
-                f"BEGIN {_bump(stamp)}; END"
-            )
+    for table in GOVERNANCE_TABLES:
+        drop_governance_triggers(table)
+        create_governance_triggers(table, governance_bump(stamp))
 
 
 def upgrade() -> None:
@@ -68,22 +45,21 @@ def upgrade() -> None:
         "governance_revision",
         sa.Column("stamp", sa.String(length=32), nullable=False, server_default=""),
     )
-    if op.get_bind().dialect.name == "postgresql":
+    if on_postgres():
         op.execute(f"UPDATE governance_revision SET stamp = {PG_STAMP}")  # noqa: S608
-        op.execute(_pg_function(PG_STAMP))
+        op.execute(governance_function(PG_STAMP))
         return
     op.execute(f"UPDATE governance_revision SET stamp = {SQLITE_STAMP}")  # noqa: S608
     _sqlite_triggers(SQLITE_STAMP)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(_pg_function(None))
+    if on_postgres():
+        op.execute(governance_function())
         op.drop_column("governance_revision", "stamp")
         return
-    for table in WATCHED:  # the batch copy below must not run under triggers naming the table
-        for verb in ("insert", "update", "delete"):
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_governance_{verb}")
+    for table in GOVERNANCE_TABLES:  # the batch copy below must not run under triggers naming it
+        drop_governance_triggers(table)
     with op.batch_alter_table("governance_revision") as batch:
         batch.drop_column("stamp")
     _sqlite_triggers(None)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import catalog.kernel.db
+from migrations.schema import instant, on_postgres
 
 revision: str = "e1a7c3d5b2f0"
 down_revision: str | None = "b1c0ffee0001"
@@ -45,10 +46,10 @@ NOTICES = sa.table(
 def upgrade() -> None:
     op.add_column(
         "product_version",
-        sa.Column("served_until", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
+        instant("served_until", nullable=True),
     )
     _backfill()
-    if op.get_bind().dialect.name == "postgresql":
+    if on_postgres():
         # The backfill fired product_version's deferred governance-revision triggers; run them
         # now, or a later revision's ALTER TABLE in this transaction meets "pending trigger events".
         op.execute("SET CONSTRAINTS ALL IMMEDIATE")

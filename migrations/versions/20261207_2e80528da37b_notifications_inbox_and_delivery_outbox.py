@@ -14,10 +14,9 @@ retried with backoff. No foreign keys to requests or grants: a notification outl
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
-import catalog.kernel.db
+from migrations.schema import create_indexes, foreign_key, instant, integer, primary_key, string
 
 revision: str = "2e80528da37b"
 down_revision: str | None = "d1c4a7e2b9f0"
@@ -28,99 +27,67 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "notification",
-        sa.Column("id", sa.Integer(), nullable=False),
+        integer("id"),
         sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
-        sa.Column("body", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
-        sa.Column("product", sqlmodel.sql.sqltypes.AutoString(length=130), nullable=True),
-        sa.Column("request_id", sa.Integer(), nullable=True),
-        sa.Column("grant_id", sa.Integer(), nullable=True),
+        string("dedupe_key", 200),
+        string("title", 300),
+        string("body", 2000),
+        string("product", 130, nullable=True),
+        integer("request_id", nullable=True),
+        integer("grant_id", nullable=True),
         sa.Column("facts", sa.JSON(), nullable=False),
-        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("dispatched_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification")),
+        instant("created_at"),
+        string("created_by", 200),
+        instant("dispatched_at", nullable=True),
+        primary_key("notification"),
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_notification_dedupe_key")),
     )
-    with op.batch_alter_table("notification", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_notification_dispatched_at"), ["dispatched_at"], unique=False
-        )
+    create_indexes("notification", "dispatched_at")
 
     op.create_table(
         "notification_delivery",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("notification_id", sa.Integer(), nullable=False),
+        integer("id"),
+        integer("notification_id"),
         sa.Column("channel", sa.String(length=16), nullable=False),
-        sa.Column("target", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
-        sa.Column("audience", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        string("target", 500),
+        string("audience", 16),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("last_attempt_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-        sa.Column("sent_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["notification_id"],
-            ["notification.id"],
-            name=op.f("fk_notification_delivery_notification_id_notification"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_delivery")),
+        integer("attempts"),
+        instant("next_attempt_at"),
+        instant("last_attempt_at", nullable=True),
+        string("last_error", 500, nullable=True),
+        instant("sent_at", nullable=True),
+        instant("created_at"),
+        foreign_key("notification_delivery", "notification_id", "notification"),
+        primary_key("notification_delivery"),
         sa.UniqueConstraint(
             "notification_id", "channel", "target", name="uq_notification_delivery_target"
         ),
     )
-    with op.batch_alter_table("notification_delivery", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_notification_delivery_due", ["status", "next_attempt_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_notification_delivery_notification_id"),
-            ["notification_id"],
-            unique=False,
-        )
+    op.create_index(
+        "ix_notification_delivery_due", "notification_delivery", ["status", "next_attempt_at"]
+    )
+    create_indexes("notification_delivery", "notification_id")
 
     op.create_table(
         "notification_recipient",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("notification_id", sa.Integer(), nullable=False),
-        sa.Column("principal", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("audience", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("link", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
-        sa.Column("read_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["notification_id"],
-            ["notification.id"],
-            name=op.f("fk_notification_recipient_notification_id_notification"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_recipient")),
+        integer("id"),
+        integer("notification_id"),
+        string("principal", 100),
+        string("audience", 16),
+        string("link", 300),
+        instant("read_at", nullable=True),
+        foreign_key("notification_recipient", "notification_id", "notification"),
+        primary_key("notification_recipient"),
         sa.UniqueConstraint("notification_id", "principal", name="uq_notification_recipient"),
     )
-    with op.batch_alter_table("notification_recipient", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_notification_recipient_inbox", ["principal", "read_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_notification_recipient_notification_id"),
-            ["notification_id"],
-            unique=False,
-        )
+    op.create_index(
+        "ix_notification_recipient_inbox", "notification_recipient", ["principal", "read_at"]
+    )
+    create_indexes("notification_recipient", "notification_id")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("notification_recipient", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_notification_recipient_notification_id"))
-        batch_op.drop_index("ix_notification_recipient_inbox")
-
     op.drop_table("notification_recipient")
-    with op.batch_alter_table("notification_delivery", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_notification_delivery_notification_id"))
-        batch_op.drop_index("ix_notification_delivery_due")
-
     op.drop_table("notification_delivery")
-    with op.batch_alter_table("notification", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_notification_dispatched_at"))
-
     op.drop_table("notification")

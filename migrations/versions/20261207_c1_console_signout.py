@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import catalog.kernel.db
+from migrations.schema import instant
 
 revision: str = "c1a9e5d3f7b2"
 down_revision: str | None = "2e80528da37b"
@@ -27,8 +27,8 @@ def upgrade() -> None:
         "console_signout",
         sa.Column("sid", sa.String(length=64), nullable=False),
         sa.Column("principal", sa.String(length=200), nullable=False),
-        sa.Column("signed_out_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", catalog.kernel.db.UtcDateTime(timezone=True), nullable=False),
+        instant("signed_out_at"),
+        instant("expires_at"),
         sa.PrimaryKeyConstraint("sid"),
     )
     op.create_index("ix_console_signout_expires_at", "console_signout", ["expires_at"])
