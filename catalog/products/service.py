@@ -89,22 +89,11 @@ def update_domain(
     changed = domain_changes(domain, spec)
     if not changed:
         return []
-    now = clock.now()
     for field in changed:
         setattr(domain, field, getattr(spec, field))
-    domain.updated_at, domain.updated_by = now, actor.name
     for product in domain.products:
         product.search_text = _search_text(product, domain.name)
-    record(
-        session,
-        actor,
-        "domain.update",
-        subject=domain,
-        at=now,
-        details={"fields": changed},
-    )
-    session.flush()
-    return changed
+    return _record_update(session, domain, "domain.update", changed, actor=actor, clock=clock)
 
 
 def domain_read(domain: Domain) -> DomainRead:
@@ -239,22 +228,29 @@ def update_product(
     if not changed:
         return []
     _refuse_if_retired(product)
-    now = clock.now()
     for field in ("title", "description", "owner_team", "owner_email"):
         setattr(product, field, getattr(spec, field))
     product.source_resources = list(spec.source_resources)
     if "tags" in changed:
         product.tag_rows = [ProductTag(tag=t) for t in spec.tags]
     product.search_text = _search_text(product, product.domain.name)
-    product.updated_at, product.updated_by = now, actor.name
-    record(
-        session,
-        actor,
-        "product.update",
-        subject=product,
-        at=now,
-        details={"fields": changed},
-    )
+    return _record_update(session, product, "product.update", changed, actor=actor, clock=clock)
+
+
+def _record_update(
+    session: Session,
+    subject: Domain | DataProduct | ProductVersion,
+    action: str,
+    changed: list[str],
+    *,
+    actor: Actor,
+    clock: Clock,
+) -> list[str]:
+    """Stamp `subject` as updated now by `actor` and record `action` with the changed fields;
+    returns them."""
+    now = clock.now()
+    subject.updated_at, subject.updated_by = now, actor.name
+    record(session, actor, action, subject=subject, at=now, details={"fields": changed})
     session.flush()
     return changed
 
@@ -516,24 +512,13 @@ def update_draft_version(
     _refuse_if_retired(product)
     _check_version_placement(product, spec, replacing=version)
     check_references(product, spec)
-    now = clock.now()
     version.columns = [c.model_dump(mode="json") for c in spec.columns]
     version.sla = spec.sla.model_dump(mode="json")
     version.changelog = spec.changelog
     version.view = spec.view
     version.legacy_dates = legacy_column(spec)
     version.tier_rows = [VersionTier(tier=t) for t in spec.tiers]
-    version.updated_at, version.updated_by = now, actor.name
-    record(
-        session,
-        actor,
-        "version.update",
-        subject=version,
-        at=now,
-        details={"fields": changed},
-    )
-    session.flush()
-    return changed
+    return _record_update(session, version, "version.update", changed, actor=actor, clock=clock)
 
 
 def version_read(version: ProductVersion) -> VersionRead:
