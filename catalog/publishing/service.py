@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -446,44 +446,27 @@ def reconvert_version(
     return _convert(session, landed, storage=storage, settings=settings, clock=clock, actor=actor)
 
 
+class RecordQuery(TypedDict, total=False):
+    """Which quarantine or finding records to list: one version, one rule, and the page."""
+
+    version: str | None
+    rule: str | None
+    limit: int
+    cursor: str | None
+
+
 def list_quarantine(
-    session: Session,
-    product: DataProduct,
-    *,
-    version: str | None = None,
-    rule: str | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
+    session: Session, product: DataProduct, **query: Unpack[RecordQuery]
 ) -> QuarantinePage:
     """Quarantined records of a product (optionally one version or rule), with counts by rule."""
-    return QuarantinePage.model_validate(
-        _list_records(
-            session,
-            QuarantineRecord,
-            product,
-            version=version,
-            rule=rule,
-            limit=limit,
-            cursor=cursor,
-        )
-    )
+    return QuarantinePage.model_validate(_list_records(session, QuarantineRecord, product, **query))
 
 
 def list_findings(
-    session: Session,
-    product: DataProduct,
-    *,
-    version: str | None = None,
-    rule: str | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
+    session: Session, product: DataProduct, **query: Unpack[RecordQuery]
 ) -> FindingPage:
     """Findings (values made null, rows kept) of a product, with counts by rule."""
-    return FindingPage.model_validate(
-        _list_records(
-            session, FindingRecord, product, version=version, rule=rule, limit=limit, cursor=cursor
-        )
-    )
+    return FindingPage.model_validate(_list_records(session, FindingRecord, product, **query))
 
 
 def _list_records(
@@ -491,10 +474,10 @@ def _list_records(
     model: type[RecordPointer],
     product: DataProduct,
     *,
-    version: str | None,
-    rule: str | None,
-    limit: int,
-    cursor: str | None,
+    version: str | None = None,
+    rule: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
     """One page of quarantine or finding records, oldest first, with counts by rule."""
     scope = (
