@@ -36,7 +36,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,12 +43,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from support import bench_database, wait_until_serving
+from support import bench_database, serving_process
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -307,20 +306,8 @@ def server(home: Path, database_url: str, port: int) -> Iterator[subprocess.Pope
         "--pid-file",
         str(pid_file),
     ]
-    with log.open("wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(process, f"http://127.0.0.1:{port}", log)
+    with serving_process(command, f"http://127.0.0.1:{port}", log, pid_file) as process:
         yield process
-    finally:
-        if pid_file.exists():
-            with suppress(ProcessLookupError):
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- the timed part ------------------------------------------------------------------------------
