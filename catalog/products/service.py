@@ -586,13 +586,7 @@ def change_product_status(
         raise Conflict(f"product {key!r} is {product.status} and cannot become {target}")
     now = clock.now()
     product.status = target
-    product.status_reason, product.status_changed_at, product.status_changed_by = (
-        reason,
-        now,
-        actor.name,
-    )
-    product.updated_at, product.updated_by = now, actor.name
-    record(session, actor, f"product.{target}", subject=product, at=now, reason=reason)
+    _record_status(session, product, f"product.{target}", reason=reason, actor=actor, now=now)
     if target == ProductStatus.RETIRED:
         for version in _live_versions(product):
             was_served = version.status in (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
@@ -676,20 +670,33 @@ def set_version_status(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Move a version to `target` (no transition check) and record who, when and why."""
-    now = clock.now()
     version.status = target
-    version.status_reason, version.status_changed_at, version.status_changed_by = (
+    _record_status(
+        session,
+        version,
+        f"version.{target}",
+        reason=reason,
+        actor=actor,
+        now=clock.now(),
+        details=details,
+    )
+
+
+def _record_status(
+    session: Session,
+    subject: DataProduct | ProductVersion,
+    action: str,
+    *,
+    reason: str | None,
+    actor: Actor,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Stamp who changed `subject`'s status, when and why, and record `action`."""
+    subject.status_reason, subject.status_changed_at, subject.status_changed_by = (
         reason,
         now,
         actor.name,
     )
-    version.updated_at, version.updated_by = now, actor.name
-    record(
-        session,
-        actor,
-        f"version.{target}",
-        subject=version,
-        at=now,
-        reason=reason,
-        details=details,
-    )
+    subject.updated_at, subject.updated_by = now, actor.name
+    record(session, actor, action, subject=subject, at=now, reason=reason, details=details)
