@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from support import bench_database, serving_process
+from support import bench_database, serve_phase, serving_process
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -289,23 +289,10 @@ def phase_serve(args: argparse.Namespace) -> None:
 
 @contextmanager
 def server(home: Path, database_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-
+    """The server child on `port`, once it answers /healthz; stopped after the block."""
     pid_file = home / "server.pid"
     log = home / "server.log"
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--phase",
-        "serve",
-        "--home",
-        str(home),
-        "--db-url",
-        database_url,
-        "--port",
-        str(port),
-        "--pid-file",
-        str(pid_file),
-    ]
+    command = serve_phase(__file__, home, database_url, port, pid_file)
     with serving_process(command, f"http://127.0.0.1:{port}", log, pid_file) as process:
         yield process
 

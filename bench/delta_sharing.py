@@ -87,7 +87,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from support import bench_database, column, serving_process
+from support import bench_database, column, serve_phase, serving_process
 
 READ_RATIO_TARGET = 1.3
 P99_TARGET_MS = 50.0
@@ -697,18 +697,7 @@ def server(args: argparse.Namespace, estate: Estate) -> Iterator[Server]:
     pid_file = estate.home / "server.pid"
     pid_file.unlink(missing_ok=True)
     command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--phase",
-        "serve",
-        "--home",
-        str(estate.home),
-        "--db-url",
-        estate.database_url,
-        "--port",
-        str(estate.port),
-        "--pid-file",
-        str(pid_file),
+        *serve_phase(__file__, estate.home, estate.database_url, estate.port, pid_file),
         *(["--access-log"] if args.access_log else []),
         *(["--server-threads", str(args.server_threads)] if args.server_threads else []),
         "--workers",

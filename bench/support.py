@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -64,6 +65,25 @@ def wait_until_serving(process: subprocess.Popen[bytes], base: str, log: Path) -
         if time.monotonic() > deadline:
             raise SystemExit(f"server did not answer /healthz:\n{log.read_text()}")
         time.sleep(0.2)
+
+
+def serve_phase(script: str, home: Path, database_url: str, port: int, pid_file: Path) -> list[str]:
+    """The command of `script`'s server child (`--phase serve`): it serves `home` on `port` and
+    writes its pid to `pid_file`."""
+    return [
+        sys.executable,
+        str(Path(script).resolve()),
+        "--phase",
+        "serve",
+        "--home",
+        str(home),
+        "--db-url",
+        database_url,
+        "--port",
+        str(port),
+        "--pid-file",
+        str(pid_file),
+    ]
 
 
 @contextmanager
