@@ -19,7 +19,7 @@ import hashlib
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -373,10 +373,8 @@ def publish_version(
     # Landing happens under the publish lock too, so the leftovers cleared here are never a
     # concurrent publish's unfinished landing.
     _serialize_publishes(session, version)
-    ndjson = found.kind == SourceKind.NDJSON
-    size = sum(f.path.stat().st_size for f in found.files) if ndjson else 0
     # The conversion's worker processes start now and import the engine while the files land.
-    with ConversionPool(workers_for(size) if ndjson else 0) as pool:
+    with _pool_for(found.kind, (f.path.stat().st_size for f in found.files)) as pool:
         storage.clear_leftovers()
         raw_files = [
             storage.land(f.path, name=f.name, resource_type=f.resource_type)
@@ -548,6 +546,11 @@ def _table_files(kind: SourceKind, files: list[Any]) -> Iterator[Any]:
             yield type(source)(snapshot, snapshot.name, None)
 
 
+def _pool_for(kind: SourceKind, sizes: Iterable[int]) -> ConversionPool:
+    """Conversion workers for NDJSON files of these sizes in bytes; none for other sources."""
+    return ConversionPool(workers_for(sum(sizes)) if kind == SourceKind.NDJSON else 0)
+
+
 def _convert(
     session: Session,
     landed: Landed,
@@ -560,9 +563,7 @@ def _convert(
 ) -> ProductVersion:
     """Convert, check and (if the contract holds) derive the tiers of `landed`'s version."""
     if pool is None:
-        ndjson = landed.kind == SourceKind.NDJSON
-        size = sum(r.bytes for r in landed.raw_files) if ndjson else 0
-        with ConversionPool(workers_for(size) if ndjson else 0) as own:
+        with _pool_for(landed.kind, (r.bytes for r in landed.raw_files)) as own:
             return _convert(
                 session,
                 landed,
