@@ -36,7 +36,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,12 +43,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from support import bench_database, wait_until_serving
+from support import bench_database, serve_phase, serving_process
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -290,37 +289,12 @@ def phase_serve(args: argparse.Namespace) -> None:
 
 @contextmanager
 def server(home: Path, database_url: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-
+    """The server child on `port`, once it answers /healthz; stopped after the block."""
     pid_file = home / "server.pid"
     log = home / "server.log"
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--phase",
-        "serve",
-        "--home",
-        str(home),
-        "--db-url",
-        database_url,
-        "--port",
-        str(port),
-        "--pid-file",
-        str(pid_file),
-    ]
-    with log.open("wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(process, f"http://127.0.0.1:{port}", log)
+    command = serve_phase(__file__, home, database_url, port, pid_file)
+    with serving_process(command, f"http://127.0.0.1:{port}", log, pid_file) as process:
         yield process
-    finally:
-        if pid_file.exists():
-            with suppress(ProcessLookupError):
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- the timed part ------------------------------------------------------------------------------

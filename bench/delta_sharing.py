@@ -70,7 +70,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -78,8 +77,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -88,7 +87,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from support import bench_database, wait_until_serving
+from support import bench_database, column, serve_phase, serving_process
 
 READ_RATIO_TARGET = 1.3
 P99_TARGET_MS = 50.0
@@ -135,22 +134,18 @@ def product_columns() -> list[Any]:
     All nullable and without code checks, so publishing takes the vectorised Parquet path.
     """
     from catalog.products.models import Classification as C
-    from catalog.products.models import ColumnSpec
-
-    def spec(name: str, type_: str, kind: Any, surrogate: str | None = None) -> ColumnSpec:
-        return ColumnSpec(name=name, type=type_, classification=kind, surrogate=surrogate)
 
     return [
-        spec("observation_id", "string", C.DIRECT_IDENTIFIER, "Observation"),
-        spec("patient_id", "string", C.DIRECT_IDENTIFIER, "Patient"),
-        spec("loinc_code", "string", C.CLINICAL),
-        spec("value", "double", C.CLINICAL),
-        spec("unit", "string", C.NONE),
-        spec("status", "string", C.NONE),
-        spec("effective_at", "timestamp[us, tz=UTC]", C.DATE),
-        spec("birth_date", "date32[day]", C.DATE),
-        spec("postal_code", "string", C.ZIP),
-        spec("age_years", "int32", C.AGE),
+        column("observation_id", "string", C.DIRECT_IDENTIFIER, "Observation"),
+        column("patient_id", "string", C.DIRECT_IDENTIFIER, "Patient"),
+        column("loinc_code", "string", C.CLINICAL),
+        column("value", "double", C.CLINICAL),
+        column("unit", "string", C.NONE),
+        column("status", "string", C.NONE),
+        column("effective_at", "timestamp[us, tz=UTC]", C.DATE),
+        column("birth_date", "date32[day]", C.DATE),
+        column("postal_code", "string", C.ZIP),
+        column("age_years", "int32", C.AGE),
     ]
 
 
@@ -702,18 +697,7 @@ def server(args: argparse.Namespace, estate: Estate) -> Iterator[Server]:
     pid_file = estate.home / "server.pid"
     pid_file.unlink(missing_ok=True)
     command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--phase",
-        "serve",
-        "--home",
-        str(estate.home),
-        "--db-url",
-        estate.database_url,
-        "--port",
-        str(estate.port),
-        "--pid-file",
-        str(pid_file),
+        *serve_phase(__file__, estate.home, estate.database_url, estate.port, pid_file),
         *(["--access-log"] if args.access_log else []),
         *(["--server-threads", str(args.server_threads)] if args.server_threads else []),
         "--workers",
@@ -740,20 +724,8 @@ def server(args: argparse.Namespace, estate: Estate) -> Iterator[Server]:
             *command,
         ]
     log = estate.home / "server.log"
-    with log.open("wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(process, base, log)
+    with serving_process(command, base, log, pid_file) as process:
         yield Server(process, int(pid_file.read_text()), log)
-    finally:
-        if pid_file.exists():
-            with suppress(ProcessLookupError):
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -1241,6 +1213,13 @@ def _ms(value: float | None) -> str:
     return f"{value:>8.1f}" if value is not None else f"{'-':>8}"
 
 
+def _print_rows(header: str, rows: Iterable[str]) -> None:
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(row)
+
+
 def print_table(summary: dict[str, Any]) -> None:
     """The human-readable report."""
     read = summary.get("read")
@@ -1250,14 +1229,14 @@ def print_table(summary: dict[str, Any]) -> None:
             f"({read['files']} Parquet file(s), {read['bytes'] / 2**20:.0f} MiB), "
             f"repeat {summary['repeat']} (medians)"
         )
-        header = f"{'reader':<28} {'seconds':>8} {'rows/s':>12} {'ratio':>6}"
-        print(header)
-        print("-" * len(header))
-        for r in read["readers"]:
-            print(
+        _print_rows(
+            f"{'reader':<28} {'seconds':>8} {'rows/s':>12} {'ratio':>6}",
+            (
                 f"{r['reader']:<28} {r['seconds']:>8.2f} {r['rows_per_second']:>12,} "
                 f"{r['ratio_vs_direct']:>6.2f}"
-            )
+                for r in read["readers"]
+            ),
+        )
         verdict = "PASS" if read["pass"] else "FAIL"
         print(
             f"client / direct = {read['ratio']:.2f} (range {read['ratio_range'][0]:.2f}-"
@@ -1280,15 +1259,16 @@ def print_table(summary: dict[str, Any]) -> None:
             f"{'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-200':>7} {'srv CPU':>7} "
             f"{'gen CPU':>7}"
         )
-        print(header)
-        print("-" * len(header))
-        for e in load["endpoints"]:
-            print(
+        _print_rows(
+            header,
+            (
                 f"{e['endpoint']:<14} {e['clients']:>7} {e['requests']:>9,} "
                 f"{e['throughput_rps']:>8,.0f} {_ms(e['p50_ms'])} {_ms(e['p95_ms'])} "
                 f"{_ms(e['p99_ms'])} {_ms(e['max_ms'])} {e['non_200']:>7} "
                 f"{e['server_cpu_cores']:>7.2f} {e['client_cpu_cores']:>7.2f}"
-            )
+                for e in load["endpoints"]
+            ),
+        )
         query = next((e for e in load["endpoints"] if e["endpoint"] == "query"), None)
         verdict = "PASS" if load["pass"] else "FAIL"
         if query:

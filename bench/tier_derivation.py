@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from support import column
 
 from catalog.products.arrow_types import parse_arrow_type
 from catalog.products.models import Classification, ColumnSpec
@@ -63,26 +64,22 @@ TIERS = ("deidentified", "limited")
 def product_columns() -> list[ColumnSpec]:
     """Column specs of the benchmark product, as a facility would declare them."""
     c = Classification
-
-    def spec(name: str, type_: str, kind: Classification, surrogate: str | None = None):
-        return ColumnSpec(name=name, type=type_, classification=kind, surrogate=surrogate)
-
     return [
-        spec("observation_id", "string", c.DIRECT_IDENTIFIER, "Observation"),
-        spec("patient_id", "string", c.DIRECT_IDENTIFIER, "Patient"),
-        spec("mrn", "string", c.DIRECT_IDENTIFIER),
-        spec("family_name", "string", c.DIRECT_IDENTIFIER),
-        spec("birth_date", "date32[day]", c.DATE),
-        spec("gender", "string", c.NONE),
-        spec("city", "string", c.QUASI_IDENTIFIER),
-        spec("state", "string", c.NONE),
-        spec("postal_code", "string", c.ZIP),
-        spec("phone", "string", c.DIRECT_IDENTIFIER),
-        spec("loinc_code", "string", c.CLINICAL),
-        spec("value", "double", c.CLINICAL),
-        spec("effective_at", "timestamp[us, tz=UTC]", c.DATE),
-        spec("age_years", "int32", c.AGE),
-        spec("note", "string", c.FREE_TEXT),
+        column("observation_id", "string", c.DIRECT_IDENTIFIER, "Observation"),
+        column("patient_id", "string", c.DIRECT_IDENTIFIER, "Patient"),
+        column("mrn", "string", c.DIRECT_IDENTIFIER),
+        column("family_name", "string", c.DIRECT_IDENTIFIER),
+        column("birth_date", "date32[day]", c.DATE),
+        column("gender", "string", c.NONE),
+        column("city", "string", c.QUASI_IDENTIFIER),
+        column("state", "string", c.NONE),
+        column("postal_code", "string", c.ZIP),
+        column("phone", "string", c.DIRECT_IDENTIFIER),
+        column("loinc_code", "string", c.CLINICAL),
+        column("value", "double", c.CLINICAL),
+        column("effective_at", "timestamp[us, tz=UTC]", c.DATE),
+        column("age_years", "int32", c.AGE),
+        column("note", "string", c.FREE_TEXT),
     ]
 
 

@@ -8,7 +8,7 @@ import logging
 import re
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Controller, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
@@ -70,3 +70,9 @@ HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http_error,
     Exception: _internal,
 }
+
+
+class ProtocolController(Controller):
+    """A controller under /delta-sharing: every error it raises answers in the protocol's shape."""
+
+    exception_handlers = HANDLERS

@@ -12,7 +12,7 @@ those for about 100 s).
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.concurrency import sync_to_thread
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, QueryParameter
@@ -24,7 +24,7 @@ from sharing import answers, protocol, refusals
 from sharing.access import Access
 from sharing.answers import TableAnswer, TableRef, Visit
 from sharing.delta import DeltaSnapshots
-from sharing.errors import HANDLERS
+from sharing.errors import ProtocolController
 from sharing.files.urls import PREFIX
 from sharing.params import ChangesParams, query_body
 from sharing.recipients import service as recipients
@@ -94,12 +94,11 @@ class QueryOperation(Operation):
         )
 
 
-class SharingController(Controller):
+class SharingController(ProtocolController):
     """Shares, schemas, tables, versions, metadata, queries and changes for one recipient."""
 
     path = PREFIX
     tags = ("delta-sharing",)
-    exception_handlers = HANDLERS
 
     @get("/shares")
     async def list_shares(

@@ -89,22 +89,11 @@ def update_domain(
     changed = domain_changes(domain, spec)
     if not changed:
         return []
-    now = clock.now()
     for field in changed:
         setattr(domain, field, getattr(spec, field))
-    domain.updated_at, domain.updated_by = now, actor.name
     for product in domain.products:
         product.search_text = _search_text(product, domain.name)
-    record(
-        session,
-        actor,
-        "domain.update",
-        subject=domain,
-        at=now,
-        details={"fields": changed},
-    )
-    session.flush()
-    return changed
+    return _record_update(session, domain, "domain.update", changed, actor=actor, clock=clock)
 
 
 def domain_read(domain: Domain) -> DomainRead:
@@ -239,22 +228,29 @@ def update_product(
     if not changed:
         return []
     _refuse_if_retired(product)
-    now = clock.now()
     for field in ("title", "description", "owner_team", "owner_email"):
         setattr(product, field, getattr(spec, field))
     product.source_resources = list(spec.source_resources)
     if "tags" in changed:
         product.tag_rows = [ProductTag(tag=t) for t in spec.tags]
     product.search_text = _search_text(product, product.domain.name)
-    product.updated_at, product.updated_by = now, actor.name
-    record(
-        session,
-        actor,
-        "product.update",
-        subject=product,
-        at=now,
-        details={"fields": changed},
-    )
+    return _record_update(session, product, "product.update", changed, actor=actor, clock=clock)
+
+
+def _record_update(
+    session: Session,
+    subject: Domain | DataProduct | ProductVersion,
+    action: str,
+    changed: list[str],
+    *,
+    actor: Actor,
+    clock: Clock,
+) -> list[str]:
+    """Stamp `subject` as updated now by `actor` and record `action` with the changed fields;
+    returns them."""
+    now = clock.now()
+    subject.updated_at, subject.updated_by = now, actor.name
+    record(session, actor, action, subject=subject, at=now, details={"fields": changed})
     session.flush()
     return changed
 
@@ -516,24 +512,13 @@ def update_draft_version(
     _refuse_if_retired(product)
     _check_version_placement(product, spec, replacing=version)
     check_references(product, spec)
-    now = clock.now()
     version.columns = [c.model_dump(mode="json") for c in spec.columns]
     version.sla = spec.sla.model_dump(mode="json")
     version.changelog = spec.changelog
     version.view = spec.view
     version.legacy_dates = legacy_column(spec)
     version.tier_rows = [VersionTier(tier=t) for t in spec.tiers]
-    version.updated_at, version.updated_by = now, actor.name
-    record(
-        session,
-        actor,
-        "version.update",
-        subject=version,
-        at=now,
-        details={"fields": changed},
-    )
-    session.flush()
-    return changed
+    return _record_update(session, version, "version.update", changed, actor=actor, clock=clock)
 
 
 def version_read(version: ProductVersion) -> VersionRead:
@@ -601,13 +586,7 @@ def change_product_status(
         raise Conflict(f"product {key!r} is {product.status} and cannot become {target}")
     now = clock.now()
     product.status = target
-    product.status_reason, product.status_changed_at, product.status_changed_by = (
-        reason,
-        now,
-        actor.name,
-    )
-    product.updated_at, product.updated_by = now, actor.name
-    record(session, actor, f"product.{target}", subject=product, at=now, reason=reason)
+    _record_status(session, product, f"product.{target}", reason=reason, actor=actor, now=now)
     if target == ProductStatus.RETIRED:
         for version in _live_versions(product):
             was_served = version.status in (VersionStatus.PUBLISHED, VersionStatus.DEPRECATED)
@@ -691,20 +670,33 @@ def set_version_status(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Move a version to `target` (no transition check) and record who, when and why."""
-    now = clock.now()
     version.status = target
-    version.status_reason, version.status_changed_at, version.status_changed_by = (
+    _record_status(
+        session,
+        version,
+        f"version.{target}",
+        reason=reason,
+        actor=actor,
+        now=clock.now(),
+        details=details,
+    )
+
+
+def _record_status(
+    session: Session,
+    subject: DataProduct | ProductVersion,
+    action: str,
+    *,
+    reason: str | None,
+    actor: Actor,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Stamp who changed `subject`'s status, when and why, and record `action`."""
+    subject.status_reason, subject.status_changed_at, subject.status_changed_by = (
         reason,
         now,
         actor.name,
     )
-    version.updated_at, version.updated_by = now, actor.name
-    record(
-        session,
-        actor,
-        f"version.{target}",
-        subject=version,
-        at=now,
-        reason=reason,
-        details=details,
-    )
+    subject.updated_at, subject.updated_by = now, actor.name
+    record(session, actor, action, subject=subject, at=now, reason=reason, details=details)

@@ -307,28 +307,28 @@ def parse_fhir_time(text: str) -> tuple[time, bool]:
 _LOINC = re.compile(r"^(\d{1,7})-(\d)$")
 _ICD10CM = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?$")
 _SNOMED = re.compile(r"^[1-9]\d{5,17}$")
-_VERHOEFF_D = [
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-    [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
-    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
-    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
-    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
-    [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
-    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
-    [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
-    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
-    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
-]
-_VERHOEFF_P = [
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-    [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
-    [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
-    [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
-    [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
-    [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
-    [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
-    [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
-]
+
+
+# Verhoeff's check digit: digits combine in the dihedral group D5, and the digit at position i is
+# first moved by the i-th power of one permutation of 0-9 (the powers repeat after 8).
+_VERHOEFF_STEP = (1, 5, 7, 6, 2, 8, 3, 0, 9, 4)
+
+
+def _d5(j: int, k: int) -> int:
+    """j * k in D5 (0-4 its rotations, 5-9 its reflections)."""
+    if j < 5:
+        return (j + k) % 5 + (5 if k >= 5 else 0)
+    return (j - k) % 5 + (5 if k < 5 else 0)
+
+
+def _verhoeff_step(digit: int, times: int) -> int:
+    for _ in range(times):
+        digit = _VERHOEFF_STEP[digit]
+    return digit
+
+
+_VERHOEFF_D = [[_d5(j, k) for k in range(10)] for j in range(10)]
+_VERHOEFF_P = [[_verhoeff_step(d, i) for d in range(10)] for i in range(8)]
 
 
 def is_loinc(code: str) -> bool:

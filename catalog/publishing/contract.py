@@ -69,6 +69,13 @@ class Check:
         return out
 
 
+def _rate_check(name: str, part: int, whole: int, limit: float, what: str, more: str = "") -> Check:
+    """`part` of `whole` as a percentage, passing at or under `limit` percent."""
+    share = _percent(part, whole)
+    detail = f"{part} of {whole} {what} ({share}%, limit {limit}%){more}"
+    return Check(name, share <= limit, share, limit, detail)
+
+
 def evaluate(
     spec: VersionSpec,
     stats: ContractStats,
@@ -98,45 +105,33 @@ def evaluate(
         ),
     ]
     distinct = inputs - duplicates
-    lost = quarantined - duplicates
-    share = _percent(lost, distinct)
-    limit = spec.sla.max_quarantined_percent
-    checks.append(
-        Check(
-            "quarantine-rate",
-            share <= limit,
-            share,
-            limit,
-            f"{lost} of {distinct} input records quarantined ({share}%, limit {limit}%)"
-            + (f"; {duplicates} exact duplicate lines not counted" if duplicates else ""),
-        )
-    )
-    dup_share = _percent(duplicates, inputs)
-    dup_limit = spec.sla.max_duplicate_percent
-    checks.append(
-        Check(
-            "duplicate-rate",
-            dup_share <= dup_limit,
-            dup_share,
-            dup_limit,
-            f"{duplicates} of {inputs} input lines are exact duplicates of earlier lines "
-            f"({dup_share}%, limit {dup_limit}%)",
-        )
-    )
     by_rule = dict(sorted((findings_by_rule or {}).items()))
-    found_share = _percent(records_with_findings, distinct)
-    found_limit = spec.sla.max_findings_percent
     rules = ", ".join(f"{rule} {n}" for rule, n in by_rule.items())
-    checks.append(
-        Check(
+    checks += [
+        _rate_check(
+            "quarantine-rate",
+            quarantined - duplicates,
+            distinct,
+            spec.sla.max_quarantined_percent,
+            "input records quarantined",
+            f"; {duplicates} exact duplicate lines not counted" if duplicates else "",
+        ),
+        _rate_check(
+            "duplicate-rate",
+            duplicates,
+            inputs,
+            spec.sla.max_duplicate_percent,
+            "input lines are exact duplicates of earlier lines",
+        ),
+        _rate_check(
             "findings-rate",
-            found_share <= found_limit,
-            found_share,
-            found_limit,
-            f"{records_with_findings} of {distinct} input records had values made null "
-            f"({found_share}%, limit {found_limit}%)" + (f": {rules}" if rules else ""),
-        )
-    )
+            records_with_findings,
+            distinct,
+            spec.sla.max_findings_percent,
+            "input records had values made null",
+            f": {rules}" if rules else "",
+        ),
+    ]
     if conversions:
         used = dict(sorted(conversions.items()))
         checks.append(

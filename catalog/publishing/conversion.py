@@ -48,9 +48,8 @@ from catalog.publishing.sources import (
     _DECODE,
     GZIP_MAGIC,
     MAX_RESOURCE_DEPTH,
-    _chunks,
-    _gunzip,
     _parse_line,
+    decompressed_chunks,
 )
 from catalog.sqlonfhir.engine import ENGINE_ENV
 from catalog.sqlonfhir.plan import compile_plan
@@ -283,13 +282,7 @@ def _blocks(stream: IO[bytes], block_bytes: int) -> Iterator[tuple[int, bytes] |
     """(number of the first line, block of whole lines), in order; what read_ndjson would
     number. A broken compressed stream ends, after its last whole line, with the Chunk of the
     `encoding` record read_ndjson gives."""
-    head = stream.read(2)
-
-    def raw_chunks() -> Iterator[bytes]:
-        yield head
-        yield from _chunks(stream)
-
-    source = _gunzip(raw_chunks()) if head == GZIP_MAGIC else raw_chunks()
+    source = decompressed_chunks(stream)
     line = 1
     parts: list[bytes] = []
     size = 0

@@ -19,11 +19,11 @@ import hashlib
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -373,10 +373,8 @@ def publish_version(
     # Landing happens under the publish lock too, so the leftovers cleared here are never a
     # concurrent publish's unfinished landing.
     _serialize_publishes(session, version)
-    ndjson = found.kind == SourceKind.NDJSON
-    size = sum(f.path.stat().st_size for f in found.files) if ndjson else 0
     # The conversion's worker processes start now and import the engine while the files land.
-    with ConversionPool(workers_for(size) if ndjson else 0) as pool:
+    with _pool_for(found.kind, (f.path.stat().st_size for f in found.files)) as pool:
         storage.clear_leftovers()
         raw_files = [
             storage.land(f.path, name=f.name, resource_type=f.resource_type)
@@ -446,44 +444,27 @@ def reconvert_version(
     return _convert(session, landed, storage=storage, settings=settings, clock=clock, actor=actor)
 
 
+class RecordQuery(TypedDict, total=False):
+    """Which quarantine or finding records to list: one version, one rule, and the page."""
+
+    version: str | None
+    rule: str | None
+    limit: int
+    cursor: str | None
+
+
 def list_quarantine(
-    session: Session,
-    product: DataProduct,
-    *,
-    version: str | None = None,
-    rule: str | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
+    session: Session, product: DataProduct, **query: Unpack[RecordQuery]
 ) -> QuarantinePage:
     """Quarantined records of a product (optionally one version or rule), with counts by rule."""
-    return QuarantinePage.model_validate(
-        _list_records(
-            session,
-            QuarantineRecord,
-            product,
-            version=version,
-            rule=rule,
-            limit=limit,
-            cursor=cursor,
-        )
-    )
+    return QuarantinePage.model_validate(_list_records(session, QuarantineRecord, product, **query))
 
 
 def list_findings(
-    session: Session,
-    product: DataProduct,
-    *,
-    version: str | None = None,
-    rule: str | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
+    session: Session, product: DataProduct, **query: Unpack[RecordQuery]
 ) -> FindingPage:
     """Findings (values made null, rows kept) of a product, with counts by rule."""
-    return FindingPage.model_validate(
-        _list_records(
-            session, FindingRecord, product, version=version, rule=rule, limit=limit, cursor=cursor
-        )
-    )
+    return FindingPage.model_validate(_list_records(session, FindingRecord, product, **query))
 
 
 def _list_records(
@@ -491,10 +472,10 @@ def _list_records(
     model: type[RecordPointer],
     product: DataProduct,
     *,
-    version: str | None,
-    rule: str | None,
-    limit: int,
-    cursor: str | None,
+    version: str | None = None,
+    rule: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
     """One page of quarantine or finding records, oldest first, with counts by rule."""
     scope = (
@@ -565,6 +546,11 @@ def _table_files(kind: SourceKind, files: list[Any]) -> Iterator[Any]:
             yield type(source)(snapshot, snapshot.name, None)
 
 
+def _pool_for(kind: SourceKind, sizes: Iterable[int]) -> ConversionPool:
+    """Conversion workers for NDJSON files of these sizes in bytes; none for other sources."""
+    return ConversionPool(workers_for(sum(sizes)) if kind == SourceKind.NDJSON else 0)
+
+
 def _convert(
     session: Session,
     landed: Landed,
@@ -577,9 +563,7 @@ def _convert(
 ) -> ProductVersion:
     """Convert, check and (if the contract holds) derive the tiers of `landed`'s version."""
     if pool is None:
-        ndjson = landed.kind == SourceKind.NDJSON
-        size = sum(r.bytes for r in landed.raw_files) if ndjson else 0
-        with ConversionPool(workers_for(size) if ndjson else 0) as own:
+        with _pool_for(landed.kind, (r.bytes for r in landed.raw_files)) as own:
             return _convert(
                 session,
                 landed,

@@ -138,6 +138,18 @@ def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
         raise EOFError("compressed file ended before the end-of-stream marker")
 
 
+def decompressed_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    """The stream's bytes in chunks, gunzipped when it starts with the gzip magic bytes (a
+    broken compressed stream raises OSError, EOFError or zlib.error while it is read)."""
+    head = stream.read(2)
+
+    def raw_chunks() -> Iterator[bytes]:
+        yield head
+        yield from _chunks(stream)
+
+    return _gunzip(raw_chunks()) if head == GZIP_MAGIC else raw_chunks()
+
+
 def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Lines of a chunked byte stream (works on streams without readline)."""
     pending = b""
@@ -151,13 +163,7 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 def read_ndjson(stream: IO[bytes], *, resource_type: str) -> Iterator[InputRecord]:
     """Parse an NDJSON byte stream (gzip detected by magic bytes), one record per line."""
-    head = stream.read(2)
-
-    def raw_chunks() -> Iterator[bytes]:
-        yield head
-        yield from _chunks(stream)
-
-    chunks = _gunzip(raw_chunks()) if head == GZIP_MAGIC else raw_chunks()
+    chunks = decompressed_chunks(stream)
     number = 0
     try:
         for raw in _lines(chunks):

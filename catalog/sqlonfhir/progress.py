@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 
 from rich.console import Console
@@ -44,19 +44,21 @@ def conversion_progress(console: Console) -> Iterator[None]:
     """Show the conversion's progress while the block runs; a summary line when it is done."""
     start = time.perf_counter()
     last: dict[str, int] = {}
-    if not console.is_terminal:
-
-        def remember(counts: Mapping[str, int]) -> None:
-            last.update(counts)
-
-        token = _hook.set(remember)
+    listening = _live_bar(console, start, last) if console.is_terminal else nullcontext(last.update)
+    with listening as hook:
+        token = _hook.set(hook)
         try:
             yield
         finally:
             _hook.reset(token)
-        if last:
-            console.print(_line(last, time.perf_counter() - start), soft_wrap=True)
-        return
+    if last:
+        console.print(_line(last, time.perf_counter() - start), soft_wrap=True)
+
+
+@contextmanager
+def _live_bar(console: Console, start: float, last: dict[str, int]) -> Iterator[Hook]:
+    """A bar on the terminal while the block runs (gone after it); its hook keeps the last
+    counts in `last`."""
     columns = (
         SpinnerColumn(),
         TextColumn("converting {task.completed:,.0f} resources"),
@@ -80,10 +82,4 @@ def conversion_progress(console: Console) -> Iterator[None]:
                 quarantined=counts.get("quarantined", 0),
             )
 
-        token = _hook.set(show)
-        try:
-            yield
-        finally:
-            _hook.reset(token)
-    if last:
-        console.print(_line(last, time.perf_counter() - start), soft_wrap=True)
+        yield show

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 from urllib.parse import quote
 
-from litestar import Controller, MediaType, Request, Response, get, head
+from litestar import MediaType, Request, Response, get, head
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Stream
@@ -27,7 +27,7 @@ from catalog.kernel.settings import Settings
 from catalog.publishing.storage import tier_table_of
 from policies.auth import client_address
 from sharing import refusals
-from sharing.errors import HANDLERS
+from sharing.errors import ProtocolController
 from sharing.files.presign import object_store_signer
 from sharing.reads import SharedTable
 from sharing.recipients.service import check_address
@@ -106,12 +106,11 @@ def _relative_to(location: str, root: str) -> str:
     return str(Path(location).resolve().relative_to(Path(root).resolve()))
 
 
-class FileController(Controller):
+class FileController(ProtocolController):
     """Pre-signed file downloads for local storage (GET with Range, HEAD)."""
 
     path = FILES
     tags = ("delta-sharing",)
-    exception_handlers = HANDLERS
 
     @get("/{path:path}")
     async def download(
