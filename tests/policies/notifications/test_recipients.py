@@ -127,10 +127,7 @@ def test_deprecation_reaches_grantees_and_owners(estate, engine, clock):
         version.status = VersionStatus.PUBLISHED
         session.add(version)
         session.commit()
-    r = estate.call(
-        "pub-sm", "POST", f"{base}/1.0.0/deprecate", json={"reason": "superseded by 2.0.0"}
-    )
-    assert r.status_code == 200, r.text
+    estate.deprecate("1.0.0", "superseded by 2.0.0", who="pub-sm")
     got = [n for n in inbox(estate, "researcher")["items"] if n["kind"] == "version-deprecated"]
     assert len(got) == 1
     assert got[0]["title"] == "st-marys/patients 1.0.0 deprecated"
