@@ -22,6 +22,7 @@ from policies.principals.service import get_organization
 from sharing.delta import DeltaSnapshots
 from sharing.recipients.service import issue_recipient_token
 from tests.db_support import fetch_all
+from tests.problems import assert_protocol_error
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
 
@@ -111,7 +112,7 @@ def test_file_requests_reuse_the_token_snapshot_and_each_get_is_audited(estate, 
     assert [json.loads(d)["bytes"] for (d,) in delivered] == [size, 8]  # what each GET sends
     assert _count(engine, "sharing.file") == downloads + 2
     tampered = url.replace("X-Amz-Expires=", "X-Amz-Expires=9")
-    assert requests.get(tampered, timeout=10).status_code == 403
+    assert_protocol_error(requests.get(tampered, timeout=10), 403)
     assert thread_hops == []
     engine.dispose()
 
