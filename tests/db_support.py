@@ -1,18 +1,25 @@
-"""Test-only ways around the audit log's append-only triggers (cleanup and tamper tests).
+"""Test-only database access: raw SQL reads from outside the app, and ways around the audit
+log's append-only triggers (cleanup and tamper tests).
 
-Production code never does this: on PostgreSQL it needs a superuser (the tests connect as one),
+Production code never lifts the triggers: on PostgreSQL it needs a superuser (the tests connect as one),
 and on SQLite whoever holds the file can do anything anyway.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine, Row
 
 AUDIT_TABLES = ("audit_event", "audit_checkpoint")
 # The migration's SQLite triggers (PostgreSQL names them <table>_no_change / _no_truncate).
 PROTECTION_TRIGGERS = tuple(f"{t}_no_{verb}" for t in AUDIT_TABLES for verb in ("update", "delete"))
+
+
+def fetch_all(engine: Engine, sql: str, **params: object) -> Sequence[Row]:
+    """The rows `sql` reads (with `params`), on a connection of its own."""
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).all()
 
 
 @contextmanager

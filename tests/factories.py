@@ -90,36 +90,22 @@ def version_body(version: str = "1.0.0", **overrides: Any) -> dict[str, Any]:
 
 
 def make_domain(session: Session, clock: Any, name: str = "st-marys", **overrides: Any) -> Domain:
-    return service.create_domain(
-        session,
-        DomainCreate.model_validate(domain_body(name, **overrides)),
-        actor=ACTOR,
-        clock=clock,
-    )
+    spec = DomainCreate.model_validate(domain_body(name, **overrides))
+    return service.create_domain(session, spec, actor=ACTOR, clock=clock)
 
 
 def make_product(
     session: Session, clock: Any, domain: str = "st-marys", name: str = "patients", **overrides: Any
 ) -> DataProduct:
-    return service.create_product(
-        session,
-        domain,
-        ProductSpec.model_validate(product_body(name, **overrides)),
-        actor=ACTOR,
-        clock=clock,
-    )
+    spec = ProductSpec.model_validate(product_body(name, **overrides))
+    return service.create_product(session, domain, spec, actor=ACTOR, clock=clock)
 
 
 def make_version(
     session: Session, clock: Any, product: DataProduct, version: str = "1.0.0", **overrides: Any
 ) -> ProductVersion:
-    return service.register_version(
-        session,
-        product,
-        VersionSpec.model_validate(version_body(version, **overrides)),
-        actor=ACTOR,
-        clock=clock,
-    )
+    spec = VersionSpec.model_validate(version_body(version, **overrides))
+    return service.register_version(session, product, spec, actor=ACTOR, clock=clock)
 
 
 def organization(name: str, *, title: str | None = None, email: str | None = None) -> Organization:

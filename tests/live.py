@@ -2,6 +2,8 @@
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,12 +24,24 @@ from catalog.kernel.db import make_engine
 from catalog.kernel.settings import Settings
 
 T = TypeVar("T")
+MESH_COMMAND = [sys.executable, "-m", "catalog.cli"]  # `mesh` in a process of its own
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def mesh_serve(env: dict[str, str], home: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    """`mesh serve --port PORT --workers N` started in `home` with `env`, its output discarded."""
+    return subprocess.Popen(
+        [*MESH_COMMAND, "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @contextmanager

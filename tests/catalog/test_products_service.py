@@ -105,29 +105,19 @@ def test_product_lifecycle(session, clock):
     make_domain(session, clock)
     product = make_product(session, clock)
     version = make_version(session, clock, product)
+
+    def change_status(status, reason):
+        service.change_product_status(
+            session, product, status, reason=reason, actor=ACTOR, clock=clock
+        )
+
     clock.advance(days=1)
-    service.change_product_status(
-        session,
-        product,
-        ProductStatus.DEPRECATED,
-        reason="superseded by v2 feed",
-        actor=ACTOR,
-        clock=clock,
-    )
+    change_status(ProductStatus.DEPRECATED, "superseded by v2 feed")
     assert product.status == ProductStatus.DEPRECATED
     assert product.status_changed_at == clock.now() and product.status_changed_by == ACTOR.name
     with pytest.raises(Conflict, match="is deprecated and cannot become deprecated"):
-        service.change_product_status(
-            session, product, ProductStatus.DEPRECATED, reason="again", actor=ACTOR, clock=clock
-        )
-    service.change_product_status(
-        session,
-        product,
-        ProductStatus.RETIRED,
-        reason="source system decommissioned",
-        actor=ACTOR,
-        clock=clock,
-    )
+        change_status(ProductStatus.DEPRECATED, "again")
+    change_status(ProductStatus.RETIRED, "source system decommissioned")
     assert version.status == VersionStatus.RETIRED
     assert version.status_reason == "source system decommissioned"
     with pytest.raises(Conflict, match="retired"):

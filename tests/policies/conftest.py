@@ -81,6 +81,13 @@ class Estate:
         """`who` approves access request `rid` (the body: its `reason`, if any)."""
         return self.call(who, "POST", f"/api/v1/access-requests/{rid}/approve", json=body)
 
+    def deprecate(self, version, reason, who="admin1"):
+        """`who` deprecates st-marys/patients `version`: the answer (200 asserted)."""
+        path = f"/api/v1/products/st-marys/patients/versions/{version}/deprecate"
+        r = self.call(who, "POST", path, json={"reason": reason})
+        assert r.status_code == 200, r.text
+        return r.json()
+
     def approved_grant(self, *, reason=None, **dua_overrides):
         """A DUA, a researcher's request under it and admin1's approval: (DUA, first grant)."""
         dua = self.dua(**dua_overrides)

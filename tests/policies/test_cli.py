@@ -82,40 +82,12 @@ def test_governance_from_the_command_line(mesh, tmp_path, settings, engine, cloc
     duas = json.loads(mesh("duas", "list", "--json").stdout)
     assert duas[0]["active"] is True and len(duas[0]["document_sha256"]) == 64
 
-    refused = mesh(
-        "requests",
-        "create",
-        "--as",
-        "carol",
-        "--product",
-        "labs/lab-results",
-        "--tier",
-        "limited",
-        "--dua",
-        duas[0]["id"],
-        "--purpose",
-        "research",
-        "--justification",
-        "Lactate trends in sepsis",
-        expect=1,
-    )
+    request = ["requests", "create", "--as", "carol", "--product", "labs/lab-results"]
+    request += ["--dua", duas[0]["id"], "--purpose", "research"]
+    request += ["--justification", "Lactate trends in sepsis"]
+    refused = mesh(*request, "--tier", "limited", expect=1)
     assert "does not permit the limited tier" in refused.stderr
-    mesh(
-        "requests",
-        "create",
-        "--as",
-        "carol",
-        "--product",
-        "labs/lab-results",
-        "--tier",
-        "deidentified",
-        "--dua",
-        duas[0]["id"],
-        "--purpose",
-        "research",
-        "--justification",
-        "Lactate trends in sepsis",
-    )
+    mesh(*request, "--tier", "deidentified")
     no_role = mesh("requests", "approve", "1", "--as", "carol", expect=1)
     assert "missing permission request:approve" in no_role.stderr
     mesh("requests", "approve", "1", "--as", "bob")

@@ -13,7 +13,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ from policies.grants.models import Grant
 from policies.models import RequestStatus
 from policies.requests.models import AccessRequest
 from tests.conftest import ADMIN_TOKEN
-from tests.live import free_port, served, together
+from tests.live import MESH_COMMAND, free_port, mesh_serve, served, together
 from tests.problems import assert_problem
 
 pytestmark = pytest.mark.slow
@@ -74,6 +73,17 @@ def burst(call: Callable[[int], requests.Response]) -> list[requests.Response]:
     return together(call, CLIENTS, timeout=HARD_TIMEOUT)
 
 
+def burst_posts(
+    url: str, headers: list[dict[str, str]], body: Callable[[int], object] = lambda _: None
+) -> list[requests.Response]:
+    """A `burst` of POSTs to `url`: call i sends JSON `body(i)` with `headers[i % len(headers)]`."""
+    return burst(
+        lambda i: requests.post(
+            url, json=body(i), headers=headers[i % len(headers)], timeout=CALL_TIMEOUT
+        )
+    )
+
+
 def statuses(responses: list[requests.Response]) -> Counter[int]:
     return Counter(r.status_code for r in responses)
 
@@ -83,11 +93,17 @@ def assert_one_winner(responses: list[requests.Response]) -> None:
     assert statuses(responses) == {200: 1, 409: CLIENTS - 1}, [r.text for r in responses]
 
 
-@contextmanager
-def probed_server(settings, engine, clock) -> Iterator[tuple[str, list[object]]]:  # type: ignore[no-untyped-def]
-    """The app on a free loopback port with /readyz probed throughout: (base URL, probes)."""
-    with served(settings, engine=engine, clock=clock) as base, readiness_probed(base) as probes:
-        yield base, probes
+@pytest.fixture
+def probed_server(settings, engine, clock):
+    """Starts, when entered, the app on a free loopback port with /readyz probed throughout;
+    yields (base URL, probes)."""
+
+    @contextmanager
+    def start() -> Iterator[tuple[str, list[object]]]:
+        with served(settings, engine=engine, clock=clock) as base, readiness_probed(base) as probes:
+            yield base, probes
+
+    return start
 
 
 def assert_ready(base: str, probes: list[object]) -> None:
@@ -95,27 +111,15 @@ def assert_ready(base: str, probes: list[object]) -> None:
     assert requests.get(f"{base}/readyz", timeout=CALL_TIMEOUT).status_code == 200
 
 
-def test_concurrent_withdrawals_of_one_request_make_one_withdrawal(
-    backend,
-    engine,
-    estate,
-    settings,
-    clock,
-):
+def test_concurrent_withdrawals_of_one_request_make_one_withdrawal(estate, engine, probed_server):
     dua = estate.dua()
     rid = estate.request(dua_id=dua["id"]).json()["id"]
     headers = estate.as_("researcher")
-    with probed_server(settings, engine, clock) as (base, probes):
-        answers = burst(
-            lambda _: requests.post(
-                f"{base}/api/v1/access-requests/{rid}/withdraw",
-                headers=headers,
-                timeout=CALL_TIMEOUT,
-            )
-        )
+    with probed_server() as (base, probes):
+        answers = burst_posts(f"{base}/api/v1/access-requests/{rid}/withdraw", [headers])
         assert_one_winner(answers)
         for refused in (a for a in answers if a.status_code == 409):
-            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert_problem(refused, 409)
         # The server still answers the API, not just the probes.
         again = requests.get(
             f"{base}/api/v1/access-requests/{rid}", headers=headers, timeout=CALL_TIMEOUT
@@ -126,26 +130,14 @@ def test_concurrent_withdrawals_of_one_request_make_one_withdrawal(
         assert check.get(AccessRequest, rid).status == RequestStatus.WITHDRAWN  # type: ignore[union-attr]
 
 
-def test_concurrent_approvals_by_two_admins_make_one_set_of_grants(
-    backend,
-    engine,
-    estate,
-    settings,
-    clock,
-):
+def test_concurrent_approvals_by_two_admins_make_one_set_of_grants(estate, engine, probed_server):
     dua = estate.dua()
     rid = estate.request(dua_id=dua["id"], products=("st-marys/patients", "labs/lab-results"))
     rid = rid.json()["id"]
     admins = [estate.as_("admin1"), estate.as_("admin2")]
-    with probed_server(settings, engine, clock) as (base, probes):
-        answers = burst(
-            lambda i: requests.post(
-                f"{base}/api/v1/access-requests/{rid}/approve",
-                json={"reason": None},
-                headers=admins[i % 2],
-                timeout=CALL_TIMEOUT,
-            )
-        )
+    with probed_server() as (base, probes):
+        url = f"{base}/api/v1/access-requests/{rid}/approve"
+        answers = burst_posts(url, admins, lambda _: {"reason": None})
         assert_one_winner(answers)
         assert_ready(base, probes)
     with Session(engine) as check:
@@ -154,23 +146,13 @@ def test_concurrent_approvals_by_two_admins_make_one_set_of_grants(
 
 
 def test_concurrent_publishes_of_one_version_make_one_publish(
-    backend,
-    engine,
-    settings,
-    clock,
-    session,
-    patients_version,
-    export_dir,
+    session, patients_version, export_dir, probed_server
 ):
     session.commit()
     root = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with probed_server(settings, engine, clock) as (base, probes):
+    with probed_server() as (base, probes):
         url = f"{base}/api/v1/products/st-marys/patients/versions/1.0.0/publish"
-        answers = burst(
-            lambda _: requests.post(
-                url, json={"source": str(export_dir)}, headers=root, timeout=CALL_TIMEOUT
-            )
-        )
+        answers = burst_posts(url, [root], lambda _: {"source": str(export_dir)})
         assert_one_winner(answers)
         assert_ready(base, probes)
     session.expire_all()
@@ -236,15 +218,8 @@ def test_sigterm_stops_mesh_serve_within_the_drain_while_requests_are_stuck(
         "MESH_DB_LOCK_TIMEOUT_SECONDS": "600",  # the stuck requests would wait 10 minutes
         "MESH_SHUTDOWN_DRAIN_SECONDS": str(DRAIN),
     }
-    cli = [sys.executable, "-m", "catalog.cli"]
-    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, cwd=tmp_path, timeout=300)
-    server = subprocess.Popen(
-        [*cli, "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    subprocess.run([*MESH_COMMAND, "db", "upgrade"], env=env, check=True, cwd=tmp_path, timeout=300)
+    server = mesh_serve(env, tmp_path, port, workers)
     holder_engine = make_engine(url)
     stuck: list[threading.Thread] = []
     try:

@@ -18,6 +18,7 @@ from catalog.app import create_app
 from catalog.kernel.bodies import MAX_JSON_DEPTH, too_deep
 from catalog.kernel.settings import Settings
 from catalog.publishing.sources import MAX_RESOURCE_DEPTH, read_ndjson
+from tests.problems import assert_problem
 from tests.security.served_demo import TABLE, Demo, served_demo
 
 pytestmark = pytest.mark.slow  # builds a demo estate, a subprocess or a browser
@@ -44,12 +45,8 @@ def body_routes(settings: Settings) -> list[tuple[str, str]]:
     return found
 
 
-def assert_problem(answer: httpx.Response) -> None:
-    assert answer.status_code == 400, answer.text
-    assert answer.headers["content-type"].startswith("application/problem+json")
-    problem = answer.json()
-    assert problem["type"].endswith("/malformed-body")
-    assert problem["status"] == 400
+def assert_too_deep(answer: httpx.Response) -> None:
+    problem = assert_problem(answer, 400, "malformed-body")
     assert problem["errorCode"] == "MALFORMED_REQUEST"
     assert str(MAX_JSON_DEPTH) in problem["detail"]
 
@@ -65,7 +62,7 @@ def test_every_api_body_is_bounded_in_depth(
         answer = client.request(
             method, path, content=DEEP_BODIES[shape], headers={"Content-Type": "application/json"}
         )
-        assert_problem(answer)
+        assert_too_deep(answer)
 
 
 def test_bodies_within_the_bound_are_read(client: TestClient[Any]) -> None:
@@ -73,13 +70,12 @@ def test_bodies_within_the_bound_are_read(client: TestClient[Any]) -> None:
     answer = client.post(
         "/api/v1/domains", content=within, headers={"Content-Type": "application/json"}
     )
-    assert answer.status_code == 422  # decoded, then refused by the model: not a depth refusal
-    assert answer.json()["type"].endswith("/validation-error")
+    assert_problem(answer, 422)  # decoded, then refused by the model: not a depth refusal
     deep_string = '{"name": "' + "[" * 5000 + '", "nested": {"a": [1, {"b": "}}}]]]"}]}}'
     answer = client.post(
         "/api/v1/domains", content=deep_string, headers={"Content-Type": "application/json"}
     )
-    assert answer.status_code == 422  # brackets inside strings are not nesting
+    assert_problem(answer, 422)  # brackets inside strings are not nesting
 
 
 @pytest.mark.parametrize(

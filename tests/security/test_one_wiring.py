@@ -39,14 +39,7 @@ def test_deprecating_and_retiring_from_the_cli_notify_the_grants_like_the_api(
     _published(engine, clock, "1.0.0", "1.1.0", "1.2.0")
     env = {"MESH_DATABASE_URL": database_url, "MESH_HOME": str(tmp_path / "home")}
 
-    api = estate.call(
-        "admin1",
-        "POST",
-        "/api/v1/products/st-marys/patients/versions/1.0.0/deprecate",
-        json={"reason": "use 1.2.0"},
-    )
-    assert api.status_code == 200, api.text
-    assert api.json()["affected_grants"] == [grant_id]
+    assert estate.deprecate("1.0.0", "use 1.2.0")["affected_grants"] == [grant_id]
     cli = CliRunner().invoke(
         app,
         [

@@ -70,33 +70,22 @@ def test_four_eyes_refusal_is_audited(estate, engine):
     assert "four-eyes" in r.json()["detail"]
 
 
+def assert_auditor_refused(estate, engine, path, permission, body):
+    """auditor1's POST of `body` to `path` is refused for want of `permission` and audited once."""
+    reason = f"missing permission {permission}"
+    r, _ = assert_refused_call(estate, engine, "auditor1", "POST", path, reason=reason, json=body)
+    assert r.json()["detail"] == f"{reason} in any domain"
+
+
 def test_an_auditor_revoking_a_grant_is_audited(estate, engine):
     grant_id = int(estate.approved_grant()[1]["id"])
     path = f"/api/v1/grants/{grant_id}/revoke"
-    r, _ = assert_refused_call(
-        estate,
-        engine,
-        "auditor1",
-        "POST",
-        path,
-        reason="missing permission grant:revoke",
-        json={"reason": "because"},
-    )
-    assert r.json()["detail"] == "missing permission grant:revoke in any domain"
+    assert_auditor_refused(estate, engine, path, "grant:revoke", {"reason": "because"})
 
 
 def test_an_auditor_issuing_a_token_is_audited(estate, engine):
     path = "/api/v1/principals/researcher/tokens"
-    r, _ = assert_refused_call(
-        estate,
-        engine,
-        "auditor1",
-        "POST",
-        path,
-        reason="missing permission token:create",
-        json={"days": 1},
-    )
-    assert "token:create" in r.json()["detail"]
+    assert_auditor_refused(estate, engine, path, "token:create", {"days": 1})
 
 
 def test_a_policy_refusal_is_audited(estate, engine):

@@ -107,7 +107,7 @@ def test_a_deprecated_version_stops_being_served_at_served_until(estate):
     clock.advance(minutes=30)  # 1.0.0's served_until: no longer served
     refused = _query(estate, {"version": 0})
     assert refused.status_code == 400 and "not a published version" in refused.json()["message"]
-    assert requests.get(url, timeout=30).status_code == 403  # a URL handed out before
+    assert_protocol_error(requests.get(url, timeout=30), 403)  # a URL handed out before
     feed = delta_sharing.load_table_changes_as_pandas(estate["profile"], starting_version=0)
     assert set(feed["_commit_version"]) == {1}
     assert set(feed["_change_type"]) == {"insert"}  # no deletes carrying 1.0.0's rows

@@ -20,6 +20,7 @@ from policies.grants.models import Grant
 from policies.grants.service import revoke_grant
 from policies.principals.service import get_organization
 from policies.requests.models import AccessRequest
+from tests.problems import assert_protocol_error
 
 SHARE = "sepsis-research"
 
@@ -79,7 +80,7 @@ def test_a_name_keeps_its_tier_when_the_grant_it_was_first_served_under_is_revok
     assert "st-marys.patients" not in names and "st-marys.patients_limited" in names
     with pytest.raises(requests.HTTPError) as refused:
         _load(estate, "patients")  # gone, never the limited tier under the old name
-    assert refused.value.response.status_code == 404
+    assert_protocol_error(refused.value.response, 404)
     assert list(_load(estate, "patients_limited").columns) == _columns(estate, "limited")
 
     # Granted again later, the bare name comes back with the tier it always meant.

@@ -27,6 +27,7 @@ from policies.revision import read_revision
 from sharing import reads as service
 from sharing.access import AccessSnapshots
 from sharing.recipients import service as recipients
+from tests.db_support import fetch_all
 from tests.factories import organization
 
 # The tables whose triggers bump the revision: the policy lines joined them in a2b7c9d4e1f6.
@@ -84,13 +85,11 @@ def test_changes_made_outside_the_server_reach_the_next_request(estate, estate_e
         ),
     ]
     params = {"now": datetime.now(UTC), "past": datetime(2020, 1, 1, tzinfo=UTC), "token": parts[0]}
-    with estate_engine.connect() as conn:
-        saved = conn.execute(
-            text(
-                "SELECT id, expires_at FROM access_grant WHERE organization_id = "
-                "(SELECT id FROM organization WHERE name = 'sepsis-research')"
-            )
-        ).all()
+    saved = fetch_all(
+        estate_engine,
+        "SELECT id, expires_at FROM access_grant WHERE organization_id = "
+        "(SELECT id FROM organization WHERE name = 'sepsis-research')",
+    )
     for change, undo, status in changes:
         before = _revision(estate_engine)
         with estate_engine.begin() as conn:

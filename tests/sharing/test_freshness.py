@@ -11,8 +11,6 @@ import http.client
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +25,7 @@ from sqlmodel import Session
 from catalog.kernel.db import make_engine
 from policies.principals.service import get_organization
 from sharing.recipients.service import issue_recipient_token, token_id_in
-from tests.live import free_port
+from tests.live import free_port, mesh_serve
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
 ORG = "(SELECT id FROM organization WHERE name = 'sepsis-research')"
@@ -45,22 +43,7 @@ def workers(home: Path, database_url: str, count: int = 2) -> Iterator[str]:
         "MESH_DATABASE_URL": database_url,
         "MESH_SIGNING_KEY": secrets.token_urlsafe(48),
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "catalog.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(count),
-        ],
-        env=env,
-        cwd=home,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = mesh_serve(env, home, port, count)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -21,6 +21,8 @@ from catalog.kernel.db import make_engine
 from policies.principals.service import get_organization
 from sharing.delta import DeltaSnapshots
 from sharing.recipients.service import issue_recipient_token
+from tests.db_support import fetch_all
+from tests.problems import assert_protocol_error
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
 
@@ -103,17 +105,14 @@ def test_file_requests_reuse_the_token_snapshot_and_each_get_is_audited(estate, 
     )
     assert len(whole.content) == size
     assert thread_hops == []  # the query's snapshot of the token decides every file request
-    with engine.connect() as conn:
-        delivered = conn.execute(
-            text(
-                "SELECT details FROM audit_event WHERE action = 'sharing.file' ORDER BY id DESC"
-                " LIMIT 2"
-            )
-        ).scalars()
-        assert [json.loads(d)["bytes"] for d in delivered] == [size, 8]  # what each GET sends
+    delivered = fetch_all(
+        engine,
+        "SELECT details FROM audit_event WHERE action = 'sharing.file' ORDER BY id DESC LIMIT 2",
+    )
+    assert [json.loads(d)["bytes"] for (d,) in delivered] == [size, 8]  # what each GET sends
     assert _count(engine, "sharing.file") == downloads + 2
     tampered = url.replace("X-Amz-Expires=", "X-Amz-Expires=9")
-    assert requests.get(tampered, timeout=10).status_code == 403
+    assert_protocol_error(requests.get(tampered, timeout=10), 403)
     assert thread_hops == []
     engine.dispose()
 

@@ -101,8 +101,20 @@ def _canonical(url: str, signature_param: str) -> str:
     )
 
 
+def _query(url: str) -> dict[str, str]:
+    """The query parameters of `url`, each with its first value."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def _signed_part(root: str, options: dict[str, str]) -> str:
+    """The URL of a data file under `root`, signed with the store `options`."""
+    signer = object_store_signer(root, options)
+    assert signer is not None
+    return signer.sign(f"{root}/products/d/p/full/part-0.parquet", LIFETIME)
+
+
 def _assert_sigv4(url: str, secret: str) -> None:
-    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    query = _query(url)
     _, date, region, service, _ = query["X-Amz-Credential"].split("/")
     digest = hashlib.sha256(_canonical(url, "X-Amz-Signature").encode()).hexdigest()
     scope = f"{date}/{region}/{service}/aws4_request"
@@ -287,11 +299,8 @@ AZURE_KEY = base64.b64encode(b"mesh-test-azure-account-key-0123456789abcdef").de
     ],
 )
 def test_azure_signing_is_a_read_only_service_sas(root, options):
-    signer = object_store_signer(root, options)
-    assert signer is not None
-    url = signer.sign(f"{root}/products/d/p/full/part-0.parquet", LIFETIME)
-    parts = urlsplit(url)
-    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    url = _signed_part(root, options)
+    parts, query = urlsplit(url), _query(url)
     assert parts.scheme == "https"
     assert parts.netloc == "meshacct.blob.core.windows.net"
     assert parts.path == "/lake/root/products/d/p/full/part-0.parquet"
@@ -339,11 +348,8 @@ def test_gcs_signing_is_v4_with_the_service_account_key(service_account, option,
     else:
         value = service_account["json"]
     root = "gs://mesh-bucket/root"
-    signer = object_store_signer(root, {option: value})
-    assert signer is not None
-    url = signer.sign(f"{root}/products/d/p/full/part-0.parquet", LIFETIME)
-    parts = urlsplit(url)
-    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    url = _signed_part(root, {option: value})
+    parts, query = urlsplit(url), _query(url)
     assert parts.netloc == "storage.googleapis.com"
     assert parts.path == "/mesh-bucket/root/products/d/p/full/part-0.parquet"
     assert query["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"

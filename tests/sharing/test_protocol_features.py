@@ -22,6 +22,7 @@ from sharing.delta import snapshot
 from sharing.protocol import UnsupportedOperation, response_format
 from sharing.recipients import service as recipients
 from tests.factories import activation_link
+from tests.problems import assert_problem, assert_protocol_error
 
 TABLE = "sepsis-research.st-marys.patients"
 ADMIN = "admin-secret-for-sharing-tests"
@@ -118,7 +119,7 @@ def test_timestamp_time_travel(estate):
     assert len(current) == len(DeltaTable(_table(estate)).to_pandas())
     with pytest.raises(requests.HTTPError) as info:
         delta_sharing.load_as_pandas(url, timestamp="2001-01-01T00:00:00Z", use_delta_format=False)
-    assert info.value.response.status_code == 400
+    assert_protocol_error(info.value.response, 400)
 
 
 @pytest.mark.parametrize("use_delta_format", [False, True])
@@ -259,7 +260,7 @@ def test_activation_link_downloads_the_profile_once(estate, session):
     second = requests.post(url, timeout=10)
     assert second.status_code == 409
     assert "already used" in second.text
-    assert requests.post(url + "x", timeout=10).status_code == 404
+    assert_protocol_error(requests.post(url + "x", timeout=10), 404)
 
 
 def test_network_allow_list_guards_protocol_files_and_activation(estate, session):
@@ -283,14 +284,11 @@ def test_network_allow_list_guards_protocol_files_and_activation(estate, session
     )
     session.commit()
     try:
-        assert (
-            requests.get(f"{base}/delta-sharing/shares", headers=auth, timeout=10).status_code
-            == 403
-        )
-        assert requests.get(file_url, timeout=10).status_code == 403
-        assert (
-            requests.post(f"{base}/delta-sharing/activation/{link}", timeout=10).status_code == 403
-        )
+        shares = requests.get(f"{base}/delta-sharing/shares", headers=auth, timeout=10)
+        assert_protocol_error(shares, 403)
+        assert_protocol_error(requests.get(file_url, timeout=10), 403)
+        activation = requests.post(f"{base}/delta-sharing/activation/{link}", timeout=10)
+        assert_protocol_error(activation, 403)
         recipients.set_networks(
             session,
             org,
@@ -316,7 +314,7 @@ def test_recipient_admin_api(estate):
 
     base = _base(estate)
     api = f"{base}/api/v1/recipients/sepsis-research"
-    assert requests.get(f"{api}/tokens", timeout=10).status_code == 401
+    assert_problem(requests.get(f"{api}/tokens", timeout=10), 401)
     runner = CliRunner()
     boot = runner.invoke(mesh, ["admin", "bootstrap", "sharing-admin"], env=estate["env"])
     assert boot.exit_code == 0, boot.output
@@ -324,7 +322,7 @@ def test_recipient_admin_api(estate):
     consumer = runner.invoke(mesh, ["tokens", "create", "dr-okafor"], env=estate["env"])
     assert consumer.exit_code == 0, consumer.output
     own = {"Authorization": f"Bearer {consumer.output.strip().splitlines()[-1]}"}
-    assert requests.get(f"{api}/tokens", headers=own, timeout=10).status_code == 403
+    assert_problem(requests.get(f"{api}/tokens", headers=own, timeout=10), 403)
 
     issued = requests.post(
         f"{api}/tokens", json={"days": 5, "grace_hours": 48}, headers=admin, timeout=10
@@ -356,7 +354,7 @@ def test_recipient_admin_api(estate):
     cleared = requests.put(f"{api}/networks", json={"cidrs": []}, headers=admin, timeout=10)
     assert cleared.json() == {"cidrs": []}
     unknown = requests.get(f"{base}/api/v1/recipients/nobody/tokens", headers=admin, timeout=10)
-    assert unknown.status_code == 404
+    assert_problem(unknown, 404)
 
 
 def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
@@ -392,13 +390,13 @@ def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
     assert [t["name"] for t in tables] == ["patients"]
     # Local file URLs handed out before the revocation stop with it: the file endpoint serves
     # only tier tables the recipient may read now (object-store URLs live until they expire).
-    assert requests.get(held_url, timeout=10).status_code == 403
+    assert_protocol_error(requests.get(held_url, timeout=10), 403)
     # Another recipient's share looks exactly like one that does not exist.
     for share in ("quality-team", "no-such-share"):
         r = requests.get(
             f"{_base(estate)}/delta-sharing/shares/{share}/schemas", headers=auth, timeout=10
         )
-        assert r.status_code == 404
+        assert_protocol_error(r, 404)
 
 
 def test_every_read_is_audited_and_accounted_for(estate):

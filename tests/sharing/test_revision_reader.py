@@ -24,6 +24,7 @@ from policies.auth import split_secret
 from policies.revision import RevisionReader
 from sharing.recipients import service as recipients
 from tests.live import demo_estate, free_port, serving
+from tests.problems import assert_protocol_error
 
 QUERY = "/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query"
 
@@ -147,7 +148,7 @@ def test_on_postgresql_warm_queries_run_on_the_event_loop_and_revocation_is_imme
     refused = requests.post(endpoint + QUERY, json={}, headers=auth, timeout=10)
     assert (refused.status_code, refused.json()["errorCode"]) == (401, "UNAUTHENTICATED")
     listed = requests.get(endpoint + "/delta-sharing/shares", headers=auth, timeout=10)
-    assert listed.status_code == 401
+    assert_protocol_error(listed, 401)
 
 
 def test_on_postgresql_with_two_workers_every_committed_change_reaches_the_next_request(

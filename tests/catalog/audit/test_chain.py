@@ -150,19 +150,19 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(engine, clock):
     assert report.problem == "its prev_hash does not match the hash of entry 3"
 
 
-def test_a_deleted_entry_is_named(engine, clock):
-    append(engine, clock, 5)
-    tamper(engine, "DELETE FROM audit_event WHERE id = 3")
+@pytest.mark.parametrize(
+    ("entries_made", "deleted", "problem"),
+    [
+        (5, 3, "entry 3 is missing: entry 4 follows entry 2"),
+        (2, 1, "entry 1 is missing: entry 2 follows entry 0"),  # the first entry
+    ],
+)
+def test_a_deleted_entry_is_named(engine, clock, entries_made, deleted, problem):
+    append(engine, clock, entries_made)
+    tamper(engine, "DELETE FROM audit_event WHERE id = :id", id=deleted)
     report = verify(engine)
-    assert (report.ok, report.broken_id) == (False, 3)
-    assert report.problem == "entry 3 is missing: entry 4 follows entry 2"
-
-
-def test_a_deleted_first_entry_is_named(engine, clock):
-    append(engine, clock, 2)
-    tamper(engine, "DELETE FROM audit_event WHERE id = 1")
-    report = verify(engine)
-    assert (report.ok, report.broken_id) == (False, 1)
+    assert (report.ok, report.broken_id) == (False, deleted)
+    assert report.problem == problem
 
 
 def test_a_truncated_and_rewritten_tail_is_found_against_a_checkpoint(engine, clock):

@@ -13,38 +13,47 @@ from catalog.publishing import service as publishing
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import ACTOR, domain_body, make_domain
 
-PATIENT_VIEW = {
-    "resourceType": "ViewDefinition",
-    "name": "patients",
-    "resource": "Patient",
-    "select": [
-        {
-            "column": [
-                {"name": "patient_id", "path": "getResourceKey()"},
-                {"name": "mrn", "path": "identifier.where(type.coding.code = 'MR').value.first()"},
-                {"name": "family_name", "path": "name.where(use = 'official').family.first()"},
-                {"name": "given_name", "path": "name.where(use = 'official').given.first()"},
-                {"name": "birth_date", "path": "birthDate"},
-                {"name": "gender", "path": "gender"},
-                {"name": "address_line", "path": "address.line.first()"},
-                {"name": "city", "path": "address.city.first()"},
-                {"name": "state", "path": "address.state.first()"},
-                {"name": "postal_code", "path": "address.postalCode.first()"},
-                {"name": "phone", "path": "telecom.where(system = 'phone').value.first()"},
-                {"name": "note", "path": "text.`div`"},
-            ]
-        }
-    ],
-}
 
-PATIENT_COLUMNS = [
-    {
-        "name": "patient_id",
+def view_definition(name, resource, /, **paths):
+    """A ViewDefinition `name` over `resource`: a column for each keyword, its FHIRPath the value."""
+    return {
+        "resourceType": "ViewDefinition",
+        "name": name,
+        "resource": resource,
+        "select": [{"column": [{"name": column, "path": path} for column, path in paths.items()]}],
+    }
+
+
+def key_column(name, resource):
+    """The required identifier column `name`, replaced by a surrogate of `resource` ids."""
+    return {
+        "name": name,
         "type": "string",
         "nullable": False,
         "classification": "direct_identifier",
-        "surrogate": "Patient",
-    },
+        "surrogate": resource,
+    }
+
+
+PATIENT_VIEW = view_definition(
+    "patients",
+    "Patient",
+    patient_id="getResourceKey()",
+    mrn="identifier.where(type.coding.code = 'MR').value.first()",
+    family_name="name.where(use = 'official').family.first()",
+    given_name="name.where(use = 'official').given.first()",
+    birth_date="birthDate",
+    gender="gender",
+    address_line="address.line.first()",
+    city="address.city.first()",
+    state="address.state.first()",
+    postal_code="address.postalCode.first()",
+    phone="telecom.where(system = 'phone').value.first()",
+    note="text.`div`",
+)
+
+PATIENT_COLUMNS = [
+    key_column("patient_id", "Patient"),
     {"name": "mrn", "type": "string", "classification": "direct_identifier"},
     {"name": "family_name", "type": "string", "classification": "direct_identifier"},
     {"name": "given_name", "type": "string", "classification": "direct_identifier"},
@@ -181,20 +190,22 @@ def publish_settings(tmp_path, database_url):
     )
 
 
+VERSION_BODY = {
+    "version": "1.0.0",
+    "columns": PATIENT_COLUMNS,
+    "tiers": ["deidentified", "limited", "full"],
+    "sla": {
+        "completeness": ["birth_date >= 60%"],
+        "max_quarantined_percent": 60,
+        "max_findings_percent": 60,
+    },
+    "view": PATIENT_VIEW,
+    "legacy_date_formats": LEGACY_FORMATS,
+}
+
+
 def version_spec(version="1.0.0", **overrides):
-    body = {
-        "version": version,
-        "columns": PATIENT_COLUMNS,
-        "tiers": ["deidentified", "limited", "full"],
-        "sla": {
-            "completeness": ["birth_date >= 60%"],
-            "max_quarantined_percent": 60,
-            "max_findings_percent": 60,
-        },
-        "view": PATIENT_VIEW,
-        "legacy_date_formats": LEGACY_FORMATS,
-    }
-    return VersionSpec.model_validate(body | overrides)
+    return VersionSpec.model_validate(VERSION_BODY | {"version": version} | overrides)
 
 
 def new_product(
@@ -251,6 +262,7 @@ __all__ = [
     "PATIENT_VIEW",
     "ROWS",
     "STAYS",
+    "VERSION_BODY",
     "domain_body",
     "new_product",
     "patient",

@@ -15,7 +15,7 @@ from catalog.manifest.apply import apply_manifest
 from catalog.manifest.loader import load_manifest
 from catalog.products import service as products
 from catalog.products.models import VersionStatus
-from catalog.publishing import service
+from tests.catalog.publishing import conftest
 from tests.factories import ACTOR
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "products.example.yaml"
@@ -52,14 +52,8 @@ def observation(oid: str, codings: list[dict], **effective) -> dict:
 def publish(session, clock, tmp_path, domain, name, version, folder):
     found = products.get_version(session, domain, name, version)
     settings = Settings(home=tmp_path / "home", database_url="sqlite://")
-    return service.publish_version(
-        session,
-        found,
-        folder,
-        settings=settings,
-        clock=clock,
-        actor=ACTOR,
-        extracted_at=datetime(2026, 1, 15, tzinfo=UTC),
+    return conftest.publish(
+        session, found, folder, settings, clock, extracted_at=datetime(2026, 1, 15, tzinfo=UTC)
     )
 
 

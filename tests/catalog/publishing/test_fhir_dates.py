@@ -7,6 +7,7 @@ MESH_TEST_POSTGRES_URL, PostgreSQL catalogs), and the coercer on every date shap
 import json
 import random
 from datetime import UTC, date, datetime, time
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,12 +37,18 @@ from catalog.publishing.coerce import (
     parse_fhir_temporal,
 )
 from catalog.publishing.models import FindingRecord, QuarantineRecord
-from tests.catalog.publishing.conftest import STAYS, new_product
+from tests.catalog.publishing import conftest
+from tests.catalog.publishing.conftest import (
+    EXTRACTED,
+    STAYS,
+    key_column,
+    new_product,
+    view_definition,
+)
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import ACTOR
 from tests.problems import assert_problem
 
-EXTRACTED = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
 ALL_LEGACY = [
     "YYYYMMDD",
     "YYYY/MM/DD",
@@ -374,32 +381,20 @@ def test_version_spec_validation_of_the_new_fields():
 # --- publishing hand-made exports ---------------------------------------------------------------
 
 COLUMNS = [
-    {
-        "name": "patient_id",
-        "type": "string",
-        "nullable": False,
-        "classification": "direct_identifier",
-        "surrogate": "Patient",
-    },
+    key_column("patient_id", "Patient"),
     {"name": "birth_date", "type": "date32", "classification": "date"},
     {"name": "birth_text", "type": "string", "classification": "date"},
     {"name": "deceased_at", "type": "timestamp[us, tz=UTC]", "classification": "date"},
 ]
-VIEW = {
-    "resourceType": "ViewDefinition",
-    "name": "patients",
-    "resource": "Patient",
-    "select": [
-        {
-            "column": [
-                {"name": "patient_id", "path": "getResourceKey()"},
-                {"name": "birth_date", "path": "birthDate"},
-                {"name": "birth_text", "path": "birthDate"},
-                {"name": "deceased_at", "path": "deceased.ofType(dateTime)"},
-            ]
-        }
-    ],
-}
+VIEW = view_definition(
+    "patients",
+    "Patient",
+    patient_id="getResourceKey()",
+    birth_date="birthDate",
+    birth_text="birthDate",
+    deceased_at="deceased.ofType(dateTime)",
+)
+publish = partial(conftest.publish, extracted_at=EXTRACTED)  # these exports have no manifest
 
 
 def patient(pid, birth=None, deceased=None):
@@ -412,13 +407,9 @@ def patient(pid, birth=None, deceased=None):
 
 
 @pytest.fixture
-def settings(tmp_path, database_url):
-    return Settings(
-        home=tmp_path / "home",
-        database_url=database_url,
-        publish_source_roots=[tmp_path / "sources"],
-        admin_token=ADMIN_TOKEN,
-    )
+def settings(publish_settings):
+    """Publishing from `tmp_path / "sources"`."""
+    return publish_settings
 
 
 @pytest.fixture
@@ -443,18 +434,6 @@ def export(tmp_path, lines, name="export"):
     folder.mkdir(parents=True)
     (folder / "Patient.ndjson").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
-
-
-def publish(session, version, folder, settings, clock):
-    return service.publish_version(
-        session,
-        version,
-        folder,
-        settings=settings,
-        clock=clock,
-        actor=ACTOR,
-        extracted_at=EXTRACTED,
-    )
 
 
 def tier(version, name):

@@ -8,23 +8,11 @@ from typer.testing import CliRunner
 
 from catalog.app import create_app
 from catalog.cli import app
-from tests.catalog.publishing.conftest import LEGACY_FORMATS, PATIENT_COLUMNS, PATIENT_VIEW, ROWS
+from tests.catalog.publishing.conftest import PATIENT_VIEW, ROWS, VERSION_BODY
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import domain_body
 from tests.problems import assert_problem
 
-VERSION_BODY = {
-    "version": "1.0.0",
-    "columns": PATIENT_COLUMNS,
-    "tiers": ["deidentified", "limited", "full"],
-    "sla": {
-        "completeness": ["birth_date >= 60%"],
-        "max_quarantined_percent": 60,
-        "max_findings_percent": 60,
-    },
-    "view": PATIENT_VIEW,
-    "legacy_date_formats": LEGACY_FORMATS,
-}
 PRODUCT_BODY = {
     "name": "patients",
     "title": "Patients",
@@ -49,6 +37,13 @@ def api(publish_settings, engine, clock):
             == 201
         )
         yield client
+
+
+@pytest.fixture
+def mesh(database_url, publish_settings):
+    """Runs `mesh ARGS` on the API's database and home."""
+    env = {"MESH_DATABASE_URL": database_url, "MESH_HOME": str(publish_settings.home)}
+    return lambda *args: CliRunner().invoke(app, [str(a) for a in args], env=env)
 
 
 def test_publish_and_quarantine_over_the_api(api, export_dir):
@@ -112,43 +107,27 @@ def test_publish_api_refuses_sources_outside_the_roots(api, tmp_path):
     assert_problem(not_found, 404)
 
 
-def test_publish_and_quarantine_on_the_cli(
-    api, export_dir, database_url, publish_settings, tmp_path
-):
-    runner = CliRunner()
-    env = {"MESH_DATABASE_URL": database_url, "MESH_HOME": str(publish_settings.home)}
-    result = runner.invoke(
-        app,
-        ["publish", "st-marys/patients", "--version", "1.0.0", "--from", str(export_dir)],
-        env=env,
-    )
+def test_publish_and_quarantine_on_the_cli(api, mesh, export_dir, tmp_path):
+    result = mesh("publish", "st-marys/patients", "--version", "1.0.0", "--from", export_dir)
     assert result.exit_code == 0, result.output
     assert (
         "st-marys/patients 1.0.0: published - 15 input records, 8 rows, 0 excluded by the view, 7 quarantined"
         in result.stdout
     )
     assert "tier deidentified: Delta version 0" in result.stdout
-    listed = runner.invoke(app, ["quarantine", "list", "st-marys/patients", "--json"], env=env)
+    listed = mesh("quarantine", "list", "st-marys/patients", "--json")
     assert json.loads(listed.stdout)["total"] == 7
     view = tmp_path / "view.json"
     view.write_text(json.dumps(PATIENT_VIEW))
-    rebuilt = runner.invoke(
-        app, ["reconvert", "st-marys/patients", "--version", "1.0.0", "--view", str(view)], env=env
-    )
+    rebuilt = mesh("reconvert", "st-marys/patients", "--version", "1.0.0", "--view", view)
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "st-marys/patients 1.0.1: published" in rebuilt.stdout
 
 
-def test_quarantined_publish_exits_3(api, export_dir, database_url, publish_settings):
+def test_quarantined_publish_exits_3(api, mesh, export_dir):
     body = dict(VERSION_BODY, version="1.1.0", sla={"completeness": ["birth_date >= 99%"]})
     assert api.post("/api/v1/products/st-marys/patients/versions", json=body).status_code == 201
-    runner = CliRunner()
-    env = {"MESH_DATABASE_URL": database_url, "MESH_HOME": str(publish_settings.home)}
-    result = runner.invoke(
-        app,
-        ["publish", "st-marys/patients", "--version", "1.1.0", "--from", str(export_dir)],
-        env=env,
-    )
+    result = mesh("publish", "st-marys/patients", "--version", "1.1.0", "--from", export_dir)
     assert result.exit_code == 3
     assert "quarantined" in result.stdout and "FAIL completeness:birth_date" in result.stdout
     shown = api.get("/api/v1/products/st-marys/patients/versions/1.1.0").json()

@@ -15,20 +15,13 @@ from catalog.manifest.apply import apply_manifest
 from catalog.manifest.loader import load_manifest
 from catalog.products import service as products
 from catalog.products.models import VersionSpec, VersionStatus
-from catalog.publishing import service
-from tests.catalog.publishing.conftest import STAYS, new_product
+from tests.catalog.publishing.conftest import STAYS, key_column, new_product, publish
 from tests.factories import ACTOR
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "products.example.yaml"
 
 AGE_COLUMNS = [
-    {
-        "name": "encounter_id",
-        "type": "string",
-        "nullable": False,
-        "classification": "direct_identifier",
-        "surrogate": "Encounter",
-    },
+    key_column("encounter_id", "Encounter"),
     {"name": "age_years", "type": "int32", "classification": "age"},
     {"name": "zip", "type": "string", "classification": "zip"},
     {"name": "admitted_on", "type": "date32", "classification": "date"},
@@ -77,13 +70,12 @@ def test_parquet_source_with_ages(session, clock, ages_version, tmp_path):
     source.parent.mkdir()
     pq.write_table(stays_table(ROWS), source)
     settings = Settings(home=tmp_path / "home", database_url="sqlite://")
-    version = service.publish_version(
+    version = publish(
         session,
         ages_version,
         source,
-        settings=settings,
-        clock=clock,
-        actor=ACTOR,
+        settings,
+        clock,
         extracted_at=datetime(2026, 1, 15, tzinfo=UTC),
     )
     assert version.status == VersionStatus.PUBLISHED, version.checks
@@ -104,9 +96,7 @@ def test_delta_source_and_schema_mismatch(session, clock, ages_version, tmp_path
     source = tmp_path / "sources" / "stays_delta"
     write_deltalake(str(source), stays_table(ROWS[:3]))
     settings = Settings(home=tmp_path / "home", database_url="sqlite://")
-    version = service.publish_version(
-        session, ages_version, source, settings=settings, clock=clock, actor=ACTOR
-    )
+    version = publish(session, ages_version, source, settings, clock)
     assert version.status == VersionStatus.PUBLISHED
     assert version.counts["rows"] == 3
     assert version.lineage["source_kind"] == "delta"
@@ -128,9 +118,7 @@ def test_delta_source_and_schema_mismatch(session, clock, ages_version, tmp_path
     pq.write_table(
         stays_table(ROWS[:2]).drop_columns(["zip"]).append_column("extra", pa.array([1, 2])), wrong
     )
-    failed = service.publish_version(
-        session, second, wrong, settings=settings, clock=clock, actor=ACTOR
-    )
+    failed = publish(session, second, wrong, settings, clock)
     assert failed.status == VersionStatus.QUARANTINED
     schema = next(c for c in failed.checks if c["name"] == "schema")
     assert schema["passed"] is False and schema["detail"] == "columns missing zip; undeclared extra"
@@ -158,9 +146,7 @@ def test_example_estate_publishes_from_synthetic_export(session, clock, tmp_path
         ("labs", "lab-results", "2.0.0"),
     ]:
         found = products.get_version(session, domain, name, version)
-        result = service.publish_version(
-            session, found, export / domain, settings=settings, clock=clock, actor=ACTOR
-        )
+        result = publish(session, found, export / domain, settings, clock)
         counts = result.counts
         assert (
             counts["records_with_rows"] + counts["excluded_by_view"] + counts["quarantined"]

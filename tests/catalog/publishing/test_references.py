@@ -5,6 +5,7 @@ PostgreSQL; registration and products-file validation of `references`.
 """
 
 import json
+from functools import partial
 
 import pytest
 from deltalake import DeltaTable
@@ -13,64 +14,28 @@ from catalog.kernel.errors import ValidationFailed
 from catalog.manifest.loader import ManifestError, parse_manifest
 from catalog.products import service as products
 from catalog.products.models import ProductSpec, VersionSpec, VersionStatus
-from catalog.publishing import service
-from tests.catalog.publishing.conftest import EXTRACTED
+from tests.catalog.publishing import conftest
+from tests.catalog.publishing.conftest import EXTRACTED, key_column, view_definition
 from tests.factories import ACTOR, domain_body, make_domain
 from tests.problems import assert_problem
 
-PATIENT_VIEW = {
-    "resourceType": "ViewDefinition",
-    "name": "patients",
-    "resource": "Patient",
-    "select": [
-        {
-            "column": [
-                {"name": "patient_id", "path": "getResourceKey()"},
-                {"name": "gender", "path": "gender"},
-            ]
-        }
-    ],
-}
-PATIENT_COLUMNS = [
-    {
-        "name": "patient_id",
-        "type": "string",
-        "nullable": False,
-        "classification": "direct_identifier",
-        "surrogate": "Patient",
-    },
-    {
-        "name": "gender",
-        "type": "string",
-        "classification": "none",
-        "allowed_values": ["male", "female", "other", "unknown"],
-    },
-]
-OBS_VIEW = {
-    "resourceType": "ViewDefinition",
-    "name": "observations",
-    "resource": "Observation",
-    "select": [
-        {
-            "column": [
-                {"name": "observation_id", "path": "getResourceKey()"},
-                {"name": "patient_id", "path": "subject.getReferenceKey(Patient)"},
-                {"name": "code", "path": "code.coding.code.first()"},
-            ]
-        }
-    ],
-}
+PATIENT_VIEW = view_definition(
+    "patients", "Patient", patient_id="getResourceKey()", gender="gender"
+)
+PATIENT_COLUMNS = [c for c in conftest.PATIENT_COLUMNS if c["name"] in ("patient_id", "gender")]
+OBS_VIEW = view_definition(
+    "observations",
+    "Observation",
+    observation_id="getResourceKey()",
+    patient_id="subject.getReferenceKey(Patient)",
+    code="code.coding.code.first()",
+)
+publish = partial(conftest.publish, extracted_at=EXTRACTED)  # these exports have no manifest
 
 
 def obs_columns(ref="patients.patient_id", patient_type="string"):
     return [
-        {
-            "name": "observation_id",
-            "type": "string",
-            "nullable": False,
-            "classification": "direct_identifier",
-            "surrogate": "Observation",
-        },
+        key_column("observation_id", "Observation"),
         {
             "name": "patient_id",
             "type": patient_type,
@@ -132,18 +97,6 @@ def register(session, clock, prod, columns, view, version="1.0.0", **sla):
         }
     )
     return products.register_version(session, prod, spec, actor=ACTOR, clock=clock)
-
-
-def publish(session, version, folder, settings, clock):
-    return service.publish_version(
-        session,
-        version,
-        folder,
-        settings=settings,
-        clock=clock,
-        actor=ACTOR,
-        extracted_at=EXTRACTED,
-    )
 
 
 def check_of(version):

@@ -5,7 +5,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,15 +13,10 @@ import requests
 from sqlalchemy import text
 
 from catalog.kernel.db import make_engine
+from tests.live import MESH_COMMAND, free_port, mesh_serve
 from tests.problems import assert_problem
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -95,23 +89,15 @@ def _answers(base: str) -> bool:
 
 @pytest.fixture
 def served(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MESH_HOME": str(tmp_path),
         "MESH_DATABASE_URL": "",
         "MESH_SIGNING_KEY": secrets.token_urlsafe(48),
     }
-    subprocess.run(
-        [sys.executable, "-m", "catalog.cli", "db", "upgrade"], env=env, check=True, cwd=tmp_path
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    subprocess.run([*MESH_COMMAND, "db", "upgrade"], env=env, check=True, cwd=tmp_path)
+    server = mesh_serve(env, tmp_path, port, 2)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: len(_workers(server.pid, port)) == 2 and _answers(base), "two workers")

@@ -55,14 +55,8 @@ def test_deprecation_notifies_grant_holders(estate, session):
     version.status = VersionStatus.PUBLISHED
     session.commit()
     _, grant = estate.approved_grant(reason=IRB)
-    r = estate.call(
-        "pub-sm",
-        "POST",
-        "/api/v1/products/st-marys/patients/versions/1.0.0/deprecate",
-        json={"reason": "replaced by 2.0.0"},
-    )
-    assert r.status_code == 200, r.text
-    assert r.json()["affected_grants"] == [grant["id"]]
+    deprecated = estate.deprecate("1.0.0", "replaced by 2.0.0", who="pub-sm")
+    assert deprecated["affected_grants"] == [grant["id"]]
     notices = estate.call("researcher", "GET", "/api/v1/grants").json()["items"][0]["notices"]
     assert len(notices) == 1
     assert notices[0]["message"].startswith(

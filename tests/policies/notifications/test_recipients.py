@@ -5,6 +5,7 @@ import json
 from sqlmodel import Session, select
 
 from policies.notifications.models import Notification
+from tests.problems import assert_problem
 
 JUSTIFICATION = "Cohort study of sepsis outcomes across the network"
 
@@ -100,9 +101,9 @@ def test_a_refused_change_writes_no_notification(estate):
     """The notification commits with its change: four eyes refuses, nothing is told."""
     dua = estate.dua(organization="quality-team")
     rid = estate.request("dual", dua_id=dua["id"]).json()["id"]
-    assert estate.approve(rid, who="dual").status_code == 403
+    assert_problem(estate.approve(rid, who="dual"), 403)
     assert estate.approve(rid, who="admin1").status_code == 200
-    assert estate.approve(rid, who="admin2").status_code == 409  # already approved
+    assert_problem(estate.approve(rid, who="admin2"), 409)  # already approved
     approvals = [k for k in kinds(estate, "dual") if k[0] == "request-approved"]
     assert approvals == [("request-approved", rid, None)]
     # The requester (also an admin) is not told of its own filing.
@@ -127,10 +128,7 @@ def test_deprecation_reaches_grantees_and_owners(estate, engine, clock):
         version.status = VersionStatus.PUBLISHED
         session.add(version)
         session.commit()
-    r = estate.call(
-        "pub-sm", "POST", f"{base}/1.0.0/deprecate", json={"reason": "superseded by 2.0.0"}
-    )
-    assert r.status_code == 200, r.text
+    estate.deprecate("1.0.0", "superseded by 2.0.0", who="pub-sm")
     got = [n for n in inbox(estate, "researcher")["items"] if n["kind"] == "version-deprecated"]
     assert len(got) == 1
     assert got[0]["title"] == "st-marys/patients 1.0.0 deprecated"
