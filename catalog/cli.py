@@ -28,6 +28,7 @@ from catalog.kernel.commands import (
     migrated_engine,
     out,
     print_json,
+    print_rows,
     split_product,
     unit_of_work,
     wired_unit_of_work,
@@ -196,13 +197,12 @@ def domains_list(home: Home = None, as_json: AsJson = False) -> None:
     """List facilities and clinical domains."""
     with unit_of_work(home) as session:
         domains = [service.domain_read(d) for d in service.list_domains(session)]
-    if as_json:
-        print_json([d.model_dump(mode="json") for d in domains])
-        return
-    table = Table("name", "kind", "title", "owner team", "contact")
-    for d in domains:
-        table.add_row(d.name, d.kind, d.title, d.owner_team, d.contact_email)
-    out.print(table)
+    print_rows(
+        domains,
+        as_json,
+        ("name", "kind", "title", "owner team", "contact"),
+        lambda d: (d.name, d.kind, d.title, d.owner_team, d.contact_email),
+    )
 
 
 @products_app.command("list")
@@ -228,20 +228,19 @@ def products_list(
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-    if as_json:
-        print_json([p.model_dump(mode="json") for p in items])
-        return
-    table = Table("product", "title", "status", "latest", "tiers", "tags")
-    for p in items:
-        table.add_row(
+    print_rows(
+        items,
+        as_json,
+        ("product", "title", "status", "latest", "tiers", "tags"),
+        lambda p: (
             f"{p.domain}/{p.name}",
             p.title,
             p.status,
             p.latest_version or "-",
             ",".join(p.tiers),
             ",".join(p.tags),
-        )
-    out.print(table)
+        ),
+    )
 
 
 @products_app.command("show")

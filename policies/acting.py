@@ -35,9 +35,6 @@ As = Annotated[
 ]
 
 
-Reason = Annotated[str, typer.Option("--reason", help="Why; recorded with the change.")]
-
-
 OptionalReason = Annotated[str | None, typer.Option("--reason", help="Why; recorded.")]
 
 

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 from litestar.concurrency import sync_to_thread
@@ -20,7 +20,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from catalog.audit.models import AUTH_FAILED, AuditEvent, Outcome
 from catalog.audit.record import Actor, record_failure
@@ -36,11 +36,20 @@ ENV_ADMIN = "env:admin"
 INVALID = "missing, invalid, expired or revoked credentials"
 
 
-def new_secret(prefix: str) -> tuple[str, str, str]:
-    """A fresh credential: (token id, SHA-256 of the secret to store, `prefix<id>_<secret>`)."""
-    token_id = secrets.token_hex(8)
+Keyed = TypeVar("Keyed", bound=SQLModel)
+
+
+def issue_secret(
+    session: Session, model: type[Keyed], prefix: str, **fields: Any
+) -> tuple[Keyed, str]:
+    """A new `model` row for a fresh credential `prefix<id>_<secret>`: the row keeps the id and
+    the secret's SHA-256 only, so the returned credential is the only copy of the secret."""
+    row_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    return token_id, _digest(secret), f"{prefix}{token_id}_{secret}"
+    row = model(id=row_id, secret_sha256=_digest(secret), **fields)
+    session.add(row)
+    session.flush()
+    return row, f"{prefix}{row_id}_{secret}"
 
 
 def split_secret(credential: str, prefix: str) -> tuple[str, str] | None:
@@ -57,7 +66,7 @@ _TOKEN_ID = re.compile(r"^[0-9a-f]{16}$")
 def token_id_of(credential: str | None, prefix: str) -> str | None:
     """The id part of a `prefix<id>_<secret>` credential, for the audit log; never the secret.
 
-    None unless the id has the shape `new_secret` issues (16 hex characters), so a mistyped
+    None unless the id has the shape `issue_secret` issues (16 hex characters), so a mistyped
     secret is never recorded as an id.
     """
     parts = split_secret(credential, prefix) if credential else None
@@ -95,19 +104,16 @@ def issue_api_token(
 
     `issued_by` (who receives that copy) is kept: the four-eyes rule refuses that principal
     decisions on the token holder's requests."""
-    token_id, digest, credential = new_secret(TOKEN_PREFIX)
-    token = ApiToken(
-        id=token_id,
+    return issue_secret(
+        session,
+        ApiToken,
+        TOKEN_PREFIX,
         principal_id=principal.id,
-        secret_sha256=digest,
         description=description,
         created_at=now,
         expires_at=now + timedelta(days=days),
         issued_by=issued_by,
     )
-    session.add(token)
-    session.flush()
-    return token, credential
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,16 @@
 import getpass
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -137,3 +139,19 @@ def split_product(ref: str) -> tuple[str, str]:
 def print_json(value: Any) -> None:
     """Machine-readable output."""
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+Row = TypeVar("Row", bound=BaseModel)
+
+
+def print_rows(
+    rows: Sequence[Row], as_json: bool, header: Sequence[str], cells: Callable[[Row], Sequence[str]]
+) -> None:
+    """A listing: with `--json` the rows as JSON, otherwise a table of `header` and `cells(row)`."""
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in rows])
+        return
+    table = Table(*header)
+    for r in rows:
+        table.add_row(*cells(r))
+    out.print(table)

@@ -187,11 +187,7 @@ def create_product(
     now = clock.now()
     product = DataProduct(
         domain=domain,
-        name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        owner_team=spec.owner_team,
-        owner_email=spec.owner_email,
+        **spec.model_dump(exclude={"tags", "source_resources"}),
         source_resources=list(spec.source_resources),
         tag_rows=[ProductTag(tag=t) for t in spec.tags],
         created_at=now,

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import DataProduct, Domain, ProductVersion, VersionStatus
 from catalog.publishing import service
+from catalog.publishing.models import FindingPage, QuarantinePage
 from catalog.sqlonfhir.progress import conversion_progress
 
 quarantine_app = typer.Typer(
@@ -41,11 +43,7 @@ findings_app = typer.Typer(
     help="Values that did not conform to their FHIR type: made null, rows kept.",
     no_args_is_help=True,
 )
-# The arguments of the record listings (quarantine, findings).
 ProductArg = Annotated[str, typer.Argument(help="DOMAIN/NAME")]
-VersionFilter = Annotated[str | None, typer.Option(help="Only this version.")]
-RuleFilter = Annotated[str | None, typer.Option(help="Only this rule.")]
-RecordLimit = Annotated[int, typer.Option(min=1, max=10_000)]
 
 
 def print_outcome(version: ProductVersion, *, verbose: bool = True) -> None:
@@ -75,7 +73,7 @@ def print_outcome(version: ProductVersion, *, verbose: bool = True) -> None:
 
 
 def publish(
-    product: Annotated[str, typer.Argument(help="DOMAIN/NAME")],
+    product: ProductArg,
     version: VersionOpt,
     source: Annotated[
         Path,
@@ -114,7 +112,7 @@ def publish(
 
 
 def reconvert(
-    product: Annotated[str, typer.Argument(help="DOMAIN/NAME")],
+    product: ProductArg,
     version: VersionOpt,
     view: Annotated[
         Path | None, typer.Option("--view", help="Corrected ViewDefinition (JSON or YAML file).")
@@ -149,63 +147,52 @@ def _read_view(path: Path) -> dict[str, Any]:
     return value
 
 
-@quarantine_app.command("list")
-def quarantine_list(
-    product: ProductArg,
-    version: VersionFilter = None,
-    rule: RuleFilter = None,
-    limit: RecordLimit = 50,
-    home: Home = None,
-    as_json: AsJson = False,
-) -> None:
-    """Quarantined records with counts by reason (file hash + line point into raw storage)."""
-    _list_records("quarantined", product, version, rule, limit, home, as_json)
+def _records_command(
+    what: str, lister: Callable[..., QuarantinePage | FindingPage]
+) -> Callable[..., None]:
+    """The `list` command of one record listing: `lister` is the service behind it."""
+
+    def list_records(
+        product: ProductArg,
+        version: Annotated[str | None, typer.Option(help="Only this version.")] = None,
+        rule: Annotated[str | None, typer.Option(help="Only this rule.")] = None,
+        limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+        home: Home = None,
+        as_json: AsJson = False,
+    ) -> None:
+        domain, name = split_product(product)
+        with unit_of_work(home) as session:
+            found = products.get_product(session, domain, name)
+            page = lister(session, found, version=version, rule=rule, limit=limit)
+        if as_json:
+            print_json(page.model_dump(mode="json"))
+            return
+        out.print(f"{page.total} {what}: " + ", ".join(f"{k} {v}" for k, v in page.counts.items()))
+        table = Table("version", "file", "line", "rule", "field", "detail")
+        for item in page.items:
+            table.add_row(
+                item.version,
+                item.source_file,
+                str(item.line),
+                item.rule,
+                item.field or "",
+                item.detail,
+            )
+        out.print(table)
+        if page.next_cursor:
+            out.print(f"(showing {len(page.items)}; raise --limit or use the API cursor for more)")
+
+    return list_records
 
 
-@findings_app.command("list")
-def findings_list(
-    product: ProductArg,
-    version: VersionFilter = None,
-    rule: RuleFilter = None,
-    limit: RecordLimit = 50,
-    home: Home = None,
-    as_json: AsJson = False,
-) -> None:
-    """Findings with counts by rule: values made null, their rows kept (file hash + line)."""
-    _list_records("findings", product, version, rule, limit, home, as_json)
-
-
-def _list_records(
-    what: str,
-    product: str,
-    version: str | None,
-    rule: str | None,
-    limit: int,
-    home: Path | None,
-    as_json: bool,
-) -> None:
-    domain, name = split_product(product)
-    lister = service.list_quarantine if what == "quarantined" else service.list_findings
-    with unit_of_work(home) as session:
-        page = lister(
-            session,
-            products.get_product(session, domain, name),
-            version=version,
-            rule=rule,
-            limit=limit,
-        )
-    if as_json:
-        print_json(page.model_dump(mode="json"))
-        return
-    out.print(f"{page.total} {what}: " + ", ".join(f"{k} {v}" for k, v in page.counts.items()))
-    table = Table("version", "file", "line", "rule", "field", "detail")
-    for item in page.items:
-        table.add_row(
-            item.version, item.source_file, str(item.line), item.rule, item.field or "", item.detail
-        )
-    out.print(table)
-    if page.next_cursor:
-        out.print(f"(showing {len(page.items)}; raise --limit or use the API cursor for more)")
+quarantine_app.command(
+    "list",
+    help="Quarantined records with counts by reason (file hash + line point into raw storage).",
+)(_records_command("quarantined", service.list_quarantine))
+findings_app.command(
+    "list",
+    help="Findings with counts by rule: values made null, their rows kept (file hash + line).",
+)(_records_command("findings", service.list_findings))
 
 
 def synth(

@@ -502,20 +502,7 @@ def _list_records(
         scope = scope.where(col(model.id) > int(last))
     found = session.exec(scope.order_by(col(model.id)).limit(limit + 1)).all()
     page = found[:limit]
-    items = [
-        QuarantineItem(
-            version=v,
-            source_file=r.source_file,
-            source_sha256=r.source_sha256,
-            line=r.line,
-            resource_type=r.resource_type,
-            resource_id=r.resource_id,
-            rule=r.rule,
-            field=r.field,
-            detail=r.detail,
-        )
-        for r, v in page
-    ]
+    items = [QuarantineItem.model_validate({**r.model_dump(), "version": v}) for r, v in page]
     next_cursor = encode_cursor([str(page[-1][0].id)]) if len(found) > limit else None
     total = sum(counts.values()) if rule is None else counts.get(rule, 0)
     return {"counts": counts, "total": total, "items": items, "next_cursor": next_cursor}

@@ -7,20 +7,20 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
     AsJson,
     Home,
+    Reason,
     cli_actor,
     fail,
     out,
-    print_json,
+    print_rows,
     unit_of_work,
 )
 from catalog.products.models import Tier
-from policies.acting import Reason, validation_message
+from policies.acting import validation_message
 from policies.duas.models import DuaCreate
 from policies.duas.service import create_dua, dua_read, list_duas, revoke_dua
 from policies.models import Purpose
@@ -81,12 +81,11 @@ def duas_list(organization: str | None = None, home: Home = None, as_json: AsJso
             session, actor=cli_actor(), organization=organization, limit=10_000, cursor=None
         )
         rows = [dua_read(session, d, now) for d in items]
-    if as_json:
-        print_json([r.model_dump(mode="json") for r in rows])
-        return
-    table = Table("id", "organization", "purpose", "tiers", "coverage", "expires", "active")
-    for r in rows:
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("id", "organization", "purpose", "tiers", "coverage", "expires", "active"),
+        lambda r: (
             str(r.id),
             r.organization,
             r.purpose,
@@ -94,8 +93,8 @@ def duas_list(organization: str | None = None, home: Home = None, as_json: AsJso
             ",".join(r.coverage),
             r.expires_at.date().isoformat(),
             "yes" if r.active else "no",
-        )
-    out.print(table)
+        ),
+    )
 
 
 @duas_app.command("revoke")

@@ -1,19 +1,18 @@
 """`mesh grants ...`."""
 
 import typer
-from rich.table import Table
 
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
     AsJson,
     Home,
+    Reason,
     cli_actor,
     load_settings,
     out,
-    print_json,
+    print_rows,
     unit_of_work,
 )
-from policies.acting import Reason
 from policies.grants.service import grant_read, list_grants, revoke_grant
 from policies.models import GrantState
 
@@ -44,14 +43,11 @@ def grants_list(
             cursor=None,
         )
         rows = [grant_read(session, g, settings=settings, now=clock.now()) for g in items]
-    if as_json:
-        print_json([r.model_dump(mode="json") for r in rows])
-        return
-    table = Table(
-        "id", "organization", "product", "tier", "state", "expires", "review due", "notices"
-    )
-    for r in rows:
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("id", "organization", "product", "tier", "state", "expires", "review due", "notices"),
+        lambda r: (
             str(r.id),
             r.organization,
             r.product,
@@ -60,8 +56,8 @@ def grants_list(
             r.expires_at.date().isoformat(),
             r.review_due_at.date().isoformat(),
             str(len(r.notices)),
-        )
-    out.print(table)
+        ),
+    )
 
 
 @grants_app.command("revoke")

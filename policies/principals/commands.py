@@ -4,20 +4,20 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
     AsJson,
     Home,
+    Reason,
     cli_actor,
     fail,
     out,
-    print_json,
+    print_rows,
     unit_of_work,
 )
 from catalog.kernel.errors import MeshError
-from policies.acting import Reason, validation_message
+from policies.acting import validation_message
 from policies.models import PrincipalKind, Role
 from policies.principals.models import OrganizationCreate, PrincipalCreate
 from policies.principals.service import (
@@ -80,20 +80,19 @@ def principals_list(home: Home = None, as_json: AsJson = False) -> None:
     """Principals and their roles."""
     with unit_of_work(home) as session:
         rows = list_principals(session, actor=cli_actor())
-    if as_json:
-        print_json([r.model_dump(mode="json") for r in rows])
-        return
-    table = Table("name", "kind", "roles", "domains", "organization", "disabled")
-    for r in rows:
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("name", "kind", "roles", "domains", "organization", "disabled"),
+        lambda r: (
             r.name,
             r.kind,
             ",".join(r.roles),
             ",".join(r.domains),
             r.organization or "",
             "yes" if r.disabled else "",
-        )
-    out.print(table)
+        ),
+    )
 
 
 @principals_app.command("disable")

@@ -1,6 +1,7 @@
 """Principals, their roles (Casbin grouping lines), API tokens and consumer organisations."""
 
 from datetime import datetime
+from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -46,12 +47,20 @@ def check_principal_name(name: str) -> None:
         raise InvalidParameter(f"principal name {name!r} may not carry a namespace prefix (':')")
 
 
+Named = TypeVar("Named", Organization, Principal)
+
+
+def _get_named(session: Session, model: type[Named], name: str, what: str) -> Named:
+    """The `model` row called `name`, or NotFound naming it as `what`."""
+    found = session.exec(select(model).where(model.name == name)).first()
+    if found is None:
+        raise NotFound(f"{what} {name!r} not found")
+    return found
+
+
 def get_organization(session: Session, name: str) -> Organization:
     """The organisation called `name`, or NotFound."""
-    found = session.exec(select(Organization).where(Organization.name == name)).first()
-    if found is None:
-        raise NotFound(f"organization {name!r} not found")
-    return found
+    return _get_named(session, Organization, name, "organization")
 
 
 def create_organization(
@@ -77,10 +86,7 @@ def list_organizations(session: Session, *, actor: Actor) -> list[Organization]:
 
 def get_principal(session: Session, name: str) -> Principal:
     """The principal called `name`, or NotFound."""
-    found = session.exec(select(Principal).where(Principal.name == name)).first()
-    if found is None:
-        raise NotFound(f"principal {name!r} not found")
-    return found
+    return _get_named(session, Principal, name, "principal")
 
 
 def create_principal(

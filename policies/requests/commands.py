@@ -3,17 +3,17 @@
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
     AsJson,
     Home,
+    Reason,
     out,
-    print_json,
+    print_rows,
 )
 from catalog.products.models import Tier
-from policies.acting import As, OptionalReason, Reason, acting
+from policies.acting import As, OptionalReason, acting
 from policies.models import Purpose, RequestStatus
 from policies.requests.models import AccessRequestCreate
 from policies.requests.service import (
@@ -75,12 +75,11 @@ def requests_list(
             cursor=None,
         )
         rows = [request_read(session, r) for r in items]
-    if as_json:
-        print_json([r.model_dump(mode="json") for r in rows])
-        return
-    table = Table("id", "organization", "requester", "tier", "products", "status", "decided by")
-    for r in rows:
-        table.add_row(
+    print_rows(
+        rows,
+        as_json,
+        ("id", "organization", "requester", "tier", "products", "status", "decided by"),
+        lambda r: (
             str(r.id),
             r.organization,
             r.requester,
@@ -88,8 +87,8 @@ def requests_list(
             ",".join(r.products),
             r.status,
             r.decided_by or "",
-        )
-    out.print(table)
+        ),
+    )
 
 
 @requests_app.command("approve")

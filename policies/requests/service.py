@@ -64,13 +64,9 @@ def create_request(
         )
         found.append((ref, product))
     request = AccessRequest(
+        **spec.model_dump(exclude={"products"}),
         organization_id=org_id,
         requester=actor.name,
-        dua_id=dua.id,
-        tier=spec.tier,
-        purpose=spec.purpose,
-        justification=spec.justification,
-        requested_days=spec.requested_days,
         products=[ref for ref, _ in found],
         created_at=now,
     )

@@ -14,6 +14,7 @@ from catalog.kernel.settings import Settings
 from policies.principals.service import get_organization
 from sharing.files.urls import PREFIX
 from sharing.recipients import service as recipients
+from sharing.recipients.models import RecipientToken
 
 recipients_app = typer.Typer(help="Delta Sharing recipients.", no_args_is_help=True)
 Endpoint = Annotated[
@@ -57,9 +58,7 @@ def recipient_rotate(
             actor=cli_actor(),
             now=SystemClock().now(),
         )
-        path = _write(settings, organization, recipients.profile(
-            recipients.settings_profile_endpoint(settings, endpoint), token, credential
-        ))  # fmt: skip
+        path = _write(settings, organization, endpoint, token, credential)
     out.print(f"new token {token.id} for {organization}; profile written to {path}")
 
 
@@ -144,11 +143,19 @@ def write_profile(
     token, secret = recipients.issue_recipient_token(
         session, org, days=days, now=SystemClock().now()
     )
+    return _write(settings, organization, endpoint, token, secret), token.id
+
+
+def _write(
+    settings: Settings,
+    organization: str,
+    endpoint: str | None,
+    token: RecipientToken,
+    credential: str,
+) -> Path:
+    """HOME/profiles/ORG.share for `credential`, owner-readable only."""
     base = recipients.settings_profile_endpoint(settings, endpoint)
-    return _write(settings, organization, recipients.profile(base, token, secret)), token.id
-
-
-def _write(settings: Settings, organization: str, profile: dict[str, object]) -> Path:
+    profile = recipients.profile(base, token, credential)
     settings.profiles_dir.mkdir(parents=True, exist_ok=True)
     path = settings.profiles_dir / f"{organization}.share"
     path.write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from catalog.audit.record import Actor, record
 from catalog.kernel.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unauthenticated
 from catalog.kernel.settings import Settings
-from policies.auth import new_secret, secret_matches, split_secret
+from policies.auth import issue_secret, secret_matches, split_secret
 from policies.principals.models import Organization
 from sharing.recipients.models import RecipientActivation, RecipientNetwork, RecipientToken
 
@@ -39,17 +39,14 @@ def issue_recipient_token(
     session: Session, organization: Organization, *, days: int, now: datetime
 ) -> tuple[RecipientToken, str]:
     """A new bearer token for a recipient; the returned string is the only copy."""
-    token_id, digest, credential = new_secret(TOKEN_PREFIX)
-    token = RecipientToken(
-        id=token_id,
+    return issue_secret(
+        session,
+        RecipientToken,
+        TOKEN_PREFIX,
         organization_id=organization.id,
-        secret_sha256=digest,
         created_at=now,
         expires_at=now + timedelta(days=days),
     )
-    session.add(token)
-    session.flush()
-    return token, credential
 
 
 def rotate_token(
@@ -206,26 +203,24 @@ def create_activation(
     now: datetime,
 ) -> tuple[RecipientActivation, str]:
     """A one-time activation secret; the profile (and its token) is made at first download."""
-    link_id, digest, secret = new_secret(ACTIVATION_PREFIX)
-    activation = RecipientActivation(
-        id=link_id,
+    activation, secret = issue_secret(
+        session,
+        RecipientActivation,
+        ACTIVATION_PREFIX,
         organization_id=organization.id,
-        secret_sha256=digest,
         token_days=token_days,
         created_at=now,
         created_by=actor.name,
         expires_at=now + valid_for,
     )
-    session.add(activation)
     record(
         session,
         actor,
         "recipient.activation.create",
         subject=organization,
         at=now,
-        details={"activation_id": link_id, "expires_at": activation.expires_at.isoformat()},
+        details={"activation_id": activation.id, "expires_at": activation.expires_at.isoformat()},
     )
-    session.flush()
     return activation, secret
 
 

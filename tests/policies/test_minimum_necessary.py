@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from catalog.products.models import Tier
 from policies.enforcer import PolicyLines, PolicyRules, default_policy_lines
 from policies.minimum_necessary import TierRuleFacts, unmet_rules
 
-ALL_MET = TierRuleFacts(
-    dua_active=True,
-    dua_covers_product=True,
-    dua_permits_tier=True,
-    purpose_matches_dua=True,
-    purpose_allows_full=True,
-    has_justification=True,
-)
+ALL_MET = TierRuleFacts(**{fact.name: True for fact in fields(TierRuleFacts)})
 
 
 def _rules(p2: dict[str, list[str]] | None = None) -> PolicyRules:
