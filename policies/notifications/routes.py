@@ -2,19 +2,18 @@
 
 from typing import Annotated
 
-from litestar import get, post
+from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import QueryParameter
 
-from catalog.kernel import pagination
+from catalog.kernel.pagination import PageRequest
 from catalog.kernel.problems import LIST_ERRORS, READ_ERRORS, SEARCH_ERRORS
-from policies.models import MAX_ROW_ID
+from catalog.kernel.routing import action
 from policies.notifications import inbox as notifications
 from policies.notifications.models import MarkedRead, NotificationPage, NotificationRead
-from policies.routing import GovernanceController, ServiceCall
+from policies.routing import ANY, GovernanceController, RowId, ServiceCall
 
-# Every principal has an inbox; the service only ever reads the caller's own rows.
-ANY = {"permission": "authenticated"}
+# ANY: every principal has an inbox; the service only ever reads the caller's own rows.
 
 
 class NotificationController(GovernanceController):
@@ -27,16 +26,12 @@ class NotificationController(GovernanceController):
     def list_notifications(
         self,
         call: NamedDependency[ServiceCall],
+        page: NamedDependency[PageRequest],
         unread: Annotated[bool, QueryParameter(description="Only unread ones.")] = False,
-        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
-        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> NotificationPage:
         """The caller's notifications, newest first, with the unread count."""
-        size = pagination.page_size(
-            limit, default=call.settings.default_page_size, maximum=call.settings.max_page_size
-        )
         items, nxt = notifications.list_inbox(
-            call.session, actor=call.actor, unread_only=unread, limit=size, cursor=cursor
+            call.session, actor=call.actor, unread_only=unread, limit=page.size, cursor=page.cursor
         )
         return NotificationPage(
             items=items,
@@ -44,16 +39,10 @@ class NotificationController(GovernanceController):
             unread=notifications.unread_count(call.session, actor=call.actor),
         )
 
-    @post(
-        "/{notification_id:int}/read",
-        sync_to_thread=True,
-        status_code=200,
-        opt=ANY,
-        responses=READ_ERRORS,
-    )
+    @action("/{notification_id:int}/read", opt=ANY, responses=READ_ERRORS)
     def mark_read(
         self,
-        notification_id: Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)],
+        notification_id: RowId,
         call: NamedDependency[ServiceCall],
     ) -> NotificationRead:
         """Mark one of the caller's notifications read (404 for anyone else's)."""
@@ -61,7 +50,7 @@ class NotificationController(GovernanceController):
             call.session, notification_id, actor=call.actor, now=call.clock.now()
         )
 
-    @post("/read-all", sync_to_thread=True, status_code=200, opt=ANY, responses=LIST_ERRORS)
+    @action("/read-all", opt=ANY, responses=LIST_ERRORS)
     def mark_all_read(
         self,
         call: NamedDependency[ServiceCall],

@@ -3,13 +3,13 @@
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from sqlmodel import Session
 
-from catalog.audit.record import Actor
 from catalog.kernel.problems import ACTION_ERRORS, LIST_ERRORS, WRITE_ERRORS
+from catalog.kernel.routing import action
 from policies.models import Decision
 from policies.principals.models import (
     ApiTokenIssued,
+    Organization,
     OrganizationCreate,
     PrincipalCreate,
     PrincipalRead,
@@ -35,14 +35,9 @@ class OrganizationController(GovernanceController):
     tags = ("governance",)
 
     @get("/", sync_to_thread=True, opt={"permission": "organization:read"}, responses=LIST_ERRORS)
-    def list_organizations(
-        self, session: NamedDependency[Session], actor: NamedDependency[Actor]
-    ) -> list[OrganizationCreate]:
+    def list_organizations(self, call: NamedDependency[ServiceCall]) -> list[OrganizationCreate]:
         """All consumer organisations."""
-        return [
-            OrganizationCreate(name=o.name, title=o.title, contact_email=o.contact_email)
-            for o in list_organizations(session, actor=actor)
-        ]
+        return [_organization(o) for o in list_organizations(call.session, actor=call.actor)]
 
     @post(
         "/", sync_to_thread=True, opt={"permission": "organization:create"}, responses=WRITE_ERRORS
@@ -53,8 +48,9 @@ class OrganizationController(GovernanceController):
         call: NamedDependency[ServiceCall],
     ) -> OrganizationCreate:
         """Register a consumer organisation."""
-        org = create_organization(call.session, data, actor=call.actor, clock=call.clock)
-        return OrganizationCreate(name=org.name, title=org.title, contact_email=org.contact_email)
+        return _organization(
+            create_organization(call.session, data, actor=call.actor, clock=call.clock)
+        )
 
 
 class PrincipalController(GovernanceController):
@@ -64,11 +60,9 @@ class PrincipalController(GovernanceController):
     tags = ("governance",)
 
     @get("/", sync_to_thread=True, opt={"permission": "principal:read"}, responses=LIST_ERRORS)
-    def list_principals(
-        self, session: NamedDependency[Session], actor: NamedDependency[Actor]
-    ) -> list[PrincipalRead]:
+    def list_principals(self, call: NamedDependency[ServiceCall]) -> list[PrincipalRead]:
         """Every principal with roles."""
-        return list_principals(session, actor=actor)
+        return list_principals(call.session, actor=call.actor)
 
     @post("/", sync_to_thread=True, opt={"permission": "principal:create"}, responses=WRITE_ERRORS)
     def create_principal(
@@ -81,13 +75,7 @@ class PrincipalController(GovernanceController):
         call.policy.invalidate()
         return principal_read(call.session, principal)
 
-    @post(
-        "/{name:str}/disable",
-        sync_to_thread=True,
-        status_code=200,
-        opt={"permission": "principal:disable"},
-        responses=WRITE_ERRORS,
-    )
+    @action("/{name:str}/disable", opt={"permission": "principal:disable"})
     def disable_principal(
         self,
         name: FromPath[str],
@@ -118,13 +106,7 @@ class PrincipalController(GovernanceController):
             clock=call.clock,
         )
 
-    @post(
-        "/tokens/{token_id:str}/revoke",
-        sync_to_thread=True,
-        status_code=200,
-        opt=ANY,
-        responses=ACTION_ERRORS,
-    )
+    @action("/tokens/{token_id:str}/revoke", opt=ANY, responses=ACTION_ERRORS)
     def revoke_token(
         self,
         token_id: FromPath[str],
@@ -133,3 +115,7 @@ class PrincipalController(GovernanceController):
         """Revoke a token at once."""
         revoke_token(call.session, token_id, actor=call.actor, clock=call.clock)
         return {"id": token_id, "status": "revoked"}
+
+
+def _organization(org: Organization) -> OrganizationCreate:
+    return OrganizationCreate(name=org.name, title=org.title, contact_email=org.contact_email)

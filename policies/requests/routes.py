@@ -5,12 +5,12 @@ from typing import Annotated
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
-from sqlmodel import Session
 
-from catalog.audit.record import Actor
+from catalog.kernel.pagination import PageRequest
 from catalog.kernel.problems import ACTION_ERRORS, READ_ERRORS, SEARCH_ERRORS, WRITE_ERRORS
+from catalog.kernel.routing import action
 from policies.grants.models import GrantPage
-from policies.grants.service import grant_read
+from policies.grants.routes import grant_page
 from policies.models import Decision, RequestStatus
 from policies.requests.models import (
     AccessRequestCreate,
@@ -29,7 +29,7 @@ from policies.requests.service import (
     request_read,
     withdraw_request,
 )
-from policies.routing import ANY, Cursor, GovernanceController, Limit, RowId, ServiceCall, page_size
+from policies.routing import ANY, GovernanceController, RowId, ServiceCall
 
 
 class AccessRequestController(GovernanceController):
@@ -42,11 +42,10 @@ class AccessRequestController(GovernanceController):
     def list_requests(
         self,
         call: NamedDependency[ServiceCall],
+        page: NamedDependency[PageRequest],
         status: Annotated[RequestStatus | None, QueryParameter()] = None,
         product: Annotated[str | None, QueryParameter(max_length=130)] = None,
         consumer: Annotated[str | None, QueryParameter(max_length=63)] = None,
-        limit: Limit = None,
-        cursor: Cursor = None,
     ) -> AccessRequestPage:
         """Requests visible to the caller."""
         items, nxt = list_requests(
@@ -55,8 +54,8 @@ class AccessRequestController(GovernanceController):
             status=status,
             product=product,
             organization=consumer,
-            limit=page_size(call.settings, limit),
-            cursor=cursor,
+            limit=page.size,
+            cursor=page.cursor,
         )
         return AccessRequestPage(
             items=[request_read(call.session, r) for r in items], next_cursor=nxt
@@ -78,19 +77,12 @@ class AccessRequestController(GovernanceController):
     def get_request(
         self,
         request_id: RowId,
-        session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
+        call: NamedDependency[ServiceCall],
     ) -> AccessRequestRead:
         """One request with its comments."""
-        return request_read(session, get_request(session, request_id, actor=actor))
+        return request_read(call.session, get_request(call.session, request_id, actor=call.actor))
 
-    @post(
-        "/{request_id:int}/approve",
-        sync_to_thread=True,
-        status_code=200,
-        opt=ANY,
-        responses=WRITE_ERRORS,
-    )
+    @action("/{request_id:int}/approve", opt=ANY)
     def approve(
         self,
         request_id: RowId,
@@ -107,19 +99,9 @@ class AccessRequestController(GovernanceController):
             settings=call.settings,
             clock=call.clock,
         )
-        now = call.clock.now()
-        return GrantPage(
-            items=[grant_read(call.session, g, settings=call.settings, now=now) for g in grants],
-            next_cursor=None,
-        )
+        return grant_page(call, grants, next_cursor=None)
 
-    @post(
-        "/{request_id:int}/deny",
-        sync_to_thread=True,
-        status_code=200,
-        opt=ANY,
-        responses=WRITE_ERRORS,
-    )
+    @action("/{request_id:int}/deny", opt=ANY)
     def deny(
         self,
         request_id: RowId,
@@ -132,13 +114,7 @@ class AccessRequestController(GovernanceController):
         )
         return request_read(call.session, request)
 
-    @post(
-        "/{request_id:int}/withdraw",
-        sync_to_thread=True,
-        status_code=200,
-        opt=ANY,
-        responses=ACTION_ERRORS,
-    )
+    @action("/{request_id:int}/withdraw", opt=ANY, responses=ACTION_ERRORS)
     def withdraw(
         self,
         request_id: RowId,
