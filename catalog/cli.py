@@ -268,16 +268,8 @@ def products_show(product: str, home: Home = None, as_json: AsJson = False) -> N
 def _product_lifecycle(product: str, target: ProductStatus, reason: str, home: Path | None) -> None:
     domain, name = split_product(product)
     with wired_unit_of_work(home) as (session, wired):
-        found = service.get_product(session, domain, name)
-        service.change_product_status(
-            session,
-            found,
-            target,
-            reason=reason,
-            actor=cli_actor(),
-            clock=wired.clock,
-            listeners=wired.version_listeners,
-        )
+        lifecycle = Lifecycle(cli_actor(), wired.clock, wired.settings, wired.version_listeners)
+        lifecycle.change_product(session, domain, name, target, reason)
     out.print(f"{domain}/{name} is now {target}")
 
 

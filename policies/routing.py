@@ -44,6 +44,9 @@ class ServiceCall:
     policy: PolicyEngine
 
 
+Call = NamedDependency[ServiceCall]  # a governance handler's `call` parameter
+
+
 def provide_service_call(
     session: NamedDependency[Session],
     actor: NamedDependency[Actor],
@@ -56,7 +59,7 @@ def provide_service_call(
 
 
 class GovernanceController(Controller):
-    """A controller whose handlers take `call: ServiceCall` instead of five dependencies."""
+    """A controller whose handlers take `call: Call` instead of five dependencies."""
 
     dependencies: Dependencies | None = {  # noqa: RUF012 (litestar reads it from the class)
         "call": Provide(provide_service_call, sync_to_thread=False)

@@ -18,7 +18,7 @@ from policies.grants.service import (
     revoke_grant,
 )
 from policies.models import Decision, GrantState
-from policies.routing import ANY, GovernanceController, RowId, ServiceCall
+from policies.routing import ANY, Call, GovernanceController, RowId, ServiceCall
 
 
 class GrantController(GovernanceController):
@@ -30,7 +30,7 @@ class GrantController(GovernanceController):
     @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_grants(
         self,
-        call: NamedDependency[ServiceCall],
+        call: Call,
         page: NamedDependency[PageRequest],
         consumer: Annotated[str | None, QueryParameter(max_length=63)] = None,
         product: Annotated[str | None, QueryParameter(max_length=130)] = None,
@@ -51,22 +51,13 @@ class GrantController(GovernanceController):
         return grant_page(call, items, nxt)
 
     @get("/{grant_id:int}", sync_to_thread=True, opt=ANY, responses=READ_ERRORS)
-    def get_grant(
-        self,
-        grant_id: RowId,
-        call: NamedDependency[ServiceCall],
-    ) -> GrantRead:
+    def get_grant(self, grant_id: RowId, call: Call) -> GrantRead:
         """One grant with its state and notices."""
         grant = get_grant(call.session, grant_id, actor=call.actor)
         return grant_read(call.session, grant, settings=call.settings, now=call.clock.now())
 
     @action("/{grant_id:int}/revoke", opt=ANY)
-    def revoke(
-        self,
-        grant_id: RowId,
-        data: JSONBody[Decision],
-        call: NamedDependency[ServiceCall],
-    ) -> GrantRead:
+    def revoke(self, grant_id: RowId, data: JSONBody[Decision], call: Call) -> GrantRead:
         """Revoke at once."""
         grant = revoke_grant(
             call.session, grant_id, reason=data.reason, actor=call.actor, clock=call.clock
@@ -74,12 +65,7 @@ class GrantController(GovernanceController):
         return grant_read(call.session, grant, settings=call.settings, now=call.clock.now())
 
     @action("/{grant_id:int}/review", opt=ANY)
-    def review(
-        self,
-        grant_id: RowId,
-        data: JSONBody[Decision],
-        call: NamedDependency[ServiceCall],
-    ) -> GrantRead:
+    def review(self, grant_id: RowId, data: JSONBody[Decision], call: Call) -> GrantRead:
         """Record a re-review; the next review is one period later."""
         grant = review_grant(
             call.session,

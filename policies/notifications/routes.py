@@ -11,7 +11,7 @@ from catalog.kernel.problems import LIST_ERRORS, READ_ERRORS, SEARCH_ERRORS
 from catalog.kernel.routing import action
 from policies.notifications import inbox as notifications
 from policies.notifications.models import MarkedRead, NotificationPage, NotificationRead
-from policies.routing import ANY, GovernanceController, RowId, ServiceCall
+from policies.routing import ANY, Call, GovernanceController, RowId
 
 # ANY: every principal has an inbox; the service only ever reads the caller's own rows.
 
@@ -25,7 +25,7 @@ class NotificationController(GovernanceController):
     @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_notifications(
         self,
-        call: NamedDependency[ServiceCall],
+        call: Call,
         page: NamedDependency[PageRequest],
         unread: Annotated[bool, QueryParameter(description="Only unread ones.")] = False,
     ) -> NotificationPage:
@@ -40,21 +40,14 @@ class NotificationController(GovernanceController):
         )
 
     @action("/{notification_id:int}/read", opt=ANY, responses=READ_ERRORS)
-    def mark_read(
-        self,
-        notification_id: RowId,
-        call: NamedDependency[ServiceCall],
-    ) -> NotificationRead:
+    def mark_read(self, notification_id: RowId, call: Call) -> NotificationRead:
         """Mark one of the caller's notifications read (404 for anyone else's)."""
         return notifications.mark_read(
             call.session, notification_id, actor=call.actor, now=call.clock.now()
         )
 
     @action("/read-all", opt=ANY, responses=LIST_ERRORS)
-    def mark_all_read(
-        self,
-        call: NamedDependency[ServiceCall],
-    ) -> MarkedRead:
+    def mark_all_read(self, call: Call) -> MarkedRead:
         """Mark every unread notification of the caller read."""
         return MarkedRead(
             marked=notifications.mark_all_read(call.session, actor=call.actor, now=call.clock.now())

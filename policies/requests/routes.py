@@ -29,7 +29,7 @@ from policies.requests.service import (
     request_read,
     withdraw_request,
 )
-from policies.routing import ANY, GovernanceController, RowId, ServiceCall
+from policies.routing import ANY, Call, GovernanceController, RowId
 
 
 class AccessRequestController(GovernanceController):
@@ -41,7 +41,7 @@ class AccessRequestController(GovernanceController):
     @get("/", sync_to_thread=True, opt=ANY, responses=SEARCH_ERRORS)
     def list_requests(
         self,
-        call: NamedDependency[ServiceCall],
+        call: Call,
         page: NamedDependency[PageRequest],
         status: Annotated[RequestStatus | None, QueryParameter()] = None,
         product: Annotated[str | None, QueryParameter(max_length=130)] = None,
@@ -62,11 +62,7 @@ class AccessRequestController(GovernanceController):
         )
 
     @post("/", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
-    def create_request(
-        self,
-        data: JSONBody[AccessRequestCreate],
-        call: NamedDependency[ServiceCall],
-    ) -> AccessRequestRead:
+    def create_request(self, data: JSONBody[AccessRequestCreate], call: Call) -> AccessRequestRead:
         """File a request (consumers, for their organisation)."""
         request = create_request(
             call.session, data, actor=call.actor, policy=call.policy, clock=call.clock
@@ -74,21 +70,12 @@ class AccessRequestController(GovernanceController):
         return request_read(call.session, request)
 
     @get("/{request_id:int}", sync_to_thread=True, opt=ANY, responses=READ_ERRORS)
-    def get_request(
-        self,
-        request_id: RowId,
-        call: NamedDependency[ServiceCall],
-    ) -> AccessRequestRead:
+    def get_request(self, request_id: RowId, call: Call) -> AccessRequestRead:
         """One request with its comments."""
         return request_read(call.session, get_request(call.session, request_id, actor=call.actor))
 
     @action("/{request_id:int}/approve", opt=ANY)
-    def approve(
-        self,
-        request_id: RowId,
-        data: JSONBody[Decision],
-        call: NamedDependency[ServiceCall],
-    ) -> GrantPage:
+    def approve(self, request_id: RowId, data: JSONBody[Decision], call: Call) -> GrantPage:
         """Approve (platform admins, never the requester): the grants are created."""
         grants = approve_request(
             call.session,
@@ -102,12 +89,7 @@ class AccessRequestController(GovernanceController):
         return grant_page(call, grants, next_cursor=None)
 
     @action("/{request_id:int}/deny", opt=ANY)
-    def deny(
-        self,
-        request_id: RowId,
-        data: JSONBody[Decision],
-        call: NamedDependency[ServiceCall],
-    ) -> AccessRequestRead:
+    def deny(self, request_id: RowId, data: JSONBody[Decision], call: Call) -> AccessRequestRead:
         """Deny with a reason."""
         request = deny_request(
             call.session, request_id, reason=data.reason, actor=call.actor, clock=call.clock
@@ -115,22 +97,13 @@ class AccessRequestController(GovernanceController):
         return request_read(call.session, request)
 
     @action("/{request_id:int}/withdraw", opt=ANY, responses=ACTION_ERRORS)
-    def withdraw(
-        self,
-        request_id: RowId,
-        call: NamedDependency[ServiceCall],
-    ) -> AccessRequestRead:
+    def withdraw(self, request_id: RowId, call: Call) -> AccessRequestRead:
         """The requesting organisation withdraws its request."""
         request = withdraw_request(call.session, request_id, actor=call.actor, clock=call.clock)
         return request_read(call.session, request)
 
     @post("/{request_id:int}/comments", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
-    def comment(
-        self,
-        request_id: RowId,
-        data: JSONBody[CommentCreate],
-        call: NamedDependency[ServiceCall],
-    ) -> CommentRead:
+    def comment(self, request_id: RowId, data: JSONBody[CommentCreate], call: Call) -> CommentRead:
         """Comment (reviewers, owning facility teams, the requesting organisation)."""
         c = comment_request(call.session, request_id, data.body, actor=call.actor, clock=call.clock)
         return CommentRead(author=c.author, body=c.body, created_at=c.created_at)
