@@ -35,32 +35,22 @@ def required_reason(decision: Decision) -> str:
 @dataclass(frozen=True, slots=True)
 class ServiceCall:
     """What a governance handler passes to its service: the request's session (its unit of
-    work), the authenticated caller, the clock, the settings and the policy engine."""
+    work), the authenticated caller, the clock, the settings and the policy engine. It is the
+    `call` dependency: each field is one of the app's dependencies."""
 
-    session: Session
-    actor: Actor
-    clock: Clock
-    settings: Settings
-    policy: PolicyEngine
+    session: NamedDependency[Session]
+    actor: NamedDependency[Actor]
+    clock: NamedDependency[Clock]
+    settings: NamedDependency[Settings]
+    policy: NamedDependency[PolicyEngine]
 
 
 Call = NamedDependency[ServiceCall]  # a governance handler's `call` parameter
-
-
-def provide_service_call(
-    session: NamedDependency[Session],
-    actor: NamedDependency[Actor],
-    clock: NamedDependency[Clock],
-    settings: NamedDependency[Settings],
-    policy: NamedDependency[PolicyEngine],
-) -> ServiceCall:
-    """The `call` dependency (the others are the app's)."""
-    return ServiceCall(session, actor, clock, settings, policy)
 
 
 class GovernanceController(Controller):
     """A controller whose handlers take `call: Call` instead of five dependencies."""
 
     dependencies: Dependencies | None = {  # noqa: RUF012 (litestar reads it from the class)
-        "call": Provide(provide_service_call, sync_to_thread=False)
+        "call": Provide(ServiceCall, sync_to_thread=False)
     }
