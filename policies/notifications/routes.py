@@ -13,11 +13,10 @@ from policies.notifications import inbox as notifications
 from policies.notifications.models import MarkedRead, NotificationPage, NotificationRead
 from policies.routing import ANY, Call, GovernanceController, RowId
 
-# ANY: every principal has an inbox; the service only ever reads the caller's own rows.
-
 
 class NotificationController(GovernanceController):
-    """The caller's notifications."""
+    """The caller's notifications: every principal has an inbox (ANY), and the service only
+    ever reads the caller's own rows."""
 
     path = "/api/v1/notifications"
     tags = ("notifications",)

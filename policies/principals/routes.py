@@ -101,4 +101,5 @@ class PrincipalController(GovernanceController):
 
 
 def _organization(org: Organization) -> OrganizationCreate:
+    """The API shape of an organisation."""
     return OrganizationCreate(name=org.name, title=org.title, contact_email=org.contact_email)
