@@ -30,6 +30,7 @@ from catalog.kernel.errors import Unauthenticated
 from catalog.kernel.health import healthz, readyz
 from catalog.kernel.openapi import StrictPydanticSchemaPlugin
 from catalog.kernel.problems import EXCEPTION_HANDLERS, record_refusal
+from catalog.kernel.routing import page_request
 from catalog.kernel.settings import Settings
 from catalog.products.routes import DomainController, ProductController
 from catalog.products.service import VersionListener
@@ -102,6 +103,7 @@ def create_app(
             # A plain Session; unit_of_work.install commits it in the handler's own thread call.
             "session": Provide(unit_of_work.session_provider(the_engine), sync_to_thread=False),
             "actor": Provide(provide_actor, sync_to_thread=False),
+            "page": page_request(),  # a listing's `limit` and `cursor`
         },
         middleware=[
             DefineMiddleware(

@@ -39,6 +39,7 @@ from catalog.manifest.apply import Action, Plan, apply_manifest
 from catalog.manifest.loader import ManifestError, load_manifest
 from catalog.manifest.models import Manifest
 from catalog.products import service
+from catalog.products.lifecycle import Lifecycle
 from catalog.products.models import ProductStatus, Tier, VersionStatus
 from catalog.publishing import commands as publishing
 from policies import commands as governance
@@ -266,16 +267,8 @@ def products_show(product: str, home: Home = None, as_json: AsJson = False) -> N
 def _product_lifecycle(product: str, target: ProductStatus, reason: str, home: Path | None) -> None:
     domain, name = split_product(product)
     with wired_unit_of_work(home) as (session, wired):
-        found = service.get_product(session, domain, name)
-        service.change_product_status(
-            session,
-            found,
-            target,
-            reason=reason,
-            actor=cli_actor(),
-            clock=wired.clock,
-            listeners=wired.version_listeners,
-        )
+        lifecycle = Lifecycle(cli_actor(), wired.clock, wired.settings, wired.version_listeners)
+        lifecycle.change_product(session, domain, name, target, reason)
     out.print(f"{domain}/{name} is now {target}")
 
 
@@ -332,22 +325,14 @@ def _version_lifecycle(
     notice period."""
     domain, name = split_product(product)
     with wired_unit_of_work(home) as (session, wired):
-        found = service.get_version(session, domain, name, version)
-        changed = service.change_version_status(
-            session,
-            found,
-            target,
-            reason=reason,
-            actor=cli_actor(),
-            clock=wired.clock,
-            served_until=served_until,
-            notice_days=wired.settings.deprecation_notice_days,
-            listeners=wired.version_listeners,
+        lifecycle = Lifecycle(cli_actor(), wired.clock, wired.settings, wired.version_listeners)
+        changed = lifecycle.change_version(
+            session, domain, name, version, target, reason, served_until
         )
     out.print(
         f"{domain}/{name} {version} is now {target}, served until "
         f"{changed.served_until.date().isoformat()}; grants notified: "
-        + (", ".join(map(str, changed.notified)) or "none"),
+        + (", ".join(map(str, changed.affected_grants)) or "none"),
         soft_wrap=True,
     )
 

@@ -1,5 +1,5 @@
-"""What the governance controllers share: the catch-all permission, parameter types, page size,
-the reason a decision must give, and the one dependency a handler hands its service."""
+"""What the governance controllers share: the catch-all permission, the row id parameter, the
+reason a decision must give, and the one dependency a handler hands its service."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from typing import Annotated
 
 from litestar import Controller
 from litestar.di import NamedDependency, Provide
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import PathParameter
 from litestar.types import Dependencies
 from sqlmodel import Session
 
 from catalog.audit.record import Actor
-from catalog.kernel import pagination
 from catalog.kernel.clock import Clock
 from catalog.kernel.errors import InvalidParameter
 from catalog.kernel.settings import Settings
@@ -23,20 +22,7 @@ from policies.models import MAX_ROW_ID, Decision
 ANY = {"permission": "authenticated"}  # fine-grained checks happen in the service
 
 
-Limit = Annotated[int | None, QueryParameter(ge=1)]
-
-
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
-
-
 RowId = Annotated[int, PathParameter(ge=1, le=MAX_ROW_ID)]
-
-
-def page_size(settings: Settings, limit: int | None) -> int:
-    """The requested page size within the configured bounds."""
-    return pagination.page_size(
-        limit, default=settings.default_page_size, maximum=settings.max_page_size
-    )
 
 
 def required_reason(decision: Decision) -> str:
@@ -49,29 +35,22 @@ def required_reason(decision: Decision) -> str:
 @dataclass(frozen=True, slots=True)
 class ServiceCall:
     """What a governance handler passes to its service: the request's session (its unit of
-    work), the authenticated caller, the clock, the settings and the policy engine."""
+    work), the authenticated caller, the clock, the settings and the policy engine. It is the
+    `call` dependency: each field is one of the app's dependencies."""
 
-    session: Session
-    actor: Actor
-    clock: Clock
-    settings: Settings
-    policy: PolicyEngine
+    session: NamedDependency[Session]
+    actor: NamedDependency[Actor]
+    clock: NamedDependency[Clock]
+    settings: NamedDependency[Settings]
+    policy: NamedDependency[PolicyEngine]
 
 
-def provide_service_call(
-    session: NamedDependency[Session],
-    actor: NamedDependency[Actor],
-    clock: NamedDependency[Clock],
-    settings: NamedDependency[Settings],
-    policy: NamedDependency[PolicyEngine],
-) -> ServiceCall:
-    """The `call` dependency (the others are the app's)."""
-    return ServiceCall(session, actor, clock, settings, policy)
+Call = NamedDependency[ServiceCall]  # a governance handler's `call` parameter
 
 
 class GovernanceController(Controller):
-    """A controller whose handlers take `call: ServiceCall` instead of five dependencies."""
+    """A controller whose handlers take `call: Call` instead of five dependencies."""
 
     dependencies: Dependencies | None = {  # noqa: RUF012 (litestar reads it from the class)
-        "call": Provide(provide_service_call, sync_to_thread=False)
+        "call": Provide(ServiceCall, sync_to_thread=False)
     }

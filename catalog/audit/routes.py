@@ -13,10 +13,9 @@ from sqlmodel import Session
 
 from catalog.audit import chain, service
 from catalog.audit.models import AuditPage, DisclosureReport, VerifyReport
-from catalog.kernel import pagination
 from catalog.kernel.db import transaction
+from catalog.kernel.pagination import PageRequest
 from catalog.kernel.problems import problem_responses
-from catalog.kernel.settings import Settings
 
 READ = {"permission": "audit:read"}
 Text = Annotated[str | None, QueryParameter(max_length=200)]
@@ -38,7 +37,7 @@ class AuditController(Controller):
     def list_events(
         self,
         session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
+        page: NamedDependency[PageRequest],
         actor_name: ActorFilter = None,
         recipient: Text = None,
         product: Text = None,
@@ -48,8 +47,6 @@ class AuditController(Controller):
         request_id: Text = None,
         since: Moment = None,
         until: Moment = None,
-        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
-        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> AuditPage:
         """Entries matching every filter, newest first (`action=sharing.*` matches a prefix)."""
         query = service.AuditQuery(
@@ -63,10 +60,7 @@ class AuditController(Controller):
             since=since,
             until=until,
         )
-        size = pagination.page_size(
-            limit, default=settings.default_page_size, maximum=settings.max_page_size
-        )
-        return service.list_events(session, query, limit=size, cursor=cursor)
+        return service.list_events(session, query, limit=page.size, cursor=page.cursor)
 
     @get(
         "/export",

@@ -36,6 +36,15 @@ def page_size(limit: int | None, *, default: int, maximum: int) -> int:
     return size
 
 
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """The page a listing asked for: its size within the configured bounds, and the cursor
+    (a previous page's `next_cursor`) to resume after, None for the first page."""
+
+    size: int
+    cursor: str | None
+
+
 def encode_cursor(key: list[str]) -> str:
     """Encode the sort key of the last item of a page."""
     raw = json.dumps(key, separators=(",", ":")).encode()

@@ -3,21 +3,22 @@
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
 from catalog.audit.record import Actor
 from catalog.kernel.clock import Clock
-from catalog.kernel.pagination import page_size
+from catalog.kernel.pagination import PageRequest
 from catalog.kernel.problems import (
     LIST_ERRORS,
     READ_ERRORS,
     SEARCH_ERRORS,
     WRITE_ERRORS,
 )
-from catalog.kernel.settings import Settings
+from catalog.kernel.routing import action, page_request
 from catalog.products import service
+from catalog.products.lifecycle import Lifecycle
 from catalog.products.models import (
     DomainCreate,
     DomainRead,
@@ -36,8 +37,6 @@ from catalog.products.models import (
 PRODUCT = "/{domain:str}/{name:str}"
 WRITE = {"permission": "product:write"}
 VERSION_PATH = PRODUCT + "/versions/{version:str}"
-# The errors each kind of route answers, documented as problem+json (429: too many
-# failed authentications from the caller's address or token).
 
 
 class DomainController(Controller):
@@ -72,12 +71,7 @@ class DomainController(Controller):
         """One domain."""
         return service.domain_read(service.get_domain(session, domain))
 
-    @post(
-        "/{domain:str}/products",
-        sync_to_thread=True,
-        opt={"permission": "product:write"},
-        responses=WRITE_ERRORS,
-    )
+    @post("/{domain:str}/products", sync_to_thread=True, opt=WRITE, responses=WRITE_ERRORS)
     def create_product(
         self,
         domain: FromPath[str],
@@ -96,12 +90,16 @@ class ProductController(Controller):
 
     path = "/api/v1/products"
     tags = ("products",)
+    dependencies = {  # noqa: RUF012 (litestar reads it from the class)
+        "lifecycle": Provide(Lifecycle, sync_to_thread=False),
+        "page": page_request(cursor_length=1000),  # a product cursor holds names
+    }
 
     @get("/", sync_to_thread=True, opt={"permission": "catalog:read"}, responses=SEARCH_ERRORS)
     def search_products(
         self,
         session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
+        page: NamedDependency[PageRequest],
         q: Annotated[
             str | None,
             QueryParameter(
@@ -112,15 +110,12 @@ class ProductController(Controller):
         tag: Annotated[str | None, QueryParameter(max_length=40)] = None,
         tier: Annotated[Tier | None, QueryParameter()] = None,
         status: Annotated[ProductStatus | None, QueryParameter()] = None,
-        cursor: Annotated[str | None, QueryParameter(max_length=1000)] = None,
-        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
     ) -> ProductPage:
         """Search products; pass `next_cursor` back as `cursor` for the next page."""
-        size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
         query = service.ProductQuery(q=q, domain=domain, tag=tag, tier=tier, status=status)
-        page = service.search_products(session, query, limit=size, cursor=cursor)
+        found = service.search_products(session, query, limit=page.size, cursor=page.cursor)
         return ProductPage(
-            items=[service.product_read(p) for p in page.items], next_cursor=page.next_cursor
+            items=[service.product_read(p) for p in found.items], next_cursor=found.next_cursor
         )
 
     @get(PRODUCT, sync_to_thread=True, opt={"permission": "catalog:read"}, responses=READ_ERRORS)
@@ -130,52 +125,33 @@ class ProductController(Controller):
         """A product with its versions."""
         return service.product_detail(service.get_product(session, domain, name))
 
-    @post(
-        PRODUCT + "/deprecate",
-        sync_to_thread=True,
-        status_code=200,
-        opt=WRITE,
-        responses=WRITE_ERRORS,
-    )
+    @action(PRODUCT + "/deprecate", opt=WRITE)
     def deprecate_product(
         self,
         domain: FromPath[str],
         name: FromPath[str],
         data: JSONBody[LifecycleChange],
         session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
+        lifecycle: NamedDependency[Lifecycle],
     ) -> ProductDetail:
         """Mark a product deprecated (consumers are told to move on)."""
-        product = service.get_product(session, domain, name)
-        service.change_product_status(
-            session, product, ProductStatus.DEPRECATED, reason=data.reason, actor=actor, clock=clock
+        product = lifecycle.change_product(
+            session, domain, name, ProductStatus.DEPRECATED, data.reason
         )
         return service.product_detail(product)
 
-    @post(
-        PRODUCT + "/retire", sync_to_thread=True, status_code=200, opt=WRITE, responses=WRITE_ERRORS
-    )
+    @action(PRODUCT + "/retire", opt=WRITE)
     def retire_product(
         self,
         domain: FromPath[str],
         name: FromPath[str],
         data: JSONBody[LifecycleChange],
         session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
-        version_listeners: NamedDependency[list[service.VersionListener]],
+        lifecycle: NamedDependency[Lifecycle],
     ) -> ProductDetail:
         """Retire a product and all its versions; it is no longer served."""
-        product = service.get_product(session, domain, name)
-        service.change_product_status(
-            session,
-            product,
-            ProductStatus.RETIRED,
-            reason=data.reason,
-            actor=actor,
-            clock=clock,
-            listeners=version_listeners,
+        product = lifecycle.change_product(
+            session, domain, name, ProductStatus.RETIRED, data.reason
         )
         return service.product_detail(product)
 
@@ -208,13 +184,7 @@ class ProductController(Controller):
         """One version with its schema and SLA."""
         return service.version_read(service.get_version(session, domain, name, version))
 
-    @post(
-        VERSION_PATH + "/deprecate",
-        sync_to_thread=True,
-        status_code=200,
-        opt=WRITE,
-        responses=WRITE_ERRORS,
-    )
+    @action(VERSION_PATH + "/deprecate", opt=WRITE)
     def deprecate_version(
         self,
         domain: FromPath[str],
@@ -222,37 +192,14 @@ class ProductController(Controller):
         version: FromPath[str],
         data: JSONBody[LifecycleChange],
         session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
-        version_listeners: NamedDependency[list[service.VersionListener]],
+        lifecycle: NamedDependency[Lifecycle],
     ) -> LifecycleOutcome:
         """Deprecate a published version; its consumers are told until when it is served."""
-        found = service.get_version(session, domain, name, version)
-        changed = service.change_version_status(
-            session,
-            found,
-            VersionStatus.DEPRECATED,
-            reason=data.reason,
-            actor=actor,
-            clock=clock,
-            served_until=data.served_until,
-            notice_days=settings.deprecation_notice_days,
-            listeners=version_listeners,
-        )
-        return LifecycleOutcome(
-            version=service.version_read(found),
-            served_until=changed.served_until,
-            affected_grants=changed.notified,
+        return lifecycle.change_version(
+            session, domain, name, version, VersionStatus.DEPRECATED, data.reason, data.served_until
         )
 
-    @post(
-        VERSION_PATH + "/retire",
-        sync_to_thread=True,
-        status_code=200,
-        opt=WRITE,
-        responses=WRITE_ERRORS,
-    )
+    @action(VERSION_PATH + "/retire", opt=WRITE)
     def retire_version(
         self,
         domain: FromPath[str],
@@ -260,23 +207,9 @@ class ProductController(Controller):
         version: FromPath[str],
         data: JSONBody[LifecycleChange],
         session: NamedDependency[Session],
-        actor: NamedDependency[Actor],
-        clock: NamedDependency[Clock],
-        version_listeners: NamedDependency[list[service.VersionListener]],
+        lifecycle: NamedDependency[Lifecycle],
     ) -> LifecycleOutcome:
         """Retire a version; it is no longer served and its consumers are told."""
-        found = service.get_version(session, domain, name, version)
-        changed = service.change_version_status(
-            session,
-            found,
-            VersionStatus.RETIRED,
-            reason=data.reason,
-            actor=actor,
-            clock=clock,
-            listeners=version_listeners,
-        )
-        return LifecycleOutcome(
-            version=service.version_read(found),
-            served_until=changed.served_until,
-            affected_grants=changed.notified,
+        return lifecycle.change_version(
+            session, domain, name, version, VersionStatus.RETIRED, data.reason
         )

@@ -1,10 +1,11 @@
 """Publishing API: publish a version from a server-side source, reconvert, list quarantine."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlmodel import Session
 
@@ -12,8 +13,9 @@ from catalog.audit.models import Outcome
 from catalog.audit.record import Actor, record_failure
 from catalog.kernel.clock import Clock
 from catalog.kernel.errors import Forbidden
-from catalog.kernel.pagination import page_size
+from catalog.kernel.pagination import PageRequest
 from catalog.kernel.problems import READ_ERRORS, WRITE_ERRORS
+from catalog.kernel.routing import action
 from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from catalog.products.models import VersionRead
@@ -25,16 +27,35 @@ from catalog.publishing.models import (
     ReconvertRequest,
 )
 
-VERSION_PATH = "/{domain:str}/{name:str}/versions/{version:str}"
+PRODUCT_PATH = "/{domain:str}/{name:str}"
+VERSION_PATH = PRODUCT_PATH + "/versions/{version:str}"
 PUBLISH = {"permission": "version:publish"}
-# Documented as problem+json; 403 also covers a source outside the allowed roots, 429 too
-# many failed authentications.
-# The filters and page of the record listings (quarantine, findings).
-VersionFilter = Annotated[str | None, QueryParameter(max_length=32)]
-RuleFilter = Annotated[str | None, QueryParameter(max_length=64)]
-Cursor = Annotated[str | None, QueryParameter(max_length=200)]
-Limit = Annotated[int | None, QueryParameter(ge=1)]
+RECORDS = {"permission": "quarantine:read"}
 PageT = TypeVar("PageT")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsQuery:
+    """The `records` dependency of the record listings (quarantine, findings): whose records,
+    the version and rule filters, and the page."""
+
+    domain: FromPath[str]
+    name: FromPath[str]
+    page: NamedDependency[PageRequest]
+    version: Annotated[str | None, QueryParameter(max_length=32)] = None
+    rule: Annotated[str | None, QueryParameter(max_length=64)] = None
+
+    def listed(self, session: Session, lister: Callable[..., PageT]) -> PageT:
+        """The page `lister` (`service.list_quarantine` or `service.list_findings`) answers."""
+        product = products.get_product(session, self.domain, self.name)
+        return lister(
+            session,
+            product,
+            version=self.version,
+            rule=self.rule,
+            limit=self.page.size,
+            cursor=self.page.cursor,
+        )
 
 
 class PublishingController(Controller):
@@ -42,14 +63,11 @@ class PublishingController(Controller):
 
     path = "/api/v1/products"
     tags = ("publishing",)
+    dependencies = {  # noqa: RUF012 (litestar reads it from the class)
+        "records": Provide(RecordsQuery, sync_to_thread=False)
+    }
 
-    @post(
-        VERSION_PATH + "/publish",
-        sync_to_thread=True,
-        status_code=200,
-        opt=PUBLISH,
-        responses=WRITE_ERRORS,
-    )
+    @action(VERSION_PATH + "/publish", opt=PUBLISH)
     def publish(
         self,
         domain: FromPath[str],
@@ -93,13 +111,7 @@ class PublishingController(Controller):
         )
         return products.version_read(published)
 
-    @post(
-        VERSION_PATH + "/reconvert",
-        sync_to_thread=True,
-        status_code=201,
-        opt=PUBLISH,
-        responses=WRITE_ERRORS,
-    )
+    @post(VERSION_PATH + "/reconvert", sync_to_thread=True, opt=PUBLISH, responses=WRITE_ERRORS)
     def reconvert(
         self,
         domain: FromPath[str],
@@ -118,64 +130,16 @@ class PublishingController(Controller):
         )
         return products.version_read(rebuilt)
 
-    @get(
-        "/{domain:str}/{name:str}/quarantine",
-        sync_to_thread=True,
-        opt={"permission": "quarantine:read"},
-        responses=READ_ERRORS,
-    )
+    @get(PRODUCT_PATH + "/quarantine", sync_to_thread=True, opt=RECORDS, responses=READ_ERRORS)
     def quarantine(
-        self,
-        domain: FromPath[str],
-        name: FromPath[str],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        version: VersionFilter = None,
-        rule: RuleFilter = None,
-        cursor: Cursor = None,
-        limit: Limit = None,
+        self, session: NamedDependency[Session], records: NamedDependency[RecordsQuery]
     ) -> QuarantinePage:
         """Quarantined input records with counts by reason."""
-        return _records_page(
-            service.list_quarantine, session, settings, domain, name, version, rule, cursor, limit
-        )
+        return records.listed(session, service.list_quarantine)
 
-    @get(
-        "/{domain:str}/{name:str}/findings",
-        sync_to_thread=True,
-        opt={"permission": "quarantine:read"},
-        responses=READ_ERRORS,
-    )
+    @get(PRODUCT_PATH + "/findings", sync_to_thread=True, opt=RECORDS, responses=READ_ERRORS)
     def findings(
-        self,
-        domain: FromPath[str],
-        name: FromPath[str],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        version: VersionFilter = None,
-        rule: RuleFilter = None,
-        cursor: Cursor = None,
-        limit: Limit = None,
+        self, session: NamedDependency[Session], records: NamedDependency[RecordsQuery]
     ) -> FindingPage:
         """Values that did not conform to their FHIR type (made null, rows kept), by rule."""
-        return _records_page(
-            service.list_findings, session, settings, domain, name, version, rule, cursor, limit
-        )
-
-
-def _records_page(
-    lister: Callable[..., PageT],
-    session: Session,
-    settings: Settings,
-    domain: str,
-    name: str,
-    version: str | None,
-    rule: str | None,
-    cursor: str | None,
-    limit: int | None,
-) -> PageT:
-    """One page of a product's records from `lister` (`service.list_quarantine` or
-    `service.list_findings`), its size bounded by the settings."""
-    size = page_size(limit, default=settings.default_page_size, maximum=settings.max_page_size)
-    product = products.get_product(session, domain, name)
-    return lister(session, product, version=version, rule=rule, limit=size, cursor=cursor)
+        return records.listed(session, service.list_findings)

@@ -1,15 +1,14 @@
 """Organisations, principals and their API tokens under /api/v1."""
 
 from litestar import get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from sqlmodel import Session
 
-from catalog.audit.record import Actor
 from catalog.kernel.problems import ACTION_ERRORS, LIST_ERRORS, WRITE_ERRORS
+from catalog.kernel.routing import action
 from policies.models import Decision
 from policies.principals.models import (
     ApiTokenIssued,
+    Organization,
     OrganizationCreate,
     PrincipalCreate,
     PrincipalRead,
@@ -25,7 +24,7 @@ from policies.principals.service import (
     principal_read,
     revoke_token,
 )
-from policies.routing import ANY, GovernanceController, ServiceCall, required_reason
+from policies.routing import ANY, Call, GovernanceController, required_reason
 
 
 class OrganizationController(GovernanceController):
@@ -35,26 +34,20 @@ class OrganizationController(GovernanceController):
     tags = ("governance",)
 
     @get("/", sync_to_thread=True, opt={"permission": "organization:read"}, responses=LIST_ERRORS)
-    def list_organizations(
-        self, session: NamedDependency[Session], actor: NamedDependency[Actor]
-    ) -> list[OrganizationCreate]:
+    def list_organizations(self, call: Call) -> list[OrganizationCreate]:
         """All consumer organisations."""
-        return [
-            OrganizationCreate(name=o.name, title=o.title, contact_email=o.contact_email)
-            for o in list_organizations(session, actor=actor)
-        ]
+        return [_organization(o) for o in list_organizations(call.session, actor=call.actor)]
 
     @post(
         "/", sync_to_thread=True, opt={"permission": "organization:create"}, responses=WRITE_ERRORS
     )
     def create_organization(
-        self,
-        data: JSONBody[OrganizationCreate],
-        call: NamedDependency[ServiceCall],
+        self, data: JSONBody[OrganizationCreate], call: Call
     ) -> OrganizationCreate:
         """Register a consumer organisation."""
-        org = create_organization(call.session, data, actor=call.actor, clock=call.clock)
-        return OrganizationCreate(name=org.name, title=org.title, contact_email=org.contact_email)
+        return _organization(
+            create_organization(call.session, data, actor=call.actor, clock=call.clock)
+        )
 
 
 class PrincipalController(GovernanceController):
@@ -64,35 +57,20 @@ class PrincipalController(GovernanceController):
     tags = ("governance",)
 
     @get("/", sync_to_thread=True, opt={"permission": "principal:read"}, responses=LIST_ERRORS)
-    def list_principals(
-        self, session: NamedDependency[Session], actor: NamedDependency[Actor]
-    ) -> list[PrincipalRead]:
+    def list_principals(self, call: Call) -> list[PrincipalRead]:
         """Every principal with roles."""
-        return list_principals(session, actor=actor)
+        return list_principals(call.session, actor=call.actor)
 
     @post("/", sync_to_thread=True, opt={"permission": "principal:create"}, responses=WRITE_ERRORS)
-    def create_principal(
-        self,
-        data: JSONBody[PrincipalCreate],
-        call: NamedDependency[ServiceCall],
-    ) -> PrincipalRead:
+    def create_principal(self, data: JSONBody[PrincipalCreate], call: Call) -> PrincipalRead:
         """Create a principal with its roles."""
         principal = create_principal(call.session, data, actor=call.actor, clock=call.clock)
         call.policy.invalidate()
         return principal_read(call.session, principal)
 
-    @post(
-        "/{name:str}/disable",
-        sync_to_thread=True,
-        status_code=200,
-        opt={"permission": "principal:disable"},
-        responses=WRITE_ERRORS,
-    )
+    @action("/{name:str}/disable", opt={"permission": "principal:disable"})
     def disable_principal(
-        self,
-        name: FromPath[str],
-        data: JSONBody[Decision],
-        call: NamedDependency[ServiceCall],
+        self, name: FromPath[str], data: JSONBody[Decision], call: Call
     ) -> PrincipalRead:
         """Disable a principal: tokens stop working, roles are removed."""
         principal = disable_principal(
@@ -103,10 +81,7 @@ class PrincipalController(GovernanceController):
 
     @post("/{name:str}/tokens", sync_to_thread=True, opt=ANY, responses=WRITE_ERRORS)
     def create_token(
-        self,
-        name: FromPath[str],
-        data: JSONBody[TokenCreate],
-        call: NamedDependency[ServiceCall],
+        self, name: FromPath[str], data: JSONBody[TokenCreate], call: Call
     ) -> ApiTokenIssued:
         """Issue a token (admins for anyone, a principal for itself); shown once."""
         return create_token(
@@ -118,18 +93,13 @@ class PrincipalController(GovernanceController):
             clock=call.clock,
         )
 
-    @post(
-        "/tokens/{token_id:str}/revoke",
-        sync_to_thread=True,
-        status_code=200,
-        opt=ANY,
-        responses=ACTION_ERRORS,
-    )
-    def revoke_token(
-        self,
-        token_id: FromPath[str],
-        call: NamedDependency[ServiceCall],
-    ) -> dict[str, str]:
+    @action("/tokens/{token_id:str}/revoke", opt=ANY, responses=ACTION_ERRORS)
+    def revoke_token(self, token_id: FromPath[str], call: Call) -> dict[str, str]:
         """Revoke a token at once."""
         revoke_token(call.session, token_id, actor=call.actor, clock=call.clock)
         return {"id": token_id, "status": "revoked"}
+
+
+def _organization(org: Organization) -> OrganizationCreate:
+    """The API shape of an organisation."""
+    return OrganizationCreate(name=org.name, title=org.title, contact_email=org.contact_email)

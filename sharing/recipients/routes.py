@@ -19,7 +19,7 @@ from catalog.kernel.clock import Clock
 from catalog.kernel.problems import problem_responses
 from policies.auth import client_address
 from policies.principals.service import get_organization
-from policies.routing import GovernanceController, ServiceCall
+from policies.routing import Call, GovernanceController
 from sharing.errors import HANDLERS
 from sharing.files.urls import PREFIX
 from sharing.protocol import dumps
@@ -114,10 +114,7 @@ class RecipientController(GovernanceController):
 
     @post("/tokens", sync_to_thread=True, opt={"permission": "recipient:manage"}, responses=ERRORS)
     def rotate(
-        self,
-        organization: Organization,
-        data: JSONBody[TokenRotate],
-        call: NamedDependency[ServiceCall],
+        self, organization: Organization, data: JSONBody[TokenRotate], call: Call
     ) -> RecipientTokenIssued:
         """A new token; the older ones end after the grace period (never later than before)."""
         org = get_organization(call.session, organization)
@@ -141,10 +138,7 @@ class RecipientController(GovernanceController):
         responses=ERRORS,
     )
     def revoke(
-        self,
-        organization: Organization,
-        data: JSONBody[TokenRevoke],
-        call: NamedDependency[ServiceCall],
+        self, organization: Organization, data: JSONBody[TokenRevoke], call: Call
     ) -> list[str]:
         """Revoke one token, or all live ones: effective on the next request."""
         org = get_organization(call.session, organization)
@@ -159,10 +153,7 @@ class RecipientController(GovernanceController):
         responses=ERRORS,
     )
     def create_activation(
-        self,
-        organization: Organization,
-        data: JSONBody[ActivationCreate],
-        call: NamedDependency[ServiceCall],
+        self, organization: Organization, data: JSONBody[ActivationCreate], call: Call
     ) -> ActivationIssued:
         """A link from which the recipient downloads its profile once."""
         org = get_organization(call.session, organization)
@@ -191,10 +182,7 @@ class RecipientController(GovernanceController):
 
     @put("/networks", sync_to_thread=True, opt={"permission": "recipient:manage"}, responses=ERRORS)
     def set_networks(
-        self,
-        organization: Organization,
-        data: JSONBody[Networks],
-        call: NamedDependency[ServiceCall],
+        self, organization: Organization, data: JSONBody[Networks], call: Call
     ) -> Networks:
         """Replace the allow-list (applies to the protocol, file and activation endpoints)."""
         org = get_organization(call.session, organization)
