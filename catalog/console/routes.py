@@ -9,7 +9,7 @@ CSRF check (`check_csrf`, a before-request hook of the console router).
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
@@ -22,6 +22,8 @@ from sqlmodel import Session
 
 from catalog.audit import chain
 from catalog.audit import service as audit
+from catalog.audit.routes import FILTERS
+from catalog.audit.service import AuditFilters
 from catalog.console.auth import ROOT, console_state, viewer
 from catalog.console.call import ConsoleCall
 from catalog.console.session import new_session, sign_out_session
@@ -743,53 +745,37 @@ class GrantsController(Controller):
         return Redirect(f"{ROOT}/grants?notice=revoked", status_code=303)
 
 
-def _audit_query(**values: Any) -> audit.AuditQuery:
-    return audit.AuditQuery(**{k: (v or None) for k, v in values.items()})
+def _audit_query(
+    filters: AuditFilters, since: datetime | None = None, until: datetime | None = None
+) -> audit.AuditQuery:
+    """The query of the trail's form: an empty field (every field is sent) is no filter."""
+    given = cast(AuditFilters, {k: v or None for k, v in filters.items()})
+    return audit.AuditQuery(**given, since=since, until=until)
+
+
+# The filters the trail's export link carries.
+EXPORTED = ("actor", "recipient", "product", "action")
 
 
 class AuditController(Controller):
-    """The audit trail for auditors and platform admins (`audit:read`)."""
+    """The audit trail for auditors and platform admins (`audit:read`), with the API's filters."""
 
     path = f"{ROOT}/audit"
+    dependencies = FILTERS
 
     @get("/", opt=AUDIT, sync_to_thread=True)
     def trail(
         self,
         call: NamedDependency[ConsoleCall],
-        who: Text = None,
-        recipient: Text = None,
-        product: Text = None,
-        tier: Text = None,
-        action: Text = None,
-        outcome: Text = None,
-        request_id: Text = None,
+        filters: NamedDependency[AuditFilters],
         since_field: Annotated[str | None, QueryParameter(name="since", max_length=40)] = None,
         until_field: Annotated[str | None, QueryParameter(name="until", max_length=40)] = None,
         cursor: Text = None,
     ) -> Response[str]:
         """Entries matching the API's filters, newest first, with the chain's verification."""
         since, until = _moment(since_field, "since"), _moment(until_field, "until")
-        filters = {
-            "actor": who,
-            "recipient": recipient,
-            "product": product,
-            "tier": tier,
-            "action": action,
-            "outcome": outcome,
-            "request_id": request_id,
-        }
-        query = _audit_query(**filters, since=since, until=until)
+        query = _audit_query(filters, since, until)
         page = audit.list_events(call.session, query, limit=_size(call.settings), cursor=cursor)
-        export = {
-            k: v
-            for k, v in {
-                "actor": who,
-                "recipient": recipient,
-                "product": product,
-                "action": action,
-            }.items()
-            if v
-        }
         return call.render(
             "audit.html",
             page=page,
@@ -799,20 +785,15 @@ class AuditController(Controller):
                 "since": since.isoformat() if since else "",
                 "until": until.isoformat() if until else "",
             },
-            export=export,
+            export={k: v for k, v in filters.items() if k in EXPORTED and v},
         )
 
     @get("/export", opt=AUDIT, sync_to_thread=True, media_type="application/x-ndjson")
     def export(
-        self,
-        engine: NamedDependency[Engine],
-        who: Text = None,
-        recipient: Text = None,
-        product: Text = None,
-        action: Text = None,
+        self, engine: NamedDependency[Engine], filters: NamedDependency[AuditFilters]
     ) -> Stream:
         """The same entries as the API's export: NDJSON, oldest first, hashes included."""
-        query = _audit_query(actor=who, recipient=recipient, product=product, action=action)
+        query = _audit_query(filters)
 
         def lines() -> Iterator[str]:
             with transaction(engine) as session:
