@@ -10,7 +10,7 @@ the hash-chained `audit_event` table (`catalog/audit/`).
 import logging
 import re
 from datetime import datetime
-from typing import Any, Protocol, TypedDict, Unpack
+from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 from sqlmodel import Session
 
@@ -114,6 +114,16 @@ def subject_of(subject: Subject) -> tuple[str, str]:
     return subject if isinstance(subject, tuple) else subject.audit_subject
 
 
+class NewEntry(EntryFields):
+    """The arguments of `new_entry`, as `record_now` and `record_failure` pass them on."""
+
+    at: datetime
+    actor: Actor
+    action: str
+    subject: Subject
+    outcome: NotRequired[str]
+
+
 def new_entry(
     *,
     at: datetime,
@@ -196,16 +206,7 @@ def record(
     return entry
 
 
-def record_now(
-    sink: AuditSink,
-    *,
-    at: datetime,
-    actor: Actor,
-    action: str,
-    subject: Subject,
-    outcome: str = Outcome.SUCCESS,
-    **fields: Unpack[EntryFields],
-) -> AuditEntry:
+def record_now(sink: AuditSink, **fields: Unpack[NewEntry]) -> AuditEntry:
     """Write an entry that records no change of its own (a sharing read) before answering.
 
     Returns once the entry is committed by `sink` (the wiring's: group-committed with the entries
@@ -215,7 +216,7 @@ def record_now(
     `sync_to_thread`). On SQLite (one writer at a time) call it while the request's own
     transaction holds no write.
     """
-    entry = new_entry(at=at, actor=actor, action=action, subject=subject, outcome=outcome, **fields)
+    entry = new_entry(**fields)
     sink.write([entry])
     return entry
 
@@ -226,16 +227,7 @@ async def record_entry(sink: AuditSink, entry: AuditEntry) -> None:
     await sink.write_async([entry])
 
 
-def record_failure(
-    sink: AuditSink,
-    *,
-    at: datetime,
-    actor: Actor,
-    action: str,
-    subject: Subject,
-    outcome: str = Outcome.FAILED,
-    **fields: Unpack[EntryFields],
-) -> AuditEntry | None:
+def record_failure(sink: AuditSink, **fields: Unpack[NewEntry]) -> AuditEntry | None:
     """Record a refusal outside the refused transaction (which rolls back), like `record_now`.
 
     Use it for authentication failures (`auth.failed`, outcome `failed`) and authorization
@@ -243,12 +235,11 @@ def record_failure(
     logged and answered None instead of raised. It blocks: from async code call it through
     `litestar.concurrency.sync_to_thread`.
     """
+    fields.setdefault("outcome", Outcome.FAILED)
     try:
-        return record_now(
-            sink, at=at, actor=actor, action=action, subject=subject, outcome=outcome, **fields
-        )
+        return record_now(sink, **fields)
     except Unavailable:
-        log.error("could not record %s (%s) in the audit log", action, outcome)
+        log.error("could not record %s (%s) in the audit log", fields["action"], fields["outcome"])
         return None
 
 

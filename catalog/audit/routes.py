@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, get
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 from litestar.response import Stream
 from sqlalchemy.engine import Engine
@@ -27,39 +27,48 @@ Moment = Annotated[datetime | None, QueryParameter()]
 ERRORS = problem_responses(400, 401, 403, 404, 422, 429, 503)
 
 
+def audit_filters(
+    actor_name: ActorFilter = None,
+    recipient: Text = None,
+    product: Text = None,
+    tier: Text = None,
+    action: Text = None,
+    outcome: Text = None,
+    request_id: Text = None,
+) -> service.AuditFilters:
+    """`?actor=&recipient=&product=&tier=&action=&outcome=&request_id=`: the API's and the
+    console's trail take the same filters (each reads the period its own way)."""
+    return service.AuditFilters(
+        actor=actor_name,
+        recipient=recipient,
+        product=product,
+        tier=tier,
+        action=action,
+        outcome=outcome,
+        request_id=request_id,
+    )
+
+
+FILTERS = {"filters": Provide(audit_filters, sync_to_thread=False)}
+
+
 class AuditController(Controller):
     """The audit trail, for auditors and platform admins."""
 
     path = "/api/v1/audit"
     tags = ("audit",)
 
-    @get("/", sync_to_thread=True, opt=READ, responses=ERRORS)
+    @get("/", sync_to_thread=True, opt=READ, responses=ERRORS, dependencies=FILTERS)
     def list_events(
         self,
         session: NamedDependency[Session],
         page: NamedDependency[PageRequest],
-        actor_name: ActorFilter = None,
-        recipient: Text = None,
-        product: Text = None,
-        tier: Text = None,
-        action: Text = None,
-        outcome: Text = None,
-        request_id: Text = None,
+        filters: NamedDependency[service.AuditFilters],
         since: Moment = None,
         until: Moment = None,
     ) -> AuditPage:
         """Entries matching every filter, newest first (`action=sharing.*` matches a prefix)."""
-        query = service.AuditQuery(
-            actor=actor_name,
-            recipient=recipient,
-            product=product,
-            tier=tier,
-            action=action,
-            outcome=outcome,
-            request_id=request_id,
-            since=since,
-            until=until,
-        )
+        query = service.AuditQuery(**filters, since=since, until=until)
         return service.list_events(session, query, limit=page.size, cursor=page.cursor)
 
     @get(

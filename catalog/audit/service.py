@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, TypedDict
 
 from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
@@ -30,6 +30,18 @@ from catalog.products.semver import SemVer
 FILE_DOWNLOAD = "sharing.file"
 SHARING_READS = ("sharing.query", "sharing.changes", "sharing.metadata", FILE_DOWNLOAD)
 PRODUCT_REF = "DOMAIN/NAME"
+
+
+class AuditFilters(TypedDict):
+    """The filters of an audit query other than its period, as a query string gives them."""
+
+    actor: str | None
+    recipient: str | None
+    product: str | None
+    tier: str | None
+    action: str | None
+    outcome: str | None
+    request_id: str | None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -19,6 +20,7 @@ from litestar_htmx import HTMXRequest
 from catalog.console.admin import DuasController, GrantReviewController, RecipientsController
 from catalog.console.auditor import DisclosuresController
 from catalog.console.auth import ROOT, ConsoleMiddleware, check_csrf
+from catalog.console.call import provide_call
 from catalog.console.consumer import RenewalController
 from catalog.console.decisions import BulkDecisionController
 from catalog.console.inbox import InboxController
@@ -128,6 +130,7 @@ def console_router(settings: Settings) -> Router:
         middleware=[ConsoleMiddleware()],
         before_request=check_csrf,
         request_class=ConsoleRequest,
+        dependencies={"call": Provide(provide_call, sync_to_thread=False)},
         exception_handlers={
             MeshError: _mesh_error,
             HTTPException: _http_error,

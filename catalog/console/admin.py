@@ -13,17 +13,15 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, PathParameter
 from litestar.response import Redirect
-from sqlmodel import Session
 
-from catalog.console.auth import ROOT, viewer
-from catalog.console.routes import Form, Req, Text, _field
-from catalog.console.views import countdown, render
-from catalog.kernel.clock import Clock
+from catalog.console.auth import ROOT
+from catalog.console.call import ConsoleCall
+from catalog.console.routes import Form, Text, _field, _grants
+from catalog.console.views import countdown
 from catalog.kernel.errors import InvalidParameter
-from catalog.kernel.settings import Settings
 from policies.duas.models import Dua
 from policies.duas.service import dua_read, list_duas
-from policies.grants.service import grant_read, list_grants, review_grant
+from policies.grants.service import review_grant
 from policies.principals.service import get_organization, list_organizations
 from sharing.recipients import service as recipients
 
@@ -57,22 +55,16 @@ class GrantReviewController(Controller):
 
     @post("/{grant_id:int}/review", opt=GRANT_REVIEW, sync_to_thread=True, status_code=303)
     def review(
-        self,
-        request: Req,
-        grant_id: FromPath[int],
-        data: Form,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
+        self, grant_id: FromPath[int], data: Form, call: NamedDependency[ConsoleCall]
     ) -> Redirect:
         """The same service as `POST /api/v1/grants/{id}/review`."""
         review_grant(
-            session,
+            call.session,
             grant_id,
             reason=_field(data, "reason") or None,
-            actor=viewer(request),
-            settings=settings,
-            clock=clock,
+            actor=call.me,
+            settings=call.settings,
+            clock=call.clock,
         )
         return Redirect(f"{ROOT}/grants?notice=reviewed", status_code=303)
 
@@ -83,67 +75,55 @@ class RecipientsController(Controller):
     path = f"{ROOT}/recipients"
 
     @get("/", opt=RECIPIENTS_READ, sync_to_thread=True)
-    def index(
-        self, request: Req, session: NamedDependency[Session], clock: NamedDependency[Clock]
-    ) -> Response[str]:
+    def index(self, call: NamedDependency[ConsoleCall]) -> Response[str]:
         """Every organisation with its live tokens and allow-list."""
-        now = clock.now()
+        now = call.clock.now()
         rows = []
-        for org in list_organizations(session, actor=viewer(request)):
-            tokens = recipients.list_tokens(session, org)
+        for org in list_organizations(call.session, actor=call.me):
+            tokens = recipients.list_tokens(call.session, org)
             live = [t for t in tokens if t.revoked_at is None and t.expires_at > now]
-            rows.append((org, len(live), recipients.networks(session, org)))
-        return render(request, "recipients.html", rows=rows)
+            rows.append((org, len(live), recipients.networks(call.session, org)))
+        return call.render("recipients.html", rows=rows)
 
     @get("/{organization:str}", opt=RECIPIENTS_READ, sync_to_thread=True)
     def one(
         self,
-        request: Req,
         organization: OrgName,
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ConsoleCall],
         notice: Text = None,
     ) -> Response[str]:
         """One organisation's tokens, allow-list and the actions on them."""
-        org = get_organization(session, organization)
-        now = clock.now()
+        org = get_organization(call.session, organization)
+        now = call.clock.now()
         tokens = [
             (t, _token_state(t.expires_at, t.revoked_at, now))
-            for t in recipients.list_tokens(session, org)
+            for t in recipients.list_tokens(call.session, org)
         ]
-        me = viewer(request)
-        return render(
-            request,
+        return call.render(
             "recipient.html",
             org=org,
             tokens=tokens,
-            cidrs=recipients.networks(session, org),
-            may_manage=me.can("*", "recipient", "manage"),
+            cidrs=recipients.networks(call.session, org),
+            may_manage=call.me.can("*", "recipient", "manage"),
             notice=NOTICES.get(notice or ""),
         )
 
     @post("/{organization:str}/rotate", opt=RECIPIENTS_MANAGE, sync_to_thread=True)
     def rotate(
-        self,
-        request: Req,
-        organization: OrgName,
-        data: Form,
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        self, organization: OrgName, data: Form, call: NamedDependency[ConsoleCall]
     ) -> Response[str]:
         """A new token in a profile shown on this answer only; older tokens end after grace."""
-        org = get_organization(session, organization)
+        org = get_organization(call.session, organization)
         token, credential = recipients.rotate_token(
-            session,
+            call.session,
             org,
             days=_days(data, "days", 90, 366),
             grace=timedelta(hours=_days(data, "grace_hours", 24, 24 * 30, minimum=0)),
-            actor=viewer(request),
-            now=clock.now(),
+            actor=call.me,
+            now=call.clock.now(),
         )
-        profile = recipients.profile(str(request.base_url), token, credential)
-        return render(
-            request,
+        profile = recipients.profile(str(call.request.base_url), token, credential)
+        return call.render(
             "recipient_issued.html",
             org=org,
             what="profile",
@@ -153,26 +133,20 @@ class RecipientsController(Controller):
 
     @post("/{organization:str}/activation", opt=RECIPIENTS_MANAGE, sync_to_thread=True)
     def activation(
-        self,
-        request: Req,
-        organization: OrgName,
-        data: Form,
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        self, organization: OrgName, data: Form, call: NamedDependency[ConsoleCall]
     ) -> Response[str]:
         """A one-time activation link, shown on this answer only."""
-        org = get_organization(session, organization)
+        org = get_organization(call.session, organization)
         link, secret = recipients.create_activation(
-            session,
+            call.session,
             org,
             token_days=_days(data, "days", 90, 366),
             valid_for=timedelta(hours=_days(data, "valid_hours", 72, 24 * 30)),
-            actor=viewer(request),
-            now=clock.now(),
+            actor=call.me,
+            now=call.clock.now(),
         )
-        url = f"{str(request.base_url).rstrip('/')}{ROOT}/activate/{secret}"
-        return render(
-            request,
+        url = f"{str(call.request.base_url).rstrip('/')}{ROOT}/activate/{secret}"
+        return call.render(
             "recipient_issued.html",
             org=org,
             what="link",
@@ -182,21 +156,16 @@ class RecipientsController(Controller):
 
     @post("/{organization:str}/revoke", opt=RECIPIENTS_MANAGE, sync_to_thread=True, status_code=303)
     def revoke(
-        self,
-        request: Req,
-        organization: OrgName,
-        data: Form,
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        self, organization: OrgName, data: Form, call: NamedDependency[ConsoleCall]
     ) -> Redirect:
         """Revoke one token (`token_id`) or every live one."""
-        org = get_organization(session, organization)
+        org = get_organization(call.session, organization)
         recipients.revoke_tokens(
-            session,
+            call.session,
             org,
             token_id=_field(data, "token_id") or None,
-            actor=viewer(request),
-            now=clock.now(),
+            actor=call.me,
+            now=call.clock.now(),
         )
         return Redirect(f"{ROOT}/recipients/{org.name}?notice=revoked", status_code=303)
 
@@ -204,17 +173,12 @@ class RecipientsController(Controller):
         "/{organization:str}/networks", opt=RECIPIENTS_MANAGE, sync_to_thread=True, status_code=303
     )
     def networks(
-        self,
-        request: Req,
-        organization: OrgName,
-        data: Form,
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        self, organization: OrgName, data: Form, call: NamedDependency[ConsoleCall]
     ) -> Redirect:
         """Replace the allow-list: one address or CIDR range a line (empty: any address)."""
-        org = get_organization(session, organization)
+        org = get_organization(call.session, organization)
         lines = [line.strip() for line in _field(data, "cidrs").splitlines() if line.strip()]
-        recipients.set_networks(session, org, lines, actor=viewer(request), now=clock.now())
+        recipients.set_networks(call.session, org, lines, actor=call.me, now=call.clock.now())
         return Redirect(f"{ROOT}/recipients/{org.name}?notice=networks", status_code=303)
 
 
@@ -245,46 +209,25 @@ class DuasController(Controller):
     @get("/", opt=DUAS, sync_to_thread=True)
     def duas(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ConsoleCall],
         organization: Text = None,
         cursor: Text = None,
     ) -> Response[str]:
         """A page of DUAs, soonest-ending first, each with its grants."""
-        me = viewer(request)
-        now = clock.now()
+        me = call.me
+        now = call.clock.now()
         items, nxt = list_duas(
-            session,
+            call.session,
             actor=me,
             organization=organization or None,
-            limit=settings.default_page_size,
+            limit=call.settings.default_page_size,
             cursor=cursor,
         )
         rows = []
         for dua in sorted(items, key=lambda d: d.expires_at):
-            grants, _ = list_grants(
-                session,
-                actor=me,
-                settings=settings,
-                clock=clock,
-                organization=None,
-                product=None,
-                state=None,
-                limit=settings.max_page_size,
-                cursor=None,
-                dua_id=dua.id,
-            )
-            rows.append(
-                (
-                    dua_read(session, dua, now),
-                    dua_warning(dua, now),
-                    [grant_read(session, g, settings=settings, now=now) for g in grants],
-                )
-            )
-        return render(
-            request,
+            grants = _grants(call, now, dua_id=dua.id)
+            rows.append((dua_read(call.session, dua, now), dua_warning(dua, now), grants))
+        return call.render(
             "duas.html",
             rows=rows,
             next_cursor=nxt,

@@ -11,19 +11,15 @@ from typing import Annotated
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
-from sqlmodel import Session
 
 from catalog.audit import service as audit
 from catalog.audit.models import DisclosureReport
-from catalog.console.auth import ROOT, viewer
-from catalog.console.routes import AUDIT, Req, _moment
-from catalog.console.views import render
-from catalog.kernel.clock import Clock
+from catalog.console.auth import ROOT
+from catalog.console.call import ConsoleCall
+from catalog.console.routes import AUDIT, _grants, _moment
 from catalog.kernel.errors import InvalidParameter
-from catalog.kernel.settings import Settings
 from catalog.products import service as products
 from policies.grants.models import GrantRead
-from policies.grants.service import grant_read, list_grants
 
 ProductRef = Annotated[str | None, QueryParameter(max_length=130)]
 CSV_COLUMNS = (
@@ -67,10 +63,7 @@ class DisclosuresController(Controller):
     @get("/", opt=AUDIT, sync_to_thread=True)
     def disclosures(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ConsoleCall],
         product: ProductRef = None,
         since_field: Annotated[str | None, QueryParameter(name="from", max_length=40)] = None,
         until_field: Annotated[str | None, QueryParameter(name="to", max_length=40)] = None,
@@ -80,31 +73,15 @@ class DisclosuresController(Controller):
         refs = [
             products.product_key(p.domain.name, p.name)
             for p in products.search_products(
-                session, products.ProductQuery(), limit=settings.max_page_size
+                call.session, products.ProductQuery(), limit=call.settings.max_page_size
             ).items
         ]
         report, grants = None, []
         if product:
-            report = audit.list_disclosures(session, product, since=since, until=until)
-            now = clock.now()
-            items, _ = list_grants(
-                session,
-                actor=viewer(request),
-                settings=settings,
-                clock=clock,
-                organization=None,
-                product=product,
-                state=None,
-                limit=settings.max_page_size,
-                cursor=None,
-            )
-            grants = [
-                g
-                for g in (grant_read(session, i, settings=settings, now=now) for i in items)
-                if _in_force(g, since, until)
-            ]
-        return render(
-            request,
+            report = audit.list_disclosures(call.session, product, since=since, until=until)
+            now = call.clock.now()
+            grants = [g for g in _grants(call, now, product=product) if _in_force(g, since, until)]
+        return call.render(
             "disclosures.html",
             refs=refs,
             report=report,
@@ -119,7 +96,7 @@ class DisclosuresController(Controller):
     @get("/export", opt=AUDIT, sync_to_thread=True)
     def export(
         self,
-        session: NamedDependency[Session],
+        call: NamedDependency[ConsoleCall],
         product: ProductRef = None,
         since_field: Annotated[str | None, QueryParameter(name="from", max_length=40)] = None,
         until_field: Annotated[str | None, QueryParameter(name="to", max_length=40)] = None,
@@ -130,7 +107,7 @@ class DisclosuresController(Controller):
         if not product:
             raise InvalidParameter("choose a product")
         report = audit.list_disclosures(
-            session,
+            call.session,
             product,
             since=_moment(since_field, "from"),
             until=_moment(until_field, "to"),

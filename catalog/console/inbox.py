@@ -12,13 +12,10 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect
-from sqlmodel import Session
 
-from catalog.console.auth import ROOT, viewer
-from catalog.console.views import render
+from catalog.console.auth import ROOT
+from catalog.console.call import ConsoleCall
 from catalog.kernel import pagination
-from catalog.kernel.clock import Clock
-from catalog.kernel.settings import Settings
 from policies.notifications import inbox as notifications
 
 # Everyone signed in has an inbox; the service keeps it to the viewer's own notifications.
@@ -36,60 +33,51 @@ class InboxController(Controller):
     @get("/", opt=INBOX, sync_to_thread=True)
     def inbox(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
+        call: NamedDependency[ConsoleCall],
         show: Annotated[str | None, QueryParameter(pattern=SHOW)] = None,
         cursor: Text = None,
         notice: Text = None,
     ) -> Response[str]:
         """The viewer's notifications, newest first (all, or only unread ones)."""
-        me = viewer(request)
+        me = call.me
         view = show or "all"
         size = pagination.page_size(
-            None, default=settings.default_page_size, maximum=settings.max_page_size
+            None, default=call.settings.default_page_size, maximum=call.settings.max_page_size
         )
         items, nxt = notifications.list_inbox(
-            session, actor=me, unread_only=view == "unread", limit=size, cursor=cursor
+            call.session, actor=me, unread_only=view == "unread", limit=size, cursor=cursor
         )
-        return render(
-            request,
+        return call.render(
             "inbox.html",
             items=items,
             next_cursor=nxt,
             show=view,
-            inbox_unread=notifications.unread_count(session, actor=me),
+            inbox_unread=notifications.unread_count(call.session, actor=me),
             may_decide=me.can("*", "request", "approve"),
             consumer=bool(me.organization),
             notice="Every notification is marked read." if notice == "all-read" else None,
         )
 
     @get("/count", opt=INBOX, sync_to_thread=True)
-    def count(self, request: Req, session: NamedDependency[Session]) -> Response[str]:
+    def count(self, call: NamedDependency[ConsoleCall]) -> Response[str]:
         """The unread count for the navigation (htmx loads it into every page)."""
-        unread = notifications.unread_count(session, actor=viewer(request))
-        return render(request, "inbox_count.html", inbox_unread=unread)
+        unread = notifications.unread_count(call.session, actor=call.me)
+        return call.render("inbox_count.html", inbox_unread=unread)
 
     @post("/{item_id:int}/read", opt=INBOX, sync_to_thread=True, status_code=303)
     def mark_read(
-        self,
-        request: Req,
-        item_id: FromPath[int],
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        self, item_id: FromPath[int], call: NamedDependency[ConsoleCall]
     ) -> Response[Any]:
         """Mark one read: htmx gets the item back, a plain form a redirect to the list."""
-        item = notifications.mark_read(session, item_id, actor=viewer(request), now=clock.now())
-        if request.headers.get("hx-request") == "true":
-            page = render(request, "inbox_item.html", item=item, status=200)
+        item = notifications.mark_read(call.session, item_id, actor=call.me, now=call.clock.now())
+        if call.request.headers.get("hx-request") == "true":
+            page = call.render("inbox_item.html", item=item, status=200)
             page.headers["HX-Trigger"] = "inbox-changed"  # the navigation's count refreshes
             return page
         return Redirect(f"{ROOT}/inbox#n-{item.id}", status_code=303)
 
     @post("/read-all", opt=INBOX, sync_to_thread=True, status_code=303)
-    def mark_all_read(
-        self, request: Req, session: NamedDependency[Session], clock: NamedDependency[Clock]
-    ) -> Redirect:
+    def mark_all_read(self, call: NamedDependency[ConsoleCall]) -> Redirect:
         """Mark every unread notification read."""
-        notifications.mark_all_read(session, actor=viewer(request), now=clock.now())
+        notifications.mark_all_read(call.session, actor=call.me, now=call.clock.now())
         return Redirect(f"{ROOT}/inbox?notice=all-read", status_code=303)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from catalog.console.auth import ROOT, viewer
+from catalog.console.call import ConsoleCall
 from catalog.console.routes import OPEN, Req, _latest_published
 from catalog.console.views import freshness, render
 from catalog.kernel.clock import Clock
@@ -76,21 +77,17 @@ class PublisherController(Controller):
     path = f"{ROOT}/publish"
 
     @get("/", opt=OPEN, sync_to_thread=True)
-    def index(
-        self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
-    ) -> Response[str]:
+    def index(self, call: NamedDependency[ConsoleCall]) -> Response[str]:
         """Every product of the domains the viewer publishes in, with its SLA state."""
-        me = viewer(request)
-        domains = publishing_domains(session, me)
-        now = clock.now()
+        me = call.me
+        domains = publishing_domains(call.session, me)
+        now = call.clock.now()
         rows = []
         for domain in domains:
             found = products.search_products(
-                session, products.ProductQuery(domain=domain), limit=settings.max_page_size
+                call.session,
+                products.ProductQuery(domain=domain),
+                limit=call.settings.max_page_size,
             ).items
             for product in found:
                 latest = _latest_published(product)
@@ -102,27 +99,20 @@ class PublisherController(Controller):
                         "freshness": freshness(latest, now),
                     }
                 )
-        return render(request, "publish_index.html", domains=domains, rows=rows)
+        return call.render("publish_index.html", domains=domains, rows=rows)
 
     @get("/{domain:str}/{name:str}", opt=PUBLISH, sync_to_thread=True)
     def product(
-        self,
-        request: Req,
-        domain: FromPath[str],
-        name: FromPath[str],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
+        self, domain: FromPath[str], name: FromPath[str], call: NamedDependency[ConsoleCall]
     ) -> Response[str]:
         """Versions with quarantine, findings and contract checks; SLA; consumers and grants;
         pending deprecations and whom they affect."""
-        found = products.get_product(session, domain, name)
-        now = clock.now()
+        found = products.get_product(call.session, domain, name)
+        now = call.clock.now()
         use = facility.product_use(
-            session, found, actor=viewer(request), settings=settings, now=now
+            call.session, found, actor=call.me, settings=call.settings, now=now
         )
-        return render(
-            request,
+        return call.render(
             "publish_product.html",
             product=products.product_detail(found),
             health=_health(found),
@@ -137,11 +127,11 @@ class PlanController(Controller):
     path = f"{ROOT}/publish/plan"
 
     @get("/", opt=OPEN, sync_to_thread=True)
-    def form(self, request: Req, session: NamedDependency[Session]) -> Response[str]:
+    def form(self, call: NamedDependency[ConsoleCall]) -> Response[str]:
         """The form."""
-        publishing_domains(session, viewer(request))
-        return render(
-            request, "publish_plan.html", text="", plan=None, errors=[], source="", foreign=set()
+        publishing_domains(call.session, call.me)
+        return call.render(
+            "publish_plan.html", text="", plan=None, errors=[], source="", foreign=set()
         )
 
     @post("/", opt=OPEN, sync_to_thread=True, status_code=200)

@@ -9,7 +9,7 @@ CSRF check (`check_csrf`, a before-request hook of the console router).
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
@@ -22,11 +22,13 @@ from sqlmodel import Session
 
 from catalog.audit import chain
 from catalog.audit import service as audit
+from catalog.audit.routes import FILTERS
+from catalog.audit.service import AuditFilters
 from catalog.console.auth import ROOT, console_state, viewer
+from catalog.console.call import ConsoleCall
 from catalog.console.session import new_session, sign_out_session
 from catalog.console.views import countdown, freshness, render, tier_effect
 from catalog.kernel import pagination
-from catalog.kernel.clock import Clock
 from catalog.kernel.db import transaction
 from catalog.kernel.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
 from catalog.kernel.settings import Settings
@@ -36,6 +38,7 @@ from policies.auth import Authenticator, record_auth_failure
 from policies.duas.models import Dua
 from policies.duas.service import dua_covers, dua_read, get_dua, list_duas
 from policies.enforcer import PolicyEngine
+from policies.grants.models import GrantRead
 from policies.grants.service import grant_read, list_grants, readable, revoke_grant
 from policies.minimum_necessary import PolicyRefusal, check_minimum_necessary
 from policies.models import GrantState, Purpose, RequestStatus
@@ -198,13 +201,11 @@ class HomeController(Controller):
         return Redirect(target, status_code=303)
 
     @post("/sign-out", opt=OPEN, sync_to_thread=True, status_code=303)
-    def sign_out(
-        self, request: Req, session: NamedDependency[Session], clock: NamedDependency[Clock]
-    ) -> Redirect:
+    def sign_out(self, call: NamedDependency[ConsoleCall]) -> Redirect:
         """End the session: its id is refused from now on (a copied cookie included), and the
         cookie is cleared."""
-        state = console_state(request)
-        sign_out_session(session, state.session, principal=viewer(request).name, now=clock.now())
+        state = console_state(call.request)
+        sign_out_session(call.session, state.session, principal=call.me.name, now=call.clock.now())
         state.clear = True
         return Redirect(f"{ROOT}/sign-in?notice=signed-out", status_code=303)
 
@@ -218,6 +219,30 @@ def _latest_published(product: DataProduct) -> Any:
     return max(live, key=lambda v: v.semver, default=None)
 
 
+def _grants(
+    call: ConsoleCall,
+    now: datetime,
+    *,
+    organization: str | None = None,
+    product: str | None = None,
+    dua_id: int | None = None,
+) -> list[GrantRead]:
+    """The grants the viewer may see (up to the largest page), as they stand at `now`."""
+    items, _ = list_grants(
+        call.session,
+        actor=call.me,
+        settings=call.settings,
+        clock=call.clock,
+        organization=organization,
+        product=product,
+        state=None,
+        limit=call.settings.max_page_size,
+        cursor=None,
+        dua_id=dua_id,
+    )
+    return [grant_read(call.session, g, settings=call.settings, now=now) for g in items]
+
+
 class CatalogController(Controller):
     """Search and product pages (every principal: `catalog:read`)."""
 
@@ -226,10 +251,7 @@ class CatalogController(Controller):
     @get("/", opt=CATALOG, sync_to_thread=True)
     def search(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ConsoleCall],
         q: Text = None,
         domain: Text = None,
         tag: Text = None,
@@ -251,8 +273,10 @@ class CatalogController(Controller):
             tier=_choice(Tier, tier, "tier"),
             status=_choice(ProductStatus, status, "status"),
         )
-        page = products.search_products(session, query, limit=_size(settings), cursor=cursor)
-        now = clock.now()
+        page = products.search_products(
+            call.session, query, limit=_size(call.settings), cursor=cursor
+        )
+        now = call.clock.now()
         rows = []
         for product in page.items:
             version = _latest_published(product)
@@ -260,13 +284,12 @@ class CatalogController(Controller):
             if fresh and state.state != fresh:
                 continue
             rows.append({"product": products.product_read(product), "freshness": state})
-        tags = products.list_tags(session)  # facets of the whole catalog, in one query
-        return render(
-            request,
+        tags = products.list_tags(call.session)  # facets of the whole catalog, in one query
+        return call.render(
             "catalog.html",
             rows=rows,
             next_cursor=page.next_cursor,
-            domains=[d.name for d in products.list_domains(session)],
+            domains=[d.name for d in products.list_domains(call.session)],
             tags=tags,
             tiers=list(Tier),
             statuses=list(ProductStatus),
@@ -283,30 +306,27 @@ class CatalogController(Controller):
     @get("/{domain:str}/{name:str}", opt=CATALOG, sync_to_thread=True)
     def product(
         self,
-        request: Req,
         domain: FromPath[str],
         name: FromPath[str],
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ConsoleCall],
         version: Text = None,
     ) -> Response[str]:
         """One product: owner, versions, schema with classifications, SLA, lineage, tiers."""
-        found = products.get_product(session, domain, name)
+        found = products.get_product(call.session, domain, name)
         detail = products.product_detail(found)
         chosen = (
-            products.get_version(session, domain, name, version)
+            products.get_version(call.session, domain, name, version)
             if version
             else _latest_published(found)
             or max(found.versions, key=lambda v: v.semver, default=None)
         )
         read = products.version_read(chosen) if chosen is not None else None
-        return render(
-            request,
+        return call.render(
             "product.html",
             product=detail,
-            domain=products.get_domain(session, domain),
+            domain=products.get_domain(call.session, domain),
             version=read,
-            freshness=freshness(chosen, clock.now()),
+            freshness=freshness(chosen, call.clock.now()),
             tier_effect=tier_effect,
             tiers=list(Tier),
         )
@@ -355,11 +375,7 @@ class ConsumerController(Controller):
     @get("/requests/new", opt=FILING, sync_to_thread=True)
     def wizard(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
-        policy: NamedDependency[PolicyEngine],
+        call: NamedDependency[ConsoleCall],
         dua_field: Annotated[str | None, QueryParameter(name="dua", max_length=12)] = None,
         tier_field: Annotated[str | None, QueryParameter(name="tier", max_length=20)] = None,
         product: Annotated[list[str] | None, QueryParameter(max_items=100)] = None,
@@ -369,15 +385,15 @@ class ConsumerController(Controller):
     ) -> Response[str]:
         """Pick a DUA, a tier it permits, products, justification and end date; review."""
         dua, tier = _number(dua_field, "dua"), _choice(Tier, tier_field, "tier")
-        me = viewer(request)
-        now = clock.now()
-        duas = _own_duas(session, me, settings)
+        me = call.me
+        now = call.clock.now()
+        duas = _own_duas(call.session, me, call.settings)
         chosen = next((d for d in duas if d.id == dua), None)
         if dua is not None and chosen is None:
             raise NotFound(f"DUA {dua} not found")
         context: dict[str, Any] = {
-            "duas": [dua_read(session, d, now) for d in duas],
-            "dua": dua_read(session, chosen, now) if chosen else None,
+            "duas": [dua_read(call.session, d, now) for d in duas],
+            "dua": dua_read(call.session, chosen, now) if chosen else None,
             "tier": tier,
             "selected": product or [],
             "justification": justification or "",
@@ -391,16 +407,18 @@ class ConsumerController(Controller):
         if chosen is not None:
             purpose = Purpose(chosen.purpose)
             catalog = products.search_products(
-                session,
+                call.session,
                 products.ProductQuery(status=ProductStatus.ACTIVE),
-                limit=settings.max_page_size,
+                limit=call.settings.max_page_size,
             ).items
             refs = [products.product_key(p.domain.name, p.name) for p in catalog]
             covered = [r for r in refs if dua_covers(chosen, r)]
             context["candidates"] = covered
             probe = covered[:1] or refs[:1]
             for option in Tier:
-                why = _verdicts(policy, chosen, probe, option, purpose, justification or "", now)
+                why = _verdicts(
+                    call.policy, chosen, probe, option, purpose, justification or "", now
+                )
                 reason = why[0][1] if why else "no product in the catalog"
                 if option == Tier.FULL and reason and "justification" in reason:
                     reason = reason  # shown as is: the full tier needs a justification
@@ -415,27 +433,19 @@ class ConsumerController(Controller):
                             "a justification of at least 10 characters is needed"
                         )
                     context["verdicts"] = _verdicts(
-                        policy, chosen, product, tier, purpose, justification or "", now
+                        call.policy, chosen, product, tier, purpose, justification or "", now
                     )
                 except InvalidParameter as exc:
                     context["error"] = exc.detail
                     context["step"] = ""
-        return render(request, "wizard.html", **context)
+        return call.render("wizard.html", **context)
 
     @post("/requests", opt=FILING, sync_to_thread=True, status_code=303)
-    def file_request(
-        self,
-        request: Req,
-        data: Form,
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
-        policy: NamedDependency[PolicyEngine],
-    ) -> Redirect:
+    def file_request(self, data: Form, call: NamedDependency[ConsoleCall]) -> Redirect:
         """File the reviewed request through the same service as the API."""
-        me = viewer(request)
-        now = clock.now()
+        now = call.clock.now()
         dua_id = int(_field(data, "dua") or 0)
-        dua = get_dua(session, dua_id)
+        dua = get_dua(call.session, dua_id)
         spec = AccessRequestCreate(
             products=_fields(data, "product"),
             tier=Tier(_field(data, "tier")),
@@ -444,33 +454,32 @@ class ConsumerController(Controller):
             justification=_field(data, "justification"),
             requested_days=requested_days(_field(data, "end"), dua, now),
         )
-        filed = create_request(session, spec, actor=me, policy=policy, clock=clock)
+        filed = create_request(
+            call.session, spec, actor=call.me, policy=call.policy, clock=call.clock
+        )
         return Redirect(f"{ROOT}/my/requests?notice=filed#request-{filed.id}", status_code=303)
 
     @get("/my/requests", opt=CONSUMER, sync_to_thread=True)
     def my_requests(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
+        call: NamedDependency[ConsoleCall],
         notice: Text = None,
         cursor: Text = None,
     ) -> Response[str]:
         """The organisation's requests with their status."""
-        me = viewer(request)
+        me = call.me
         items, nxt = list_requests(
-            session,
+            call.session,
             actor=me,
             status=None,
             product=None,
             organization=me.organization,
-            limit=_size(settings),
+            limit=_size(call.settings),
             cursor=cursor,
         )
-        return render(
-            request,
+        return call.render(
             "my_requests.html",
-            requests=[request_read(session, r) for r in reversed(items)],
+            requests=[request_read(call.session, r) for r in reversed(items)],
             next_cursor=nxt,
             notice=NOTICES.get(notice or ""),
         )
@@ -478,30 +487,14 @@ class ConsumerController(Controller):
     @get("/my/grants", opt={"permission": "own-grant:read"}, sync_to_thread=True)
     def my_grants(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ConsoleCall],
         notice: Text = None,
     ) -> Response[str]:
         """The organisation's grants: state, expiry countdown, notices."""
-        me = viewer(request)
-        items, _ = list_grants(
-            session,
-            actor=me,
-            settings=settings,
-            clock=clock,
-            organization=me.organization,
-            product=None,
-            state=None,
-            limit=settings.max_page_size,
-            cursor=None,
-        )
-        now = clock.now()
-        grants = [grant_read(session, g, settings=settings, now=now) for g in items]
-        duas = {g.dua_id: get_dua(session, g.dua_id) for g in grants}
-        return render(
-            request,
+        now = call.clock.now()
+        grants = _grants(call, now, organization=call.me.organization)
+        duas = {g.dua_id: get_dua(call.session, g.dua_id) for g in grants}
+        return call.render(
             "my_grants.html",
             grants=[(g, countdown(g.expires_at, now)) for g in reversed(grants)],
             duas=duas,
@@ -534,9 +527,7 @@ class ReviewController(Controller):
     @get("/", opt=REVIEW, sync_to_thread=True)
     def queue(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
+        call: NamedDependency[ConsoleCall],
         show: Annotated[str | None, QueryParameter(pattern="^(mine|pending|all)?$")] = None,
         product: Text = None,
         tier_field: Annotated[str | None, QueryParameter(name="tier", max_length=20)] = None,
@@ -552,23 +543,23 @@ class ReviewController(Controller):
         """
         tier, dua = _choice(Tier, tier_field, "tier"), _number(dua_field, "dua")
         age = _number(older, "age in days")
-        me = viewer(request)
+        me = call.me
         view = show or "mine"
-        now = request.app.state.clock.now()
+        now = call.clock.now()
         items, nxt = list_requests(
-            session,
+            call.session,
             actor=me,
             status=None if view == "all" else RequestStatus.PENDING,
             product=product or None,
             organization=None,
-            limit=_size(settings),
+            limit=_size(call.settings),
             cursor=cursor,
             tier=tier,
             dua_id=dua,
             filed_before=now - timedelta(days=age) if age else None,
         )
-        blocked = four_eyes_blocked(session, items, actor=me) if view == "mine" else set()
-        rows = request_listing(session, [r for r in items if r.id not in blocked])
+        blocked = four_eyes_blocked(call.session, items, actor=me) if view == "mine" else set()
+        rows = request_listing(call.session, [r for r in items if r.id not in blocked])
         filters = {
             "show": view,
             "product": product or "",
@@ -576,8 +567,7 @@ class ReviewController(Controller):
             "dua": dua or "",
             "older": age or "",
         }
-        return render(
-            request,
+        return call.render(
             "review_queue.html",
             rows=rows,
             next_cursor=nxt,
@@ -590,62 +580,48 @@ class ReviewController(Controller):
     @get("/{request_id:int}", opt=REVIEW, sync_to_thread=True)
     def one(
         self,
-        request: Req,
         request_id: FromPath[int],
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
-        policy: NamedDependency[PolicyEngine],
+        call: NamedDependency[ConsoleCall],
         notice: Text = None,
     ) -> Response[str]:
         """Everything needed to decide one request."""
-        me = viewer(request)
-        now = clock.now()
-        found = get_request(session, request_id, actor=me)
-        read = request_read(session, found)
-        dua = get_dua(session, read.dua_id)
-        org = session.get(Organization, found.organization_id)
-        existing, _ = list_grants(
-            session,
-            actor=me,
-            settings=settings,
-            clock=clock,
-            organization=read.organization,
-            product=None,
-            state=None,
-            limit=settings.max_page_size,
-            cursor=None,
-        )
+        me = call.me
+        now = call.clock.now()
+        found = get_request(call.session, request_id, actor=me)
+        read = request_read(call.session, found)
+        dua = get_dua(call.session, read.dua_id)
+        org = call.session.get(Organization, found.organization_id)
         verdicts = {
-            t: _verdicts(policy, dua, read.products, t, read.purpose, read.justification, now)
+            t: _verdicts(call.policy, dua, read.products, t, read.purpose, read.justification, now)
             for t in Tier
         }
-        grants = [grant_read(session, g, settings=settings, now=now) for g in existing]
+        grants = _grants(call, now, organization=read.organization)
         domains = {ref.partition("/")[0] for ref in read.products}
-        return render(
-            request,
+        return call.render(
             "review_one.html",
             recent={
                 ref: [
-                    request_read(session, r)
-                    for r in recent_decisions(session, ref, actor=me, exclude=request_id, limit=5)
+                    request_read(call.session, r)
+                    for r in recent_decisions(
+                        call.session, ref, actor=me, exclude=request_id, limit=5
+                    )
                 ]
                 for ref in read.products
             },
             owners={
                 c.author
                 for c in read.comments
-                if any(policy.allowed(c.author, d, "version", "publish") for d in domains)
-                and not policy.allowed(c.author, "*", "version", "publish")
+                if any(call.policy.allowed(c.author, d, "version", "publish") for d in domains)
+                and not call.policy.allowed(c.author, "*", "version", "publish")
             },
             req=read,
             org=org,
-            dua=dua_read(session, dua, now),
+            dua=dua_read(call.session, dua, now),
             verdicts=verdicts,
             tiers=list(Tier),
             own=read.requester == me.name,
             # The service's own rule (requester, its creator, an issuer of its token).
-            four_eyes=four_eyes_refusal(session, found, actor=me),
+            four_eyes=four_eyes_refusal(call.session, found, actor=me),
             grants=grants,
             created=[g for g in grants if g.request_id == read.id],
             requested_end=(read.created_at + timedelta(days=read.requested_days)).date(),
@@ -655,70 +631,52 @@ class ReviewController(Controller):
 
     @post("/{request_id:int}/approve", opt=REVIEW, sync_to_thread=True, status_code=303)
     def approve(
-        self,
-        request: Req,
-        request_id: FromPath[int],
-        data: Form,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
-        policy: NamedDependency[PolicyEngine],
+        self, request_id: FromPath[int], data: Form, call: NamedDependency[ConsoleCall]
     ) -> Redirect:
         """Approve through the service (four eyes, minimum necessary re-checked there)."""
         end = _field(data, "end")
         approve_request(
-            session,
+            call.session,
             request_id,
             reason=_field(data, "reason") or None,
-            actor=viewer(request),
-            policy=policy,
-            settings=settings,
-            clock=clock,
+            actor=call.me,
+            policy=call.policy,
+            settings=call.settings,
+            clock=call.clock,
             expires_at=_end_of(end) if end else None,
         )
         return Redirect(f"{ROOT}/review/{request_id}?notice=approved", status_code=303)
 
     @post("/{request_id:int}/deny", opt=REVIEW, sync_to_thread=True, status_code=303)
     def deny(
-        self,
-        request: Req,
-        request_id: FromPath[int],
-        data: Form,
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        self, request_id: FromPath[int], data: Form, call: NamedDependency[ConsoleCall]
     ) -> Redirect:
         """Deny with a reason."""
         deny_request(
-            session, request_id, reason=_field(data, "reason"), actor=viewer(request), clock=clock
+            call.session, request_id, reason=_field(data, "reason"), actor=call.me, clock=call.clock
         )
         return Redirect(f"{ROOT}/review/{request_id}?notice=denied", status_code=303)
 
     @post("/{request_id:int}/activation", opt=RECIPIENT, sync_to_thread=True)
     def activation(
-        self,
-        request: Req,
-        request_id: FromPath[int],
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        self, request_id: FromPath[int], call: NamedDependency[ConsoleCall]
     ) -> Response[str]:
         """A one-time activation link for the request's organisation, shown on this answer only."""
-        me = viewer(request)
-        found = get_request(session, request_id, actor=me)
-        org = session.get(Organization, found.organization_id)
+        me = call.me
+        found = get_request(call.session, request_id, actor=me)
+        org = call.session.get(Organization, found.organization_id)
         if org is None:
             raise NotFound(f"organisation of request {request_id} not found")
         link, secret = recipients.create_activation(
-            session,
-            get_organization(session, org.name),
+            call.session,
+            get_organization(call.session, org.name),
             token_days=90,
             valid_for=timedelta(hours=72),
             actor=me,
-            now=clock.now(),
+            now=call.clock.now(),
         )
-        url = f"{str(request.base_url).rstrip('/')}{ROOT}/activate/{secret}"
-        return render(
-            request, "activation_issued.html", org=org, url=url, expires_at=link.expires_at
-        )
+        url = f"{str(call.request.base_url).rstrip('/')}{ROOT}/activate/{secret}"
+        return call.render("activation_issued.html", org=org, url=url, expires_at=link.expires_at)
 
 
 class GrantsController(Controller):
@@ -729,10 +687,7 @@ class GrantsController(Controller):
     @get("/", opt=GRANTS, sync_to_thread=True)
     def grants(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ConsoleCall],
         consumer: Text = None,
         product: Text = None,
         state_field: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
@@ -744,26 +699,27 @@ class GrantsController(Controller):
         suspended."""
         grant_state = _choice(GrantState, state_field, "state")
         within = _number(expiring, "expiring within (days)")
-        me = viewer(request)
+        me = call.me
         items, nxt = list_grants(
-            session,
+            call.session,
             actor=me,
-            settings=settings,
-            clock=clock,
+            settings=call.settings,
+            clock=call.clock,
             organization=consumer or None,
             product=product or None,
             state=grant_state,
-            limit=_size(settings),
+            limit=_size(call.settings),
             cursor=cursor,
             expiring_within=timedelta(days=within) if within else None,
         )
-        now = clock.now()
-        return render(
-            request,
+        now = call.clock.now()
+        return call.render(
             "grants.html",
             grants=[
                 (g, countdown(g.expires_at, now))
-                for g in (grant_read(session, i, settings=settings, now=now) for i in items)
+                for g in (
+                    grant_read(call.session, i, settings=call.settings, now=now) for i in items
+                )
             ],
             next_cursor=nxt,
             filters={
@@ -780,93 +736,64 @@ class GrantsController(Controller):
 
     @post("/{grant_id:int}/revoke", opt=REVOKE, sync_to_thread=True, status_code=303)
     def revoke(
-        self,
-        request: Req,
-        grant_id: FromPath[int],
-        data: Form,
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        self, grant_id: FromPath[int], data: Form, call: NamedDependency[ConsoleCall]
     ) -> Redirect:
         """Revoke at once, with a reason."""
         revoke_grant(
-            session, grant_id, reason=_field(data, "reason"), actor=viewer(request), clock=clock
+            call.session, grant_id, reason=_field(data, "reason"), actor=call.me, clock=call.clock
         )
         return Redirect(f"{ROOT}/grants?notice=revoked", status_code=303)
 
 
-def _audit_query(**values: Any) -> audit.AuditQuery:
-    return audit.AuditQuery(**{k: (v or None) for k, v in values.items()})
+def _audit_query(
+    filters: AuditFilters, since: datetime | None = None, until: datetime | None = None
+) -> audit.AuditQuery:
+    """The query of the trail's form: an empty field (every field is sent) is no filter."""
+    given = cast(AuditFilters, {k: v or None for k, v in filters.items()})
+    return audit.AuditQuery(**given, since=since, until=until)
+
+
+# The filters the trail's export link carries.
+EXPORTED = ("actor", "recipient", "product", "action")
 
 
 class AuditController(Controller):
-    """The audit trail for auditors and platform admins (`audit:read`)."""
+    """The audit trail for auditors and platform admins (`audit:read`), with the API's filters."""
 
     path = f"{ROOT}/audit"
+    dependencies = FILTERS
 
     @get("/", opt=AUDIT, sync_to_thread=True)
     def trail(
         self,
-        request: Req,
-        session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        who: Text = None,
-        recipient: Text = None,
-        product: Text = None,
-        tier: Text = None,
-        action: Text = None,
-        outcome: Text = None,
-        request_id: Text = None,
+        call: NamedDependency[ConsoleCall],
+        filters: NamedDependency[AuditFilters],
         since_field: Annotated[str | None, QueryParameter(name="since", max_length=40)] = None,
         until_field: Annotated[str | None, QueryParameter(name="until", max_length=40)] = None,
         cursor: Text = None,
     ) -> Response[str]:
         """Entries matching the API's filters, newest first, with the chain's verification."""
         since, until = _moment(since_field, "since"), _moment(until_field, "until")
-        filters = {
-            "actor": who,
-            "recipient": recipient,
-            "product": product,
-            "tier": tier,
-            "action": action,
-            "outcome": outcome,
-            "request_id": request_id,
-        }
-        query = _audit_query(**filters, since=since, until=until)
-        page = audit.list_events(session, query, limit=_size(settings), cursor=cursor)
-        export = {
-            k: v
-            for k, v in {
-                "actor": who,
-                "recipient": recipient,
-                "product": product,
-                "action": action,
-            }.items()
-            if v
-        }
-        return render(
-            request,
+        query = _audit_query(filters, since, until)
+        page = audit.list_events(call.session, query, limit=_size(call.settings), cursor=cursor)
+        return call.render(
             "audit.html",
             page=page,
-            verify=chain.verify_chain(session),
+            verify=chain.verify_chain(call.session),
             filters={k: v or "" for k, v in filters.items()}
             | {
                 "since": since.isoformat() if since else "",
                 "until": until.isoformat() if until else "",
             },
-            export=export,
+            export={k: v for k, v in filters.items() if k in EXPORTED and v},
         )
 
     @get("/export", opt=AUDIT, sync_to_thread=True, media_type="application/x-ndjson")
     def export(
-        self,
-        engine: NamedDependency[Engine],
-        who: Text = None,
-        recipient: Text = None,
-        product: Text = None,
-        action: Text = None,
+        self, engine: NamedDependency[Engine], filters: NamedDependency[AuditFilters]
     ) -> Stream:
         """The same entries as the API's export: NDJSON, oldest first, hashes included."""
-        query = _audit_query(actor=who, recipient=recipient, product=product, action=action)
+        query = _audit_query(filters)
 
         def lines() -> Iterator[str]:
             with transaction(engine) as session:
@@ -887,21 +814,18 @@ class ActivationController(Controller):
     @get("/{secret:str}", opt=OPEN, sync_to_thread=True)
     def describe(
         self,
-        request: Req,
         secret: Annotated[str, PathParameter(max_length=200)],
-        session: NamedDependency[Session],
-        clock: NamedDependency[Clock],
+        call: NamedDependency[ConsoleCall],
     ) -> Response[str]:
         """Describe the link without using it (mail scanners may prefetch it)."""
         try:
-            link = recipients.find_activation(session, secret)
+            link = recipients.find_activation(call.session, secret)
         except MeshError:
             raise NotFound("activation link not found") from None
-        return render(
-            request,
+        return call.render(
             "activate.html",
             used=link.used_at is not None,
-            expired=link.expires_at <= clock.now(),
+            expired=link.expires_at <= call.clock.now(),
             expires_at=link.expires_at,
             action=f"/delta-sharing/activation/{secret}",
         )

@@ -6,6 +6,8 @@ import pytest
 from litestar.testing import TestClient
 
 from catalog.app import create_app
+from catalog.audit.record import Actor, record
+from catalog.kernel.db import transaction
 from tests.policies.conftest import PRINCIPALS, Estate, estate  # noqa: F401  (the fixture)
 
 CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
@@ -60,3 +62,31 @@ def people(settings, engine, clock, estate):  # noqa: F811
     yield person
     for c in clients:
         c.__exit__(None, None, None)
+
+
+def record_read(engine, at, *, version, dua, files, size):
+    """A research-lab read of st-marys/patients at the deidentified tier, as sharing records it."""
+    with transaction(engine) as s:
+        record(
+            s,
+            at=at,
+            actor=Actor("recipient:research-lab"),
+            action="sharing.query",
+            subject=("table", "st-marys.default.patients"),
+            organization="research-lab",
+            product="st-marys/patients",
+            product_version=version,
+            tier="deidentified",
+            details={"dua": dua, "purpose": "research", "files": files, "bytes": size},
+        )
+
+
+def deprecate(governed: Estate, version: str, reason: str) -> None:
+    """pub-sm deprecates a version of st-marys/patients through the API."""
+    r = governed.call(
+        "pub-sm",
+        "POST",
+        f"/api/v1/products/st-marys/patients/versions/{version}/deprecate",
+        json={"reason": reason},
+    )
+    assert r.status_code == 200, r.text

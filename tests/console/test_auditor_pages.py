@@ -4,55 +4,25 @@ import csv
 import io
 from datetime import timedelta
 
-from catalog.audit.record import Actor, record
-from catalog.kernel.db import transaction
-
-
-def _read(engine, at, *, org, tier, version, dua, files=2, size=1000, action="sharing.query"):
-    with transaction(engine) as s:
-        record(
-            s,
-            at=at,
-            actor=Actor(f"recipient:{org}"),
-            action=action,
-            subject=("table", "st-marys.default.patients"),
-            organization=org,
-            product="st-marys/patients",
-            product_version=version,
-            tier=tier,
-            details={"dua": dua, "purpose": "research", "files": files, "bytes": size},
-        )
+from tests.console.conftest import record_read
 
 
 def test_disclosures_per_product_and_period_with_exports(people, estate, engine, clock):
     dua, grant = estate.approved_grant()
     start = clock.now()
-    _read(
-        engine,
-        start + timedelta(days=1),
-        org="research-lab",
-        tier="deidentified",
-        version="1.0.0",
-        dua=dua["id"],
-    )
-    _read(
-        engine,
-        start + timedelta(days=2),
-        org="research-lab",
-        tier="deidentified",
-        version="1.1.0",
-        dua=dua["id"],
-        files=3,
-        size=500,
-    )
-    _read(
-        engine,
-        start + timedelta(days=40),
-        org="research-lab",
-        tier="deidentified",
-        version="1.1.0",
-        dua=dua["id"],
-    )
+    for day, version, files, size in (
+        (1, "1.0.0", 2, 1000),
+        (2, "1.1.0", 3, 500),
+        (40, "1.1.0", 2, 1000),
+    ):
+        record_read(
+            engine,
+            start + timedelta(days=day),
+            version=version,
+            dua=dua["id"],
+            files=files,
+            size=size,
+        )
     auditor = people("auditor1")
     empty = auditor.get("/console/audit/disclosures")
     assert empty.status_code == 200 and "Choose a product" in empty.text

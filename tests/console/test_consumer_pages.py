@@ -6,6 +6,7 @@ from sqlmodel import Session
 
 from catalog.products import service as products
 from catalog.products.models import VersionStatus
+from tests.console.conftest import deprecate
 from tests.factories import version_body
 
 
@@ -100,13 +101,7 @@ def test_deprecation_notices_on_my_grants(people, estate, engine):
         version.status = VersionStatus.PUBLISHED
         session.commit()
     _grant(estate, days=200)
-    r = estate.call(
-        "pub-sm",
-        "POST",
-        "/api/v1/products/st-marys/patients/versions/1.0.0/deprecate",
-        json={"reason": "replaced by 2.0.0"},
-    )
-    assert r.status_code == 200, r.text
+    deprecate(estate, "1.0.0", "replaced by 2.0.0")
     page = people("researcher").get("/console/my/grants").text
     banner = page.split("<h2>Deprecation notices</h2>")[1].split("</div>")[0]
     assert (

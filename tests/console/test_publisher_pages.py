@@ -8,10 +8,9 @@ import yaml
 from sqlmodel import Session, select
 
 from catalog.audit.models import AuditEvent
-from catalog.audit.record import Actor, record
-from catalog.kernel.db import transaction
 from catalog.products import service as products
 from catalog.products.models import VersionStatus
+from tests.console.conftest import deprecate, record_read
 from tests.factories import domain_body, product_body, version_body
 
 
@@ -78,26 +77,8 @@ def test_product_page_shows_version_health_use_and_pending_deprecations(
             ]
         s.commit()
     dua, _ = estate.approved_grant()
-    with transaction(engine) as s:
-        record(
-            s,
-            at=clock.now(),
-            actor=Actor("recipient:research-lab"),
-            action="sharing.query",
-            subject=("table", "t"),
-            organization="research-lab",
-            product="st-marys/patients",
-            product_version="1.0.0",
-            tier="deidentified",
-            details={"dua": dua["id"], "files": 1, "bytes": 10},
-        )
-    r = estate.call(
-        "pub-sm",
-        "POST",
-        "/api/v1/products/st-marys/patients/versions/1.0.0/deprecate",
-        json={"reason": "replaced by 1.1.0"},
-    )
-    assert r.status_code == 200, r.text
+    record_read(engine, clock.now(), version="1.0.0", dua=dua["id"], files=1, size=10)
+    deprecate(estate, "1.0.0", "replaced by 1.1.0")
 
     page = people("pub-sm").get("/console/publish/st-marys/patients").text
     v1 = page.split('id="version-1.0.0"')[1].split("</tr>")[0]

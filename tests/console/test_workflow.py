@@ -122,7 +122,7 @@ def test_consumer_files_a_request_admin_decides_auditor_sees_it(people, estate, 
     assert "revoked</span>" in consumer.get("/console/my/grants").text
 
     auditor = people("auditor1")
-    trail = auditor.get("/console/audit?who=admin1")
+    trail = auditor.get("/console/audit?actor=admin1")
     assert "request.approve" in trail.text and "grant.revoke" in trail.text
     export = auditor.get("/console/audit/export?action=request.approve")
     assert export.status_code == 200
@@ -248,7 +248,7 @@ def test_forms_submitted_with_empty_fields_filter_nothing(people, estate):
     admin = people("admin1")
     assert admin.get("/console/review?show=&product=&tier=&dua=").status_code == 200
     assert admin.get("/console/grants?consumer=&product=&state=").status_code == 200
-    assert admin.get("/console/audit?who=&since=&until=&outcome=").status_code == 200
+    assert admin.get("/console/audit?actor=&since=&until=&outcome=").status_code == 200
     bad = admin.get("/console/grants?state=forever")
     assert bad.status_code == 400 and "state must be one of" in bad.text
 
