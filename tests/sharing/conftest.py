@@ -5,6 +5,10 @@ the governance revision for every request whatever the setting, so the estate ex
 production path, warm requests on the event loop included.
 """
 
+import itertools
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
 import pytest
 
 import policies.revision
@@ -12,7 +16,15 @@ import sharing.access
 import sharing.answers
 import sharing.delta
 import sharing.routes
+from catalog.audit.record import Operator
+from catalog.demo.governance import DEMO_GRANT, seed_research_grant
+from catalog.kernel.clock import SystemClock
+from catalog.kernel.db import make_engine, transaction
 from catalog.kernel.settings import Settings
+from policies.models import Role
+from policies.principals.models import OrganizationCreate, PrincipalCreate
+from policies.principals.service import get_organization
+from sharing.recipients import service as recipients
 from tests.live import demo_estate, free_port, serving
 
 # Every module of the sharing path that hands work to a handler thread.
@@ -34,6 +46,52 @@ def estate(tmp_path_factory):
             "port": port,
             "settings": settings,
         }
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A recipient of the test's own: its share (the organisation's name) and bearer token."""
+
+    share: str
+    token: str
+
+
+_OWN = itertools.count(1)
+
+
+@pytest.fixture
+def own_recipient(estate) -> Recipient:
+    """A research group with the demo's grant (seeded as `mesh demo` seeds it) and a token, for a
+    test that rotates, revokes or fences its recipient: the shared one stays as it is."""
+    name = f"own-recipient-{next(_OWN)}"
+    plan = replace(
+        DEMO_GRANT,
+        organization=OrganizationCreate(
+            name=name, title=f"Test group {name}", contact_email=f"{name}@example.org"
+        ),
+        consumer=PrincipalCreate(
+            name=f"{name}-consumer",
+            display_name="Consumer",
+            roles=[Role.CONSUMER],
+            organization=name,
+        ),
+        reviewer=PrincipalCreate(
+            name=f"{name}-reviewer", display_name="Reviewer", roles=[Role.PLATFORM_ADMIN]
+        ),
+        others=(),
+    )
+    settings = estate["settings"]
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        seed_research_grant(engine, settings, SystemClock(), plan, operator=Operator("cli:test"))
+        with transaction(engine) as session:
+            organization = get_organization(session, name)
+            _, secret = recipients.issue_recipient_token(
+                session, organization, days=30, now=datetime.now(UTC)
+            )
+    finally:
+        engine.dispose()
+    return Recipient(name, secret)
 
 
 @pytest.fixture

@@ -202,8 +202,8 @@ def _shares(base: str, token: str) -> int:
     return r.status_code
 
 
-def test_rotation_keeps_the_old_token_for_the_grace_period_only(estate, session):
-    org = get_organization(session, "sepsis-research")
+def test_rotation_keeps_the_old_token_for_the_grace_period_only(estate, session, own_recipient):
+    org = get_organization(session, own_recipient.share)
     now = datetime.now(UTC)
     old, old_secret = recipients.issue_recipient_token(session, org, days=30, now=now)
     short, _ = recipients.issue_recipient_token(session, org, days=1, now=now)
@@ -222,27 +222,21 @@ def test_rotation_keeps_the_old_token_for_the_grace_period_only(estate, session)
     )
     session.commit()
     assert _shares(base, old_secret) == 401 and _shares(base, new_secret) == 401
-    assert _shares(base, _token(estate)) == 401  # the profile's token was rotated out too
-    # Put a fresh profile token back for the other tests.
+    assert _shares(base, own_recipient.token) == 401  # the first token was rotated out too
     token, secret = recipients.issue_recipient_token(session, org, days=30, now=datetime.now(UTC))
     session.commit()
-    profile = json.loads(Path(estate["profile"]).read_text())
-    profile["bearerToken"] = secret
-    Path(estate["profile"]).write_text(json.dumps(profile))
+    assert _shares(base, secret) == 200
     revoked = recipients.revoke_tokens(
         session, org, token_id=token.id, actor=Operator("cli:test"), now=datetime.now(UTC)
     )
     session.commit()
     assert revoked == [token.id]
     assert _shares(base, secret) == 401
-    token, secret = recipients.issue_recipient_token(session, org, days=30, now=datetime.now(UTC))
-    session.commit()
-    profile["bearerToken"] = secret
-    Path(estate["profile"]).write_text(json.dumps(profile))
+    assert _shares(base, _token(estate)) == 200  # another recipient's token is untouched
 
 
-def test_activation_link_downloads_the_profile_once(estate, session):
-    org = get_organization(session, "sepsis-research")
+def test_activation_link_downloads_the_profile_once(estate, session, own_recipient):
+    org = get_organization(session, own_recipient.share)
     link = activation_link(session, org)
     session.commit()
     url = f"{_base(estate)}/delta-sharing/activation/{link}"
@@ -253,25 +247,23 @@ def test_activation_link_downloads_the_profile_once(estate, session):
     profile = first.json()
     assert profile["shareCredentialsVersion"] == 1
     assert profile["endpoint"].endswith("/delta-sharing")
-    path = estate["home"] / "activated.share"
+    path = estate["home"] / f"{own_recipient.share}.share"
     path.write_text(json.dumps(profile))
     client = delta_sharing.SharingClient(str(path))
-    assert [s.name for s in client.list_shares()] == ["sepsis-research"]
+    assert [s.name for s in client.list_shares()] == [own_recipient.share]
     second = requests.post(url, timeout=10)
     assert second.status_code == 409
     assert "already used" in second.text
     assert_protocol_error(requests.post(url + "x", timeout=10), 404)
 
 
-def test_network_allow_list_guards_protocol_files_and_activation(estate, session):
-    org = get_organization(session, "sepsis-research")
+def test_network_allow_list_guards_protocol_files_and_activation(estate, session, own_recipient):
+    org = get_organization(session, own_recipient.share)
     base = _base(estate)
-    auth = {"Authorization": f"Bearer {_token(estate)}"}
+    auth = {"Authorization": f"Bearer {own_recipient.token}"}
+    share = f"{base}/delta-sharing/shares/{own_recipient.share}"
     q = requests.post(
-        f"{base}/delta-sharing/shares/sepsis-research/schemas/st-marys/tables/patients/query",
-        json={},
-        headers=auth,
-        timeout=10,
+        f"{share}/schemas/st-marys/tables/patients/query", json={}, headers=auth, timeout=10
     )
     file_url = json.loads(q.text.splitlines()[2])["file"]["url"]
     link = activation_link(session, org)
@@ -283,28 +275,26 @@ def test_network_allow_list_guards_protocol_files_and_activation(estate, session
         session, org, ["10.0.0.0/8"], actor=Operator("cli:test"), now=datetime.now(UTC)
     )
     session.commit()
-    try:
-        shares = requests.get(f"{base}/delta-sharing/shares", headers=auth, timeout=10)
-        assert_protocol_error(shares, 403)
-        assert_protocol_error(requests.get(file_url, timeout=10), 403)
-        activation = requests.post(f"{base}/delta-sharing/activation/{link}", timeout=10)
-        assert_protocol_error(activation, 403)
-        recipients.set_networks(
-            session,
-            org,
-            ["10.0.0.0/8", "127.0.0.0/8"],
-            actor=Operator("cli:test"),
-            now=datetime.now(UTC),
-        )
-        session.commit()
-        assert (
-            requests.get(f"{base}/delta-sharing/shares", headers=auth, timeout=10).status_code
-            == 200
-        )
-        assert requests.get(file_url, timeout=10).status_code == 200
-    finally:
-        recipients.set_networks(session, org, [], actor=Operator("cli:test"), now=datetime.now(UTC))
-        session.commit()
+    shares = requests.get(f"{base}/delta-sharing/shares", headers=auth, timeout=10)
+    assert_protocol_error(shares, 403)
+    assert_protocol_error(requests.get(file_url, timeout=10), 403)
+    activation = requests.post(f"{base}/delta-sharing/activation/{link}", timeout=10)
+    assert_protocol_error(activation, 403)
+    # Another recipient's allow-list is its own.
+    shared = {"Authorization": f"Bearer {_token(estate)}"}
+    assert (
+        requests.get(f"{base}/delta-sharing/shares", headers=shared, timeout=10).status_code == 200
+    )
+    recipients.set_networks(
+        session,
+        org,
+        ["10.0.0.0/8", "127.0.0.0/8"],
+        actor=Operator("cli:test"),
+        now=datetime.now(UTC),
+    )
+    session.commit()
+    assert requests.get(f"{base}/delta-sharing/shares", headers=auth, timeout=10).status_code == 200
+    assert requests.get(file_url, timeout=10).status_code == 200
 
 
 def test_recipient_admin_api(estate):
@@ -357,18 +347,18 @@ def test_recipient_admin_api(estate):
     assert_problem(unknown, 404)
 
 
-def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
+def test_a_revoked_grant_stops_new_queries_at_once(estate, session, own_recipient):
     from catalog.kernel.clock import SystemClock
     from policies.grants.models import Grant
     from policies.grants.service import revoke_grant
 
-    base = f"{_base(estate)}/delta-sharing/shares/sepsis-research"
-    auth = {"Authorization": f"Bearer {_token(estate)}"}
+    base = f"{_base(estate)}/delta-sharing/shares/{own_recipient.share}"
+    auth = {"Authorization": f"Bearer {own_recipient.token}"}
     query = f"{base}/schemas/labs/tables/lab-results/query"
     before = requests.post(query, json={}, headers=auth, timeout=10)
     assert before.status_code == 200
     held_url = json.loads(before.text.splitlines()[2])["file"]["url"]
-    org = get_organization(session, "sepsis-research")
+    org = get_organization(session, own_recipient.share)
     grants = session.exec(
         select(Grant).where(Grant.organization_id == org.id, Grant.revoked_at.is_(None))
     ).all()
@@ -384,17 +374,20 @@ def test_a_revoked_grant_stops_new_queries_at_once(estate, session):
             )
     session.commit()
     after = requests.post(query, json={}, headers=auth, timeout=10)
-    assert after.status_code == 404
-    assert after.json()["errorCode"] == "RESOURCE_DOES_NOT_EXIST"
+    assert_protocol_error(after, 404)
     tables = requests.get(f"{base}/all-tables", headers=auth, timeout=10).json()["items"]
     assert [t["name"] for t in tables] == ["patients"]
     # Local file URLs handed out before the revocation stop with it: the file endpoint serves
     # only tier tables the recipient may read now (object-store URLs live until they expire).
     assert_protocol_error(requests.get(held_url, timeout=10), 403)
+    # The shared recipient's grant on the same product is its own.
+    shared = {"Authorization": f"Bearer {_token(estate)}"}
+    lab_results = "/delta-sharing/shares/sepsis-research/schemas/labs/tables/lab-results/query"
+    assert requests.post(f"{_base(estate)}{lab_results}", json={}, headers=shared, timeout=10).ok
     # Another recipient's share looks exactly like one that does not exist.
-    for share in ("quality-team", "no-such-share"):
+    for other in ("sepsis-research", "quality-team", "no-such-share"):
         r = requests.get(
-            f"{_base(estate)}/delta-sharing/shares/{share}/schemas", headers=auth, timeout=10
+            f"{_base(estate)}/delta-sharing/shares/{other}/schemas", headers=auth, timeout=10
         )
         assert_protocol_error(r, 404)
 
