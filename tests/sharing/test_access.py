@@ -27,7 +27,6 @@ from policies.revision import read_revision
 from sharing import reads as service
 from sharing.access import AccessSnapshots
 from sharing.recipients import service as recipients
-from tests.db_support import fetch_all
 from tests.factories import organization
 
 # The tables whose triggers bump the revision: the policy lines joined them in a2b7c9d4e1f6.
@@ -45,12 +44,12 @@ def _token(estate) -> str:
     return json.loads(Path(estate["profile"]).read_text())["bearerToken"]
 
 
-def _query(estate) -> int:
+def _query(estate, recipient) -> int:
     url = (
-        f"http://127.0.0.1:{estate['port']}/delta-sharing/shares/sepsis-research"
+        f"http://127.0.0.1:{estate['port']}/delta-sharing/shares/{recipient.share}"
         "/schemas/st-marys/tables/patients/query"
     )
-    headers = {"Authorization": f"Bearer {_token(estate)}"}
+    headers = {"Authorization": f"Bearer {recipient.token}"}
     return requests.post(url, json={}, headers=headers, timeout=10).status_code
 
 
@@ -59,11 +58,14 @@ def _revision(engine: Engine) -> int:
         return int(conn.execute(text("SELECT revision FROM governance_revision")).scalar_one())
 
 
-def test_changes_made_outside_the_server_reach_the_next_request(estate, estate_engine):
+def test_changes_made_outside_the_server_reach_the_next_request(
+    estate, estate_engine, own_recipient
+):
     """Raw SQL from another connection (a script, an operator's fix) is seen at once."""
-    assert _query(estate) == 200  # the rows are cached now
-    parts = split_secret(_token(estate), recipients.TOKEN_PREFIX)
+    assert _query(estate, own_recipient) == 200  # the rows are cached now
+    parts = split_secret(own_recipient.token, recipients.TOKEN_PREFIX)
     assert parts is not None
+    of_the_recipient = "organization_id = (SELECT id FROM organization WHERE name = :org)"
     changes = [
         (  # the token is revoked
             "UPDATE recipient_token SET revoked_at = :now WHERE id = :token",
@@ -71,42 +73,32 @@ def test_changes_made_outside_the_server_reach_the_next_request(estate, estate_e
             401,
         ),
         (  # the DUA behind every grant is revoked
-            "UPDATE dua SET revoked_at = :now WHERE organization_id = "
-            "(SELECT id FROM organization WHERE name = 'sepsis-research')",
-            "UPDATE dua SET revoked_at = NULL WHERE organization_id = "
-            "(SELECT id FROM organization WHERE name = 'sepsis-research')",
+            f"UPDATE dua SET revoked_at = :now WHERE {of_the_recipient}",
+            f"UPDATE dua SET revoked_at = NULL WHERE {of_the_recipient}",
             404,
         ),
         (  # the grant ends
-            "UPDATE access_grant SET expires_at = :past WHERE organization_id = "
-            "(SELECT id FROM organization WHERE name = 'sepsis-research')",
+            f"UPDATE access_grant SET expires_at = :past WHERE {of_the_recipient}",
             None,
             404,
         ),
     ]
-    params = {"now": datetime.now(UTC), "past": datetime(2020, 1, 1, tzinfo=UTC), "token": parts[0]}
-    saved = fetch_all(
-        estate_engine,
-        "SELECT id, expires_at FROM access_grant WHERE organization_id = "
-        "(SELECT id FROM organization WHERE name = 'sepsis-research')",
-    )
+    params = {
+        "now": datetime.now(UTC),
+        "past": datetime(2020, 1, 1, tzinfo=UTC),
+        "token": parts[0],
+        "org": own_recipient.share,
+    }
     for change, undo, status in changes:
         before = _revision(estate_engine)
         with estate_engine.begin() as conn:
             conn.execute(text(change), params)
         assert _revision(estate_engine) > before
-        assert _query(estate) == status, change
+        assert _query(estate, own_recipient) == status, change
         if undo:
             with estate_engine.begin() as conn:
                 conn.execute(text(undo), params)
-            assert _query(estate) == 200
-    with estate_engine.begin() as conn:
-        for grant_id, expires_at in saved:
-            conn.execute(
-                text("UPDATE access_grant SET expires_at = :at WHERE id = :id"),
-                {"at": expires_at, "id": grant_id},
-            )
-    assert _query(estate) == 200
+            assert _query(estate, own_recipient) == 200
 
 
 def _snapshots(engine: Engine, settings, **kwargs) -> AccessSnapshots:
