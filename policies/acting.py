@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from catalog import wiring
@@ -36,16 +35,6 @@ As = Annotated[
 
 
 OptionalReason = Annotated[str | None, typer.Option("--reason", help="Why; recorded.")]
-
-
-def validation_message(exc: ValidationError) -> str:
-    """A pydantic error in words, one part per field."""
-    return "; ".join(
-        str(e["msg"]).removeprefix("Value error, ")
-        if e["type"] == "value_error"
-        else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-        for e in exc.errors()
-    )
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
@@ -56,6 +56,28 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error to stderr and return the exit to raise."""
     err.print(f"error: {message}", soft_wrap=True)
     return typer.Exit(code)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error in words, one part per field."""
+    return "; ".join(
+        str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "value_error"
+        else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in exc.errors()
+    )
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def options_as(model: type[Body], **options: Any) -> Body:
+    """A command's options as the API body `model` validates them; a refused value is a usage
+    error (exit 2) in the model's own words, never a traceback."""
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        raise fail(validation_message(exc), code=2) from None
 
 
 def migrated_engine(settings: Settings) -> Engine:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
@@ -15,12 +14,12 @@ from catalog.kernel.commands import (
     Reason,
     cli_actor,
     fail,
+    options_as,
     out,
     print_rows,
     unit_of_work,
 )
 from catalog.products.models import Tier
-from policies.acting import validation_message
 from policies.duas.models import DuaCreate
 from policies.duas.service import create_dua, dua_read, list_duas, revoke_dua
 from policies.models import Purpose
@@ -46,20 +45,18 @@ def duas_create(
         digest = hashlib.sha256(document.read_bytes()).hexdigest()
     except OSError as exc:
         raise fail(f"{document}: {exc.strerror}") from None
-    try:
-        spec = DuaCreate(
-            organization=organization,
-            title=title,
-            purpose=purpose,
-            tiers=tier,
-            coverage=cover,
-            approval_reference=approval_reference,
-            document_sha256=digest,
-            effective_from=_aware(effective or datetime.now(UTC)),
-            expires_at=_aware(expires),
-        )
-    except ValidationError as exc:
-        raise fail(validation_message(exc), code=2) from None
+    spec = options_as(
+        DuaCreate,
+        organization=organization,
+        title=title,
+        purpose=purpose,
+        tiers=tier,
+        coverage=cover,
+        approval_reference=approval_reference,
+        document_sha256=digest,
+        effective_from=_aware(effective or datetime.now(UTC)),
+        expires_at=_aware(expires),
+    )
     with unit_of_work(home) as session:
         dua = create_dua(session, spec, actor=cli_actor(), clock=SystemClock())
     out.print(

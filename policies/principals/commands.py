@@ -3,7 +3,6 @@
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from catalog.kernel.clock import SystemClock
 from catalog.kernel.commands import (
@@ -11,13 +10,12 @@ from catalog.kernel.commands import (
     Home,
     Reason,
     cli_actor,
-    fail,
+    options_as,
     out,
     print_rows,
     unit_of_work,
 )
 from catalog.kernel.errors import MeshError
-from policies.acting import validation_message
 from policies.models import PrincipalKind, Role
 from policies.principals.models import OrganizationCreate, PrincipalCreate
 from policies.principals.service import (
@@ -54,17 +52,15 @@ def principals_create(
     home: Home = None,
 ) -> None:
     """Create a principal with its roles."""
-    try:
-        spec = PrincipalCreate(
-            name=name,
-            display_name=display_name or name,
-            roles=role,
-            domains=domain or [],
-            organization=organization,
-            kind=PrincipalKind.SERVICE if service else PrincipalKind.PERSON,
-        )
-    except ValidationError as exc:
-        raise fail(validation_message(exc), code=2) from None
+    spec = options_as(
+        PrincipalCreate,
+        name=name,
+        display_name=display_name or name,
+        roles=role,
+        domains=domain or [],
+        organization=organization,
+        kind=PrincipalKind.SERVICE if service else PrincipalKind.PERSON,
+    )
     with unit_of_work(home) as session:
         created = create_principal(session, spec, actor=cli_actor(), clock=SystemClock())
         read = principal_read(session, created)
@@ -138,17 +134,13 @@ def admin_bootstrap(
     home: Home = None,
 ) -> None:
     """Create the first platform admin (if missing) and print a new token for it, once."""
+    admin = options_as(PrincipalCreate, name=name, display_name=name, roles=[Role.PLATFORM_ADMIN])
     with unit_of_work(home) as session:
         clock, actor = SystemClock(), cli_actor()
         try:
             get_principal(session, name)
         except MeshError:
-            create_principal(
-                session,
-                PrincipalCreate(name=name, display_name=name, roles=[Role.PLATFORM_ADMIN]),
-                actor=actor,
-                clock=clock,
-            )
+            create_principal(session, admin, actor=actor, clock=clock)
         issued = create_token(
             session, name, days=90, description="bootstrap", actor=actor, clock=clock
         )
@@ -159,11 +151,7 @@ def admin_bootstrap(
 @organizations_app.command("create")
 def organizations_create(name: str, title: str, contact_email: str, home: Home = None) -> None:
     """Register a consumer organisation (a sharing recipient)."""
+    spec = options_as(OrganizationCreate, name=name, title=title, contact_email=contact_email)
     with unit_of_work(home) as session:
-        create_organization(
-            session,
-            OrganizationCreate(name=name, title=title, contact_email=contact_email),
-            actor=cli_actor(),
-            clock=SystemClock(),
-        )
+        create_organization(session, spec, actor=cli_actor(), clock=SystemClock())
     out.print(f"organization {name} registered")

@@ -9,6 +9,7 @@ from catalog.kernel.commands import (
     AsJson,
     Home,
     Reason,
+    options_as,
     out,
     print_rows,
 )
@@ -41,7 +42,8 @@ def requests_create(
     home: Home = None,
 ) -> None:
     """File an access request (as a consumer)."""
-    spec = AccessRequestCreate(
+    spec = options_as(
+        AccessRequestCreate,
         products=product,
         tier=tier,
         dua_id=dua,

@@ -101,3 +101,26 @@ def test_governance_from_the_command_line(mesh, tmp_path, settings, engine, cloc
     mesh("principals", "disable", "carol", "--reason", "left")
     missing_as = mesh("requests", "list", expect=2)
     assert "--as PRINCIPAL" in missing_as.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("admin", "bootstrap", "Not A Name"), "name:"),
+        (("organizations", "create", "lab", "Lab", "not-an-address"), "contact_email:"),
+        (("principals", "create", "Bad Name", "--role", "consumer"), "name:"),
+        (
+            (
+                "requests", "create", "--as", "carol", "--product", "labs/lab-results",
+                "--dua", "1", "--purpose", "research", "--tier", "deidentified",
+                "--justification", "short",
+            ),
+            "justification:",
+        ),
+    ],
+)  # fmt: skip
+def test_a_value_the_body_refuses_is_a_usage_error(mesh, args, words):
+    """Options are validated as the API's body: exit 2 and the field's words, no traceback."""
+    refused = mesh(*args, expect=2)
+    assert refused.stderr.startswith("error: ") and words in refused.stderr, refused.output
+    assert "Traceback" not in refused.output
