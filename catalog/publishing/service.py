@@ -548,18 +548,8 @@ def _convert(
     actor: Actor,
     pool: ConversionPool | None = None,
 ) -> ProductVersion:
-    """Convert, check and (if the contract holds) derive the tiers of `landed`'s version."""
-    if pool is None:
-        with _pool_for(landed.kind, (r.bytes for r in landed.raw_files)) as own:
-            return _convert(
-                session,
-                landed,
-                storage=storage,
-                settings=settings,
-                clock=clock,
-                actor=actor,
-                pool=own,
-            )
+    """Convert, check and (if the contract holds) derive the tiers of `landed`'s version; the
+    conversion pool (the caller's, else one started here) is closed before it returns."""
     version, spec, raw_files, kind = landed.version, landed.spec, landed.raw_files, landed.kind
     extracted_at = landed.extracted_at
     _serialize_publishes(session, version)
@@ -573,6 +563,8 @@ def _convert(
         legacy_formats=spec.legacy_date_formats,
         legacy_time_zone=spec.legacy_time_zone,
     )
+    if pool is None:  # a reconversion: no landing for the workers' start to overlap with
+        pool = _pool_for(kind, (r.bytes for r in raw_files)).start()
     try:
         with pq.ParquetWriter(staging, schema, filesystem=filesystem) as writer:
             run = _Run(session, version, spec, schema, writer, stats, coercer)
@@ -619,6 +611,7 @@ def _convert(
                 version.product.domain.name, version.product.name
             )
     finally:
+        pool.close()
         if filesystem.get_file_info(staging).type != 0:
             filesystem.delete_file(staging)
     view_json = json.dumps(spec.view, sort_keys=True).encode() if spec.view else None
