@@ -1,4 +1,5 @@
-"""Every route that takes a session commits it in the thread call that ran its body.
+"""Every route that takes a session (or a `call` holding one) commits it in the thread call that
+ran its body.
 
 The old session dependency was a generator, whose commit Litestar ran after the handler had
 returned, in a second trip to the thread pool: a transaction holding a lock then waited for a
@@ -26,7 +27,8 @@ def test_every_route_with_a_session_commits_in_its_own_thread_call(tmp_path):
         for route in app.routes
         if isinstance(route, HTTPRoute)
         for handler in route.route_handlers
-        if "session" in handler.parsed_fn_signature.parameters
+        # The session itself, or a `call` carrying it (ServiceCall, ConsoleCall).
+        if {unit_of_work.SESSION, unit_of_work.CALL} & set(handler.parsed_fn_signature.parameters)
     ]
     assert len(handlers) > 40
     for handler in handlers:
