@@ -59,7 +59,7 @@ def test_a_name_keeps_its_tier_when_the_grant_it_was_first_served_under_is_revok
         session.add(second_request)
         session.flush()
         second = Grant(
-            **first.model_dump(exclude={"id", "request_id"})
+            **first.model_dump(exclude={"id", "request_id"}, warnings=False)
             | {"tier": "limited", "request_id": second_request.id}
         )
         session.add(second)
@@ -90,7 +90,7 @@ def test_a_name_keeps_its_tier_when_the_grant_it_was_first_served_under_is_revok
         session.flush()
         session.add(
             Grant(**first.model_dump(exclude={"id", "request_id", "revoked_at", "revoked_by",
-                                              "revocation_reason"})
+                                              "revocation_reason"}, warnings=False)
                   | {"request_id": again_request.id})
         )  # fmt: skip
         session.commit()
