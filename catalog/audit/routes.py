@@ -1,6 +1,7 @@
 """Audit API: query, export, accounting of disclosures, chain verification (`audit:read`)."""
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -68,7 +69,7 @@ class AuditController(Controller):
         until: Moment = None,
     ) -> AuditPage:
         """Entries matching every filter, newest first (`action=sharing.*` matches a prefix)."""
-        query = service.AuditQuery(**filters, since=since, until=until)
+        query = service.AuditQuery(**asdict(filters), since=since, until=until)
         return service.list_events(session, query, limit=page.size, cursor=page.cursor)
 
     @get(

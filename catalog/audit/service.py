@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, TypedDict
+from typing import IO, Any
 
 from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
@@ -32,25 +32,10 @@ SHARING_READS = ("sharing.query", "sharing.changes", "sharing.metadata", FILE_DO
 PRODUCT_REF = "DOMAIN/NAME"
 
 
-class AuditFilters(TypedDict):
-    """The filters of an audit query other than its period, as a query string gives them."""
-
-    actor: str | None
-    recipient: str | None
-    product: str | None
-    tier: str | None
-    action: str | None
-    outcome: str | None
-    request_id: str | None
-
-
 @dataclass(frozen=True)
-class AuditQuery:
-    """Filters of an audit query; all optional, combined with AND.
-
-    `action` matches exactly, or by prefix when it ends in `*` (`sharing.*`); `since` is
-    inclusive, `until` exclusive.
-    """
+class AuditFilters:
+    """The filters of an audit query other than its period; all optional, combined with AND.
+    `action` matches exactly, or by prefix when it ends in `*` (`sharing.*`)."""
 
     actor: str | None = None
     recipient: str | None = None
@@ -59,6 +44,12 @@ class AuditQuery:
     action: str | None = None
     outcome: str | None = None
     request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditQuery(AuditFilters):
+    """The filters and the period (`since` inclusive, `until` exclusive) of an audit query."""
+
     since: datetime | None = None
     until: datetime | None = None
 

@@ -7,9 +7,10 @@ CSRF check (`check_csrf`, a before-request hook of the console router).
 """
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
@@ -749,7 +750,7 @@ def _audit_query(
     filters: AuditFilters, since: datetime | None = None, until: datetime | None = None
 ) -> audit.AuditQuery:
     """The query of the trail's form: an empty field (every field is sent) is no filter."""
-    given = cast(AuditFilters, {k: v or None for k, v in filters.items()})
+    given = {k: v or None for k, v in asdict(filters).items()}
     return audit.AuditQuery(**given, since=since, until=until)
 
 
@@ -780,12 +781,12 @@ class AuditController(Controller):
             "audit.html",
             page=page,
             verify=chain.verify_chain(call.session),
-            filters={k: v or "" for k, v in filters.items()}
+            filters={k: v or "" for k, v in asdict(filters).items()}
             | {
                 "since": since.isoformat() if since else "",
                 "until": until.isoformat() if until else "",
             },
-            export={k: v for k, v in filters.items() if k in EXPORTED and v},
+            export={k: v for k, v in asdict(filters).items() if k in EXPORTED and v},
         )
 
     @get("/export", opt=AUDIT, sync_to_thread=True, media_type="application/x-ndjson")
