@@ -153,8 +153,7 @@ def test_change_feed_errors_are_clear(estate):
         ("?startingTimestamp=yesterday", "ISO 8601"),
     ]:
         r = requests.get(f"{base}/changes{query}", headers=auth, timeout=10)
-        assert r.status_code == 400, query
-        assert message in r.json()["message"]
+        assert_protocol_error(r, 400, message=message)
 
 
 def test_json_predicate_hints_skip_files_by_stats(estate):
@@ -251,9 +250,7 @@ def test_activation_link_downloads_the_profile_once(estate, session, own_recipie
     path.write_text(json.dumps(profile))
     client = delta_sharing.SharingClient(str(path))
     assert [s.name for s in client.list_shares()] == [own_recipient.share]
-    second = requests.post(url, timeout=10)
-    assert second.status_code == 409
-    assert "already used" in second.text
+    assert_protocol_error(requests.post(url, timeout=10), 409, message="already used")
     assert_protocol_error(requests.post(url + "x", timeout=10), 404)
 
 
