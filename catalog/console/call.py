@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from catalog.console.auth import viewer
 from catalog.console.views import render
+from catalog.kernel import pagination
 from catalog.kernel.clock import Clock
 from catalog.kernel.settings import Settings
 from policies.enforcer import Caller, PolicyEngine
@@ -33,6 +34,13 @@ class ConsoleCall:
     def me(self) -> Caller:
         """The signed-in viewer; Unauthenticated (to the sign-in page) for anybody else."""
         return viewer(self.request)
+
+    @property
+    def page_size(self) -> int:
+        """How many items a console page lists (the API's default page size)."""
+        return pagination.page_size(
+            None, default=self.settings.default_page_size, maximum=self.settings.max_page_size
+        )
 
     def render(self, template: str, *, status: int = 200, **context: Any) -> Response[str]:
         """The page `template` for this request (`catalog.console.views.render`)."""

@@ -15,7 +15,6 @@ from litestar.response import Redirect
 
 from catalog.console.auth import ROOT
 from catalog.console.call import ConsoleCall
-from catalog.kernel import pagination
 from policies.notifications import inbox as notifications
 
 # Everyone signed in has an inbox; the service keeps it to the viewer's own notifications.
@@ -41,11 +40,12 @@ class InboxController(Controller):
         """The viewer's notifications, newest first (all, or only unread ones)."""
         me = call.me
         view = show or "all"
-        size = pagination.page_size(
-            None, default=call.settings.default_page_size, maximum=call.settings.max_page_size
-        )
         items, nxt = notifications.list_inbox(
-            call.session, actor=me, unread_only=view == "unread", limit=size, cursor=cursor
+            call.session,
+            actor=me,
+            unread_only=view == "unread",
+            limit=call.page_size,
+            cursor=cursor,
         )
         return call.render(
             "inbox.html",

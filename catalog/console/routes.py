@@ -29,7 +29,6 @@ from catalog.console.auth import ROOT, console_state, viewer
 from catalog.console.call import ConsoleCall
 from catalog.console.session import new_session, sign_out_session
 from catalog.console.views import countdown, freshness, render, tier_effect
-from catalog.kernel import pagination
 from catalog.kernel.db import transaction
 from catalog.kernel.errors import InvalidParameter, MeshError, NotFound, Unauthenticated
 from catalog.kernel.settings import Settings
@@ -98,12 +97,6 @@ def _field(form: dict[str, Any], name: str) -> str:
 def _fields(form: dict[str, Any], name: str) -> list[str]:
     value = form.get(name, [])
     return [str(v) for v in (value if isinstance(value, list) else [value]) if str(v)]
-
-
-def _size(settings: Settings, limit: int | None = None) -> int:
-    return pagination.page_size(
-        limit, default=settings.default_page_size, maximum=settings.max_page_size
-    )
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -274,9 +267,7 @@ class CatalogController(Controller):
             tier=_choice(Tier, tier, "tier"),
             status=_choice(ProductStatus, status, "status"),
         )
-        page = products.search_products(
-            call.session, query, limit=_size(call.settings), cursor=cursor
-        )
+        page = products.search_products(call.session, query, limit=call.page_size, cursor=cursor)
         now = call.clock.now()
         rows = []
         for product in page.items:
@@ -475,7 +466,7 @@ class ConsumerController(Controller):
             status=None,
             product=None,
             organization=me.organization,
-            limit=_size(call.settings),
+            limit=call.page_size,
             cursor=cursor,
         )
         return call.render(
@@ -553,7 +544,7 @@ class ReviewController(Controller):
             status=None if view == "all" else RequestStatus.PENDING,
             product=product or None,
             organization=None,
-            limit=_size(call.settings),
+            limit=call.page_size,
             cursor=cursor,
             tier=tier,
             dua_id=dua,
@@ -709,7 +700,7 @@ class GrantsController(Controller):
             organization=consumer or None,
             product=product or None,
             state=grant_state,
-            limit=_size(call.settings),
+            limit=call.page_size,
             cursor=cursor,
             expiring_within=timedelta(days=within) if within else None,
         )
@@ -776,7 +767,7 @@ class AuditController(Controller):
         """Entries matching the API's filters, newest first, with the chain's verification."""
         since, until = _moment(since_field, "since"), _moment(until_field, "until")
         query = _audit_query(filters, since, until)
-        page = audit.list_events(call.session, query, limit=_size(call.settings), cursor=cursor)
+        page = audit.list_events(call.session, query, limit=call.page_size, cursor=cursor)
         return call.render(
             "audit.html",
             page=page,
